@@ -1,0 +1,201 @@
+"""The public plugin API: everything a task or input plugin may import.
+
+Built-in plugins use only this module, exactly as a third-party package
+would. A task plugin subclasses :class:`Task`, an input plugin
+:class:`InputEncoder`; each is registered under an entry point
+(``automtl.tasks`` / ``automtl.inputs``) whose name is the ``type`` users
+write in their experiment file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import pydantic
+
+from automtl.data.table import Table, as_float, is_missing
+from automtl.errors import ConfigError, DataError
+from automtl.params import HeadParams, TrialParams
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "HeadParams",
+    "InputEncoder",
+    "InputSpec",
+    "NoOptions",
+    "Options",
+    "Table",
+    "Targets",
+    "Task",
+    "TrialParams",
+    "as_float",
+    "dense_block",
+    "is_missing",
+    "NanToZero",
+]
+
+
+class Options(pydantic.BaseModel):
+    """Base for a plugin's options; unknown keys are refused (typo protection)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class NoOptions(Options):
+    pass
+
+
+def _validate_options(cls: type[Options], options: Mapping[str, Any], owner: str) -> Options:
+    try:
+        return cls.model_validate(dict(options))
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(options)"
+            problems.append(f"option '{key}': {err['msg']}")
+        raise ConfigError(f"{owner}: " + "; ".join(problems)) from None
+
+
+@dataclass
+class Targets:
+    """A task's training targets and which examples carry a label.
+
+    ``mask`` has the shape of the per-example loss the task returns: ``[n]``
+    or ``[n, k]`` for tasks with several values per example. Missing labels
+    are masked, never filled with a fake label (``y`` holds 0 there).
+    """
+
+    y: np.ndarray
+    mask: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.mask = self.mask.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One named raw input of the model (and of the exported SavedModel)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": [None, *self.shape], **self.meta}
+
+
+class _Plugin:
+    Options: ClassVar[type[Options]] = NoOptions
+    #: Extra search-space parameter names this plugin reads (beyond the core ones).
+    parameters: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str] = "plugin"
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self.options = _validate_options(self.Options, options or {}, f"{self.kind} '{name}'")
+
+
+class Task(_Plugin):
+    """One prediction target: reads its labels, builds its head, scores itself.
+
+    Subclasses implement the abstract methods below. Loss and post-processing
+    run inside TensorFlow graphs (use ``keras.ops`` or ``tensorflow``); metrics
+    run on numpy arrays after each epoch.
+    """
+
+    kind = "task"
+    #: Which trunk view the head needs: "vector", "spatial" or "sequence".
+    view: ClassVar[str] = "vector"
+    #: Name of the metric that ranks trials (a key of :meth:`evaluate`).
+    primary_metric: ClassVar[str] = ""
+    #: "maximize" or "minimize" for the primary metric.
+    direction: ClassVar[str] = "maximize"
+
+    def prepare(self, train: Table) -> None:
+        """Learn what the task needs from the training split (classes, scale)."""
+
+    def targets(self, data: Table) -> Targets:
+        raise NotImplementedError
+
+    def build_head(self, features: Any, params: HeadParams) -> Any:
+        """Return the head's raw output tensor, built on ``features``."""
+        raise NotImplementedError
+
+    def loss(self, y_true: Any, y_pred: Any) -> Any:
+        """Per-example loss (shape of the mask), so missing labels can be masked."""
+        raise NotImplementedError
+
+    def evaluate(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+        """Validation metrics over the labelled examples only."""
+        raise NotImplementedError
+
+    def score(self, metrics: Mapping[str, float]) -> float:
+        """Turn the primary metric into a higher-is-better score comparable across tasks."""
+        value = float(metrics[self.primary_metric])
+        return value if self.direction == "maximize" else -value
+
+    def postprocess(self, raw: Any) -> dict[str, Any]:
+        """Map raw head outputs to what users want, with TensorFlow ops (runs in the SavedModel)."""
+        return {"output": raw}
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the manifest (classes, target scale, ...)."""
+        return {}
+
+
+class InputEncoder(_Plugin):
+    """Turns raw inputs into trunk views inside the model.
+
+    Preprocessing (normalisation, vocabularies) must be layers of the model so
+    the exported SavedModel takes raw values.
+    """
+
+    kind = "input"
+
+    def prepare(self, train: Table) -> None:
+        """Learn statistics and vocabularies from the training split."""
+
+    def specs(self) -> list[InputSpec]:
+        raise NotImplementedError
+
+    def arrays(self, data: Table) -> dict[str, np.ndarray]:
+        """Raw model-input arrays for ``data``, keyed by :class:`InputSpec` name."""
+        raise NotImplementedError
+
+    def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
+        """Return views, e.g. ``{"vector": tensor}``, from the raw Keras inputs."""
+        raise NotImplementedError
+
+    def augment(self, x: dict[str, Any], y: dict[str, Any], params: TrialParams, rng: Any) -> tuple[dict, dict]:
+        """Training-time augmentation of one batch, in the graph (``rng`` is a
+        ``tf.random.Generator``). It may change targets too (boxes move with a
+        flipped image). The default changes nothing."""
+        return x, y
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def dense_block(x: Any, units: int, depth: int, dropout: float, l2: float, name: str) -> Any:
+    """``depth`` Dense+ReLU layers with dropout and L2: the building brick of trunks and heads."""
+    import keras
+
+    reg = keras.regularizers.L2(l2) if l2 > 0 else None
+    for i in range(depth):
+        x = keras.layers.Dense(units, activation="relu", kernel_regularizer=reg, name=f"{name}_dense{i}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
+    return x
+
+
+def __getattr__(name: str) -> Any:
+    # NanToZero is a Keras layer: defined lazily so importing the API stays light.
+    if name == "NanToZero":
+        from automtl.model.layers import NanToZero
+
+        return NanToZero
+    raise AttributeError(name)

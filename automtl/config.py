@@ -1,0 +1,146 @@
+"""Experiment files: load the YAML, validate it with clear errors, apply defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+
+from automtl.errors import ConfigError
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    train: Path
+    valid: Path | None = None
+    valid_fraction: float = pydantic.Field(0.2, description="used when 'valid' is not given")
+    split_seed: int = 0
+
+    @pydantic.field_validator("valid_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"must be between 0 and 1 (exclusive), got {v}")
+        return v
+
+
+class PluginConfig(pydantic.BaseModel):
+    """A named input or task: ``name``, ``type``, and the plugin's own options."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+    name: str = pydantic.Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    type: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TaskConfig(PluginConfig):
+    importance: float = pydantic.Field(1.0, gt=0, description="weight of this task in the objective")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.model_extra or {}).items()}
+
+
+class SearchConfig(_Strict):
+    backend: Literal["optuna"] = "optuna"
+    algorithm: str = "tpe"
+    trials: int = pydantic.Field(20, ge=1)
+    timeout: float | None = pydantic.Field(None, gt=0)
+    epochs: int = pydantic.Field(30, ge=1)
+    patience: int | None = pydantic.Field(8, ge=1)
+    seed: int = 0
+    study: str | None = None
+    storage: str | None = None
+    out: Path | None = None
+
+
+class Experiment(_Strict):
+    name: str = "experiment"
+    data: DataConfig
+    inputs: list[PluginConfig] = pydantic.Field(min_length=1)
+    tasks: list[TaskConfig] = pydantic.Field(min_length=1)
+    space: str = "default"
+    search: SearchConfig = SearchConfig()
+    #: where relative paths resolve from (the experiment file's folder)
+    base_dir: Path = Path(".")
+
+    @pydantic.model_validator(mode="after")
+    def _unique_names(self) -> "Experiment":
+        for what, items in (("inputs", self.inputs), ("tasks", self.tasks)):
+            names = [i.name for i in items]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what}: duplicate names {dupes}")
+        return self
+
+    def path(self, p: Path | str) -> Path:
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path(self.search.out) if self.search.out else Path("runs") / self.name
+
+    @property
+    def study_name(self) -> str:
+        return self.search.study or self.name
+
+
+def format_validation_error(source: str, exc: pydantic.ValidationError) -> str:
+    """One line per problem: ``file: key.path: what was expected``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after",)) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = err.get("input")
+        detail = f" (got {got!r})" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict) else ""
+        lines.append(f"{source}: {loc}: {msg}{detail}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise ConfigError(f"{what} is a folder, expected a YAML file: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_experiment(path: Path, overrides: dict[str, Any] | None = None) -> Experiment:
+    """Read and validate an experiment file; ``overrides`` are ``search.*`` values from the CLI."""
+    raw = read_yaml(path, "experiment file")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys data, inputs, tasks, got {type(raw).__name__}")
+    raw.setdefault("name", Path(path).stem)
+    return build_experiment(raw, str(path), Path(path).resolve().parent, overrides)
+
+
+def build_experiment(raw: dict[str, Any], source: str, base_dir: Path, overrides: dict[str, Any] | None = None) -> Experiment:
+    raw = dict(raw)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "space" in overrides:
+        raw["space"] = overrides.pop("space")
+    search = dict(raw.get("search") or {})
+    search.update(overrides)
+    raw["search"] = search
+    raw["base_dir"] = base_dir
+    try:
+        return Experiment.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None

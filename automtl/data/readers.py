@@ -1,0 +1,56 @@
+"""Read CSV, Parquet and NPZ files into Tables, with clear errors for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from automtl.data.table import Table
+from automtl.errors import DataError
+
+SUFFIXES = (".csv", ".parquet", ".pq", ".npz")
+
+
+def read_table(path: Path, *, role: str = "data") -> Table:
+    """Load one data file; the suffix picks the reader."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{role} file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            table = _pandas_table(path, "csv")
+        elif suffix in (".parquet", ".pq"):
+            table = _pandas_table(path, "parquet")
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                table = Table(str(path), {k: npz[k] for k in npz.files})
+        else:
+            raise DataError(
+                f"{path}: unsupported {role} file type '{suffix}'; expected one of {', '.join(SUFFIXES)}"
+            )
+    except DataError:
+        raise
+    except Exception as exc:  # parser errors from pandas/pyarrow/numpy
+        raise DataError(f"{path}: cannot read {role} file: {exc}") from None
+    if len(table) == 0:
+        raise DataError(f"{path}: the {role} file holds no rows")
+    return table
+
+
+def _pandas_table(path: Path, kind: str) -> Table:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the data file is empty") from None
+    columns = {}
+    for name in frame.columns:
+        series = frame[name]
+        if series.dtype.kind in "fiub":
+            columns[str(name)] = series.to_numpy()
+        else:
+            columns[str(name)] = series.to_numpy(dtype=object, na_value=None)
+    return Table(str(path), columns)

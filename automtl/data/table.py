@@ -1,0 +1,96 @@
+"""A column table that tasks and inputs read from, with errors that name the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from automtl.errors import DataError
+
+
+@dataclass
+class Table:
+    """Named columns (numpy arrays sharing their first axis) read from one file.
+
+    CSV and Parquet columns are 1-D; NPZ arrays may have more axes. ``source``
+    is the file the rows came from, so every error can name it.
+    """
+
+    source: str
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        lengths = {name: len(col) for name, col in self.columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise DataError(f"{self.source}: arrays have different lengths: {lengths}")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def column(self, name: str, *, needed_by: str) -> np.ndarray:
+        """Return a column, or fail naming the file, the column and who needs it."""
+        if name not in self.columns:
+            known = ", ".join(self.names[:20]) + (" ..." if len(self.names) > 20 else "")
+            raise DataError(
+                f"{self.source}: no column '{name}' (needed by {needed_by}); "
+                f"columns are: {known}"
+            )
+        return self.columns[name]
+
+    def take(self, index: np.ndarray, source: str | None = None) -> "Table":
+        """Rows at ``index`` (a split), keeping or renaming the source."""
+        return Table(source or self.source, {k: v[index] for k, v in self.columns.items()})
+
+    def match(self, patterns: Iterable[str], *, needed_by: str) -> list[str]:
+        """Column names matching glob patterns, in file order; each pattern must match."""
+        import fnmatch
+
+        chosen: list[str] = []
+        for pattern in patterns:
+            hits = [n for n in self.names if fnmatch.fnmatchcase(n, pattern)]
+            if not hits:
+                self.column(pattern, needed_by=needed_by)  # raises the standard message
+            chosen.extend(h for h in hits if h not in chosen)
+        return chosen
+
+
+def as_float(table: Table, name: str, *, needed_by: str) -> np.ndarray:
+    """A column as float64 (NaN for missing), or a DataError naming the bad value."""
+    col = table.column(name, needed_by=needed_by)
+    if col.dtype.kind in "fiub":
+        return col.astype(np.float64)
+    out = np.empty(col.shape, dtype=np.float64)
+    flat_in, flat_out = col.reshape(-1), out.reshape(-1)
+    for i, value in enumerate(flat_in):
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            flat_out[i] = np.nan
+            continue
+        try:
+            flat_out[i] = float(value)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{table.source}: column '{name}' (needed by {needed_by}) must be numeric, "
+                f"but row {i // max(1, flat_in.size // len(col))} holds {value!r}"
+            ) from None
+    return out
+
+
+def is_missing(values: np.ndarray) -> np.ndarray:
+    """True where a cell is empty: NaN, None or a blank string."""
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind in "iub":
+        return np.zeros(values.shape, dtype=bool)
+    out = np.zeros(values.shape, dtype=bool)
+    flat_in, flat_out = values.reshape(-1), out.reshape(-1)
+    for i, v in enumerate(flat_in):
+        flat_out[i] = v is None or (isinstance(v, float) and np.isnan(v)) or (
+            isinstance(v, str) and v.strip() == ""
+        )
+    return out

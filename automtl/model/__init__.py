@@ -1,0 +1,1 @@
+"""Model assembly: input encoders -> sharing scheme (trunk) -> task heads."""

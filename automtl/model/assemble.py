@@ -1,0 +1,65 @@
+"""Build one trial's multi-head Keras model from the inputs, tasks and parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import keras
+
+from automtl.api import InputEncoder, Task
+from automtl.errors import TrialFailed
+from automtl.model.sharing import SCHEMES
+from automtl.params import TrialParams
+
+
+@dataclass
+class Assembled:
+    """The model plus which variables belong to which head (alternating training needs it)."""
+
+    model: keras.Model
+    heads: dict[str, keras.Model]
+
+    def shared_variables(self) -> list[Any]:
+        head_ids = {id(v) for h in self.heads.values() for v in h.trainable_variables}
+        return [v for v in self.model.trainable_variables if id(v) not in head_ids]
+
+
+def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params: TrialParams) -> Assembled:
+    """Encoders give views; "vector" views are concatenated and go through the sharing
+    scheme (one feature tensor per task); a task whose ``view`` is "spatial" or
+    "sequence" gets that view from the encoder offering it. Each head is its own
+    sub-model named ``head_<task>``.
+    """
+    inputs: dict[str, Any] = {}
+    vectors, other_views = [], {}
+    for enc in encoders:
+        own = {}
+        for spec in enc.specs():
+            own[spec.name] = inputs[spec.name] = keras.Input(shape=spec.shape, dtype=spec.dtype, name=spec.name)
+        views = enc.build(own, params)
+        if "vector" in views:
+            vectors.append(views["vector"])
+        for view, tensor in views.items():
+            if view != "vector":
+                if view in other_views:
+                    raise TrialFailed(f"two inputs offer a '{view}' view; a task cannot choose between them")
+                other_views[view] = tensor
+    vector_tasks = [t.name for t in tasks if t.view == "vector"]
+    per_task: dict[str, Any] = {}
+    if vector_tasks:
+        if not vectors:
+            raise TrialFailed("no input offers a 'vector' view for tasks " + ", ".join(vector_tasks))
+        features = vectors[0] if len(vectors) == 1 else keras.layers.Concatenate(name="inputs_concat")(vectors)
+        sharing = str(params.get("sharing", "hard"))
+        per_task = SCHEMES[sharing](features, vector_tasks, params)
+    outputs, heads = {}, {}
+    for task in tasks:
+        if task.view != "vector" and task.view not in other_views:
+            raise TrialFailed(f"task '{task.name}' needs a '{task.view}' view, which no input offers")
+        feat = per_task[task.name] if task.view == "vector" else other_views[task.view]
+        head_in = keras.Input(shape=tuple(feat.shape[1:]), name=f"{task.name}_features")
+        head = keras.Model(head_in, task.build_head(head_in, params.head(task.name)), name=f"head_{task.name}")
+        heads[task.name] = head
+        outputs[task.name] = head(feat)
+    return Assembled(keras.Model(inputs, outputs, name="automtl"), heads)

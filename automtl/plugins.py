@@ -1,0 +1,50 @@
+"""Entry-point discovery of task and input types (no imports until a type is used)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from automtl.errors import ConfigError
+
+GROUPS = {"task": "automtl.tasks", "input": "automtl.inputs"}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    kind: str
+    name: str
+    target: str
+    distribution: str
+    version: str
+
+
+def entry_points(kind: str) -> dict[str, metadata.EntryPoint]:
+    """Registered entry points of one kind, by type name (first one wins on clashes)."""
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=GROUPS[kind]):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Every registered task and input type, with the distribution it comes from."""
+    rows = []
+    for kind in GROUPS:
+        for name, ep in sorted(entry_points(kind).items()):
+            dist = ep.dist
+            rows.append(PluginInfo(kind, name, ep.value, dist.name if dist else "?", dist.version if dist else "?"))
+    return rows
+
+
+def load(kind: str, type_name: str, *, where: str) -> type[Any]:
+    """The plugin class for ``type_name``, or a ConfigError listing the known types."""
+    eps = entry_points(kind)
+    if type_name not in eps:
+        known = ", ".join(sorted(eps)) or "(none installed)"
+        raise ConfigError(f"{where}: unknown {kind} type '{type_name}'; known {kind} types: {known}")
+    try:
+        return eps[type_name].load()
+    except Exception as exc:  # a broken third-party package should not crash with a traceback
+        raise ConfigError(f"{where}: {kind} type '{type_name}' failed to load ({eps[type_name].value}): {exc}") from exc

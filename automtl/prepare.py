@@ -1,0 +1,96 @@
+"""Turn a validated experiment into plugins plus train/validation arrays (numpy only).
+
+Everything here runs before TensorFlow is imported, so bad data is reported
+in a second, not after a framework start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from automtl import plugins
+from automtl.api import InputEncoder, Task
+from automtl.config import Experiment
+from automtl.data.readers import read_table
+from automtl.data.split import split_fraction
+from automtl.data.table import Table
+from automtl.errors import DataError
+
+
+@dataclass
+class Arrays:
+    """In-memory model inputs, per-task targets and per-task label masks."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    mask: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.x.values())))
+
+    def nbytes(self) -> int:
+        arrays = [*self.x.values(), *self.y.values(), *self.mask.values()]
+        return int(sum(a.nbytes if a.dtype != object else 64 * a.size for a in arrays))
+
+
+@dataclass
+class Prepared:
+    experiment: Experiment
+    encoders: list[InputEncoder]
+    tasks: list[Task]
+    train: Arrays
+    valid: Arrays
+    importance: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def instantiate(exp: Experiment) -> tuple[list[InputEncoder], list[Task]]:
+    """Create the plugins named in the experiment (validating their options)."""
+    encoders = [plugins.load("input", i.type, where=f"inputs.{i.name}")(i.name, i.options) for i in exp.inputs]
+    tasks = [plugins.load("task", t.type, where=f"tasks.{t.name}")(t.name, t.options) for t in exp.tasks]
+    for plugin, cfg in zip([*encoders, *tasks], [*exp.inputs, *exp.tasks]):
+        plugin.type_name = cfg.type  # the entry-point name, for the manifest
+    return encoders, tasks
+
+
+def load_tables(exp: Experiment) -> tuple[Table, Table]:
+    train = read_table(exp.path(exp.data.train), role="training data")
+    if exp.data.valid is not None:
+        return train, read_table(exp.path(exp.data.valid), role="validation data")
+    return split_fraction(train, exp.data.valid_fraction, exp.data.split_seed)
+
+
+def to_arrays(encoders: list[InputEncoder], tasks: list[Task], table: Table) -> Arrays:
+    x: dict[str, Any] = {}
+    for enc in encoders:
+        x.update(enc.arrays(table))
+    y, mask = {}, {}
+    for task in tasks:
+        targets = task.targets(table)
+        y[task.name], mask[task.name] = targets.y, targets.mask
+    return Arrays(x, y, mask)
+
+
+def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task]) -> Prepared:
+    """Load and split the data, fit the plugins on the training split, build arrays."""
+    train_t, valid_t = load_tables(exp)
+    for plugin in (*encoders, *tasks):
+        plugin.prepare(train_t)
+    train, valid = to_arrays(encoders, tasks, train_t), to_arrays(encoders, tasks, valid_t)
+    for task in tasks:
+        if not train.mask[task.name].any():
+            raise DataError(f"{train_t.source}: task '{task.name}' has no labelled rows in the training data")
+        if not valid.mask[task.name].any():
+            raise DataError(f"{valid_t.source}: task '{task.name}' has no labelled rows in the validation data")
+    return Prepared(
+        experiment=exp,
+        encoders=encoders,
+        tasks=tasks,
+        train=train,
+        valid=valid,
+        importance={t.name: t.importance for t in exp.tasks},
+        sources={"train": train_t.source, "valid": valid_t.source},
+    )

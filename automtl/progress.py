@@ -1,0 +1,100 @@
+"""What a search shows while it runs: live bars on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from automtl.backends.base import TrialRecord
+
+
+def short_params(params: dict[str, Any]) -> str:
+    bits = []
+    if "strategy" in params:
+        bits.append(str(params["strategy"]))
+    if "trunk.depth" in params or "trunk.units" in params:
+        bits.append(f"trunk {params.get('trunk.depth', '?')}x{params.get('trunk.units', '?')}")
+    if "learning_rate" in params:
+        bits.append(f"lr {params['learning_rate']:.2g}")
+    return ", ".join(bits)
+
+
+def primary_metrics(record: TrialRecord, primaries: dict[str, str]) -> str:
+    parts = []
+    for task, metric in primaries.items():
+        value = record.metrics.get(f"{task}.{metric}")
+        if value is not None:
+            parts.append(f"{task}.{metric}={value:.4g}")
+    return " ".join(parts)
+
+
+class SearchProgress:
+    """Trial-level and epoch-level progress; quiet mode prints only the summary."""
+
+    def __init__(self, console: Console, primaries: dict[str, str], epochs: int, quiet: bool = False) -> None:
+        self.console = console
+        self.primaries = primaries
+        self.epochs = epochs
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self.best: float | None = None
+        self._progress: Progress | None = None
+
+    def start(self, total: int, done: int) -> None:
+        if not self.live:
+            return
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"), console=self.console, transient=True,
+        )
+        self._trials = self._progress.add_task("trials", total=total, completed=done, info="")
+        self._epoch = self._progress.add_task("epochs", total=self.epochs, info="")
+        self._progress.start()
+
+    def epoch(self, number: int, epoch: int, objective: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._epoch, completed=epoch, description=f"trial {number}",
+                                  info=f"score {objective:.4f}")
+
+    def trial(self, record: TrialRecord) -> None:
+        is_best = record.ok and (self.best is None or record.score > self.best)
+        if is_best:
+            self.best = record.score
+        if self._progress is not None:
+            self._progress.update(self._trials, advance=1, info="" if self.best is None else f"best {self.best:.4f}")
+            self._progress.reset(self._epoch, total=self.epochs)
+        if self.quiet:
+            return
+        if record.ok:
+            status = f"score {record.score:.4f}  {primary_metrics(record, self.primaries)}"
+        else:
+            status = f"{record.state}: {record.reason}" if record.reason else record.state
+        took = f"{record.duration_s:.1f}s" if record.duration_s is not None else ""
+        mark = "  [bold green]new best[/]" if is_best else ""
+        self.console.print(f"trial {record.number:>3}  {status}  [dim]({short_params(record.params)}; {took})[/]{mark}",
+                           highlight=False)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def leaderboard_table(records: Sequence[TrialRecord], primaries: dict[str, str]) -> RichTable:
+    table = RichTable(title="Leaderboard", title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("trial", justify="right")
+    table.add_column("score", justify="right")
+    for task, metric in primaries.items():
+        table.add_column(f"{task}.{metric}", justify="right")
+    table.add_column("params")
+    table.add_column("time", justify="right")
+    for rank, r in enumerate(records, 1):
+        cells = [str(rank), str(r.number), f"{r.score:.4f}"]
+        cells += [f"{r.metrics.get(f'{t}.{m}', float('nan')):.4g}" for t, m in primaries.items()]
+        cells += [short_params(r.params), f"{r.duration_s or 0:.1f}s"]
+        table.add_row(*cells)
+    return table

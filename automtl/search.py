@@ -1,0 +1,129 @@
+"""One search run: experiment -> plugins -> data -> backend + trial runner -> results -> export."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+
+from automtl.backends.base import TrialRecord
+from automtl.config import Experiment
+from automtl.errors import ConfigError
+from automtl.prepare import instantiate, prepare
+from automtl.progress import SearchProgress, leaderboard_table
+from automtl.results import leaderboard, write_trials_csv
+from automtl.space import load_space, resolve_space_path
+
+
+@dataclass
+class SearchSummary:
+    run_dir: Path
+    records: list[TrialRecord]
+    best: TrialRecord | None
+    export_dir: Path | None
+    interrupted: bool = False
+
+
+def ensure_writable(run_dir: Path) -> Path:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".automtl-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output folder {run_dir} cannot be written: {exc.strerror or exc}") from None
+    return run_dir
+
+
+def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False) -> SearchSummary:
+    console = console or Console()
+    settings = exp.search
+    # Everything that can be wrong with the user's files is checked before TensorFlow loads.
+    encoders, tasks = instantiate(exp)
+    extra = {name for plugin in (*encoders, *tasks) for name in plugin.parameters}
+    space_path = resolve_space_path(exp.space, exp.base_dir)
+    space = load_space(space_path, [t.name for t in tasks], extra)
+    prepared = prepare(exp, encoders, tasks)
+    run_dir = ensure_writable(exp.run_dir)
+    _snapshot(exp, space_path, run_dir)
+
+    from automtl import backends
+    from automtl.training.runner import TrialRunner, trial_dir
+
+    backend = backends.create(settings, run_dir, space, exp.study_name)
+    primaries = {t.name: t.primary_metric for t in tasks}
+    progress = SearchProgress(console, primaries, settings.epochs, quiet=quiet)
+    if not quiet:
+        console.print(
+            f"[bold]automtl search[/] '{exp.name}': {len(prepared.train)} training / {len(prepared.valid)} validation rows; "
+            f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
+            f"space {space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
+            f"{settings.trials} trials x up to {settings.epochs} epochs\nrun folder {run_dir}",
+            highlight=False,
+        )
+    runner = TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective))
+    csv_path = run_dir / "trials.csv"
+    done_before = sum(r.state in ("complete", "pruned", "fail") for r in backend.records())
+    if done_before and not quiet:
+        console.print(f"resuming study '{exp.study_name}': {done_before} finished trial(s) kept")
+
+    def on_trial(record: TrialRecord) -> None:
+        progress.trial(record)
+        write_trials_csv(backend.records(), csv_path)
+
+    interrupted = False
+    progress.start(settings.trials, min(done_before, settings.trials))
+    try:
+        backend.optimize(runner, settings.trials, settings.timeout, on_trial)
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print("[yellow]interrupted: keeping finished trials and exporting the best so far[/]")
+    finally:
+        progress.close()
+    records = backend.records()
+    write_trials_csv(records, csv_path)
+    best = backend.best()
+    export_dir = None
+    if best is not None:
+        from automtl.export import export_trial
+
+        export_dir = export_trial(
+            trial_dir(run_dir, best.number) / "model.keras", encoders, tasks, best, run_dir / "best",
+            extra={"experiment": exp.name, "study": exp.study_name, "data": prepared.sources},
+        )
+    summary = SearchSummary(run_dir, records, best, export_dir, interrupted)
+    _print_summary(console, summary, primaries)
+    return summary
+
+
+def _snapshot(exp: Experiment, space_path: Path, run_dir: Path) -> None:
+    """Keep what the run used next to its results."""
+    data = exp.model_dump(mode="json", exclude={"base_dir"})
+    (run_dir / "experiment.resolved.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    target = run_dir / "space.yaml"
+    if space_path.resolve() != target.resolve():
+        shutil.copyfile(space_path, target)
+
+
+def _print_summary(console: Console, s: SearchSummary, primaries: dict[str, str]) -> None:
+    counts: dict[str, int] = {}
+    for r in s.records:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    console.print(f"\n{len(s.records)} trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    top = leaderboard(s.records)
+    if top:
+        console.print(leaderboard_table(top, primaries))
+    if s.best is None:
+        console.print("[red]no trial completed; nothing to export[/] (see trials.csv for the reasons)")
+        return
+    rel = os.path.relpath(s.export_dir) if s.export_dir else ""
+    console.print(
+        f"best trial #{s.best.number} (score {s.best.score:.4f}) exported to [bold]{rel}[/]: "
+        "saved_model/ (serving_default), model.keras, automtl.json\n"
+        f"all trials: {os.path.relpath(s.run_dir / 'trials.csv')}",
+        highlight=False,
+    )

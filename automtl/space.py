@@ -1,0 +1,290 @@
+"""Search-space files: parameter kinds, per-task expansion, conditions, validation.
+
+A space is YAML with two mappings, ``parameters`` (global) and ``per_task``
+(written once, expanded to ``head.<task>.units``, ``loss_weight.<task>``).
+Each value is a fixed scalar or one of::
+
+    {int: [low, high], step: 1, log: false}
+    {float: [low, high], log: false, step: null}
+    {choice: [a, b, c]}
+    {fixed: value}
+
+and may carry ``when: {other_param: value-or-list}``. Backends translate
+the resulting :class:`SearchSpace` in one place each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Union
+
+from automtl.config import read_yaml
+from automtl.errors import ConfigError
+
+KINDS = ("int", "float", "choice", "fixed")
+
+#: Core parameter names and, for categorical ones, their allowed values.
+CORE_PARAMETERS: dict[str, tuple[Any, ...] | None] = {
+    "trunk.depth": None,
+    "trunk.units": None,
+    "dropout": None,
+    "l2": None,
+    "learning_rate": None,
+    "batch_size": None,
+    "strategy": ("joint", "alternating"),
+}
+PER_TASK_PARAMETERS: dict[str, tuple[Any, ...] | None] = {
+    "head.units": None,
+    "head.depth": None,
+    "loss_weight": None,
+    "task_prob": None,
+}
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+@dataclass(frozen=True)
+class Condition:
+    parent: str
+    values: tuple[Any, ...]
+
+    def holds(self, chosen: dict[str, Any]) -> bool:
+        return self.parent in chosen and chosen[self.parent] in self.values
+
+
+@dataclass(frozen=True)
+class IntParam:
+    name: str
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+    when: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    name: str
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    when: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChoiceParam:
+    name: str
+    values: tuple[Any, ...]
+    when: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class FixedParam:
+    name: str
+    value: Any
+    when: tuple[Condition, ...] = ()
+
+
+Param = Union[IntParam, FloatParam, ChoiceParam, FixedParam]
+
+
+@dataclass
+class SearchSpace:
+    """Ordered parameters (parents before the parameters conditioned on them)."""
+
+    source: str
+    params: list[Param] = field(default_factory=list)
+    description: str = ""
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def active(self, param: Param, chosen: dict[str, Any]) -> bool:
+        return all(c.holds(chosen) for c in param.when)
+
+    def sample_with(self, pick: "Picker") -> dict[str, Any]:
+        """Walk the space in order, asking ``pick`` for each active parameter."""
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if self.active(p, chosen):
+                chosen[p.name] = p.value if isinstance(p, FixedParam) else pick(p)
+        return chosen
+
+
+class Picker:
+    """Callable protocol: ``pick(param) -> value`` (a backend's suggestion)."""
+
+    def __call__(self, param: Param) -> Any:  # pragma: no cover - protocol only
+        raise NotImplementedError
+
+
+def resolve_space_path(name: str, base_dir: Path) -> Path:
+    """A space is a path (relative to the experiment file) or a built-in name."""
+    candidate = Path(name).expanduser()
+    if not candidate.is_absolute():
+        candidate = base_dir / candidate
+    if candidate.exists() or name.endswith((".yaml", ".yml")) or "/" in name:
+        return candidate
+    return BUILTIN_DIR / f"{name}.yaml"
+
+
+def builtin_spaces() -> list[Path]:
+    return sorted(BUILTIN_DIR.glob("*.yaml"))
+
+
+def load_space(path: Path, tasks: Iterable[str], extra_names: Iterable[str] = ()) -> SearchSpace:
+    """Read and validate a space file for these tasks; errors name the file and key."""
+    raw = read_yaml(path, "search space file")
+    return parse_space(raw, str(path), list(tasks), set(extra_names))
+
+
+def parse_space(raw: Any, source: str, tasks: list[str], extra_names: set[str] = frozenset()) -> SearchSpace:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping with 'parameters' and/or 'per_task'")
+    unknown = set(raw) - {"parameters", "per_task", "description"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}; expected parameters, per_task, description")
+    glob_raw = raw.get("parameters") or {}
+    task_raw = raw.get("per_task") or {}
+    for key, section in (("parameters", glob_raw), ("per_task", task_raw)):
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping of parameter name to definition")
+    space = SearchSpace(source, description=str(raw.get("description", "")))
+    per_task_names = set(task_raw)
+    for name, spec in glob_raw.items():
+        _check_name(source, "parameters", name, CORE_PARAMETERS, extra_names)
+        space.params.append(_parse_param(source, f"parameters.{name}", name, spec, per_task_names, None))
+    for name, spec in task_raw.items():
+        _check_name(source, "per_task", name, PER_TASK_PARAMETERS, extra_names)
+        for task in tasks:
+            space.params.append(
+                _parse_param(source, f"per_task.{name}", expand(name, task), spec, per_task_names, task)
+            )
+    _check_conditions(space)
+    _check_values(space)
+    return space
+
+
+def expand(name: str, task: str) -> str:
+    head, _, tail = name.partition(".")
+    return f"{head}.{task}.{tail}" if tail else f"{head}.{task}"
+
+
+def _check_name(source: str, section: str, name: Any, known: dict, extra: set[str]) -> None:
+    if not isinstance(name, str) or (name not in known and name not in extra):
+        names = ", ".join(sorted(set(known) | extra))
+        raise ConfigError(f"{source}: {section}.{name}: unknown parameter; known {section} parameters: {names}")
+
+
+def _parse_param(source: str, key: str, name: str, spec: Any, per_task: set[str], task: str | None) -> Param:
+    def fail(msg: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}: {msg}")
+
+    if not isinstance(spec, dict):
+        if isinstance(spec, (list, tuple)):
+            raise fail("a list is ambiguous; write {choice: [...]} or {int: [low, high]}")
+        return FixedParam(name, spec)
+    spec = dict(spec)
+    when = _parse_when(spec.pop("when", None), fail, per_task, task)
+    kinds = [k for k in spec if k in KINDS]
+    if len(kinds) != 1:
+        others = [k for k in spec if k not in ("log", "step")]
+        what = f"unknown parameter kind '{others[0]}'" if others and not kinds else "needs exactly one kind"
+        raise fail(f"{what}; expected one of: {', '.join(KINDS)}")
+    kind = kinds[0]
+    allowed = {"int": {"int", "step", "log"}, "float": {"float", "step", "log"}, "choice": {"choice"}, "fixed": {"fixed"}}[kind]
+    extra = set(spec) - allowed
+    if extra:
+        raise fail(f"unexpected key(s) {sorted(extra)} for a {kind} parameter")
+    if kind == "fixed":
+        return FixedParam(name, spec["fixed"], when)
+    if kind == "choice":
+        values = spec["choice"]
+        if not isinstance(values, list) or not values:
+            raise fail("choice needs a non-empty list of values")
+        if any(not isinstance(v, (str, int, float, bool)) for v in values):
+            raise fail("choice values must be strings, numbers or booleans")
+        return ChoiceParam(name, tuple(values), when)
+    bounds = spec[kind]
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        raise fail(f"{kind} needs [low, high]")
+    log = bool(spec.get("log", False))
+    try:
+        low, high = (int(b) for b in bounds) if kind == "int" else (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise fail(f"{kind} bounds must be numbers, got {bounds}") from None
+    if kind == "int" and any(float(b) != int(b) for b in bounds):
+        raise fail(f"int bounds must be whole numbers, got {bounds}")
+    if low > high or (kind == "float" and low == high):
+        raise fail(f"empty range [{bounds[0]}, {bounds[1]}]: low must be below high")
+    if log and low <= 0:
+        raise fail("a log-scaled range needs low > 0")
+    step = spec.get("step")
+    if kind == "int":
+        step = int(step or 1)
+        if step < 1 or (log and step != 1):
+            raise fail("int step must be >= 1 (and 1 when log: true)")
+        return IntParam(name, low, high, step, log, when)
+    if step is not None and (float(step) <= 0 or log):
+        raise fail("float step must be > 0 and cannot be combined with log: true")
+    return FloatParam(name, low, high, log, None if step is None else float(step), when)
+
+
+def _parse_when(raw: Any, fail, per_task: set[str], task: str | None) -> tuple[Condition, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        raise fail("'when' must map a parameter name to a value or list of values")
+    conds = []
+    for parent, values in raw.items():
+        vals = tuple(values) if isinstance(values, list) else (values,)
+        if task is not None and parent in per_task:
+            parent = expand(parent, task)
+        conds.append(Condition(str(parent), vals))
+    return tuple(conds)
+
+
+def _check_conditions(space: SearchSpace) -> None:
+    seen: dict[str, Param] = {}
+    for p in space.params:
+        for c in p.when:
+            parent = seen.get(c.parent)
+            if parent is None:
+                raise ConfigError(
+                    f"{space.source}: {p.name}: 'when' refers to '{c.parent}', which is not defined before it"
+                )
+            possible = _possible_values(parent)
+            if possible is not None and not set(c.values) & set(possible):
+                raise ConfigError(f"{space.source}: {p.name}: 'when' value(s) {list(c.values)} never occur for '{c.parent}' {list(possible)}")
+        seen[p.name] = p
+
+
+def _possible_values(p: Param) -> tuple[Any, ...] | None:
+    if isinstance(p, ChoiceParam):
+        return p.values
+    if isinstance(p, FixedParam):
+        return (p.value,)
+    return None
+
+
+def _check_values(space: SearchSpace) -> None:
+    """Categorical core parameters only take their known values."""
+    for p in space.params:
+        allowed = CORE_PARAMETERS.get(p.name)
+        values = _possible_values(p)
+        if allowed and values is not None:
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise ConfigError(f"{space.source}: {p.name}: unknown value(s) {bad}; expected one of {list(allowed)}")
+        if p.name in ("batch_size", "trunk.depth", "trunk.units") or p.name.startswith("head."):
+            low = p.low if isinstance(p, (IntParam, FloatParam)) else min((v for v in (values or ()) if isinstance(v, (int, float))), default=1)
+            minimum = 0 if p.name.endswith(".depth") else 1
+            if low < minimum:
+                raise ConfigError(f"{space.source}: {p.name}: values must be >= {minimum}")
+        if isinstance(p, FloatParam) and p.name == "dropout" and not (0 <= p.low and p.high < 1):
+            raise ConfigError(f"{space.source}: dropout: range must lie in [0, 1)")
+        if isinstance(p, (FloatParam, IntParam)) and math.isinf(float(p.high)):
+            raise ConfigError(f"{space.source}: {p.name}: bounds must be finite")

@@ -1,0 +1,1 @@
+"""Training: strategies (joint, alternating), the compiled trainer, the trial runner."""

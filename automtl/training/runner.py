@@ -1,0 +1,78 @@
+"""The trial runner: one set of parameter values -> one trained, scored, saved model."""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from automtl.backends.base import TrialHandle, TrialOutcome
+from automtl.errors import TrialFailed
+from automtl.model.assemble import build_model
+from automtl.params import TrialParams
+from automtl.prepare import Prepared
+from automtl.training.trainer import EpochResult, Trainer
+
+
+def device_name() -> str:
+    gpus = tf.config.list_logical_devices("GPU")
+    return gpus[0].name.replace("/device:", "").lower() if gpus else "cpu"
+
+
+def trial_dir(run_dir: Path, number: int) -> Path:
+    return run_dir / "trials" / f"{number:05d}"
+
+
+class TrialRunner:
+    """Builds, trains and scores one trial; keeps each completed trial's model on disk."""
+
+    def __init__(self, prepared: Prepared, run_dir: Path, on_epoch: Callable[[int, EpochResult], None] | None = None) -> None:
+        self.prepared = prepared
+        self.run_dir = run_dir
+        self.settings = prepared.experiment.search
+        self.on_epoch = on_epoch
+
+    def __call__(self, handle: TrialHandle) -> TrialOutcome:
+        keras.backend.clear_session(free_memory=True)  # no state leaks from one trial to the next
+        gc.collect()
+        keras.utils.set_random_seed(self.settings.seed + handle.number)
+        params = TrialParams(handle.params)
+        p = self.prepared
+        started = time.perf_counter()
+        try:
+            assembled = build_model(p.encoders, p.tasks, params)
+            trainer = Trainer(assembled, p.tasks, params, p.train, p.valid, p.importance,
+                              seed=self.settings.seed + handle.number, encoders=p.encoders)
+        except (ValueError, TypeError) as exc:
+            raise TrialFailed(f"cannot build this parameter combination: {exc}") from None
+
+        def report(result: EpochResult) -> None:
+            if self.on_epoch is not None:
+                self.on_epoch(handle.number, result)
+            handle.report(result.epoch, result.objective)
+
+        try:
+            fit = trainer.fit(self.settings.epochs, self.settings.patience, report)
+        except tf.errors.ResourceExhaustedError as exc:
+            raise TrialFailed(f"out of memory: {exc.message.splitlines()[0]}") from None
+        except tf.errors.InvalidArgumentError as exc:
+            raise TrialFailed(f"TensorFlow rejected this trial: {exc.message.splitlines()[0]}") from None
+        folder = trial_dir(self.run_dir, handle.number)
+        folder.mkdir(parents=True, exist_ok=True)
+        assembled.model.save(folder / "model.keras")
+        (folder / "history.json").write_text(json.dumps(fit.history, indent=1))
+        metrics = {f"{t}.{k}": float(v) for t, ms in fit.metrics.items() for k, v in ms.items()}
+        return TrialOutcome(
+            score=float(fit.objective),
+            metrics=metrics,
+            scores=fit.scores,
+            best_epoch=fit.best_epoch,
+            epochs=len(fit.history),
+            device=device_name(),
+            attrs={"train_seconds": round(time.perf_counter() - started, 3)},
+        )

@@ -1,0 +1,78 @@
+"""Training strategies: one gradient step of joint or alternating training.
+
+Both are plain functions traced into the trainer's compiled epoch, so the
+same step code serves the in-memory loop and the streamed ``tf.data`` loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from automtl.api import Task
+from automtl.model.assemble import Assembled
+from automtl.training.losses import masked_mean
+
+
+def _regularisation(model: keras.Model) -> tf.Tensor:
+    return tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) if model.losses else tf.constant(0.0)
+
+
+def _apply(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor, tape: tf.GradientTape, variables: list) -> None:
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+
+
+class JointStep:
+    """One optimizer on the weighted sum of the (masked) task losses."""
+
+    def __init__(self, assembled: Assembled, tasks: Sequence[Task], weights: Sequence[float], learning_rate: float):
+        self.model = assembled.model
+        self.tasks = list(tasks)
+        self.weights = tf.constant(list(weights), tf.float32)
+        self.variables = list(self.model.trainable_variables)
+        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.optimizer.build(self.variables)
+
+    def __call__(self, x: dict, y: dict, mask: dict) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            out = self.model(x, training=True)
+            losses = tf.stack([masked_mean(t.loss(y[t.name], out[t.name]), mask[t.name]) for t in self.tasks])
+            total = tf.reduce_sum(self.weights * losses) + _regularisation(self.model)
+        _apply(self.optimizer, total, tape, self.variables)
+        return losses
+
+
+class AlternatingStep:
+    """Each step updates the trunk and one task's head with that task's own optimizer."""
+
+    def __init__(self, assembled: Assembled, tasks: Sequence[Task], learning_rates: Sequence[float]):
+        self.model = assembled.model
+        self.tasks = list(tasks)
+        shared = assembled.shared_variables()
+        self.variables = [shared + list(assembled.heads[t.name].trainable_variables) for t in self.tasks]
+        self.optimizers = []
+        for lr, variables in zip(learning_rates, self.variables):
+            opt = keras.optimizers.Adam(lr)
+            opt.build(variables)
+            self.optimizers.append(opt)
+
+    def branch(self, index: int, x: dict, y: dict, mask: dict) -> tf.Tensor:
+        task = self.tasks[index]
+        with tf.GradientTape() as tape:
+            out = self.model(x, training=True)
+            loss = masked_mean(task.loss(y[task.name], out[task.name]), mask[task.name])
+            total = loss + _regularisation(self.model)
+        _apply(self.optimizers[index], total, tape, self.variables[index])
+        return tf.one_hot(index, len(self.tasks)) * loss
+
+    def switch(self, index: tf.Tensor, batch_for: Callable[[int], tuple[dict, dict, dict]]) -> tf.Tensor:
+        """Run task ``index``'s step on the batch that ``batch_for(i)`` draws for it."""
+        branches = [(lambda i=i: self.branch(i, *batch_for(i))) for i in range(len(self.tasks))]
+        return tf.switch_case(index, branches)
+
+
+def gather(tensors: dict[str, Any], idx: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {k: tf.gather(v, idx) for k, v in tensors.items()}

@@ -1,0 +1,186 @@
+"""The built-in ``classification`` task: binary, multi-class and multi-label.
+
+Labels may be strings or integers. Multi-label targets are either several
+0/1 columns (``target: [a, b, c]``) or one column of separator-joined labels
+(``multilabel: true``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from automtl.api import DataError, HeadParams, Options, Table, Targets, Task, as_float, dense_block, is_missing
+
+log = logging.getLogger("automtl")
+
+
+class ClassificationOptions(Options):
+    target: str | list[str]
+    multilabel: bool = False
+    separator: str = "|"
+    classes: list[str | int] | None = None
+
+
+class ClassificationTask(Task):
+    Options = ClassificationOptions
+    primary_metric = "accuracy"
+    direction = "maximize"
+
+    def __init__(self, name: str, options: Any = None) -> None:
+        super().__init__(name, options)
+        self.mode = "multilabel" if (self.options.multilabel or isinstance(self.options.target, list)) else "single"
+        if self.mode == "multilabel":
+            self.primary_metric = "f1_micro"
+
+    # -- labels -----------------------------------------------------------------------
+    def _owner(self) -> str:
+        return f"task '{self.name}'"
+
+    def _label_sets(self, data: Table) -> tuple[list[set[str]], np.ndarray]:
+        col = data.column(self.options.target, needed_by=self._owner())
+        missing = is_missing(col)
+        sets = [set() if miss else {s.strip() for s in str(v).split(self.options.separator) if s.strip()}
+                for v, miss in zip(col, missing)]
+        return sets, ~missing
+
+    def prepare(self, train: Table) -> None:
+        if self.mode == "multilabel" and isinstance(self.options.target, list):
+            self.classes = [str(c) for c in self.options.target]
+        elif self.mode == "multilabel":
+            sets, _ = self._label_sets(train)
+            self.classes = self.options.classes and [str(c) for c in self.options.classes] or sorted(set().union(*sets))
+        else:
+            col = train.column(self.options.target, needed_by=self._owner())
+            present = col[~is_missing(col)]
+            if self.options.classes is not None:
+                self.classes = list(self.options.classes)
+            elif present.dtype.kind in "fiu":
+                values = np.unique(present)
+                if not np.all(values == np.round(values)):
+                    raise DataError(f"{train.source}: {self._owner()} column '{self.options.target}' holds "
+                                    "non-integer numbers; use a regression task or string labels")
+                self.classes = [int(v) for v in values]
+            else:
+                self.classes = sorted({_norm(v) for v in present}, key=_sort_key)
+        if len(self.classes) < 2:
+            raise DataError(f"{train.source}: {self._owner()} needs at least two classes, found {self.classes}")
+        self.index = {_norm(c): i for i, c in enumerate(self.classes)}
+        self.binary = self.mode == "single" and len(self.classes) == 2
+
+    def targets(self, data: Table) -> Targets:
+        n = len(data)
+        if self.mode == "multilabel" and isinstance(self.options.target, list):
+            cols = [as_float(data, c, needed_by=self._owner()) for c in self.options.target]
+            values = np.column_stack(cols)
+            mask = ~np.isnan(values).any(axis=1)
+            return Targets(y=np.where(np.isnan(values), 0.0, values).astype(np.float32), mask=mask)
+        if self.mode == "multilabel":
+            sets, mask = self._label_sets(data)
+            y = np.zeros((n, len(self.classes)), np.float32)
+            for i, labels in enumerate(sets):
+                for label in labels:
+                    if label in self.index:
+                        y[i, self.index[label]] = 1.0
+            return Targets(y=y, mask=mask)
+        col = data.column(self.options.target, needed_by=self._owner())
+        mask = ~is_missing(col)
+        ids = np.zeros(n, np.int32)
+        unknown = 0
+        for i in np.flatnonzero(mask):
+            key = _norm(col[i])
+            if key in self.index:
+                ids[i] = self.index[key]
+            else:
+                mask[i] = False
+                unknown += 1
+        if unknown:
+            log.warning("%s: %s: %d labelled rows hold classes not seen in training; they are left out of "
+                        "this task's loss and metrics", data.source, self._owner(), unknown)
+        y = ids.astype(np.float32)[:, None] if self.binary else ids
+        return Targets(y=y, mask=mask)
+
+    # -- model ------------------------------------------------------------------------
+    def build_head(self, features: Any, params: HeadParams) -> Any:
+        import keras
+
+        x = dense_block(features, params.units, params.depth, params.dropout, params.l2, name="hidden")
+        width = 1 if self.binary else len(self.classes)
+        return keras.layers.Dense(width, name="logits")(x)
+
+    def loss(self, y_true: Any, y_pred: Any) -> Any:
+        import keras
+
+        logits = keras.ops.cast(y_pred, "float32")
+        if self.mode == "multilabel":
+            return keras.ops.mean(keras.ops.binary_crossentropy(y_true, logits, from_logits=True), axis=-1)
+        if self.binary:
+            return keras.ops.binary_crossentropy(y_true, logits, from_logits=True)[:, 0]
+        return keras.ops.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+
+    def _probs(self, raw: np.ndarray) -> np.ndarray:
+        raw = raw.astype(np.float64)
+        if self.mode == "multilabel" or self.binary:
+            return 1.0 / (1.0 + np.exp(-raw))
+        z = np.exp(raw - raw.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def evaluate(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+        m = mask.astype(bool)
+        if not m.any():
+            return {self.primary_metric: float("nan"), "labelled": 0.0}
+        probs, y = self._probs(y_pred[m]), y_true[m]
+        if self.mode == "multilabel":
+            pred = probs > 0.5
+            truth = y > 0.5
+            tp = float((pred & truth).sum())
+            denom = float(pred.sum() + truth.sum())
+            return {
+                "f1_micro": 2 * tp / denom if denom else 1.0,
+                "subset_accuracy": float((pred == truth).all(axis=1).mean()),
+                "labelled": float(m.sum()),
+            }
+        if self.binary:
+            p1 = probs[:, 0]
+            truth = y[:, 0]
+            acc = float(((p1 > 0.5) == (truth > 0.5)).mean())
+            p_true = np.where(truth > 0.5, p1, 1 - p1)
+        else:
+            acc = float((probs.argmax(axis=1) == y).mean())
+            p_true = probs[np.arange(len(y)), y]
+        return {"accuracy": acc, "log_loss": float(-np.log(np.clip(p_true, 1e-12, 1)).mean()), "labelled": float(m.sum())}
+
+    def postprocess(self, raw: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        raw = tf.cast(raw, tf.float32)
+        names = tf.constant([str(c) for c in self.classes])
+        if self.mode == "multilabel":
+            probs = tf.sigmoid(raw)
+            return {"probabilities": probs, "labels": tf.cast(probs > 0.5, tf.int32)}
+        if self.binary:
+            p1 = tf.sigmoid(raw)
+            probs = tf.concat([1.0 - p1, p1], axis=1)
+        else:
+            probs = tf.nn.softmax(raw)
+        class_id = tf.argmax(probs, axis=1, output_type=tf.int32)
+        return {"class_id": class_id, "label": tf.gather(names, class_id), "probabilities": probs}
+
+    def describe(self) -> dict[str, Any]:
+        mode = "multilabel" if self.mode == "multilabel" else ("binary" if self.binary else "multiclass")
+        return {"mode": mode, "classes": [c if isinstance(c, int) else str(c) for c in self.classes]}
+
+
+def _norm(value: Any) -> Any:
+    """Labels compare as ints when they are whole numbers, else as stripped strings."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    return str(value).strip()
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, int) else (1, str(value))

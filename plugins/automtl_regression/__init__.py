@@ -1,0 +1,91 @@
+"""The built-in ``regression`` task: one or several numeric targets per task.
+
+Targets are standardised for training; predictions are returned in the
+target's original scale, inside the exported graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from automtl.api import DataError, HeadParams, Options, Table, Targets, Task, as_float, dense_block
+
+
+class RegressionOptions(Options):
+    target: str | list[str]
+
+
+class RegressionTask(Task):
+    Options = RegressionOptions
+    primary_metric = "rmse"
+    direction = "minimize"
+
+    @property
+    def columns(self) -> list[str]:
+        t = self.options.target
+        return [t] if isinstance(t, str) else list(t)
+
+    def _values(self, data: Table) -> np.ndarray:
+        cols = [as_float(data, c, needed_by=f"task '{self.name}'") for c in self.columns]
+        for c, v in zip(self.columns, cols):
+            if v.ndim != 1:
+                v.shape = (len(v), -1)  # an NPZ array of several targets
+        return np.column_stack(cols)
+
+    def prepare(self, train: Table) -> None:
+        values = self._values(train)
+        labelled = ~np.isnan(values)
+        if not labelled.any(axis=0).all():
+            empty = [c for c, ok in zip(self.columns, labelled.any(axis=0)) if not ok]
+            raise DataError(f"{train.source}: task '{self.name}': target {empty} has no values")
+        self.mean = np.nanmean(values, axis=0)
+        std = np.nanstd(values, axis=0)
+        self.std = np.where(std > 0, std, 1.0)
+        self.width = values.shape[1]
+
+    def targets(self, data: Table) -> Targets:
+        values = self._values(data)
+        mask = ~np.isnan(values)
+        y = np.where(mask, (values - self.mean) / self.std, 0.0).astype(np.float32)
+        return Targets(y=y, mask=mask)
+
+    def build_head(self, features: Any, params: HeadParams) -> Any:
+        import keras
+
+        x = dense_block(features, params.units, params.depth, params.dropout, params.l2, name="hidden")
+        return keras.layers.Dense(self.width, name="value")(x)
+
+    def loss(self, y_true: Any, y_pred: Any) -> Any:
+        import keras
+
+        return keras.ops.square(y_true - keras.ops.cast(y_pred, "float32"))
+
+    def evaluate(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+        m = mask.astype(bool)
+        err = (y_pred - y_true) * self.std  # original scale
+        count = m.sum(axis=0)
+        mse = np.where(count > 0, (np.where(m, err**2, 0.0)).sum(axis=0) / np.maximum(count, 1), np.nan)
+        mae = np.where(count > 0, np.abs(np.where(m, err, 0.0)).sum(axis=0) / np.maximum(count, 1), np.nan)
+        rmse = np.sqrt(mse)
+        return {
+            "rmse": float(np.nanmean(rmse)),
+            "mae": float(np.nanmean(mae)),
+            "skill": float(np.nanmean(1.0 - rmse / self.std)),
+            "labelled": float(m.any(axis=1).sum()),
+        }
+
+    def score(self, metrics: Mapping[str, float]) -> float:
+        # Skill over predicting the mean: 1 - RMSE/std, comparable with accuracies.
+        return float(metrics["skill"])
+
+    def postprocess(self, raw: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        value = tf.cast(raw, tf.float32) * tf.constant(self.std, tf.float32) + tf.constant(self.mean, tf.float32)
+        return {"value": value[:, 0] if self.width == 1 else value}
+
+    def describe(self) -> dict[str, Any]:
+        return {"targets": self.columns, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
