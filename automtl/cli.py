@@ -12,7 +12,9 @@ import click
 from automtl import __version__
 from automtl.errors import AutomtlError
 
-DEMO_NAMES = ("digits",)
+from automtl.data.demo import DEMOS
+
+DEMO_NAMES = tuple(DEMOS)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,11 +68,11 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, **overrides:
     if overrides.get("out") is not None:
         overrides["out"] = overrides["out"].resolve()
     if demo is not None:
-        from automtl.data.demo import DEMOS
+        from automtl.data.demo import write_demo
 
         run_dir = overrides.get("out") or Path("runs", demo).resolve()
         overrides["out"] = run_dir
-        config_path = DEMOS[demo](run_dir / "data")
+        config_path = write_demo(demo, run_dir / "data")
     exp = load_experiment(config_path, overrides)
     from automtl.search import run_search
 

@@ -12,15 +12,20 @@ from typing import Callable
 import numpy as np
 import yaml
 
-DEMOS: dict[str, Callable[[Path], Path]] = {}
+#: Demo name -> "module:function" that writes the demo's data and experiment file
+#: into a folder and returns the experiment file's path. Imported only when run.
+DEMOS: dict[str, str] = {
+    "digits": "automtl.data.demo:digits_demo",
+}
 
 
-def demo(name: str) -> Callable[[Callable[[Path], Path]], Callable[[Path], Path]]:
-    def register(fn: Callable[[Path], Path]) -> Callable[[Path], Path]:
-        DEMOS[name] = fn
-        return fn
+def write_demo(name: str, folder: Path) -> Path:
+    """Write demo ``name`` into ``folder``; returns its experiment file."""
+    import importlib
 
-    return register
+    module, _, func = DEMOS[name].partition(":")
+    fn: Callable[[Path], Path] = getattr(importlib.import_module(module), func)
+    return fn(folder)
 
 
 def digit_slant(images: np.ndarray) -> np.ndarray:
@@ -36,7 +41,6 @@ def digit_slant(images: np.ndarray) -> np.ndarray:
     return mu11 / mu02
 
 
-@demo("digits")
 def digits_demo(folder: Path) -> Path:
     """Scikit-learn's 8x8 digits: classify the digit and regress its slant, from the same pixels."""
     import pandas as pd

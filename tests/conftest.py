@@ -1,0 +1,110 @@
+"""Shared fixtures: tiny generated data sets and experiment files, tiny budgets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("AUTOMTL_TEST_GPUS", "-1"))
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: A tiny space so end-to-end tests take seconds.
+TINY_SPACE = {
+    "parameters": {
+        "trunk.depth": {"int": [1, 2]},
+        "trunk.units": {"choice": [16, 32]},
+        "strategy": {"choice": ["joint", "alternating"]},
+        "learning_rate": {"float": [3e-3, 1e-2], "log": True},
+        "batch_size": 32,
+    },
+    "per_task": {"head.units": {"choice": [8, 16]}, "head.depth": 1,
+                 "loss_weight": {"float": [0.5, 2.0], "when": {"strategy": "joint"}}},
+}
+
+
+def make_table(n: int = 300, seed: int = 0) -> "Any":
+    """Numeric + categorical features; a regression and a string-label classification target."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    city = rng.choice(["north", "south", "east"], size=n)
+    shift = np.select([city == "north", city == "south"], [1.0, -1.0], 0.0)
+    price = 50 + 10 * x[:, 0] - 5 * x[:, 1] + 8 * shift + rng.normal(scale=1.0, size=n)
+    kind = np.where(x[:, 2] + 0.5 * x[:, 3] + shift > 0, "premium", "basic")
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(4)])
+    frame["city"] = city
+    frame["price"] = price
+    frame["kind"] = kind
+    return frame
+
+
+@pytest.fixture
+def table_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "data.csv"
+    make_table().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def tiny_space(tmp_path: Path) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(TINY_SPACE))
+    return path
+
+
+def experiment_dict(train: Path, space: Path, **search: Any) -> dict[str, Any]:
+    return {
+        "name": "tiny",
+        "data": {"train": str(train), "valid_fraction": 0.25},
+        "inputs": [{"name": "features", "type": "tabular", "numeric": ["x*"], "categorical": ["city"]}],
+        "tasks": [
+            {"name": "price", "type": "regression", "target": "price"},
+            {"name": "kind", "type": "classification", "target": "kind"},
+        ],
+        "space": str(space),
+        "search": {"trials": 2, "epochs": 3, "seed": 0, **search},
+    }
+
+
+@pytest.fixture
+def write_experiment(tmp_path: Path, table_csv: Path, tiny_space: Path) -> Callable[..., Path]:
+    """Write an experiment YAML; keyword arguments update the top-level keys."""
+
+    def write(name: str = "experiment.yaml", **updates: Any) -> Path:
+        exp = experiment_dict(table_csv, tiny_space, out=str(tmp_path / "run"))
+        for key, value in updates.items():
+            exp[key] = value
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(exp))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli() -> Callable[..., Any]:
+    """Invoke the CLI in-process; returns Click's Result."""
+    from automtl.cli import cli as group
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(group, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    if os.environ.get("AUTOMTL_TEST_GPUS"):
+        return
+    skip = pytest.mark.skip(reason="needs a GPU (set AUTOMTL_TEST_GPUS to run)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
