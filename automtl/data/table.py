@@ -20,6 +20,8 @@ class Table:
 
     source: str
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    #: 0-based row numbers in the source file (kept through splits, for messages)
+    row_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         lengths = {name: len(col) for name, col in self.columns.items()}
@@ -45,7 +47,12 @@ class Table:
 
     def take(self, index: np.ndarray, source: str | None = None) -> "Table":
         """Rows at ``index`` (a split), keeping or renaming the source."""
-        return Table(source or self.source, {k: v[index] for k, v in self.columns.items()})
+        ids = self.row_ids if self.row_ids is not None else np.arange(len(self))
+        return Table(source or self.source, {k: v[index] for k, v in self.columns.items()}, ids[index])
+
+    def row_label(self, i: int) -> str:
+        """How a user finds row ``i`` in the file: 1-based data row (after any header)."""
+        return f"row {int(self.row_ids[i] if self.row_ids is not None else i) + 1}"
 
     def match(self, patterns: Iterable[str], *, needed_by: str) -> list[str]:
         """Column names matching glob patterns, in file order; each pattern must match."""
@@ -76,7 +83,7 @@ def as_float(table: Table, name: str, *, needed_by: str) -> np.ndarray:
         except (TypeError, ValueError):
             raise DataError(
                 f"{table.source}: column '{name}' (needed by {needed_by}) must be numeric, "
-                f"but row {i // max(1, flat_in.size // len(col))} holds {value!r}"
+                f"but {table.row_label(i // max(1, flat_in.size // len(col)))} holds {value!r}"
             ) from None
     return out
 

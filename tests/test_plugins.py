@@ -1,0 +1,118 @@
+"""Plugin discovery through entry points, including a third-party package outside the repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from automtl.plugins import list_plugins
+
+THIRD_PARTY = '''
+"""A third-party task type: Poisson counts, written against automtl.api only."""
+import keras
+import numpy as np
+from automtl.api import Options, Targets, Task, as_float, dense_block
+
+
+class CountOptions(Options):
+    target: str
+
+
+class CountTask(Task):
+    Options = CountOptions
+    primary_metric = "mae"
+    direction = "minimize"
+
+    def targets(self, data):
+        y = as_float(data, self.options.target, needed_by=f"task '{self.name}'")
+        return Targets(y=np.nan_to_num(y).astype("float32"), mask=~np.isnan(y))
+
+    def build_head(self, features, params):
+        x = dense_block(features, params.units, params.depth, params.dropout, params.l2, name="hidden")
+        return keras.layers.Dense(1, name="log_rate")(x)
+
+    def loss(self, y_true, y_pred):
+        log_rate = y_pred[:, 0]
+        return keras.ops.exp(log_rate) - y_true * log_rate
+
+    def evaluate(self, y_true, mask, y_pred):
+        m = mask > 0
+        return {"mae": float(np.abs(np.exp(y_pred[m, 0]) - y_true[m]).mean())}
+
+    def score(self, metrics):
+        return -metrics["mae"]
+
+    def postprocess(self, raw):
+        import tensorflow as tf
+        return {"expected": tf.exp(raw[:, 0])}
+'''
+
+
+def make_distribution(root: Path) -> Path:
+    """A package with a dist-info declaring an automtl.tasks entry point, as pip would install it."""
+    site = root / "site"
+    (site / "automtl_counts").mkdir(parents=True)
+    (site / "automtl_counts" / "__init__.py").write_text(THIRD_PARTY)
+    info = site / "automtl_counts-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: automtl-counts\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text("[automtl.tasks]\ncount = automtl_counts:CountTask\n")
+    return site
+
+
+def test_builtin_plugins_are_listed_with_distribution():
+    rows = {(p.kind, p.name): p for p in list_plugins()}
+    for key in [("task", "regression"), ("task", "classification"), ("input", "tabular"), ("input", "array")]:
+        assert key in rows
+        assert rows[key].distribution == "automtl"
+        assert rows[key].version
+
+
+def test_builtin_plugins_use_only_the_public_api():
+    plugin_dir = Path(__file__).resolve().parent.parent / "plugins"
+    for source in plugin_dir.glob("*/**/*.py"):
+        for line in source.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("from automtl", "import automtl")):
+                assert stripped.startswith("from automtl.api import"), f"{source}: {stripped}"
+
+
+@pytest.mark.slow
+def test_third_party_task_is_discovered_and_used_in_a_search(tmp_path, table_csv, tiny_space):
+    site = make_distribution(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listed = subprocess.run([sys.executable, "-m", "automtl.cli", "plugins"], env=env,
+                            capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "count" in listed.stdout and "automtl-counts" in listed.stdout and "1.2.3" in listed.stdout
+
+    import pandas as pd
+    import yaml
+
+    frame = pd.read_csv(table_csv)
+    frame["visits"] = (frame["x0"].abs() * 3).round().astype(int)
+    frame.to_csv(table_csv, index=False)
+    exp = {
+        "name": "counts",
+        "data": {"train": str(table_csv), "valid_fraction": 0.25},
+        "inputs": [{"name": "features", "type": "tabular", "numeric": ["x*"]}],
+        "tasks": [{"name": "visits", "type": "count", "target": "visits"},
+                  {"name": "kind", "type": "classification", "target": "kind"}],
+        "space": str(tiny_space),
+        "search": {"trials": 2, "epochs": 3, "out": str(tmp_path / "run")},
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    proc = subprocess.run([sys.executable, "-m", "automtl.cli", "search", "--config", str(path), "--quiet"],
+                          env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    manifest = json.loads((tmp_path / "run" / "best" / "automtl.json").read_text())
+    tasks = {t["name"]: t for t in manifest["tasks"]}
+    assert tasks["visits"]["type"] == "count"
+    assert tasks["visits"]["outputs"] == ["visits.expected"]
+    assert "visits.mae" in (tmp_path / "run" / "trials.csv").read_text().splitlines()[0]
