@@ -45,7 +45,9 @@ class TrialParams:
         """A per-task value: ``head.units`` for task ``t`` is ``head.t.units``."""
         head, _, tail = key.partition(".")
         name = f"{head}.{task}.{tail}" if tail else f"{head}.{task}"
-        return self.values[name] if name in self.values else DEFAULTS[key]
+        if name in self.values:
+            return self.values[name]
+        return self.values[key] if key in self.values else DEFAULTS[key]
 
     @property
     def trunk_depth(self) -> int:
@@ -85,6 +87,10 @@ class TrialParams:
 
     def loss_weight(self, task: str) -> float:
         return float(self.for_task("loss_weight", task))
+
+    def task_learning_rate(self, task: str) -> float:
+        """``learning_rate.<task>`` if searched, else the global learning rate."""
+        return float(self.for_task("learning_rate", task))
 
     def task_prob(self, task: str) -> float:
         return float(self.for_task("task_prob", task))

@@ -34,12 +34,20 @@ CORE_PARAMETERS: dict[str, tuple[Any, ...] | None] = {
     "learning_rate": None,
     "batch_size": None,
     "strategy": ("joint", "alternating"),
+    "weighting": ("static", "max", "uncertainty", "gradnorm", "dwa"),
+    "sharing": ("hard", "mmoe"),
+    "experts": None,
+    "expert_units": None,
+    "task_sampling": ("uniform", "proportional"),
+    "gradnorm_alpha": None,
+    "dwa_temperature": None,
 }
 PER_TASK_PARAMETERS: dict[str, tuple[Any, ...] | None] = {
     "head.units": None,
     "head.depth": None,
     "loss_weight": None,
     "task_prob": None,
+    "learning_rate": None,
 }
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -279,7 +287,7 @@ def _check_values(space: SearchSpace) -> None:
             bad = [v for v in values if v not in allowed]
             if bad:
                 raise ConfigError(f"{space.source}: {p.name}: unknown value(s) {bad}; expected one of {list(allowed)}")
-        if p.name in ("batch_size", "trunk.depth", "trunk.units") or p.name.startswith("head."):
+        if p.name in ("batch_size", "trunk.depth", "trunk.units", "experts", "expert_units") or p.name.startswith("head."):
             low = p.low if isinstance(p, (IntParam, FloatParam)) else min((v for v in (values or ()) if isinstance(v, (int, float))), default=1)
             minimum = 0 if p.name.endswith(".depth") else 1
             if low < minimum:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import keras
@@ -19,10 +19,16 @@ class Assembled:
 
     model: keras.Model
     heads: dict[str, keras.Model]
+    last_shared_layers: list[str] = field(default_factory=list)
 
     def shared_variables(self) -> list[Any]:
         head_ids = {id(v) for h in self.heads.values() for v in h.trainable_variables}
         return [v for v in self.model.trainable_variables if id(v) not in head_ids]
+
+    def last_shared_variables(self) -> list[Any]:
+        """Kernels of the last shared layers (all shared variables if there are none)."""
+        found = [self.model.get_layer(n).kernel for n in self.last_shared_layers]
+        return found or self.shared_variables()
 
 
 def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params: TrialParams) -> Assembled:
@@ -47,12 +53,16 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
                 other_views[view] = tensor
     vector_tasks = [t.name for t in tasks if t.view == "vector"]
     per_task: dict[str, Any] = {}
+    last_layers: list[str] = []
     if vector_tasks:
         if not vectors:
             raise TrialFailed("no input offers a 'vector' view for tasks " + ", ".join(vector_tasks))
         features = vectors[0] if len(vectors) == 1 else keras.layers.Concatenate(name="inputs_concat")(vectors)
         sharing = str(params.get("sharing", "hard"))
-        per_task = SCHEMES[sharing](features, vector_tasks, params)
+        if sharing not in SCHEMES:
+            raise TrialFailed(f"unknown sharing scheme '{sharing}'; known: {', '.join(SCHEMES)}")
+        shared = SCHEMES[sharing](features, vector_tasks, params)
+        per_task, last_layers = shared.per_task, shared.last_layers
     outputs, heads = {}, {}
     for task in tasks:
         if task.view != "vector" and task.view not in other_views:
@@ -62,4 +72,4 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
         head = keras.Model(head_in, task.build_head(head_in, params.head(task.name)), name=f"head_{task.name}")
         heads[task.name] = head
         outputs[task.name] = head(feat)
-    return Assembled(keras.Model(inputs, outputs, name="automtl"), heads)
+    return Assembled(keras.Model(inputs, outputs, name="automtl"), heads, last_layers)

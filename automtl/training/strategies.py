@@ -14,6 +14,7 @@ import tensorflow as tf
 from automtl.api import Task
 from automtl.model.assemble import Assembled
 from automtl.training.losses import masked_mean
+from automtl.training.weighting import Weighting
 
 
 def _regularisation(model: keras.Model) -> tf.Tensor:
@@ -26,22 +27,30 @@ def _apply(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor, tape: tf.Grad
 
 
 class JointStep:
-    """One optimizer on the weighted sum of the (masked) task losses."""
+    """One optimizer on the combination of the (masked) task losses that ``weighting`` makes."""
 
-    def __init__(self, assembled: Assembled, tasks: Sequence[Task], weights: Sequence[float], learning_rate: float):
+    def __init__(self, assembled: Assembled, tasks: Sequence[Task], weighting: Weighting, learning_rate: float):
         self.model = assembled.model
         self.tasks = list(tasks)
-        self.weights = tf.constant(list(weights), tf.float32)
-        self.variables = list(self.model.trainable_variables)
+        self.weighting = weighting
+        self.variables = list(self.model.trainable_variables) + weighting.variables
+        self.norm_on = assembled.last_shared_variables() if weighting.wants_gradient_norms() else []
         self.optimizer = keras.optimizers.Adam(learning_rate)
         self.optimizer.build(self.variables)
 
     def __call__(self, x: dict, y: dict, mask: dict) -> tf.Tensor:
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=bool(self.norm_on)) as tape:
             out = self.model(x, training=True)
-            losses = tf.stack([masked_mean(t.loss(y[t.name], out[t.name]), mask[t.name]) for t in self.tasks])
-            total = tf.reduce_sum(self.weights * losses) + _regularisation(self.model)
+            each = [masked_mean(t.loss(y[t.name], out[t.name]), mask[t.name]) for t in self.tasks]
+            losses = tf.stack(each)
+            total = self.weighting.combine(losses) + _regularisation(self.model)
+        if self.norm_on:
+            norms = tf.stack([tf.linalg.global_norm([g for g in tape.gradient(l, self.norm_on) if g is not None])
+                              for l in each])
         _apply(self.optimizer, total, tape, self.variables)
+        if self.norm_on:
+            self.weighting.after_step(losses, norms)
+            del tape
         return losses
 
 

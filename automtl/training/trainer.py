@@ -23,6 +23,7 @@ from automtl.objective import combine
 from automtl.params import TrialParams
 from automtl.prepare import Arrays
 from automtl.training.strategies import AlternatingStep, JointStep, gather
+from automtl.training.weighting import METHODS, Weighting
 
 INMEMORY_LIMIT_MB = float(os.environ.get("AUTOMTL_INMEMORY_MB", "1024"))
 PREDICT_BATCH = 8192
@@ -79,13 +80,22 @@ class Trainer:
         self.train_arrays = train
         self.augmenters = [e for e in encoders if type(e).augment is not InputEncoder.augment]
         names = [t.name for t in self.tasks]
+        self.weighting: Weighting | None = None
         if params.strategy == "joint":
-            self.step = JointStep(assembled, self.tasks, [params.loss_weight(t) for t in names], params.learning_rate)
+            method = str(params.get("weighting", "static"))
+            if method not in METHODS:
+                raise TrialFailed(f"unknown weighting '{method}'; known: {', '.join(METHODS)}")
+            self.weighting = METHODS[method](
+                names, [params.loss_weight(t) for t in names],
+                alpha=float(params.get("gradnorm_alpha", 1.5)), temperature=float(params.get("dwa_temperature", 2.0)),
+            )
+            self.step = JointStep(assembled, self.tasks, self.weighting, params.learning_rate)
         elif params.strategy == "alternating":
-            self.step = AlternatingStep(assembled, self.tasks, [params.learning_rate] * len(names))
+            self.step = AlternatingStep(assembled, self.tasks, [params.task_learning_rate(t) for t in names])
             self.labelled = [np.flatnonzero(_example_mask(train.mask[t])) for t in names]
-            weights = np.array([params.task_prob(t) if len(ix) else 0.0 for t, ix in zip(names, self.labelled)])
-            self.task_probs = weights / weights.sum()
+            self.task_probs = sampling_probabilities(
+                [params.task_prob(t) for t in names], [len(ix) for ix in self.labelled],
+                str(params.get("task_sampling", "uniform")))
         else:
             raise TrialFailed(f"unknown strategy '{params.strategy}'")
         if not self.streaming:
@@ -191,9 +201,13 @@ class Trainer:
             if not np.all(np.isfinite(losses)):
                 bad = [n for n, l in zip(names, losses) if not np.isfinite(l)]
                 raise TrialFailed(f"non-finite training loss for task(s) {bad} at epoch {epoch}")
+            if self.weighting is not None:
+                self.weighting.end_epoch(losses)
             metrics, scores, objective = self.evaluate()
             row = {"epoch": epoch, "objective": objective}
             row.update({f"loss.{n}": float(l) for n, l in zip(names, losses)})
+            if self.weighting is not None:
+                row.update({f"weight.{n}": float(w) for n, w in zip(names, self.weighting.effective_weights())})
             row.update({f"{t}.{k}": v for t, ms in metrics.items() for k, v in ms.items()})
             history.append(row)
             if best is None or (np.isfinite(objective) and not objective <= best.objective):
@@ -213,6 +227,20 @@ class Trainer:
             raise TrialFailed("the validation objective is not finite")
         best.history = history
         return best
+
+
+def sampling_probabilities(relative: Sequence[float], labelled: Sequence[int], mode: str) -> np.ndarray:
+    """Chance of each task being picked per alternating step.
+
+    ``uniform``: by the relative ``task_prob`` alone; ``proportional``: also
+    times the task's number of labelled examples. Tasks without labels never run.
+    """
+    if mode not in ("uniform", "proportional"):
+        raise TrialFailed(f"unknown task_sampling '{mode}'; expected uniform or proportional")
+    counts = np.asarray(labelled, np.float64)
+    weights = np.asarray(relative, np.float64) * (counts if mode == "proportional" else 1.0)
+    weights = np.where(counts > 0, weights, 0.0)
+    return weights / weights.sum()
 
 
 def _example_mask(mask: np.ndarray) -> np.ndarray:

@@ -1,0 +1,31 @@
+"""Dynamic weight average (Liu, Johns and Davison, 2019).
+
+After two epochs, each task's weight is ``T * softmax(r / temperature)`` with
+``r_i = L_i(t-1) / L_i(t-2)``: a task whose loss falls more slowly gets more
+weight. The first two epochs use equal weights.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from automtl.training.weighting.base import Weighting
+
+
+class DynamicWeightAverage(Weighting):
+    def __init__(self, tasks: Sequence[str], weights: Sequence[float], temperature: float = 2.0,
+                 **options: float) -> None:
+        super().__init__(tasks, np.ones(len(tasks)))
+        self.temperature = float(temperature)
+        self.history: list[np.ndarray] = []
+
+    def end_epoch(self, epoch_losses: np.ndarray) -> None:
+        self.history.append(np.asarray(epoch_losses, np.float64))
+        if len(self.history) < 2:
+            return
+        prev, prev2 = self.history[-1], self.history[-2]
+        ratio = prev / np.maximum(prev2, 1e-12)
+        z = np.exp((ratio - ratio.max()) / self.temperature)
+        self.weights.assign((self.T * z / z.sum()).astype(np.float32))

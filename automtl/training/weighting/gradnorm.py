@@ -1,0 +1,40 @@
+"""GradNorm (Chen et al., 2018): balance the tasks' gradient norms on the last shared layer.
+
+With ``G_i = w_i ||grad L_i||`` on the last shared layer, ``r_i`` the task's
+inverse training rate ``(L_i / L_i(0)) / mean_j(L_j / L_j(0))`` and the target
+``mean(G) * r_i ** alpha`` held constant, the weights follow the gradient of
+``sum_i |G_i - target_i|`` and are renormalised to sum to the number of tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from automtl.training.weighting.base import Weighting
+
+
+class GradNorm(Weighting):
+    def __init__(self, tasks: Sequence[str], weights: Sequence[float], alpha: float = 1.5,
+                 weight_lr: float = 0.025, **options: float) -> None:
+        super().__init__(tasks, np.ones(len(tasks)))
+        self.alpha = float(alpha)
+        self.weight_lr = float(weight_lr)
+        self.initial = tf.Variable(tf.zeros([self.T]), trainable=False, name="gradnorm_initial_losses")
+
+    def wants_gradient_norms(self) -> bool:
+        return True
+
+    def after_step(self, losses: tf.Tensor, norms: tf.Tensor) -> None:
+        """One GradNorm update of the weights from this step's losses and raw gradient norms."""
+        losses = tf.stop_gradient(losses)
+        self.initial.assign(tf.where(self.initial > 0, self.initial, tf.maximum(losses, 1e-8)))
+        ratio = losses / self.initial
+        rate = ratio / tf.reduce_mean(ratio)
+        g = self.weights * norms
+        target = tf.reduce_mean(g) * tf.pow(rate, self.alpha)
+        grad_w = tf.sign(g - target) * norms  # d/dw_i of |w_i n_i - target_i|
+        w = tf.maximum(self.weights - self.weight_lr * grad_w, 1e-3)
+        self.weights.assign(w * self.T / tf.reduce_sum(w))
