@@ -10,6 +10,7 @@ write in their experiment file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -93,10 +94,18 @@ class _Plugin:
     #: Extra search-space parameter names this plugin reads (beyond the core ones).
     parameters: ClassVar[tuple[str, ...]] = ()
     kind: ClassVar[str] = "plugin"
+    #: The experiment file's folder (set by automtl before ``prepare``): relative
+    #: paths in a plugin's options resolve from it, like every path in that file.
+    base_dir: Path = Path(".")
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.options = _validate_options(self.Options, options or {}, f"{self.kind} '{name}'")
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A path from this plugin's options: absolute, or relative to the experiment file."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
 
 
 class Task(_Plugin):
@@ -114,6 +123,14 @@ class Task(_Plugin):
     primary_metric: ClassVar[str] = ""
     #: "maximize" or "minimize" for the primary metric.
     direction: ClassVar[str] = "maximize"
+    #: True when ``y`` holds boxes that must move with their image when an input
+    #: augments it (flips, shifts): ``y`` is ``[n, max_boxes, 5]`` float32 with
+    #: ``xmin, ymin, xmax, ymax`` normalised to [0, 1] by the image's width and
+    #: height, then the class id; rows with class id -1 are padding. The instance
+    #: attribute ``boxes_input`` names the image input the boxes belong to (None:
+    #: whichever image input there is).
+    box_targets: ClassVar[bool] = False
+    boxes_input: str | None = None
 
     def prepare(self, train: Table) -> None:
         """Learn what the task needs from the training split (classes, scale)."""
@@ -142,6 +159,11 @@ class Task(_Plugin):
         """Map raw head outputs to what users want, with TensorFlow ops (runs in the SavedModel)."""
         return {"output": raw}
 
+    def postprocess_with_inputs(self, raw: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Like :meth:`postprocess`, with the raw serving inputs at hand (for example
+        an image's size, to return boxes in its pixels). Defaults to ``postprocess(raw)``."""
+        return self.postprocess(raw)
+
     def describe(self) -> dict[str, Any]:
         """Facts for the manifest (classes, target scale, ...)."""
         return {}
@@ -155,6 +177,9 @@ class InputEncoder(_Plugin):
     """
 
     kind = "input"
+    #: The experiment's tasks (set by automtl before ``prepare``), e.g. so that
+    #: :meth:`augment` knows which targets are boxes (``Task.box_targets``).
+    tasks: tuple[Task, ...] = ()
 
     def prepare(self, train: Table) -> None:
         """Learn statistics and vocabularies from the training split."""

@@ -38,7 +38,7 @@ class ServingModule(tf.Module):
         raw = self.model(inputs, training=False)
         outputs = {}
         for task in self._tasks:
-            for key, value in task.postprocess(raw[task.name]).items():
+            for key, value in task.postprocess_with_inputs(raw[task.name], inputs).items():
                 outputs[f"{task.name}.{key}"] = value
         return outputs
 

@@ -53,6 +53,9 @@ def instantiate(exp: Experiment) -> tuple[list[InputEncoder], list[Task]]:
     tasks = [plugins.load("task", t.type, where=f"tasks.{t.name}")(t.name, t.options) for t in exp.tasks]
     for plugin, cfg in zip([*encoders, *tasks], [*exp.inputs, *exp.tasks]):
         plugin.type_name = cfg.type  # the entry-point name, for the manifest
+        plugin.base_dir = exp.base_dir  # option paths resolve like the experiment file's
+    for enc in encoders:
+        enc.tasks = tuple(tasks)  # e.g. so image augmentation can move box targets
     return encoders, tasks
 
 

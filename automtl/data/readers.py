@@ -1,4 +1,4 @@
-"""Read CSV, Parquet and NPZ files into Tables, with clear errors for bad files."""
+"""Read CSV, Parquet, NPZ and COCO JSON files into Tables, with clear errors for bad files."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from automtl.data.annotations import group_box_csv, is_box_csv, read_coco
 from automtl.data.table import Table
 from automtl.errors import DataError
 
-SUFFIXES = (".csv", ".parquet", ".pq", ".npz")
+SUFFIXES = (".csv", ".parquet", ".pq", ".npz", ".json")
 
 
 def read_table(path: Path, *, role: str = "data") -> Table:
@@ -21,11 +22,15 @@ def read_table(path: Path, *, role: str = "data") -> Table:
     try:
         if suffix == ".csv":
             table = _pandas_table(path, "csv")
+            if is_box_csv(table):  # image_path,xmin,ymin,xmax,ymax,label: one row per box
+                table = group_box_csv(table, path)
         elif suffix in (".parquet", ".pq"):
             table = _pandas_table(path, "parquet")
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:
                 table = Table(str(path), {k: npz[k] for k in npz.files})
+        elif suffix == ".json":  # COCO detection annotations
+            table = read_coco(path)
         else:
             raise DataError(
                 f"{path}: unsupported {role} file type '{suffix}'; expected one of {', '.join(SUFFIXES)}"
@@ -36,6 +41,7 @@ def read_table(path: Path, *, role: str = "data") -> Table:
         raise DataError(f"{path}: cannot read {role} file: {exc}") from None
     if len(table) == 0:
         raise DataError(f"{path}: the {role} file holds no rows")
+    table.meta.setdefault("path", str(path.resolve()))
     return table
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -22,6 +22,11 @@ class Table:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     #: 0-based row numbers in the source file (kept through splits, for messages)
     row_ids: np.ndarray | None = None
+    #: Facts about the file beyond its columns, kept through splits: ``path`` (the
+    #: file, so paths inside it can be resolved), ``categories`` (a COCO file's
+    #: category names, in order), ``records`` (per source row, how a user finds it,
+    #: e.g. "image id 7 (a.png)").
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         lengths = {name: len(col) for name, col in self.columns.items()}
@@ -48,11 +53,13 @@ class Table:
     def take(self, index: np.ndarray, source: str | None = None) -> "Table":
         """Rows at ``index`` (a split), keeping or renaming the source."""
         ids = self.row_ids if self.row_ids is not None else np.arange(len(self))
-        return Table(source or self.source, {k: v[index] for k, v in self.columns.items()}, ids[index])
+        return Table(source or self.source, {k: v[index] for k, v in self.columns.items()}, ids[index], self.meta)
 
     def row_label(self, i: int) -> str:
         """How a user finds row ``i`` in the file: 1-based data row (after any header)."""
-        return f"row {int(self.row_ids[i] if self.row_ids is not None else i) + 1}"
+        row = int(self.row_ids[i] if self.row_ids is not None else i)
+        records = self.meta.get("records")
+        return str(records[row]) if records is not None else f"row {row + 1}"
 
     def match(self, patterns: Iterable[str], *, needed_by: str) -> list[str]:
         """Column names matching glob patterns, in file order; each pattern must match."""
