@@ -42,7 +42,9 @@ def cli() -> None:
 @click.option("--demo", type=click.Choice(DEMO_NAMES), help="Run a built-in demo instead of --config.")
 @click.option("--space", help="Search space: a YAML file or a built-in name (see `automtl spaces`).")
 @click.option("--backend", help="Search engine: optuna.")
-@click.option("--algorithm", help="Sampler: tpe (default) or random.")
+@click.option("--algorithm", help="Sampler: tpe (default), random or nsga2.")
+@click.option("--objective", type=click.Choice(["mean", "pareto"]),
+              help="mean: one importance-weighted score; pareto: one objective per task (Pareto front).")
 @click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop starting trials after this many seconds.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")
@@ -51,15 +53,19 @@ def cli() -> None:
 @click.option("--storage", help="Optuna storage URL (default: SQLite file in the run folder).")
 @click.option("--seed", type=int, help="Seed for the sampler and the trials.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+@click.option("--no-report", is_flag=True, help="Do not write RUN_DIR/report.html at the end.")
 @user_errors
-def search(config_path: Path | None, demo: str | None, quiet: bool, **overrides: Any) -> None:
+def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: bool, **overrides: Any) -> None:
     """Run a search and export the best multi-task model.
 
     Options given here override the experiment file's `search` section.
     Running the same command again resumes the study.
     """
+    import os
+
     from rich.console import Console
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the console
     from automtl.config import load_experiment
     from automtl.errors import ConfigError
 
@@ -76,7 +82,7 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, **overrides:
     exp = load_experiment(config_path, overrides)
     from automtl.search import run_search
 
-    summary = run_search(exp, console=Console(), quiet=quiet)
+    summary = run_search(exp, console=Console(), quiet=quiet, report=not no_report)
     if summary.interrupted:
         sys.exit(130)
     if summary.best is None:
@@ -109,6 +115,95 @@ def spaces() -> None:
     for path in builtin_spaces():
         desc = " ".join(str((yaml.safe_load(path.read_text()) or {}).get("description", "")).split())
         click.echo(f"{path.stem:<14} {desc}")
+
+
+RUN_DIR = click.argument("run_dir", type=click.Path(path_type=Path))
+
+
+@cli.command()
+@RUN_DIR
+@click.option("--out", type=click.Path(path_type=Path), help="Where to write it (default: RUN_DIR/report.html).")
+@user_errors
+def report(run_dir: Path, out: Path | None) -> None:
+    """Write a self-contained HTML report of a run (plots work offline)."""
+    from automtl.report import write_report
+
+    click.echo(f"report: {write_report(run_dir, out)}")
+
+
+@cli.command()
+@RUN_DIR
+@click.option("--sort", "sort_by", default="score", show_default=True,
+              help="score, a task name (its score) or a metric column such as price.rmse; best first.")
+@click.option("--ascending/--descending", default=None, help="Override the sort direction.")
+@click.option("--all", "include_all", is_flag=True, help="Include pruned and failed trials.")
+@click.option("--top", type=click.IntRange(min=1), help="Show only the first N.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
+@user_errors
+def trials(run_dir: Path, sort_by: str, ascending: bool | None, include_all: bool, top: int | None,
+           as_json: bool) -> None:
+    """The leaderboard of a run, sortable by the objective or any task's metric."""
+    from automtl.commands import trials as view
+    from automtl.results import read_trials
+    from automtl.rundir import disk_use
+
+    run = read_trials(run_dir)
+    records = view.select(run, sort_by, ascending, include_all)[:top]
+    if as_json:
+        click.echo(view.as_json(run, records))
+        return
+    from rich.console import Console
+
+    console = Console()
+    console.print(view.table(run, records, sort_by))
+    console.print(f"disk: {disk_use(run_dir).describe()}", highlight=False)
+
+
+@cli.command()
+@RUN_DIR
+@click.option("--trial", "number", type=int, required=True, help="Trial number (see `automtl trials`).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write (replaced if present).")
+@user_errors
+def export(run_dir: Path, number: int, out: Path) -> None:
+    """Export any completed trial of a run, in the same format as RUN_DIR/best."""
+    from automtl.commands.export import export_run_trial, exportable
+
+    exportable(run_dir, number)  # a bad trial number fails before TensorFlow starts
+    folder = export_run_trial(run_dir, number, out)
+    click.echo(f"trial {number} exported to {folder}: saved_model/ (serving_default), model.keras, automtl.json")
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+              help="CSV, Parquet, JSONL or NPZ file with the model's input columns/arrays.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output file (.csv, .parquet, .jsonl or .npz): one column per task output.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--keep", multiple=True, help="Copy this data column (an id) into the output; repeatable.")
+@user_errors
+def predict(model_dir: Path, data_path: Path, out: Path, batch_size: int, keep: tuple[str, ...]) -> None:
+    """Run an exported model (RUN_DIR/best or an `export` folder) over a data file."""
+    from rich.console import Console
+
+    from automtl.predict import predict as run_predict
+
+    result = run_predict(model_dir, data_path, out, batch_size=batch_size, keep=keep, console=Console(stderr=True))
+    click.echo(f"{result.rows} rows -> {result.out} ({', '.join(result.outputs)}) in {result.seconds:.1f}s")
+
+
+@cli.command()
+@RUN_DIR
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@user_errors
+def dashboard(run_dir: Path, host: str, port: int) -> None:
+    """Start optuna-dashboard on a run's study (needs the `dashboard` extra)."""
+    from automtl.commands.dashboard import dashboard_storage, serve
+
+    storage = dashboard_storage(run_dir)
+    click.echo(f"optuna-dashboard on {storage}: http://{host}:{port}/ (Ctrl-C to stop)")
+    serve(storage, host, port)
 
 
 def main() -> None:

@@ -49,8 +49,15 @@ class TaskConfig(PluginConfig):
         return {k: v for k, v in (self.model_extra or {}).items()}
 
 
+#: Backends that search several objectives at once (``search.objective: pareto``).
+MULTI_OBJECTIVE_BACKENDS = ("optuna",)
+
+
 class SearchConfig(_Strict):
     backend: Literal["optuna"] = "optuna"
+    objective: Literal["mean", "pareto"] = pydantic.Field(
+        "mean", description="mean: one importance-weighted score; pareto: one objective per task"
+    )
     algorithm: str = "tpe"
     trials: int = pydantic.Field(20, ge=1)
     timeout: float | None = pydantic.Field(None, gt=0)
@@ -60,6 +67,15 @@ class SearchConfig(_Strict):
     study: str | None = None
     storage: str | None = None
     out: Path | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _pareto_backend(self) -> "SearchConfig":
+        if self.objective == "pareto" and self.backend not in MULTI_OBJECTIVE_BACKENDS:
+            raise ValueError(
+                f"objective 'pareto' needs a multi-objective backend ({', '.join(MULTI_OBJECTIVE_BACKENDS)}); "
+                f"backend '{self.backend}' has no true multi-objective search"
+            )
+        return self
 
 
 class Experiment(_Strict):
@@ -79,6 +95,8 @@ class Experiment(_Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{what}: duplicate names {dupes}")
+        if self.search.objective == "pareto" and len(self.tasks) < 2:
+            raise ValueError("search.objective 'pareto' needs at least two tasks (one objective per task)")
         return self
 
     def path(self, p: Path | str) -> Path:

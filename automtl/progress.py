@@ -74,8 +74,9 @@ class SearchProgress:
             status = f"{record.state}: {record.reason}" if record.reason else record.state
         took = f"{record.duration_s:.1f}s" if record.duration_s is not None else ""
         mark = "  [bold green]new best[/]" if is_best else ""
+        # Logs and pipes get one plain line per trial, never wrapped at 80 columns.
         self.console.print(f"trial {record.number:>3}  {status}  [dim]({short_params(record.params)}; {took})[/]{mark}",
-                           highlight=False)
+                           highlight=False, soft_wrap=not self.console.is_terminal)
 
     def close(self) -> None:
         if self._progress is not None:
@@ -88,12 +89,15 @@ def leaderboard_table(records: Sequence[TrialRecord], primaries: dict[str, str])
     table.add_column("rank", justify="right")
     table.add_column("trial", justify="right")
     table.add_column("score", justify="right")
+    pareto = any(r.pareto is not None for r in records)
+    if pareto:
+        table.add_column("front")  # on the Pareto front of a multi-objective run
     for task, metric in primaries.items():
         table.add_column(f"{task}.{metric}", justify="right")
     table.add_column("params")
     table.add_column("time", justify="right")
     for rank, r in enumerate(records, 1):
-        cells = [str(rank), str(r.number), f"{r.score:.4f}"]
+        cells = [str(rank), str(r.number), f"{r.score:.4f}"] + (["*" if r.pareto else ""] if pareto else [])
         cells += [f"{r.metrics.get(f'{t}.{m}', float('nan')):.4g}" for t, m in primaries.items()]
         cells += [short_params(r.params), f"{r.duration_s or 0:.1f}s"]
         table.add_row(*cells)

@@ -15,7 +15,7 @@ from automtl.config import Experiment
 from automtl.errors import ConfigError
 from automtl.prepare import instantiate, prepare
 from automtl.progress import SearchProgress, leaderboard_table
-from automtl.results import leaderboard, write_trials_csv
+from automtl.results import leaderboard, write_trials_csv, write_trials_json
 from automtl.space import load_space, resolve_space_path
 
 
@@ -26,6 +26,7 @@ class SearchSummary:
     best: TrialRecord | None
     export_dir: Path | None
     interrupted: bool = False
+    report: Path | None = None
 
 
 def ensure_writable(run_dir: Path) -> Path:
@@ -39,7 +40,8 @@ def ensure_writable(run_dir: Path) -> Path:
     return run_dir
 
 
-def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False) -> SearchSummary:
+def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False,
+               report: bool = True) -> SearchSummary:
     console = console or Console()
     settings = exp.search
     # Everything that can be wrong with the user's files is checked before TensorFlow loads.
@@ -54,7 +56,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     from automtl import backends
     from automtl.training.runner import TrialRunner, trial_dir
 
-    backend = backends.create(settings, run_dir, space, exp.study_name)
+    backend = backends.create(settings, run_dir, space, exp.study_name, objectives=[t.name for t in tasks])
     primaries = {t.name: t.primary_metric for t in tasks}
     progress = SearchProgress(console, primaries, settings.epochs, quiet=quiet)
     if not quiet:
@@ -62,18 +64,26 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
             f"[bold]automtl search[/] '{exp.name}': {len(prepared.train)} training / {len(prepared.valid)} validation rows; "
             f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
             f"space {space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
-            f"{settings.trials} trials x up to {settings.epochs} epochs\nrun folder {run_dir}",
+            + ("objective pareto (one per task); " if settings.objective == "pareto" else "")
+            + f"{settings.trials} trials x up to {settings.epochs} epochs\nrun folder {run_dir}",
             highlight=False,
         )
     runner = TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective))
     csv_path = run_dir / "trials.csv"
+    task_meta = [{"name": t.name, "type": t.type_name, "primary_metric": t.primary_metric,
+                  "direction": t.direction, "importance": prepared.importance.get(t.name, 1.0)} for t in tasks]
+
+    def write_results(records: list[TrialRecord]) -> None:
+        write_trials_csv(records, csv_path)
+        write_trials_json(records, run_dir / "trials.json", tasks=task_meta,
+                          objective=settings.objective, experiment=exp.name)
     done_before = sum(r.state in ("complete", "pruned", "fail") for r in backend.records())
     if done_before and not quiet:
         console.print(f"resuming study '{exp.study_name}': {done_before} finished trial(s) kept")
 
     def on_trial(record: TrialRecord) -> None:
         progress.trial(record)
-        write_trials_csv(backend.records(), csv_path)
+        write_results(backend.records())
 
     interrupted = False
     progress.start(settings.trials, min(done_before, settings.trials))
@@ -85,7 +95,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     finally:
         progress.close()
     records = backend.records()
-    write_trials_csv(records, csv_path)
+    write_results(records)
     best = backend.best()
     export_dir = None
     if best is not None:
@@ -96,13 +106,32 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
             extra={"experiment": exp.name, "study": exp.study_name, "data": prepared.sources},
         )
     summary = SearchSummary(run_dir, records, best, export_dir, interrupted)
+    if report and any(r.ok for r in records):
+        summary.report = _write_report(run_dir, console)
     _print_summary(console, summary, primaries)
     return summary
+
+
+def _write_report(run_dir: Path, console: Console) -> Path | None:
+    """The HTML report; a failure here never costs the user the finished search."""
+    from automtl.report import write_report
+
+    try:
+        return write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - report problems are reported, not fatal
+        console.print(f"[yellow]could not write the report: {type(exc).__name__}: {exc}[/] "
+                      f"(retry with `automtl report {run_dir}`)")
+        return None
 
 
 def _snapshot(exp: Experiment, space_path: Path, run_dir: Path) -> None:
     """Keep what the run used next to its results."""
     data = exp.model_dump(mode="json", exclude={"base_dir"})
+    # Absolute paths, so `automtl export RUN_DIR` can refit the plugins from this file alone.
+    data["data"]["train"] = str(exp.path(exp.data.train).resolve())
+    if exp.data.valid is not None:
+        data["data"]["valid"] = str(exp.path(exp.data.valid).resolve())
+    data["search"]["out"] = str(run_dir.resolve())
     (run_dir / "experiment.resolved.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     target = run_dir / "space.yaml"
     if space_path.resolve() != target.resolve():
@@ -120,10 +149,16 @@ def _print_summary(console: Console, s: SearchSummary, primaries: dict[str, str]
     if s.best is None:
         console.print("[red]no trial completed; nothing to export[/] (see trials.csv for the reasons)")
         return
+    front = sorted(r.number for r in s.records if r.pareto)
+    if front:
+        console.print(f"Pareto front: trials {', '.join(map(str, front))} "
+                      f"(export any with `automtl export {os.path.relpath(s.run_dir)} --trial N --out DIR`)",
+                      highlight=False, soft_wrap=not console.is_terminal)
     rel = os.path.relpath(s.export_dir) if s.export_dir else ""
     console.print(
         f"best trial #{s.best.number} (score {s.best.score:.4f}) exported to [bold]{rel}[/]: "
         "saved_model/ (serving_default), model.keras, automtl.json\n"
-        f"all trials: {os.path.relpath(s.run_dir / 'trials.csv')}",
+        f"all trials: {os.path.relpath(s.run_dir / 'trials.csv')}"
+        + (f"\nreport: {os.path.relpath(s.report)}" if s.report else ""),
         highlight=False,
     )

@@ -46,6 +46,10 @@ class TrialRecord:
     device: str = ""
     reason: str = ""
     best_epoch: int | None = None
+    #: per-task higher-is-better scores (the objectives of a Pareto search)
+    scores: dict[str, float] = field(default_factory=dict)
+    #: on the Pareto front of a multi-objective search; None in single-objective runs
+    pareto: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -60,6 +64,8 @@ class Backend(ABC):
 
     name: str = ""
     algorithms: tuple[str, ...] = ()
+    #: whether ``objective: pareto`` (one objective per task) is supported
+    multi_objective: bool = False
 
     @abstractmethod
     def optimize(

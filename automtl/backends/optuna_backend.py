@@ -1,11 +1,16 @@
-"""Optuna backend: TPE or random sampling, median pruning, resumable RDB storage."""
+"""Optuna backend: TPE, random or NSGA-II sampling, median pruning, resumable RDB storage.
+
+With ``objective: pareto`` the study has one maximised objective per task
+(multi-objective TPE or NSGA-II) and its Pareto front marks the records.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -30,13 +35,14 @@ def suggest(trial: optuna.Trial, p: Param) -> Any:
 
 
 class _Handle:
-    def __init__(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
+    def __init__(self, trial: optuna.Trial, params: dict[str, Any], prune: bool = True) -> None:
         self.trial = trial
         self.number = trial.number
         self.params = params
+        self.prune = prune  # Optuna cannot prune multi-objective trials
 
     def report(self, epoch: int, value: float) -> None:
-        if math.isfinite(value):
+        if self.prune and math.isfinite(value):
             self.trial.report(value, epoch)
             if self.trial.should_prune():
                 raise TrialPruned(f"pruned at epoch {epoch}")
@@ -44,30 +50,55 @@ class _Handle:
 
 class OptunaBackend(Backend):
     name = "optuna"
-    algorithms = ("tpe", "random")
+    algorithms = ("tpe", "random", "nsga2")
+    multi_objective = True
 
-    def __init__(self, settings: SearchConfig, run_dir: Path, space: SearchSpace, study: str) -> None:
+    def __init__(self, settings: SearchConfig, run_dir: Path, space: SearchSpace, study: str,
+                 objectives: Sequence[str] = ()) -> None:
         if settings.algorithm not in self.algorithms:
             raise ConfigError(
                 f"backend 'optuna' has no algorithm '{settings.algorithm}'; choose one of: {', '.join(self.algorithms)}"
             )
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.space = space
-        self.storage_url = settings.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+        self.storage_url = settings.storage or default_storage(run_dir)
+        #: task names, one objective each, in a Pareto search; empty for the single mean score
+        self.objectives = list(objectives) if settings.objective == "pareto" else []
+        if settings.objective == "pareto" and len(self.objectives) < 2:
+            raise ConfigError("objective 'pareto' needs at least two tasks (one objective per task)")
         if settings.algorithm == "tpe":
             sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=5)
+        elif settings.algorithm == "nsga2":
+            # A generation of a few dozen trials suits searches of tens of trials.
+            population = max(4, min(50, settings.trials // 3))
+            sampler = optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=population)
         else:
             sampler = optuna.samplers.RandomSampler(seed=settings.seed)
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=5)
+        pruner: optuna.pruners.BasePruner = (
+            optuna.pruners.NopPruner() if self.objectives
+            else optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=5)
+        )
+        directions = ["maximize"] * max(1, len(self.objectives))
         try:
             self.study = optuna.create_study(
                 study_name=study, storage=self.storage_url, sampler=sampler, pruner=pruner,
-                direction="maximize", load_if_exists=True,
+                directions=directions, load_if_exists=True,
             )
         except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as exc:
             raise ConfigError(f"cannot open study storage {redact(self.storage_url)}: {exc}") from None
         except Exception as exc:  # sqlalchemy OperationalError and friends
             raise ConfigError(f"cannot open study storage {redact(self.storage_url)}: {type(exc).__name__}: {exc}") from None
+        if len(self.study.directions) != len(directions):
+            kinds = {1: "single-objective (mean)"}
+            raise ConfigError(
+                f"study '{study}' in {redact(self.storage_url)} is {kinds.get(len(self.study.directions), 'multi-objective (pareto)')}; "
+                f"it cannot be resumed with objective '{settings.objective}' (use another --study or --out)"
+            )
+        names = self.objectives or ["score"]
+        if self.study.metric_names != names:
+            with warnings.catch_warnings():  # set_metric_names is marked experimental
+                warnings.simplefilter("ignore")
+                self.study.set_metric_names(names)
 
     def finished(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=FINISHED))
@@ -78,11 +109,11 @@ class OptunaBackend(Backend):
         if remaining <= 0:
             return
 
-        def run(trial: optuna.Trial) -> float:
+        def run(trial: optuna.Trial) -> float | list[float]:
             params = self.space.sample_with(lambda p: suggest(trial, p))
             trial.set_user_attr("params", params)
             try:
-                outcome: TrialOutcome = objective(_Handle(trial, params))
+                outcome: TrialOutcome = objective(_Handle(trial, params, prune=not self.objectives))
             except TrialPruned as exc:
                 trial.set_user_attr("reason", str(exc))
                 raise optuna.TrialPruned(str(exc)) from None
@@ -95,34 +126,57 @@ class OptunaBackend(Backend):
             trial.set_user_attr("best_epoch", outcome.best_epoch)
             for key, value in outcome.attrs.items():
                 trial.set_user_attr(key, value)
+            if self.objectives:
+                trial.set_user_attr("score", outcome.score)  # the mean, for leaderboards and `best`
+                return [outcome.scores.get(task, float("nan")) for task in self.objectives]
             return outcome.score
 
         def callback(study: optuna.Study, frozen: FrozenTrial) -> None:
-            on_trial(to_record(frozen))
+            on_trial(to_record(frozen, self._front()))
 
         self.study.optimize(run, n_trials=remaining, timeout=timeout, catch=(TrialFailed,),
                             callbacks=[callback], gc_after_trial=True)
 
+    def _front(self) -> set[int] | None:
+        """Numbers of the Pareto-front trials; None for a single-objective study."""
+        if len(self.study.directions) < 2:
+            return None
+        return {t.number for t in self.study.best_trials}
+
     def records(self) -> list[TrialRecord]:
-        return [to_record(t) for t in self.study.get_trials(deepcopy=False)]
+        front = self._front()
+        return [to_record(t, front) for t in self.study.get_trials(deepcopy=False)]
 
 
-def to_record(t: FrozenTrial) -> TrialRecord:
+def default_storage(run_dir: Path) -> str:
+    """The SQLite study file a run uses unless ``search.storage`` names another."""
+    return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
+
+
+def to_record(t: FrozenTrial, front: set[int] | None = None) -> TrialRecord:
+    """A plain record; ``front`` holds the Pareto-front numbers of a multi-objective study."""
     attrs = t.user_attrs
     duration = t.duration.total_seconds() if t.duration is not None else None
     reason = attrs.get("reason", "")
     if t.state == TrialState.FAIL and not reason:
         reason = str(t.system_attrs.get("fail_reason", "failed"))
+    complete = t.state == TrialState.COMPLETE
+    if front is None:
+        score = t.value if complete else None
+    else:
+        score = attrs.get("score") if complete else None
     return TrialRecord(
         number=t.number,
         state=t.state.name.lower(),
-        score=t.value if t.state == TrialState.COMPLETE else None,
+        score=score,
         params=attrs.get("params", dict(t.params)),
         metrics=attrs.get("metrics", {}),
         duration_s=duration,
         device=attrs.get("device", ""),
         reason=reason,
         best_epoch=attrs.get("best_epoch"),
+        scores=attrs.get("scores", {}),
+        pareto=None if front is None else t.number in front,
     )
 
 

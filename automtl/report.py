@@ -1,0 +1,295 @@
+"""``RUN_DIR/report.html``: what a search did, in one self-contained page that works offline.
+
+The plots are Optuna's own (``optuna.visualization``: history, importances,
+parallel coordinates, intermediate values, Pareto front); only the best
+trial's per-task training curves, which Optuna does not keep, are drawn here
+from ``trials/<n>/history.json``. plotly.js is embedded once, inline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from automtl.backends.base import TrialRecord
+from automtl.progress import short_params
+from automtl.results import RunTrials, leaderboard, read_trials
+from automtl.rundir import backend_name, disk_use, raw_snapshot, study_location, trial_folder
+
+LEADERBOARD_ROWS = 20
+
+
+@dataclass
+class Section:
+    """One titled block of the page: a plotly figure, or a note saying why there is none."""
+
+    title: str
+    figure: Any = None
+    note: str = ""
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Write the report (default ``RUN_DIR/report.html``) and return its path."""
+    run_dir = Path(run_dir)
+    run = read_trials(run_dir)
+    study = load_study(run_dir, run)
+    sections = optuna_sections(study, run) + [training_curves(run_dir, run)]
+    out = Path(out) if out is not None else run_dir / "report.html"
+    out.write_text(render(run_dir, run, sections))
+    return out
+
+
+# -- the study --------------------------------------------------------------------------------
+def load_study(run_dir: Path, run: RunTrials) -> Any:
+    """The run's Optuna study; for other backends, one rebuilt in memory from its trials."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if backend_name(run_dir) == "optuna":
+        storage, name = study_location(run_dir)
+        try:
+            return optuna.load_study(study_name=name, storage=storage)
+        except Exception as exc:  # noqa: BLE001 - a moved or deleted study file
+            warnings.warn(f"cannot open study {name} in {storage} ({exc}); rebuilding it from trials.json")
+    return rebuild_study(run_dir, run)
+
+
+def rebuild_study(run_dir: Path, run: RunTrials) -> Any:
+    """An in-memory Optuna study holding the run's trials, with distributions from ``space.yaml``."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from automtl.space import ChoiceParam, FloatParam, IntParam, load_space
+
+    tasks = [t["name"] for t in run.tasks]
+    names = {k for r in run.records for k in r.params}
+    space = load_space(Path(run_dir) / "space.yaml", tasks, names)
+    dists: dict[str, Any] = {}
+    for p in space.params:
+        if isinstance(p, IntParam):
+            dists[p.name] = IntDistribution(p.low, p.high, step=p.step or 1, log=p.log)
+        elif isinstance(p, FloatParam):
+            dists[p.name] = FloatDistribution(p.low, p.high, step=p.step, log=p.log)
+        elif isinstance(p, ChoiceParam):
+            dists[p.name] = CategoricalDistribution(list(p.values))
+    pareto = run.objective == "pareto"
+    study = optuna.create_study(directions=["maximize"] * (len(tasks) if pareto else 1))
+    states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": TrialState.FAIL}
+    for r in sorted(run.records, key=lambda r: r.number):
+        if r.state not in states:
+            continue  # running / waiting trials
+        params = {k: v for k, v in r.params.items() if k in dists}
+        state = states[r.state] if (r.state != "complete" or r.ok) else TrialState.FAIL
+        values = None
+        if state == TrialState.COMPLETE:
+            values = [r.scores.get(t, float("nan")) for t in tasks] if pareto else [r.score]
+            if not all(math.isfinite(v) for v in values):
+                state, values = TrialState.FAIL, None
+        study.add_trial(create_trial(state=state, params=params, distributions={k: dists[k] for k in params},
+                                     values=values, user_attrs={"score": r.score}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.set_metric_names(tasks if pareto else ["score"])
+    return study
+
+
+# -- the figures ------------------------------------------------------------------------------
+def optuna_sections(study: Any, run: RunTrials) -> list[Section]:
+    import optuna.visualization as vis
+
+    pareto = len(study.directions) > 1
+    mean: dict[str, Any] = {}
+    if pareto:  # history, importances and coordinates follow the mean score; the front shows each task
+        mean = {"target": lambda t: t.user_attrs.get("score", float("nan")), "target_name": "mean score"}
+    else:
+        mean = {"target_name": "score"}
+    sections = [
+        _section("Optimisation history", lambda: vis.plot_optimization_history(study, **mean)),
+        _section("Parameter importances", lambda: vis.plot_param_importances(study, **mean)),
+        _section("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **mean)),
+    ]
+    if pareto:
+        names = [t["name"] for t in run.tasks]
+        if len(names) <= 3:
+            sections.append(_section("Pareto front (task scores, higher is better)",
+                                     lambda: vis.plot_pareto_front(study, target_names=names)))
+        else:  # Optuna draws 2 or 3 axes: one plot per pair of tasks
+            for i in range(len(names)):
+                for j in range(i + 1, len(names)):
+                    sections.append(_section(
+                        f"Pareto front: {names[i]} vs {names[j]}",
+                        lambda i=i, j=j: vis.plot_pareto_front(study, targets=lambda t: (t.values[i], t.values[j]),
+                                                               target_names=[names[i], names[j]])))
+    else:
+        sections.append(_section("Validation score per epoch (all trials)",
+                                 lambda: vis.plot_intermediate_values(study)))
+    return sections
+
+
+def _section(title: str, make: Callable[[], Any]) -> Section:
+    """Optuna refuses some plots on small studies (one trial, one value); say so instead."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fig = make()
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        return Section(title, note=f"not available for this run: {exc}")
+    if not fig.data:
+        return Section(title, note="not available for this run: not enough completed trials")
+    return Section(title, fig)
+
+
+def training_curves(run_dir: Path, run: RunTrials) -> Section:
+    """The best trial's per-epoch training loss and validation metrics, one row per task."""
+    best = leaderboard(run.records, top=1)
+    title = "Training curves of the best trial"
+    if not best:
+        return Section(title, note="no completed trial")
+    path = trial_folder(run_dir, best[0].number) / "history.json"
+    if not path.exists():
+        return Section(title, note=f"{path} not found")
+    history: list[dict[str, float]] = json.loads(path.read_text())
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    tasks = [t["name"] for t in run.tasks]
+    titles = [f"{t}: {kind}" for t in tasks for kind in ("training loss", "validation metrics")]
+    fig = make_subplots(rows=len(tasks), cols=2, subplot_titles=titles, vertical_spacing=0.3 / max(1, len(tasks)))
+    epochs = [h["epoch"] for h in history]
+    for row, task in enumerate(tasks, 1):
+        loss = [h.get(f"loss.{task}") for h in history]
+        fig.add_trace(go.Scatter(x=epochs, y=loss, mode="lines+markers", name=f"{task} loss",
+                                 legendgroup=task), row=row, col=1)
+        metrics = sorted({k for h in history for k in h if k.startswith(f"{task}.")} - {f"{task}.labelled"})
+        for key in metrics:
+            fig.add_trace(go.Scatter(x=epochs, y=[h.get(key) for h in history], mode="lines+markers", name=key,
+                                     legendgroup=task), row=row, col=2)
+        if best[0].best_epoch:
+            for col in (1, 2):
+                fig.add_vline(x=best[0].best_epoch, line_dash="dot", line_color="grey", row=row, col=col)
+    fig.update_xaxes(title_text="epoch", dtick=max(1, math.ceil(len(epochs) / 10)))
+    fig.update_layout(height=320 * len(tasks) + 80, title=f"Trial {best[0].number} (dotted line: kept epoch)")
+    return Section(title, fig)
+
+
+# -- the page ---------------------------------------------------------------------------------
+def render(run_dir: Path, run: RunTrials, sections: Sequence[Section]) -> str:
+    from plotly.offline import get_plotlyjs
+
+    raw = raw_snapshot(run_dir)
+    search = raw.get("search") or {}
+    counts: dict[str, int] = {}
+    for r in run.records:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    board = leaderboard(run.records, top=LEADERBOARD_ROWS)
+    e = html.escape
+    summary = (
+        f"{len(run.records)} trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
+        f"backend {e(str(search.get('backend', '')))}/{e(str(search.get('algorithm', '')))}; "
+        f"objective {e(run.objective)}; tasks "
+        + ", ".join(f"{e(t['name'])} ({e(str(t.get('type', '')))}, {e(t['primary_metric'])})" for t in run.tasks)
+    )
+    figures = []
+    for i, s in enumerate(sections):
+        if s.figure is None:
+            body = f'<p class="note">{e(s.note)}</p>'
+        else:
+            body = s.figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{i}",
+                                    config={"displaylogo": False, "responsive": True})
+        figures.append(f'<section class="plot"><h2>{e(s.title)}</h2>{body}</section>')
+    return PAGE.format(
+        title=e(f"automtl report: {run.experiment}"),
+        plotlyjs=get_plotlyjs(),
+        summary=summary,
+        created=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        run_dir=e(str(Path(run_dir).resolve())),
+        best=best_block(run, board[0] if board else None),
+        leaderboard=leaderboard_html(run, board),
+        figures="\n".join(figures),
+        disk=e(disk_use(run_dir).describe()),
+    )
+
+
+def best_block(run: RunTrials, best: TrialRecord | None) -> str:
+    e = html.escape
+    if best is None:
+        return "<p>No trial completed.</p>"
+    rows = []
+    for t in run.tasks:
+        name = t["name"]
+        metrics = {k.split(".", 1)[1]: v for k, v in best.metrics.items() if k.startswith(f"{name}.")}
+        cells = ", ".join(f"{'<b>' if m == t['primary_metric'] else ''}{e(m)} {_num(v)}"
+                          f"{'</b>' if m == t['primary_metric'] else ''}" for m, v in sorted(metrics.items()))
+        rows.append(f"<tr><td>{e(name)}</td><td>{_num(best.scores.get(name))}</td><td>{cells}</td></tr>")
+    params = "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in sorted(best.params.items()))
+    front = " (on the Pareto front)" if best.pareto else ""
+    return (
+        f"<p>Trial <b>#{best.number}</b>{front}: score <b>{_num(best.score)}</b>, kept epoch {best.best_epoch}, "
+        f"{_num(best.duration_s)} s on {e(best.device)}.</p>"
+        '<div class="cols"><table><caption>Per-task metrics (validation)</caption>'
+        "<tr><th>task</th><th>score</th><th>metrics</th></tr>" + "".join(rows) + "</table>"
+        "<table><caption>Parameters</caption><tr><th>parameter</th><th>value</th></tr>" + params + "</table></div>"
+    )
+
+
+def leaderboard_html(run: RunTrials, board: Sequence[TrialRecord]) -> str:
+    e = html.escape
+    pareto = any(r.pareto is not None for r in run.records)
+    primaries = [f"{t}.{m}" for t, m in run.primaries.items()]
+    head = ["rank", "trial", "score", *(["Pareto front"] if pareto else []), *primaries, "parameters", "time"]
+    rows = []
+    for rank, r in enumerate(board, 1):
+        cells = [str(rank), str(r.number), _num(r.score), *(["&#9733;" if r.pareto else ""] if pareto else [])]
+        cells += [_num(r.metrics.get(c)) for c in primaries]
+        cells += [e(short_params(r.params)), f"{r.duration_s or 0:.1f}s"]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
+
+
+def _num(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }}
+h1 {{ margin-bottom: .2rem; }} .meta {{ color: #666; margin-top: 0; }}
+table {{ border-collapse: collapse; margin: .5rem 1.5rem 1rem 0; font-size: .9rem; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: .25rem .6rem; text-align: right; }}
+th {{ background: #f4f4f4; }} td:first-child, th:first-child {{ text-align: left; }}
+caption {{ text-align: left; font-weight: bold; padding: .3rem 0; }}
+.cols {{ display: flex; flex-wrap: wrap; align-items: flex-start; }}
+.note {{ color: #a60; }} section.plot {{ margin-top: 1.5rem; }}
+</style>
+<script type="text/javascript">{plotlyjs}</script>
+</head>
+<body>
+<h1>{title}</h1>
+<p class="meta">{run_dir} &middot; written {created}</p>
+<p>{summary}</p>
+<h2>Best trial</h2>
+{best}
+<h2>Leaderboard</h2>
+{leaderboard}
+{figures}
+<p class="meta">Disk: {disk}.</p>
+</body>
+</html>
+"""

@@ -1,0 +1,90 @@
+"""A finished run folder, read back: its experiment snapshot, study storage and trial files.
+
+``automtl report``, ``export``, ``trials`` and ``dashboard`` all start from a
+run folder; this module is what they share, and it needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automtl.config import Experiment, build_experiment, read_yaml
+from automtl.errors import AutomtlError
+
+SNAPSHOT = "experiment.resolved.yaml"
+
+
+@dataclass
+class DiskUse:
+    """Bytes kept for the trials' models and curves, so export needs no retraining."""
+
+    trials: int
+    total_bytes: int
+
+    @property
+    def per_trial_bytes(self) -> float:
+        return self.total_bytes / self.trials if self.trials else 0.0
+
+    def describe(self) -> str:
+        if not self.trials:
+            return "no trial models kept"
+        return (f"{self.trials} trial model(s) kept: {human_bytes(self.total_bytes)} "
+                f"({human_bytes(self.per_trial_bytes)} per trial)")
+
+
+def check_run_dir(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AutomtlError(f"run folder not found: {run_dir}")
+    if not (run_dir / SNAPSHOT).exists():
+        raise AutomtlError(f"{run_dir}: no {SNAPSHOT} here; expected a run folder written by `automtl search`")
+    return run_dir
+
+
+def raw_snapshot(run_dir: Path) -> dict[str, Any]:
+    """The snapshot as plain data (tolerant: reports read it even if the schema moved on)."""
+    raw = read_yaml(check_run_dir(run_dir) / SNAPSHOT, "run snapshot")
+    if not isinstance(raw, dict):
+        raise AutomtlError(f"{run_dir / SNAPSHOT}: expected a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def load_experiment(run_dir: Path) -> Experiment:
+    """The validated experiment the run used; relative paths resolve from the run folder."""
+    run_dir = check_run_dir(run_dir)
+    return build_experiment(raw_snapshot(run_dir), str(run_dir / SNAPSHOT), run_dir.resolve())
+
+
+def backend_name(run_dir: Path) -> str:
+    return str((raw_snapshot(run_dir).get("search") or {}).get("backend", "optuna"))
+
+
+def study_location(run_dir: Path) -> tuple[str, str]:
+    """``(storage URL, study name)`` of an Optuna run."""
+    raw = raw_snapshot(run_dir)
+    search = raw.get("search") or {}
+    from automtl.backends.optuna_backend import default_storage
+
+    storage = search.get("storage") or default_storage(Path(run_dir))
+    return storage, str(search.get("study") or raw.get("name") or "experiment")
+
+
+def trial_folder(run_dir: Path, number: int) -> Path:
+    """Same layout as :func:`automtl.training.runner.trial_dir`, without importing TensorFlow."""
+    return Path(run_dir) / "trials" / f"{number:05d}"
+
+
+def disk_use(run_dir: Path) -> DiskUse:
+    folders = [p for p in (Path(run_dir) / "trials").glob("*") if p.is_dir()]
+    total = sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
+    return DiskUse(len(folders), total)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
