@@ -36,10 +36,13 @@ class TrialRunner:
         self.run_dir = run_dir
         self.settings = prepared.experiment.search
         self.on_epoch = on_epoch
+        # Everything alive now (TensorFlow, the data) lives for the whole search:
+        # freezing it keeps the per-trial garbage collection from rescanning it.
+        gc.collect()
+        gc.freeze()
 
     def __call__(self, handle: TrialHandle) -> TrialOutcome:
         keras.backend.clear_session(free_memory=True)  # no state leaks from one trial to the next
-        gc.collect()
         keras.utils.set_random_seed(self.settings.seed + handle.number)
         params = TrialParams(handle.params)
         p = self.prepared
@@ -50,6 +53,11 @@ class TrialRunner:
                               seed=self.settings.seed + handle.number, encoders=p.encoders)
         except (ValueError, TypeError) as exc:
             raise TrialFailed(f"cannot build this parameter combination: {exc}") from None
+        # Optional warm start and budget (Keras Tuner's Hyperband continues a trial from its checkpoint).
+        initial = getattr(handle, "initial_weights", None)
+        if initial is not None:
+            assembled.model.load_weights(initial)
+        epochs = getattr(handle, "epochs", None) or self.settings.epochs
 
         def report(result: EpochResult) -> None:
             if self.on_epoch is not None:
@@ -57,7 +65,7 @@ class TrialRunner:
             handle.report(result.epoch, result.objective)
 
         try:
-            fit = trainer.fit(self.settings.epochs, self.settings.patience, report)
+            fit = trainer.fit(epochs, self.settings.patience, report)
         except tf.errors.ResourceExhaustedError as exc:
             raise TrialFailed(f"out of memory: {exc.message.splitlines()[0]}") from None
         except tf.errors.InvalidArgumentError as exc:

@@ -14,6 +14,7 @@ import tensorflow as tf
 from automtl.api import Task
 from automtl.model.assemble import Assembled
 from automtl.training.losses import masked_mean
+from automtl.training.optimizer import FusedAdam
 from automtl.training.weighting import Weighting
 
 
@@ -21,7 +22,7 @@ def _regularisation(model: keras.Model) -> tf.Tensor:
     return tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) if model.losses else tf.constant(0.0)
 
 
-def _apply(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor, tape: tf.GradientTape, variables: list) -> None:
+def _apply(optimizer: FusedAdam, loss: tf.Tensor, tape: tf.GradientTape, variables: list) -> None:
     grads = tape.gradient(loss, variables)
     optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
 
@@ -35,8 +36,7 @@ class JointStep:
         self.weighting = weighting
         self.variables = list(self.model.trainable_variables) + weighting.variables
         self.norm_on = assembled.last_shared_variables() if weighting.wants_gradient_norms() else []
-        self.optimizer = keras.optimizers.Adam(learning_rate)
-        self.optimizer.build(self.variables)
+        self.optimizer = FusedAdam(learning_rate, self.variables)
 
     def __call__(self, x: dict, y: dict, mask: dict) -> tf.Tensor:
         with tf.GradientTape(persistent=bool(self.norm_on)) as tape:
@@ -64,9 +64,7 @@ class AlternatingStep:
         self.variables = [shared + list(assembled.heads[t.name].trainable_variables) for t in self.tasks]
         self.optimizers = []
         for lr, variables in zip(learning_rates, self.variables):
-            opt = keras.optimizers.Adam(lr)
-            opt.build(variables)
-            self.optimizers.append(opt)
+            self.optimizers.append(FusedAdam(lr, variables))
 
     def branch(self, index: int, x: dict, y: dict, mask: dict) -> tf.Tensor:
         task = self.tasks[index]
