@@ -102,6 +102,12 @@ class _Plugin:
         self.name = name
         self.options = _validate_options(self.Options, options or {}, f"{self.kind} '{name}'")
 
+    def register_keras_objects(self) -> None:
+        """Import the modules that register this plugin's custom Keras layers and functions
+        (``keras.saving.register_keras_serializable``), so that a saved ``model.keras``
+        loads in a process that has built no model yet (the export after a resumed
+        search). Called before automtl loads a model; the default registers nothing."""
+
     def resolve_path(self, path: str | Path) -> Path:
         """A path from this plugin's options: absolute, or relative to the experiment file."""
         p = Path(path).expanduser()

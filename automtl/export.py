@@ -69,6 +69,8 @@ def export_trial(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``out_dir`` atomically: a crash never leaves a half-written export."""
+    for plugin in (*encoders, *tasks):
+        plugin.register_keras_objects()  # custom layers of plugins, e.g. after a resumed search
     model = keras.saving.load_model(model_path)
     module = ServingModule(model, tasks)
     concrete = tf.function(module.serve).get_concrete_function(**input_signature(encoders))

@@ -1,4 +1,4 @@
-"""Read CSV, Parquet, NPZ and COCO JSON files into Tables, with clear errors for bad files."""
+"""Read CSV, Parquet, NPZ, COCO JSON, JSON Lines and CoNLL files into Tables, with clear errors for bad files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 
 from automtl.data.annotations import group_box_csv, is_box_csv, read_coco
 from automtl.data.table import Table
+from automtl.data.textfiles import CONLL_SUFFIXES, JSONL_SUFFIXES, read_conll, read_jsonl
 from automtl.errors import DataError
 
-SUFFIXES = (".csv", ".parquet", ".pq", ".npz", ".json")
+SUFFIXES = (".csv", ".parquet", ".pq", ".npz", ".json", *JSONL_SUFFIXES, *CONLL_SUFFIXES)
 
 
 def read_table(path: Path, *, role: str = "data") -> Table:
@@ -31,6 +32,10 @@ def read_table(path: Path, *, role: str = "data") -> Table:
                 table = Table(str(path), {k: npz[k] for k in npz.files})
         elif suffix == ".json":  # COCO detection annotations
             table = read_coco(path)
+        elif suffix in JSONL_SUFFIXES:  # one JSON object per line; list fields stay lists
+            table = read_jsonl(path)
+        elif suffix in CONLL_SUFFIXES:  # token and tag per line, blank lines between sentences
+            table = read_conll(path)
         else:
             raise DataError(
                 f"{path}: unsupported {role} file type '{suffix}'; expected one of {', '.join(SUFFIXES)}"

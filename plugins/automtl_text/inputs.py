@@ -1,0 +1,139 @@
+"""The ``text`` input type: raw strings in, a token sequence view and a pooled vector view out.
+
+Vectorisation is a ``TextVectorization`` layer inside the model whose
+vocabulary is counted on the training split only, with the tokeniser of
+:mod:`automtl_text.tokens`; the exported SavedModel therefore takes raw
+strings. After the embedding a searchable sequence encoder (``conv``,
+``bigru`` or ``transformer``) takes its depth and width from the trunk
+parameters.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import pydantic
+
+from automtl.api import DataError, InputEncoder, InputSpec, Options, Table, TrialParams
+
+from automtl_text import tokens
+from automtl_text.cells import text_column, text_of, tokens_of
+from automtl_text.task import TextTask
+
+ENCODERS = ("conv", "bigru", "transformer")
+#: Longest sequence used when ``sequence_length`` is not given (longer texts are cut).
+DEFAULT_MAX_LENGTH = 128
+
+
+class TextInputOptions(Options):
+    column: str
+    encoder: Literal["conv", "bigru", "transformer"] = "conv"
+    vocab_size: int = pydantic.Field(20000, ge=1, description="most frequent training tokens kept")
+    sequence_length: int | None = pydantic.Field(None, ge=1, description="default: longest training text, <= 128")
+    embedding: int = pydantic.Field(64, ge=1)
+    word_dropout: float = pydantic.Field(0.1, ge=0.0, lt=1.0, description="training-time rate of words read as unknown")
+    lowercase: bool = True
+
+
+class TextInput(InputEncoder):
+    """A text column (strings, or token lists joined by spaces) -> views "sequence" and "vector".
+
+    Searched values (``text.encoder``, ``text.vocab_size``,
+    ``text.sequence_length``, ``text.embedding``, ``text.word_dropout``)
+    override the options of the same name; the vocabulary size is capped by
+    the number of distinct training tokens.
+    """
+
+    Options = TextInputOptions
+    parameters = ("text.encoder", "text.vocab_size", "text.sequence_length", "text.embedding", "text.word_dropout")
+
+    def _owner(self) -> str:
+        return f"input '{self.name}'"
+
+    def texts(self, data: Table) -> list[str]:
+        """Every row's text, checked (no empty texts, no non-string values)."""
+        col = text_column(data, self.options.column, self._owner())
+        return [text_of(data, col, i, self.options.column, self._owner()) for i in range(len(col))]
+
+    def prepare(self, train: Table) -> None:
+        counts: Counter[str] = Counter()
+        longest = 0
+        for text in self.texts(train):
+            toks = tokens.tokenize(text, self.options.lowercase)
+            counts.update(toks)
+            longest = max(longest, len(toks))
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        self.vocabulary = [t for t, _ in ranked[: self.options.vocab_size]]
+        self.longest = longest
+        self.sequence_length = self.options.sequence_length or min(longest, DEFAULT_MAX_LENGTH)
+        for task in self.tasks:
+            if isinstance(task, TextTask):
+                task.text_input = self.name
+                if task.options.tokens != self.options.column:
+                    self._check_alignment(train, task)
+
+    def _check_alignment(self, train: Table, task: TextTask) -> None:
+        """A tagging task reading other columns than this input must see the same tokens."""
+        col = text_column(train, self.options.column, self._owner())
+        words = text_column(train, task.options.tokens, f"task '{task.name}'")
+        for i in range(len(train)):
+            if words[i] is None or (isinstance(words[i], float) and np.isnan(words[i])):
+                continue  # no tokens here: the task does not tag this row
+            mine = tokens.tokenize(text_of(train, col, i, self.options.column, self._owner()), lowercase=False)
+            theirs = tokens.tokenize(" ".join(tokens_of(train, words, i, task.options.tokens, f"task '{task.name}'")),
+                                     lowercase=False)
+            if mine != theirs:
+                raise DataError(
+                    f"{train.source}: {train.row_label(i)}: input '{self.name}' column '{self.options.column}' and "
+                    f"task '{task.name}' column '{task.options.tokens}' give different tokens ({mine[:8]} vs "
+                    f"{theirs[:8]}); tags must line up with the text the model reads: point both at one column"
+                )
+
+    def specs(self) -> list[InputSpec]:
+        meta = {"column": self.options.column, "tokenization": tokens.describe(self.options.lowercase)}
+        return [InputSpec(self.name, "string", (), meta)]
+
+    def arrays(self, data: Table) -> dict[str, np.ndarray]:
+        return {self.name: np.array(self.texts(data), dtype=object)}
+
+    def settings(self, params: TrialParams) -> dict[str, Any]:
+        """This trial's encoder settings: searched values over options."""
+        vocab = int(params.get("text.vocab_size", self.options.vocab_size))
+        return {
+            "encoder": str(params.get("text.encoder", self.options.encoder)),
+            "vocab_size": max(1, min(vocab, len(self.vocabulary))),
+            "sequence_length": int(params.get("text.sequence_length", self.sequence_length)),
+            "embedding": int(params.get("text.embedding", self.options.embedding)),
+            "word_dropout": float(params.get("text.word_dropout", self.options.word_dropout)),
+        }
+
+    def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
+        import keras
+
+        from automtl_text import layers
+
+        s = self.settings(params)
+        if s["encoder"] not in ENCODERS:
+            raise ValueError(f"unknown text encoder '{s['encoder']}'; expected one of {', '.join(ENCODERS)}")
+        length, name = s["sequence_length"], self.name
+        vectorize = layers.vectorizer(self.vocabulary[: s["vocab_size"]], length, self.options.lowercase,
+                                      f"{name}_vectorize")
+        ids = vectorize(inputs[name])
+        mask = layers.TokenMask(name=f"{name}_mask")(ids)
+        if s["word_dropout"] > 0:
+            ids = layers.WordDropout(s["word_dropout"], name=f"{name}_word_dropout")(ids)
+        x = keras.layers.Embedding(s["vocab_size"] + 2, s["embedding"], name=f"{name}_embedding")(ids)
+        x = layers.sequence_encoder(x, mask, s["encoder"], params.trunk_units, max(1, params.trunk_depth),
+                                    params.dropout, params.l2, length, f"{name}_{s['encoder']}")
+        return {
+            "sequence": layers.SequenceView(name=f"{name}_sequence")([x, mask]),
+            "vector": layers.MaskedPool(name=f"{name}_pool")([x, mask]),
+        }
+
+    def register_keras_objects(self) -> None:
+        from automtl_text import layers  # noqa: F401  (registering is importing)
+
+    def describe(self) -> dict[str, Any]:
+        return {"vocabulary_size": len(self.vocabulary), "sequence_length": self.sequence_length}
