@@ -120,6 +120,13 @@ def spaces() -> None:
 RUN_DIR = click.argument("run_dir", type=click.Path(path_type=Path))
 
 
+def _quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up chatter off the console (set before it is imported)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 @cli.command()
 @RUN_DIR
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write it (default: RUN_DIR/report.html).")
@@ -171,6 +178,7 @@ def export(run_dir: Path, number: int, out: Path) -> None:
     from automtl.commands.export import export_run_trial, exportable
 
     exportable(run_dir, number)  # a bad trial number fails before TensorFlow starts
+    _quiet_tensorflow()
     folder = export_run_trial(run_dir, number, out)
     click.echo(f"trial {number} exported to {folder}: saved_model/ (serving_default), model.keras, automtl.json")
 
@@ -190,6 +198,7 @@ def predict(model_dir: Path, data_path: Path, out: Path, batch_size: int, keep: 
 
     from automtl.predict import predict as run_predict
 
+    _quiet_tensorflow()
     result = run_predict(model_dir, data_path, out, batch_size=batch_size, keep=keep, console=Console(stderr=True))
     click.echo(f"{result.rows} rows -> {result.out} ({', '.join(result.outputs)}) in {result.seconds:.1f}s")
 

@@ -187,8 +187,9 @@ def write_outputs(out: Path, outputs: dict[str, np.ndarray], order: Sequence[str
     suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
     decoded = {k: _decode(v) for k, v in outputs.items()}
-    if suffix == ".npz":
-        np.savez(out, **{k: np.asarray(v) for k, v in keep.items()}, **{k: decoded[k] for k in order})
+    if suffix == ".npz":  # text as unicode arrays, so np.load needs no pickle
+        arrays = {k: np.asarray(v) for k, v in keep.items()} | {k: decoded[k] for k in order}
+        np.savez(out, **{k: v.astype(str) if v.dtype == object else v for k, v in arrays.items()})
         return out
     import pandas as pd
 

@@ -61,18 +61,20 @@ def select(run: RunTrials, sort: str = "score", ascending: bool | None = None,
     return sorted(records, key=lambda r: (key(r), r.number))
 
 
-def table(run: RunTrials, records: Sequence[TrialRecord], sort: str) -> RichTable:
+def table(run: RunTrials, records: Sequence[TrialRecord], sort: str, show_state: bool = False) -> RichTable:
     pareto = any(r.pareto is not None for r in run.records)
     primaries = [f"{t}.{m}" for t, m in run.primaries.items()]
     extra = [sort] if sort not in ("score", *primaries, *run.primaries) else []
     title = f"Trials of '{run.experiment}' by {sort}" + (" (pareto objective)" if pareto else "")
     out = RichTable(title=title, title_justify="left")
-    for col in ("rank", "trial", "state", "score", *(["front"] if pareto else []), *primaries, *extra):
-        out.add_column(col, justify="left" if col in ("state", "front") else "right")
-    out.add_column("params")
-    out.add_column("time", justify="right")
+    for col in ("rank", "trial", *(["state"] if show_state else []), "score", *(["front"] if pareto else []),
+                *primaries, *extra):
+        # numbers and their headers never wrap; the parameters column takes what is left
+        out.add_column(col, justify="left" if col in ("state", "front") else "right", no_wrap=True)
+    out.add_column("params", ratio=1)
+    out.add_column("time", justify="right", no_wrap=True)
     for rank, r in enumerate(records, 1):
-        cells = [str(rank), str(r.number), r.state, _num(r.score)]
+        cells = [str(rank), str(r.number), *([r.state] if show_state else []), _num(r.score)]
         if pareto:
             cells.append("*" if r.pareto else "")
         cells += [_num(r.metrics.get(c)) for c in (*primaries, *extra)]

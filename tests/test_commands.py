@@ -1,0 +1,247 @@
+"""The everyday commands around a finished run: trials, export, predict, dashboard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import TINY_SPACE, experiment_dict, make_table
+
+
+def invoke(*args: Any) -> Any:
+    from automtl.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished three-trial search on the tiny regression + classification table."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    make_table().to_csv(tmp / "data.csv", index=False)
+    (tmp / "space.yaml").write_text(yaml.safe_dump(TINY_SPACE))
+    exp = experiment_dict(tmp / "data.csv", tmp / "space.yaml", out=str(tmp / "run"), trials=3, epochs=3)
+    (tmp / "experiment.yaml").write_text(yaml.safe_dump(exp))
+    result = invoke("search", "--config", tmp / "experiment.yaml", "--no-report")
+    assert result.exit_code == 0, result.output
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits demo with a one-trial budget."""
+    run = tmp_path_factory.mktemp("demo") / "digits"
+    result = invoke("search", "--demo", "digits", "--trials", "1", "--epochs", "2", "--out", run, "--no-report")
+    assert result.exit_code == 0, result.output
+    return run
+
+
+# -- trials ----------------------------------------------------------------------------------
+def test_trials_json_parses_and_is_sorted_by_score(tiny_run):
+    result = invoke("trials", tiny_run, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    scores = [t["score"] for t in doc["trials"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert {t["name"] for t in doc["tasks"]} == {"price", "kind"}
+    first = doc["trials"][0]
+    assert {"price.rmse", "kind.accuracy"} <= set(first["metrics"])
+    assert isinstance(first["params"]["trunk.units"], int)  # types survive, unlike a CSV
+    assert not (tiny_run / "report.html").exists()  # --no-report
+
+
+def test_trials_sort_by_task_metric_uses_its_direction(tiny_run):
+    rmse = [t["metrics"]["price.rmse"] for t in json.loads(invoke("trials", tiny_run, "--json", "--sort", "price.rmse").output)["trials"]]
+    assert rmse == sorted(rmse)  # lower RMSE is better: ascending
+    acc = [t["metrics"]["kind.accuracy"] for t in json.loads(invoke("trials", tiny_run, "--json", "--sort", "kind.accuracy").output)["trials"]]
+    assert acc == sorted(acc, reverse=True)
+    forced = json.loads(invoke("trials", tiny_run, "--json", "--sort", "score", "--ascending").output)["trials"]
+    assert [t["score"] for t in forced] == sorted(t["score"] for t in forced)
+
+
+def test_trials_table_and_disk_use(tiny_run):
+    result = invoke("trials", tiny_run, "--sort", "price")
+    assert result.exit_code == 0, result.output
+    assert "price.rmse" in result.output and "kind.accuracy" in result.output
+    assert "3 trial model(s) kept" in result.output and "KB" in result.output
+
+
+def test_trials_bad_sort_and_bad_folder(tiny_run, tmp_path):
+    bad = invoke("trials", tiny_run, "--sort", "price.r2")
+    assert bad.exit_code == 2 and "price.r2" in bad.output and "price.rmse" in bad.output
+    assert "Traceback" not in bad.output
+    missing = invoke("trials", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "run folder not found" in missing.output
+    empty = invoke("trials", tmp_path)
+    assert empty.exit_code == 2 and "trials.json" in empty.output
+
+
+# -- export ----------------------------------------------------------------------------------
+def test_export_any_trial_matches_best_format(tiny_run, tmp_path):
+    doc = json.loads(invoke("trials", tiny_run, "--json").output)
+    worst = doc["trials"][-1]["number"]
+    result = invoke("export", tiny_run, "--trial", worst, "--out", tmp_path / "worst")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "worst" / "automtl.json").read_text())
+    best = json.loads((tiny_run / "best" / "automtl.json").read_text())
+    assert manifest["trial"]["number"] == worst
+    assert set(manifest) == set(best) | {"exported_from"}
+    assert manifest["inputs"] == best["inputs"]  # plugins refitted identically on the same split
+    assert [t["classes"] for t in manifest["tasks"] if t["name"] == "kind"] == [["basic", "premium"]]
+    assert (tmp_path / "worst" / "saved_model" / "saved_model.pb").exists()
+    assert (tmp_path / "worst" / "model.keras").exists()
+
+
+def test_export_unknown_trial_is_a_clear_error(tiny_run, tmp_path):
+    result = invoke("export", tiny_run, "--trial", 42, "--out", tmp_path / "x")
+    assert result.exit_code == 2
+    assert "no trial 42" in result.output and "exportable trials: 0, 1, 2" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+# -- predict ---------------------------------------------------------------------------------
+def demo_validation(run: Path) -> pd.DataFrame:
+    """The demo's validation rows, split exactly as the search split them."""
+    from automtl.prepare import load_tables
+    from automtl.rundir import load_experiment
+
+    _, valid = load_tables(load_experiment(run))
+    return pd.DataFrame(valid.columns)
+
+
+def test_predict_matches_saved_model_on_demo_validation(demo_run, tmp_path):
+    import tensorflow as tf
+
+    valid = demo_validation(demo_run)
+    valid["id"] = np.arange(len(valid))
+    valid.to_csv(tmp_path / "valid.csv", index=False)
+    result = invoke("predict", demo_run / "best", "--data", tmp_path / "valid.csv", "--out", tmp_path / "pred.csv",
+                    "--keep", "id", "--batch-size", "100")
+    assert result.exit_code == 0, result.output
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert list(pred.columns) == ["id", "digit.class_id", "digit.label", "digit.probabilities", "slant.value"]
+    assert len(pred) == len(valid) == 359
+
+    serve = tf.saved_model.load(str(demo_run / "best" / "saved_model")).signatures["serving_default"]
+    pixels = valid[[f"px{i}" for i in range(64)]].to_numpy(np.float32)
+    want = {k: v.numpy() for k, v in serve(pixels=tf.constant(pixels)).items()}
+    np.testing.assert_allclose(pred["slant.value"], want["slant.value"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pred["digit.class_id"], want["digit.class_id"])
+    assert list(pred["digit.label"].astype(str)) == [b.decode() for b in want["digit.label"]]
+    probs = np.array([json.loads(p) for p in pred["digit.probabilities"]])
+    np.testing.assert_allclose(probs, want["digit.probabilities"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".npz"])
+def test_predict_reads_and_writes_other_formats(demo_run, tmp_path, suffix):
+    valid = demo_validation(demo_run).head(40)
+    if suffix == ".parquet":
+        valid.to_parquet(tmp_path / "in.parquet")
+    elif suffix == ".jsonl":
+        valid.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    else:  # the manifest maps tabular inputs to columns, so an NPZ of named 1-D columns works too
+        np.savez(tmp_path / "in.npz", **{c: valid[c].to_numpy() for c in valid.columns})
+    out = tmp_path / f"out{suffix}"
+    result = invoke("predict", demo_run / "best", "--data", tmp_path / f"in{suffix}", "--out", out)
+    assert result.exit_code == 0, result.output
+    if suffix == ".npz":
+        got = dict(np.load(out))  # no pickle needed: labels are unicode arrays
+        assert got["digit.probabilities"].shape == (40, 10)
+        assert got["digit.label"].dtype.kind == "U"
+    else:
+        frame = pd.read_parquet(out) if suffix == ".parquet" else pd.read_json(out, lines=True)
+        assert len(frame) == 40 and len(frame["digit.probabilities"].iloc[0]) == 10
+        np.testing.assert_allclose([sum(p) for p in frame["digit.probabilities"]], 1.0, rtol=1e-4)
+
+
+def test_predict_names_a_missing_column(demo_run, tmp_path):
+    demo_validation(demo_run).drop(columns=["px7"]).head(5).to_csv(tmp_path / "bad.csv", index=False)
+    result = invoke("predict", demo_run / "best", "--data", tmp_path / "bad.csv", "--out", tmp_path / "o.csv")
+    assert result.exit_code == 2
+    assert "missing column(s) 'px7'" in result.output and "pixels" in result.output and "bad.csv" in result.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_predict_bad_inputs_are_clear_errors(demo_run, tmp_path):
+    frame = demo_validation(demo_run).head(5).astype(object)
+    frame.loc[2, "px3"] = "dark"
+    frame.to_csv(tmp_path / "text.csv", index=False)
+    text = invoke("predict", demo_run / "best", "--data", tmp_path / "text.csv", "--out", tmp_path / "o.csv")
+    assert text.exit_code == 2 and "column 'px3', row 3: 'dark' is not a number" in text.output
+    image = invoke("predict", demo_run / "best", "--data", tmp_path / "x.png", "--out", tmp_path / "o.csv")
+    assert image.exit_code == 2 and "image inputs are not supported" in image.output
+    out = invoke("predict", demo_run / "best", "--data", tmp_path / "text.csv", "--out", tmp_path / "o.xlsx")
+    assert out.exit_code == 2 and "unsupported output type" in out.output
+    model = invoke("predict", tmp_path, "--data", tmp_path / "text.csv", "--out", tmp_path / "o.csv")
+    assert model.exit_code == 2 and "exported model folder" in model.output
+
+
+def test_predict_shows_a_bar_on_a_terminal_for_large_inputs(demo_run, tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from automtl.predict import predict
+
+    demo_validation(demo_run).to_csv(tmp_path / "valid.csv", index=False)
+    buffer = StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    summary = predict(demo_run / "best", tmp_path / "valid.csv", tmp_path / "p.csv", batch_size=64, console=console)
+    assert summary.rows == 359
+    assert "359/359" in buffer.getvalue() and "rows" in buffer.getvalue()
+    quiet = StringIO()
+    predict(demo_run / "best", tmp_path / "valid.csv", tmp_path / "p.csv", batch_size=64,
+            console=Console(file=quiet, force_terminal=False))
+    assert quiet.getvalue() == ""  # pipes and logs get no bar
+
+
+# -- dashboard -------------------------------------------------------------------------------
+def test_dashboard_without_the_extra_says_how_to_install(tiny_run, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna_dashboard" else real(name, *a))
+    result = invoke("dashboard", tiny_run)
+    assert result.exit_code == 2
+    assert "optuna-dashboard is not installed" in result.output and "automtl[dashboard]" in result.output
+
+
+def test_dashboard_serves_the_run_study(tiny_run):
+    pytest.importorskip("optuna_dashboard", reason="the optional 'dashboard' extra is not installed")
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "automtl.cli", "dashboard", str(tiny_run), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        body = ""
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert '"study_name": "tiny"' in body.replace('":"', '": "'), body[:300]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_new_commands_have_help():
+    for command in ("report", "trials", "export", "predict", "dashboard"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
