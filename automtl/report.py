@@ -93,11 +93,22 @@ def rebuild_study(run_dir: Path, run: RunTrials) -> Any:
             if not all(math.isfinite(v) for v in values):
                 state, values = TrialState.FAIL, None
         study.add_trial(create_trial(state=state, params=params, distributions={k: dists[k] for k in params},
-                                     values=values, user_attrs={"score": r.score}))
+                                     values=values, user_attrs={"score": r.score},
+                                     intermediate_values=_epoch_scores(run_dir, r.number)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study.set_metric_names(tasks if pareto else ["score"])
     return study
+
+
+def _epoch_scores(run_dir: Path, number: int) -> dict[int, float]:
+    """A kept trial's validation objective per epoch (what Optuna's intermediate values hold)."""
+    path = trial_folder(run_dir, number) / "history.json"
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text())
+    return {int(h["epoch"]): float(h["objective"]) for h in rows
+            if isinstance(h.get("objective"), (int, float)) and math.isfinite(h["objective"])}
 
 
 # -- the figures ------------------------------------------------------------------------------
@@ -110,9 +121,14 @@ def optuna_sections(study: Any, run: RunTrials) -> list[Section]:
         mean = {"target": lambda t: t.user_attrs.get("score", float("nan")), "target_name": "mean score"}
     else:
         mean = {"target_name": "score"}
+    from optuna.trial import TrialState
+
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    importances = (_section("Parameter importances", lambda: vis.plot_param_importances(study, **mean)) if done >= 2
+                   else Section("Parameter importances", note="needs at least two completed trials"))
     sections = [
         _section("Optimisation history", lambda: vis.plot_optimization_history(study, **mean)),
-        _section("Parameter importances", lambda: vis.plot_param_importances(study, **mean)),
+        importances,
         _section("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **mean)),
     ]
     if pareto:
