@@ -51,14 +51,16 @@ class TaskConfig(PluginConfig):
 
 #: Backends that search several objectives at once (``search.objective: pareto``).
 MULTI_OBJECTIVE_BACKENDS = ("optuna",)
+#: The algorithm each backend runs when the experiment names none.
+DEFAULT_ALGORITHMS = {"optuna": "tpe", "keras-tuner": "bayesian"}
 
 
 class SearchConfig(_Strict):
-    backend: Literal["optuna"] = "optuna"
+    backend: Literal["optuna", "keras-tuner"] = "optuna"
     objective: Literal["mean", "pareto"] = pydantic.Field(
         "mean", description="mean: one importance-weighted score; pareto: one objective per task"
     )
-    algorithm: str = "tpe"
+    algorithm: str | None = pydantic.Field(None, description="default: tpe for optuna, bayesian for keras-tuner")
     trials: int = pydantic.Field(20, ge=1)
     timeout: float | None = pydantic.Field(None, gt=0)
     epochs: int = pydantic.Field(30, ge=1)
@@ -67,6 +69,15 @@ class SearchConfig(_Strict):
     study: str | None = None
     storage: str | None = None
     out: Path | None = None
+    trials_per_process: int = pydantic.Field(
+        50, ge=0, description="trials run in a worker process replaced after this many (0: in the search process)"
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _default_algorithm(self) -> "SearchConfig":
+        if self.algorithm is None:
+            self.algorithm = DEFAULT_ALGORITHMS[self.backend]
+        return self
 
     @pydantic.model_validator(mode="after")
     def _pareto_backend(self) -> "SearchConfig":

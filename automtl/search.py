@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import yaml
@@ -54,7 +55,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     _snapshot(exp, space_path, run_dir)
 
     from automtl import backends
-    from automtl.training.runner import TrialRunner, trial_dir
+    from automtl.training.runner import trial_dir
 
     backend = backends.create(settings, run_dir, space, exp.study_name, objectives=[t.name for t in tasks])
     primaries = {t.name: t.primary_metric for t in tasks}
@@ -68,12 +69,14 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
             + f"{settings.trials} trials x up to {settings.epochs} epochs\nrun folder {run_dir}",
             highlight=False,
         )
-    runner = TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective))
+    runner = make_runner(exp, prepared, run_dir, progress)
     csv_path = run_dir / "trials.csv"
     task_meta = [{"name": t.name, "type": t.type_name, "primary_metric": t.primary_metric,
                   "direction": t.direction, "importance": prepared.importance.get(t.name, 1.0)} for t in tasks]
 
     def write_results(records: list[TrialRecord]) -> None:
+        if backend.is_worker:  # a distributed worker: the process holding the study writes the tables
+            return
         write_trials_csv(records, csv_path)
         write_trials_json(records, run_dir / "trials.json", tasks=task_meta,
                           objective=settings.objective, experiment=exp.name)
@@ -94,7 +97,15 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
         console.print("[yellow]interrupted: keeping finished trials and exporting the best so far[/]")
     finally:
         progress.close()
+        if hasattr(runner, "close"):
+            runner.close()
     records = backend.records()
+    if backend.is_worker:
+        # Keras Tuner's chief holds the oracle: it records every trial and exports the best model.
+        if not quiet:
+            console.print(f"worker done: ran {len(records)} trial(s); the chief writes trials.csv and exports the best model",
+                          highlight=False)
+        return SearchSummary(run_dir, records, backend.best(), None, interrupted)
     write_results(records)
     best = backend.best()
     export_dir = None
@@ -110,6 +121,17 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
         summary.report = _write_report(run_dir, console)
     _print_summary(console, summary, primaries)
     return summary
+
+
+def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchProgress) -> Any:
+    """Trials in a recycled worker process (bounded memory, crash isolation), or in this process."""
+    if exp.search.trials_per_process > 0:
+        from automtl.training.worker import ProcessTrialRunner
+
+        return ProcessTrialRunner(exp, run_dir, exp.search.trials_per_process, on_epoch=progress.epoch)
+    from automtl.training.runner import TrialRunner
+
+    return TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective))
 
 
 def _write_report(run_dir: Path, console: Console) -> Path | None:

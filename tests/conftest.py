@@ -71,7 +71,8 @@ def experiment_dict(train: Path, space: Path, **search: Any) -> dict[str, Any]:
             {"name": "kind", "type": "classification", "target": "kind"},
         ],
         "space": str(space),
-        "search": {"trials": 2, "epochs": 3, "seed": 0, **search},
+        # trials in this process: quicker for tiny tests (tests/test_worker.py covers worker processes)
+        "search": {"trials": 2, "epochs": 3, "seed": 0, "trials_per_process": 0, **search},
     }
 
 

@@ -10,7 +10,7 @@ from automtl.config import MULTI_OBJECTIVE_BACKENDS, SearchConfig
 from automtl.errors import ConfigError
 from automtl.space import SearchSpace
 
-BACKENDS = ("optuna",)
+BACKENDS = ("optuna", "keras-tuner")
 
 
 def create(settings: SearchConfig, run_dir: Path, space: SearchSpace, study: str,
@@ -29,4 +29,8 @@ def create(settings: SearchConfig, run_dir: Path, space: SearchSpace, study: str
         from automtl.backends.optuna_backend import OptunaBackend
 
         return OptunaBackend(settings, run_dir, space, study, objectives)
+    if settings.backend == "keras-tuner":
+        from automtl.backends.keras_tuner_backend import KerasTunerBackend
+
+        return KerasTunerBackend(settings, run_dir, space, study, objectives)
     raise ConfigError(f"unknown backend '{settings.backend}'; known backends: {', '.join(BACKENDS)}")

@@ -66,6 +66,8 @@ class Backend(ABC):
     algorithms: tuple[str, ...] = ()
     #: whether ``objective: pareto`` (one objective per task) is supported
     multi_objective: bool = False
+    #: a distributed worker runs trials but leaves ``trials.csv`` and the export to the process holding the study
+    is_worker: bool = False
 
     @abstractmethod
     def optimize(

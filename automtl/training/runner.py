@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import time
@@ -17,6 +18,14 @@ from automtl.model.assemble import build_model
 from automtl.params import TrialParams
 from automtl.prepare import Prepared
 from automtl.training.trainer import EpochResult, Trainer
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise, and RSS creeps up)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def device_name() -> str:
@@ -43,6 +52,7 @@ class TrialRunner:
 
     def __call__(self, handle: TrialHandle) -> TrialOutcome:
         keras.backend.clear_session(free_memory=True)  # no state leaks from one trial to the next
+        release_free_memory()
         keras.utils.set_random_seed(self.settings.seed + handle.number)
         params = TrialParams(handle.params)
         p = self.prepared

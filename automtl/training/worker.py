@@ -1,0 +1,144 @@
+"""Trials in a recycled worker process: bounded memory and crash isolation.
+
+TensorFlow keeps roughly a megabyte of native memory per trial that no
+clean-up returns, and a trial can die hard (a killed process, a native
+crash). :class:`ProcessTrialRunner` runs trials in a child process that is
+replaced after ``trials_per_process`` trials or when it dies; the backend
+stays in the parent and still receives every epoch's report (for pruning).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from automtl.backends.base import TrialHandle, TrialOutcome, TrialPruned
+from automtl.config import Experiment
+from automtl.errors import TrialFailed
+
+#: Optional handle attributes forwarded to the worker (e.g. a backend's epoch budget or warm start).
+HANDLE_EXTRAS = ("epochs", "initial_epoch", "initial_weights")
+
+
+@dataclass
+class _ChildHandle:
+    """The worker-side handle: forwards each epoch's report to the parent and obeys its answer."""
+
+    conn: Any
+    number: int
+    params: dict[str, Any]
+
+    def report(self, epoch: int, value: float) -> None:
+        self.conn.send(("epoch", epoch, value))
+        answer = self.conn.recv()
+        if answer[0] == "prune":
+            raise TrialPruned(answer[1])
+
+
+def _worker_main(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
+    """Child process: prepare the data once, then run trials until told to stop."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from automtl.prepare import instantiate, prepare
+    from automtl.training.runner import TrialRunner
+
+    exp = Experiment.model_validate(experiment)
+    encoders, tasks = instantiate(exp)
+    runner = TrialRunner(prepare(exp, encoders, tasks), Path(run_dir))
+    conn.send(("ready", os.getpid()))
+    while True:
+        message = conn.recv()
+        if message[0] == "stop":
+            return
+        _, number, params, extras = message
+        handle = _ChildHandle(conn, number, params)
+        for key, value in extras.items():
+            setattr(handle, key, value)
+        try:
+            conn.send(("done", runner(handle)))
+        except TrialPruned as exc:
+            conn.send(("pruned", str(exc)))
+        except TrialFailed as exc:
+            conn.send(("failed", exc.reason))
+        except Exception as exc:  # an unexpected error fails this trial, not the search
+            conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5)))
+
+
+class ProcessTrialRunner:
+    """Same call interface as :class:`~automtl.training.runner.TrialRunner`, in a child process."""
+
+    def __init__(self, experiment: Experiment, run_dir: Path, trials_per_process: int,
+                 on_epoch: Callable[[int, int, float], None] | None = None) -> None:
+        self.experiment = experiment.model_dump(mode="python")
+        self.run_dir = str(run_dir)
+        self.limit = max(1, trials_per_process)
+        self.on_epoch = on_epoch
+        self._ctx = mp.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Any = None
+        self._served = 0
+        self.pids: list[int] = []
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_worker_main, args=(child, self.experiment, self.run_dir),
+                                       name="automtl-trial-worker", daemon=True)
+        self._proc.start()
+        child.close()
+        self._conn, self._served = parent, 0
+        message = self._receive()
+        if message[0] != "ready":
+            raise TrialFailed(f"trial worker did not start: {message}")
+        self.pids.append(message[1])
+
+    def _receive(self) -> tuple:
+        try:
+            return self._conn.recv()
+        except (EOFError, ConnectionResetError, OSError):
+            code = self._proc.exitcode if self._proc.join(timeout=5) is None else self._proc.exitcode
+            self._proc = None
+            raise TrialFailed(f"the trial's worker process died (exit code {code})") from None
+
+    def __call__(self, handle: TrialHandle) -> TrialOutcome:
+        if self._proc is None or self._served >= self.limit or not self._proc.is_alive():
+            self.close()
+            self._start()
+        self._served += 1
+        extras = {k: getattr(handle, k) for k in HANDLE_EXTRAS if getattr(handle, k, None) is not None}
+        self._conn.send(("trial", handle.number, dict(handle.params), extras))
+        while True:
+            message = self._receive()
+            kind = message[0]
+            if kind == "epoch":
+                _, epoch, value = message
+                if self.on_epoch is not None:
+                    self.on_epoch(handle.number, epoch, value)
+                try:
+                    handle.report(epoch, value)
+                except TrialPruned as exc:
+                    self._conn.send(("prune", str(exc)))
+                    continue
+                self._conn.send(("continue",))
+            elif kind == "done":
+                return message[1]
+            elif kind == "pruned":
+                raise TrialPruned(message[1])
+            else:
+                raise TrialFailed(message[1])
+
+    def close(self) -> None:
+        """Stop the worker (politely, then firmly)."""
+        if self._proc is None:
+            return
+        try:
+            self._conn.send(("stop",))
+        except (OSError, BrokenPipeError):
+            pass
+        self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._proc = None
