@@ -41,8 +41,8 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Experiment YAML file.")
 @click.option("--demo", type=click.Choice(DEMO_NAMES), help="Run a built-in demo instead of --config.")
 @click.option("--space", help="Search space: a YAML file or a built-in name (see `automtl spaces`).")
-@click.option("--backend", help="Search engine: optuna.")
-@click.option("--algorithm", help="Sampler: tpe (default), random or nsga2.")
+@click.option("--backend", help="Search engine: optuna (default) or keras-tuner.")
+@click.option("--algorithm", help="optuna: tpe (default), random or nsga2; keras-tuner: bayesian (default), random or hyperband.")
 @click.option("--objective", type=click.Choice(["mean", "pareto"]),
               help="mean: one importance-weighted score; pareto: one objective per task (Pareto front).")
 @click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold.")
