@@ -155,6 +155,19 @@ def test_records_match_the_optuna_backends(tmp_path):
     assert trial["metrics"]["metrics"][OBJECTIVE]["direction"] == "max"
 
 
+@pytest.mark.parametrize("algorithm", ["bayesian", "hyperband"])
+def test_proposals_respect_conditions_past_the_random_start(tmp_path, algorithm):
+    space = space_of(TINY_SPACE)
+    backend = KerasTunerBackend(settings("keras-tuner", algorithm, trials=9), tmp_path, space, "s")
+    backend.optimize(fake_runner, 9, None, lambda r: None)
+    records = backend.records()
+    assert len(records) == 9 and sum(r.ok for r in records) == 6  # the Gaussian process proposed the last ones
+    for r in records:
+        joint = r.params["strategy"] == "joint"
+        assert ("loss_weight.price" in r.params) == joint and ("loss_weight.kind" in r.params) == joint
+        assert set(r.params) == set(space.sample_with(lambda p: r.params[p.name]))
+
+
 def test_unexpected_errors_stop_the_search(tmp_path):
     def broken(handle):
         raise ZeroDivisionError("a bug")
