@@ -121,3 +121,17 @@ def test_pareto_needs_two_tasks(write_experiment, cli):
     exp = write_experiment(tasks=[{"name": "price", "type": "regression", "target": "price"}])
     result = cli("search", "--config", exp, "--objective", "pareto")
     assert result.exit_code == 2 and "at least two tasks" in result.output
+
+
+def test_a_pareto_study_is_not_resumed_as_mean(pareto_run):
+    result = invoke("search", "--config", pareto_run.parent / "experiment.yaml", "--objective", "mean")
+    assert result.exit_code == 2
+    assert "multi-objective (pareto)" in result.output and "cannot be resumed with objective 'mean'" in result.output
+
+
+def test_nsga2_runs_a_pareto_search(pareto_run, tmp_path):
+    result = invoke("search", "--config", pareto_run.parent / "experiment.yaml", "--objective", "pareto",
+                    "--algorithm", "nsga2", "--trials", "2", "--epochs", "2", "--out", tmp_path / "nsga", "--no-report")
+    assert result.exit_code == 0, result.output
+    marks = [r["pareto"] for r in rows(tmp_path / "nsga")]
+    assert len(marks) == 2 and "yes" in marks
