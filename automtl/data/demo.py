@@ -16,6 +16,7 @@ import yaml
 #: into a folder and returns the experiment file's path. Imported only when run.
 DEMOS: dict[str, str] = {
     "digits": "automtl.data.demo:digits_demo",
+    "detection": "automtl.data.demo_detection:detection_demo",
     "text": "automtl.data.demo_text:text_demo",
 }
 

@@ -1,0 +1,213 @@
+"""The built-in ``detection`` task: several objects per image, several classes.
+
+Annotations come from the ``objects`` column that the COCO JSON and box-CSV
+readers make (per image, a list of ``(xmin, ymin, xmax, ymax, label)`` pixel
+boxes), with the ``width`` and ``height`` columns. The head is single-stage and
+anchor-free: per cell of the image input's spatial feature map, objectness,
+class and box (see :mod:`automtl_detection.grid`). Metrics: COCO mAP@0.5
+(primary) and mAP@[.5:.95], computed with pycocotools. The exported model
+decodes, thresholds and runs non-maximum suppression in the graph and returns
+boxes in the input image's pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import pydantic
+
+from automtl.api import ConfigError, DataError, HeadParams, Options, Table, Targets, Task, as_float
+
+#: How far (in pixels) a box may poke out of its image before it is an error; it is clipped.
+EDGE_TOLERANCE = 1.0
+
+
+class DetectionOptions(Options):
+    objects: str = "objects"
+    width: str = "width"
+    height: str = "height"
+    classes: list[str] | None = None
+    input: str | None = None
+    objectness_loss: Literal["focal", "bce"] = "focal"
+    box_loss_weight: pydantic.PositiveFloat = 5.0
+    score_threshold: float = pydantic.Field(0.05, ge=0.0, lt=1.0)
+    iou_threshold: float = pydantic.Field(0.5, gt=0.0, le=1.0)
+    max_detections: pydantic.PositiveInt = 100
+
+
+class DetectionTask(Task):
+    Options = DetectionOptions
+    view = "spatial"
+    primary_metric = "map50"
+    direction = "maximize"
+    box_targets = True
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(name, options)
+        self.boxes_input = self.options.input
+        if self.options.classes is not None and len(set(map(str, self.options.classes))) != len(self.options.classes):
+            raise ConfigError(f"task '{name}': option 'classes' lists a class twice")
+
+    def _owner(self) -> str:
+        return f"task '{self.name}'"
+
+    # -- labels -----------------------------------------------------------------------------
+    def prepare(self, train: Table) -> None:
+        if self.options.classes is not None:
+            self.classes = [str(c).strip() for c in self.options.classes]
+        elif train.meta.get("categories"):
+            self.classes = [str(c) for c in train.meta["categories"]]
+        else:
+            cells = train.column(self.options.objects, needed_by=self._owner())
+            self.classes = sorted({str(o[4]).strip() for cell in cells if _present(cell) for o in cell})
+        if not self.classes:
+            raise DataError(f"{train.source}: {self._owner()} found no object classes; give 'classes' or annotate some objects")
+        self.index = {c: i for i, c in enumerate(self.classes)}
+        self.max_boxes = 1
+        self.max_boxes = int(self.targets(train).y.shape[1])
+
+    def targets(self, data: Table) -> Targets:
+        cells = data.column(self.options.objects, needed_by=self._owner() + _HINT)
+        widths = as_float(data, self.options.width, needed_by=self._owner())
+        heights = as_float(data, self.options.height, needed_by=self._owner())
+        n = len(data)
+        mask = np.array([_present(c) for c in cells], dtype=bool)
+        k = max([self.max_boxes] + [len(c) for c, m in zip(cells, mask) if m])
+        y = np.zeros((n, k, 5), np.float32)
+        y[..., 4] = -1.0
+        for i in np.flatnonzero(mask):
+            w, h = widths[i], heights[i]
+            where = f"{data.source}: {data.row_label(i)}"
+            if not (np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0):
+                raise DataError(f"{where}: image width and height must be positive numbers (columns "
+                                f"'{self.options.width}', '{self.options.height}'), got {w!r} x {h!r}")
+            for j, obj in enumerate(cells[i]):
+                y[i, j] = self._box(obj, w, h, where)
+        return Targets(y=y, mask=mask)
+
+    def _box(self, obj: Any, w: float, h: float, where: str) -> list[float]:
+        try:
+            x0, y0, x1, y1, label = obj
+            x0, y0, x1, y1 = float(x0), float(y0), float(x1), float(y1)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: {self._owner()} expects each object as (xmin, ymin, xmax, ymax, label), "
+                            f"got {obj!r}") from None
+        if not (x1 > x0 and y1 > y0):
+            raise DataError(f"{where}: inverted or empty box [{x0:g}, {y0:g}, {x1:g}, {y1:g}]: need xmin < xmax and ymin < ymax")
+        t = EDGE_TOLERANCE
+        if x0 < -t or y0 < -t or x1 > w + t or y1 > h + t:
+            raise DataError(f"{where}: box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] lies outside its {w:g}x{h:g} image")
+        label = str(label).strip()
+        if label not in self.index:
+            raise DataError(f"{where}: category {label!r} is missing from the categories list of {self._owner()} "
+                            f"({', '.join(self.classes[:20])})")
+        return [max(x0, 0) / w, max(y0, 0) / h, min(x1, w) / w, min(y1, h) / h, float(self.index[label])]
+
+    # -- model ------------------------------------------------------------------------------
+    def build_head(self, features: Any, params: HeadParams) -> Any:
+        import keras
+
+        from automtl_detection.grid import PRIOR_BIAS
+
+        reg = keras.regularizers.L2(params.l2) if params.l2 > 0 else None
+
+        def tower(name: str) -> Any:
+            x = features
+            for i in range(params.depth):
+                x = keras.layers.Conv2D(params.units, 3, padding="same", activation="relu", kernel_regularizer=reg,
+                                        name=f"{name}_conv{i}")(x)
+            return x
+
+        # Decoupled towers (as in YOLOX): one for where objects are, one for what they are.
+        where, what = tower("box"), tower("class")
+        # Small initial outputs (as in RetinaNet/FCOS): every cell starts as "1% likely an
+        # object" predicting a box one cell out from its centre on each side.
+        small = keras.initializers.RandomNormal(stddev=0.01)
+        obj = keras.layers.Conv2D(1, 1, kernel_initializer=small, bias_initializer=keras.initializers.Constant(PRIOR_BIAS),
+                                  name="objectness")(where)
+        box = keras.layers.Conv2D(4, 1, kernel_initializer=small, kernel_regularizer=reg, name="box")(where)
+        cls = keras.layers.Conv2D(len(self.classes), 1, kernel_initializer=small, kernel_regularizer=reg,
+                                  name="classes")(what)
+        return keras.layers.Concatenate(name="cells")([obj, box, cls])
+
+    def loss(self, y_true: Any, y_pred: Any) -> Any:
+        from automtl_detection.grid import loss
+
+        return loss(y_true, y_pred, self.options.objectness_loss, self.options.box_loss_weight)
+
+    def _detect(self, raw: Any) -> dict[str, Any]:
+        from automtl_detection.grid import detect
+
+        o = self.options
+        return detect(raw, o.max_detections, o.score_threshold, o.iou_threshold)
+
+    def evaluate(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+        from automtl_detection.coco_eval import coco_map
+
+        m = mask.astype(bool)
+        if not m.any():
+            return {"map50": float("nan"), "map": float("nan"), "labelled": 0.0}
+        raw, truth = y_pred[m].astype(np.float32), y_true[m]
+        parts = [{k: v.numpy() for k, v in self._detect(raw[s : s + 512]).items()} for s in range(0, len(raw), 512)]
+        det = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        gt = [t[t[:, 4] >= 0] for t in truth]
+        metrics = coco_map(gt, det["boxes"], det["scores"], det["class_id"], det["num_detections"],
+                           len(self.classes), self.options.max_detections)
+        return {**metrics, "detections_per_image": float(det["num_detections"].mean()), "labelled": float(m.sum())}
+
+    def postprocess(self, raw: Any) -> dict[str, Any]:
+        """Detections with boxes normalised to [0, 1] (see :meth:`postprocess_with_inputs` for pixels)."""
+        import tensorflow as tf
+
+        out = self._detect(raw)
+        names = tf.constant(self.classes + [""])
+        out["label"] = tf.gather(names, tf.where(out["class_id"] >= 0, out["class_id"], len(self.classes)))
+        return out
+
+    def postprocess_with_inputs(self, raw: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Boxes in the input image's pixels: ``[xmin, ymin, xmax, ymax]``."""
+        import tensorflow as tf
+
+        out = self.postprocess(raw)
+        image = inputs[self._image_input(inputs)]
+        shape = tf.cast(tf.shape(image), tf.float32)
+        scale = tf.stack([shape[2], shape[1], shape[2], shape[1]])
+        out["boxes"] = out["boxes"] * scale
+        return out
+
+    def _image_input(self, inputs: Mapping[str, Any]) -> str:
+        if self.boxes_input is not None:
+            if self.boxes_input not in inputs:
+                raise ConfigError(f"{self._owner()}: option 'input' names '{self.boxes_input}', which is not an "
+                                  f"input of the model ({', '.join(inputs)})")
+            return self.boxes_input
+        images = [k for k, v in inputs.items() if len(v.shape) == 4]
+        if len(images) != 1:
+            raise ConfigError(f"{self._owner()}: the model has {len(images)} image inputs; name the one the boxes "
+                              "belong to with option 'input'")
+        return images[0]
+
+    def describe(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "classes": list(self.classes),
+            "box_format": "xmin, ymin, xmax, ymax in the input image's pixels",
+            "outputs_note": "boxes [n, max_detections, 4], scores, class_id (-1 = padding) and label per "
+                            "detection; num_detections [n] says how many are real",
+            "max_detections": o.max_detections,
+            "score_threshold": o.score_threshold,
+            "iou_threshold": o.iou_threshold,
+        }
+
+
+_HINT = " (detection annotations come from a COCO JSON file or a CSV with image_path,xmin,ymin,xmax,ymax,label columns)"
+
+
+def _present(cell: Any) -> bool:
+    """An image is labelled for detection unless its objects cell is missing (an empty list is 'no objects')."""
+    if cell is None:
+        return False
+    if isinstance(cell, float):
+        return not np.isnan(cell)
+    return True
