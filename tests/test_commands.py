@@ -245,3 +245,44 @@ def test_new_commands_have_help():
     for command in ("report", "trials", "export", "predict", "dashboard"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_dashboard_refuses_runs_without_an_optuna_study(tiny_run, tmp_path):
+    pytest.importorskip("optuna_dashboard", reason="the optional 'dashboard' extra is not installed")
+    import shutil
+
+    copy = tmp_path / "kt"
+    shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("study.db", "best", "trials"))
+    snapshot = copy / "experiment.resolved.yaml"
+    snapshot.write_text(snapshot.read_text().replace("backend: optuna", "backend: keras-tuner"))
+    result = invoke("dashboard", copy)
+    assert result.exit_code == 2 and "backend 'keras-tuner'" in result.output and "automtl report" in result.output
+
+
+# -- progress --------------------------------------------------------------------------------
+def test_progress_gives_logs_one_unwrapped_line_per_trial_and_quiet_none():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from automtl.backends.base import TrialRecord
+    from automtl.progress import SearchProgress
+
+    record = TrialRecord(number=3, state="complete", score=0.8123, duration_s=1.5,
+                         params={"strategy": "alternating", "trunk.depth": 2, "trunk.units": 128, "learning_rate": 0.003},
+                         metrics={"price.rmse": 3.21, "kind.accuracy": 0.9})
+    log = StringIO()
+    progress = SearchProgress(Console(file=log, width=40), {"price": "rmse", "kind": "accuracy"}, epochs=5)
+    progress.start(10, 0)
+    progress.epoch(3, 1, 0.5)  # no live bar off a terminal: nothing printed per epoch
+    progress.trial(record)
+    progress.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and "\x1b" not in lines[0]
+    assert "trial   3" in lines[0] and "price.rmse=3.21" in lines[0] and "new best" in lines[0]
+    quiet = StringIO()
+    silent = SearchProgress(Console(file=quiet, width=40), {"price": "rmse"}, epochs=5, quiet=True)
+    silent.start(10, 0)
+    silent.trial(record)
+    silent.close()
+    assert quiet.getvalue() == ""
