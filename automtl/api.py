@@ -123,7 +123,9 @@ class Task(_Plugin):
     """
 
     kind = "task"
-    #: Which trunk view the head needs: "vector", "spatial" or "sequence".
+    #: Which trunk view the head needs: "vector", "spatial" or "sequence". A
+    #: "sequence" view is ``[batch, tokens, channels]`` whose last channel is 1.0
+    #: at real tokens and 0.0 at padding (so heads can mask without the raw input).
     view: ClassVar[str] = "vector"
     #: Name of the metric that ranks trials (a key of :meth:`evaluate`).
     primary_metric: ClassVar[str] = ""

@@ -160,7 +160,7 @@ def make_requests(n: int, seed: int, values: dict[str, list[str]], untagged: flo
     return out
 
 
-def text_demo(folder: Path, n_train: int = 2400, n_valid: int = 600) -> Path:
+def text_demo(folder: Path, n_train: int = 2000, n_valid: int = 500) -> Path:
     """Write the intent + slot demo (train/validation JSONL and the experiment file) into ``folder``."""
     split = {slot: held_out(vals) for slot, vals in VALUES.items()}
     train_values = {slot: seen for slot, (seen, _) in split.items()}
@@ -178,7 +178,7 @@ def text_demo(folder: Path, n_train: int = 2400, n_valid: int = 600) -> Path:
             {"name": "slots", "type": "text", "tokens": "tokens", "tags": "tags"},
         ],
         "space": "text",
-        "search": {"trials": 10, "epochs": 12, "patience": 4},
+        "search": {"trials": 8, "epochs": 10, "patience": 3},
     }
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(experiment, sort_keys=False))
