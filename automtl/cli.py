@@ -61,11 +61,8 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     Options given here override the experiment file's `search` section.
     Running the same command again resumes the study.
     """
-    import os
-
     from rich.console import Console
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the console
     from automtl.config import load_experiment
     from automtl.errors import ConfigError
 
@@ -80,6 +77,7 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
         overrides["out"] = run_dir
         config_path = write_demo(demo, run_dir / "data")
     exp = load_experiment(config_path, overrides)
+    _quiet_tensorflow()
     from automtl.search import run_search
 
     summary = run_search(exp, console=Console(), quiet=quiet, report=not no_report)
@@ -121,10 +119,10 @@ RUN_DIR = click.argument("run_dir", type=click.Path(path_type=Path))
 
 
 def _quiet_tensorflow() -> None:
-    """Keep TensorFlow's start-up chatter off the console (set before it is imported)."""
-    import os
+    """Keep TensorFlow's start-up chatter off the console (imports it once, quietly)."""
+    from automtl.tfimport import import_tensorflow_quietly
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
 
 
 @cli.command()

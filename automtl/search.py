@@ -128,7 +128,9 @@ def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchP
     if exp.search.trials_per_process > 0:
         from automtl.training.worker import ProcessTrialRunner
 
-        return ProcessTrialRunner(exp, run_dir, exp.search.trials_per_process, on_epoch=progress.epoch)
+        runner = ProcessTrialRunner(exp, run_dir, exp.search.trials_per_process, on_epoch=progress.epoch)
+        runner.warm_up()
+        return runner
     from automtl.training.runner import TrialRunner
 
     return TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective))

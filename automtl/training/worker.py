@@ -41,7 +41,9 @@ class _ChildHandle:
 
 def _worker_main(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
     """Child process: prepare the data once, then run trials until told to stop."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from automtl.tfimport import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from automtl.prepare import instantiate, prepare
     from automtl.training.runner import TrialRunner
 
@@ -101,6 +103,11 @@ class ProcessTrialRunner:
             code = self._proc.exitcode if self._proc.join(timeout=5) is None else self._proc.exitcode
             self._proc = None
             raise TrialFailed(f"the trial's worker process died (exit code {code})") from None
+
+    def warm_up(self) -> None:
+        """Start the worker now, so its start-up is not counted in the first trial's time."""
+        if self._proc is None:
+            self._start()
 
     def __call__(self, handle: TrialHandle) -> TrialOutcome:
         if self._proc is None or self._served >= self.limit or not self._proc.is_alive():
