@@ -83,7 +83,7 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     summary = run_search(exp, console=Console(), quiet=quiet, report=not no_report)
     if summary.interrupted:
         sys.exit(130)
-    if summary.best is None:
+    if summary.best is None and not summary.worker:
         sys.exit(1)
 
 

@@ -28,6 +28,8 @@ class SearchSummary:
     export_dir: Path | None
     interrupted: bool = False
     report: Path | None = None
+    #: a distributed worker: another process records the study and exports
+    worker: bool = False
 
 
 def ensure_writable(run_dir: Path) -> Path:
@@ -105,7 +107,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
         if not quiet:
             console.print(f"worker done: ran {len(records)} trial(s); the chief writes trials.csv and exports the best model",
                           highlight=False)
-        return SearchSummary(run_dir, records, backend.best(), None, interrupted)
+        return SearchSummary(run_dir, records, backend.best(), None, interrupted, worker=True)
     write_results(records)
     best = backend.best()
     export_dir = None
