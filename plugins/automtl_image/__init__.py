@@ -149,7 +149,9 @@ class ImageInput(InputEncoder):
         if min(self.size) < 2**stages:
             raise ValueError(f"{stages} stages halve a {self.size[0]}x{self.size[1]} image below one pixel")
         reg = keras.regularizers.L2(params.l2) if params.l2 > 0 else None
-        x = keras.layers.Resizing(*self.size, interpolation="bilinear", antialias=True, name=f"{self.name}_resize")(inputs[self.name])
+        from automtl_image.layers import ResizeImages
+
+        x = ResizeImages(*self.size, name=f"{self.name}_resize")(inputs[self.name])
         x = keras.layers.Normalization(mean=self.mean, variance=self.variance, name=f"{self.name}_scale")(x)
         for s in range(stages):
             x = keras.layers.Conv2D(filters * 2**s, 3, padding="same", use_bias=False, kernel_regularizer=reg,
@@ -185,6 +187,9 @@ class ImageInput(InputEncoder):
             dy = rng.uniform([batch], -max_dy, max_dy + 1, dtype=tf.int32)
             images, boxes = translate(images, boxes, dx, dy)
         return {**x, self.name: images}, {**y, **dict(zip(names, boxes))}
+
+    def register_keras_objects(self) -> None:
+        import automtl_image.layers  # noqa: F401  (registers ResizeImages)
 
     def describe(self) -> dict[str, Any]:
         return {"size": list(self.size), "channels": self.channels, "dtype": self.dtype}
