@@ -17,6 +17,26 @@ from automtl.data.demo import DEMOS
 DEMO_NAMES = tuple(DEMOS)
 
 
+class _Workers(click.ParamType):
+    """A positive number of worker processes, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"expected a positive number or 'auto', got {value!r}", param, ctx)
+        return number
+
+
+WORKERS = _Workers()
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Bad input: one clear message on stderr, exit code 2, no traceback."""
 
@@ -50,8 +70,15 @@ def cli() -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<experiment name>).")
 @click.option("--study", help="Study name (default: the experiment name).")
-@click.option("--storage", help="Optuna storage URL (default: SQLite file in the run folder).")
+@click.option("--storage", help="Optuna storage: sqlite:///FILE, postgresql://USER:PASS@HOST/DB, or a FILE.journal "
+              "(default: study.db in the run folder; study.journal with --workers).")
 @click.option("--seed", type=int, help="Seed for the sampler and the trials.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]),
+              help="Train on: auto (a GPU when TensorFlow sees one; default), cpu, or gpu (an error without one).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "mixed"]),
+              help="auto (default): mixed float16 on GPUs of compute capability >= 7.0, else float32.")
+@click.option("--workers", type=WORKERS,
+              help="N worker processes sharing the study (auto: one per GPU, 1 without GPUs).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option("--no-report", is_flag=True, help="Do not write RUN_DIR/report.html at the end.")
 @user_errors
@@ -83,6 +110,8 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     summary = run_search(exp, console=Console(), quiet=quiet, report=not no_report)
     if summary.interrupted:
         sys.exit(130)
+    if summary.stopped:
+        sys.exit(1)
     if summary.best is None and not summary.worker:
         sys.exit(1)
 
@@ -211,7 +240,9 @@ def dashboard(run_dir: Path, host: str, port: int) -> None:
     from automtl.commands.dashboard import dashboard_storage, serve
 
     storage = dashboard_storage(run_dir)
-    click.echo(f"optuna-dashboard on {storage}: http://{host}:{port}/ (Ctrl-C to stop)")
+    from automtl.backends.optuna_storage import redact
+
+    click.echo(f"optuna-dashboard on {redact(storage)}: http://{host}:{port}/ (Ctrl-C to stop)")
     serve(storage, host, port)
 
 

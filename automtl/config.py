@@ -72,6 +72,26 @@ class SearchConfig(_Strict):
     trials_per_process: int = pydantic.Field(
         50, ge=0, description="trials run in a worker process replaced after this many (0: in the search process)"
     )
+    device: Literal["auto", "cpu", "gpu"] = pydantic.Field("auto", description="auto: a GPU when TensorFlow sees one")
+    precision: Literal["auto", "float32", "mixed"] = pydantic.Field(
+        "auto", description="auto: mixed_float16 on GPUs of compute capability >= 7.0, else float32"
+    )
+    workers: int | Literal["auto"] = pydantic.Field(
+        1, description="worker processes sharing the study (auto: one per GPU, 1 without GPUs)"
+    )
+    heartbeat_interval: int = pydantic.Field(
+        10, ge=1, description="seconds between a running trial's heartbeats in the study storage"
+    )
+    grace_period: int | None = pydantic.Field(
+        None, ge=1, description="a running trial without a heartbeat for this long is failed and retried (default 3x interval)"
+    )
+
+    @pydantic.field_validator("workers")
+    @classmethod
+    def _workers(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"must be a positive number or 'auto', got {v}")
+        return v
 
     @pydantic.model_validator(mode="after")
     def _default_algorithm(self) -> "SearchConfig":

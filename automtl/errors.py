@@ -21,3 +21,7 @@ class TrialFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SearchStopped(Exception):
+    """The search cannot usefully go on (e.g. ten trials failed in a row); finished trials are kept."""

@@ -54,9 +54,13 @@ def load_study(run_dir: Path, run: RunTrials) -> Any:
     if backend_name(run_dir) == "optuna":
         storage, name = study_location(run_dir)
         try:
-            return optuna.load_study(study_name=name, storage=storage)
+            from automtl.backends.optuna_storage import open_storage
+
+            return optuna.load_study(study_name=name, storage=open_storage(storage))
         except Exception as exc:  # noqa: BLE001 - a moved or deleted study file
-            warnings.warn(f"cannot open study {name} in {storage} ({exc}); rebuilding it from trials.json")
+            from automtl.backends.optuna_storage import redact
+
+            warnings.warn(f"cannot open study {name} in {redact(storage)} ({exc}); rebuilding it from trials.json")
     return rebuild_study(run_dir, run)
 
 

@@ -31,7 +31,7 @@ def columns(records: Sequence[TrialRecord]) -> list[str]:
 def write_trials_csv(records: Sequence[TrialRecord], path: Path) -> Path:
     """Rewrite the table atomically after every trial, so a crash loses nothing finished."""
     cols = columns(records)
-    tmp = path.with_suffix(".csv.tmp")
+    tmp = path.with_suffix(f".csv.{os.getpid()}.tmp")  # several processes may share a run folder
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=cols)
         writer.writeheader()
@@ -84,7 +84,7 @@ def write_trials_json(records: Sequence[TrialRecord], path: Path, *, tasks: Sequ
         "tasks": list(tasks),
         "trials": [finite(dataclasses.asdict(r)) for r in sorted(records, key=lambda r: r.number)],
     }
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=1, allow_nan=False, default=str))
     os.replace(tmp, path)
     return path

@@ -13,7 +13,8 @@ from rich.console import Console
 
 from automtl.backends.base import TrialRecord
 from automtl.config import Experiment
-from automtl.errors import ConfigError
+from automtl.errors import ConfigError, SearchStopped
+from automtl.faults import FailureStreak
 from automtl.prepare import instantiate, prepare
 from automtl.progress import SearchProgress, leaderboard_table
 from automtl.results import leaderboard, write_trials_csv, write_trials_json
@@ -28,6 +29,8 @@ class SearchSummary:
     export_dir: Path | None
     interrupted: bool = False
     report: Path | None = None
+    #: why the search stopped before its budget (e.g. ten failures in a row)
+    stopped: str | None = None
     #: a distributed worker: another process records the study and exports
     worker: bool = False
 
@@ -44,7 +47,8 @@ def ensure_writable(run_dir: Path) -> Path:
 
 
 def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False,
-               report: bool = True) -> SearchSummary:
+               report: bool = True, worker: bool = False) -> SearchSummary:
+    """One search; ``worker``: one of ``--workers N`` processes (no export, the coordinator does it)."""
     console = console or Console()
     settings = exp.search
     # Everything that can be wrong with the user's files is checked before TensorFlow loads.
@@ -52,9 +56,22 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     extra = {name for plugin in (*encoders, *tasks) for name in plugin.parameters}
     space_path = resolve_space_path(exp.space, exp.base_dir)
     space = load_space(space_path, [t.name for t in tasks], extra)
+    from automtl.devices import configure
+    from automtl.parallel import resolve_workers
+
+    workers, gpus = (1, []) if worker else resolve_workers(settings.workers, settings.device)
+    if workers > 1 and settings.backend != "optuna":
+        raise ConfigError(f"--workers {settings.workers} runs Optuna workers on one study; backend '{settings.backend}' "
+                          "has its own chief and workers (see the README's Keras Tuner section)")
+    if workers > 1 and settings.device == "gpu" and not gpus:
+        configure("gpu")  # raises the clear "no GPU" error once, before any worker starts
+    settings.workers = workers
+    # The search process trains nothing itself when workers do: keep it off the GPUs they use.
+    plan = configure("cpu" if workers > 1 else settings.device, settings.precision if workers == 1 else "float32")
     prepared = prepare(exp, encoders, tasks)
     run_dir = ensure_writable(exp.run_dir)
-    _snapshot(exp, space_path, run_dir)
+    if not worker:
+        _snapshot(exp, space_path, run_dir)
 
     from automtl import backends
     from automtl.training.runner import trial_dir
@@ -62,16 +79,17 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     backend = backends.create(settings, run_dir, space, exp.study_name, objectives=[t.name for t in tasks])
     primaries = {t.name: t.primary_metric for t in tasks}
     progress = SearchProgress(console, primaries, settings.epochs, quiet=quiet)
-    if not quiet:
+    if not quiet and not worker:
+        device = f"{workers} workers" if workers > 1 else f"device {plan.describe()}"
         console.print(
             f"[bold]automtl search[/] '{exp.name}': {len(prepared.train)} training / {len(prepared.valid)} validation rows; "
             f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
             f"space {space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
             + ("objective pareto (one per task); " if settings.objective == "pareto" else "")
-            + f"{settings.trials} trials x up to {settings.epochs} epochs\nrun folder {run_dir}",
+            + f"{settings.trials} trials x up to {settings.epochs} epochs; {device}\nrun folder {run_dir}",
             highlight=False,
         )
-    runner = make_runner(exp, prepared, run_dir, progress)
+    runner = make_runner(exp, prepared, run_dir, progress) if workers == 1 else None
     csv_path = run_dir / "trials.csv"
     task_meta = [{"name": t.name, "type": t.type_name, "primary_metric": t.primary_metric,
                   "direction": t.direction, "importance": prepared.importance.get(t.name, 1.0)} for t in tasks]
@@ -83,25 +101,42 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
         write_trials_json(records, run_dir / "trials.json", tasks=task_meta,
                           objective=settings.objective, experiment=exp.name)
     done_before = sum(r.state in ("complete", "pruned", "fail") for r in backend.records())
-    if done_before and not quiet:
+    if done_before and not quiet and not worker:
         console.print(f"resuming study '{exp.study_name}': {done_before} finished trial(s) kept")
+
+    streak = FailureStreak()
 
     def on_trial(record: TrialRecord) -> None:
         progress.trial(record)
         write_results(backend.records())
+        streak.add(record)  # ten failures in a row stop the search
 
-    interrupted = False
-    progress.start(settings.trials, min(done_before, settings.trials))
+    interrupted, stopped = False, None
+    if workers == 1:
+        progress.start(settings.trials, min(done_before, settings.trials))
     try:
-        backend.optimize(runner, settings.trials, settings.timeout, on_trial)
+        if workers > 1:
+            from automtl.parallel import run_workers
+
+            outcome = run_workers(exp, run_dir, backend.storage_url, workers, gpus, console, quiet)
+            interrupted, stopped = outcome.interrupted, outcome.stopped
+        else:
+            backend.optimize(runner, settings.trials, settings.timeout, on_trial)
     except KeyboardInterrupt:
         interrupted = True
-        console.print("[yellow]interrupted: keeping finished trials and exporting the best so far[/]")
+        if not worker:
+            console.print("[yellow]interrupted: keeping finished trials and exporting the best so far[/]")
+    except SearchStopped as exc:
+        stopped = str(exc)
+        if not worker:
+            console.print(f"[red]stopped:[/] {stopped}", highlight=False, soft_wrap=True)
     finally:
         progress.close()
         if hasattr(runner, "close"):
             runner.close()
     records = backend.records()
+    if worker:
+        return SearchSummary(run_dir, records, None, None, interrupted, stopped=stopped, worker=True)
     if backend.is_worker:
         # Keras Tuner's chief holds the oracle: it records every trial and exports the best model.
         if not quiet:
@@ -118,7 +153,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
             trial_dir(run_dir, best.number) / "model.keras", encoders, tasks, best, run_dir / "best",
             extra={"experiment": exp.name, "study": exp.study_name, "data": prepared.sources},
         )
-    summary = SearchSummary(run_dir, records, best, export_dir, interrupted)
+    summary = SearchSummary(run_dir, records, best, export_dir, interrupted, stopped=stopped)
     if report and any(r.ok for r in records):
         summary.report = _write_report(run_dir, console)
     _print_summary(console, summary, primaries)

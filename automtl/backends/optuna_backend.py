@@ -1,14 +1,27 @@
-"""Optuna backend: TPE, random or NSGA-II sampling, median pruning, resumable RDB storage.
+"""Optuna backend: TPE, random or NSGA-II sampling, median pruning, resumable shared storage.
 
 With ``objective: pareto`` the study has one maximised objective per task
 (multi-objective TPE or NSGA-II) and its Pareto front marks the records.
+
+Several processes (``--workers``, or the same command on several machines
+with one PostgreSQL ``--storage``) share one study: together they finish
+exactly ``--trials`` trials. Each process stops starting trials once the
+finished and running trials fill the budget; a trial that a racing process
+started past it ends at once as *surplus* and is left out of every table.
+A running trial whose process died is failed and retried (heartbeats, see
+:mod:`automtl.backends.optuna_storage`); a process that has stopped waits
+for the others' running trials, so a retry is never left unrun.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
+import os
+import time
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -16,11 +29,23 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automtl.backends.base import Backend, Objective, TrialOutcome, TrialPruned, TrialRecord
+from automtl.backends.optuna_storage import (
+    FINISHED, INTERRUPTED_ATTR, OWNER_ATTR, SURPLUS_ATTR, counts, default_storage, ignored, open_storage,
+    owner_is_dead, owner_tag, redact, retried_numbers, retry_callback,
+)
 from automtl.config import SearchConfig
 from automtl.errors import ConfigError, TrialFailed
 from automtl.space import ChoiceParam, FloatParam, IntParam, Param, SearchSpace
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+__all__ = ["OptunaBackend", "default_storage", "redact", "to_record", "suggest"]
+
+#: Seconds between looks at the other processes' running trials while waiting for them.
+WAIT_POLL_SECONDS = 1.0
+INTERRUPTED_REASON = "interrupted (Ctrl-C)"
+
+
+class _Surplus(Exception):
+    """A trial started after the study's budget was full (two processes raced for the last slot)."""
 
 
 def suggest(trial: optuna.Trial, p: Param) -> Any:
@@ -61,29 +86,38 @@ class OptunaBackend(Backend):
             )
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.space = space
-        self.storage_url = settings.storage or default_storage(run_dir)
+        self.grace_period = settings.grace_period or 3 * settings.heartbeat_interval
+        parallel = isinstance(settings.workers, int) and settings.workers > 1
+        self.storage_url = settings.storage or default_storage(run_dir, parallel=parallel)
         #: task names, one objective each, in a Pareto search; empty for the single mean score
         self.objectives = list(objectives) if settings.objective == "pareto" else []
         if settings.objective == "pareto" and len(self.objectives) < 2:
             raise ConfigError("objective 'pareto' needs at least two tasks (one objective per task)")
+        seed, shared = sampler_seed(settings.seed, explicit_storage=settings.storage is not None)
         if settings.algorithm == "tpe":
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=5)
+            # constant liar: processes sharing the study do not all propose next to the same running trials
+            sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=5, constant_liar=shared)
         elif settings.algorithm == "nsga2":
             # A generation of a few dozen trials suits searches of tens of trials.
             population = max(4, min(50, settings.trials // 3))
-            sampler = optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=population)
+            sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
         else:
-            sampler = optuna.samplers.RandomSampler(seed=settings.seed)
+            sampler = optuna.samplers.RandomSampler(seed=seed)
         pruner: optuna.pruners.BasePruner = (
             optuna.pruners.NopPruner() if self.objectives
             else optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=5)
         )
         directions = ["maximize"] * max(1, len(self.objectives))
         try:
+            storage = open_storage(self.storage_url, settings.heartbeat_interval, settings.grace_period)
             self.study = optuna.create_study(
-                study_name=study, storage=self.storage_url, sampler=sampler, pruner=pruner,
+                study_name=study, storage=storage, sampler=sampler, pruner=pruner,
                 directions=directions, load_if_exists=True,
             )
+        except ModuleNotFoundError as exc:
+            hint = " (pip install psycopg2-binary)" if "psycopg" in str(exc) else ""
+            raise ConfigError(f"cannot open study storage {redact(self.storage_url)}: {exc}{hint}") from None
         except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as exc:
             raise ConfigError(f"cannot open study storage {redact(self.storage_url)}: {exc}") from None
         except Exception as exc:  # sqlalchemy OperationalError and friends
@@ -100,16 +134,76 @@ class OptunaBackend(Backend):
                 warnings.simplefilter("ignore")
                 self.study.set_metric_names(names)
 
+    # -- the budget shared by every process on the study ---------------------------------------
     def finished(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
+        """Finished trials that count towards ``--trials``."""
+        trials = self.study.get_trials(deepcopy=False)
+        retried = retried_numbers(trials)
+        return sum(counts(t, retried) for t in trials)
+
+    def _claimed(self, before: int | None = None) -> int:
+        """Counting finished trials plus running and queued ones (of numbers below ``before``)."""
+        trials = self.study.get_trials(deepcopy=False)
+        retried = retried_numbers(trials)
+        return sum((counts(t, retried) or self._pending(t)) and (before is None or t.number < before) for t in trials)
+
+    def _pending(self, t: FrozenTrial) -> bool:
+        """Queued, or running in a live process (a running trial with no owner is one this
+        version did not start, followed only while it is young)."""
+        if ignored(t):
+            return False
+        if t.state == TrialState.WAITING:
+            return True
+        if t.state != TrialState.RUNNING:
+            return False
+        if OWNER_ATTR in t.user_attrs:
+            return True
+        started = t.datetime_start or datetime.datetime.now()
+        return (datetime.datetime.now() - started).total_seconds() < self.grace_period
+
+    def _reap_dead_owners(self) -> None:
+        """Fail (and retry) running trials whose process on this host is gone, without waiting for heartbeats."""
+        storage = self.study._storage
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            tag = t.user_attrs.get(OWNER_ATTR)
+            if not owner_is_dead(tag):
+                continue
+            try:
+                storage.set_trial_user_attr(t._trial_id, "reason", f"its process ({tag}) died; the trial is retried")
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        retry_callback()(self.study, storage.get_trial(t._trial_id))
+            except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
+                pass
+
+    def _fail_stale(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fail_stale_trials is marked experimental
+            optuna.storages.fail_stale_trials(self.study)
+
+    def _wait_for_others(self, n_trials: int, deadline: float | None) -> bool:
+        """Wait while other processes' running trials fill the budget; False when time is up."""
+        while self._claimed() >= n_trials and self.finished() < n_trials:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(WAIT_POLL_SECONDS)
+            self._reap_dead_owners()
+            self._fail_stale()
+        return True
 
     def optimize(self, objective: Objective, n_trials: int, timeout: float | None,
                  on_trial: Callable[[TrialRecord], None]) -> None:
-        remaining = n_trials - self.finished()
-        if remaining <= 0:
-            return
+        deadline = None if timeout is None else time.monotonic() + timeout
 
         def run(trial: optuna.Trial) -> float | list[float]:
+            trial.set_user_attr(OWNER_ATTR, owner_tag())
+            if trial.user_attrs.get("reason"):  # a retry inherits the attributes of the trial it replaces
+                trial.set_user_attr("reason", "")
+            if self._claimed(before=trial.number) >= n_trials:
+                trial.set_user_attr(SURPLUS_ATTR, True)
+                self.study.stop()
+                raise _Surplus()
             params = self.space.sample_with(lambda p: suggest(trial, p))
             trial.set_user_attr("params", params)
             try:
@@ -119,6 +213,11 @@ class OptunaBackend(Backend):
                 raise optuna.TrialPruned(str(exc)) from None
             except TrialFailed as exc:
                 trial.set_user_attr("reason", exc.reason)
+                raise
+            except KeyboardInterrupt:
+                # Recorded as failed (Optuna's state for it), marked so it neither counts nor ranks.
+                trial.set_user_attr("reason", INTERRUPTED_REASON)
+                trial.set_user_attr(INTERRUPTED_ATTR, True)
                 raise
             trial.set_user_attr("metrics", outcome.metrics)
             trial.set_user_attr("scores", outcome.scores)
@@ -132,10 +231,21 @@ class OptunaBackend(Backend):
             return outcome.score
 
         def callback(study: optuna.Study, frozen: FrozenTrial) -> None:
-            on_trial(to_record(frozen, self._front()))
+            if not ignored(frozen):
+                on_trial(to_record(frozen, self._front()))
+            if self._claimed() >= n_trials:
+                study.stop()  # the budget is full: started trials (here and elsewhere) finish it
 
-        self.study.optimize(run, n_trials=remaining, timeout=timeout, catch=(TrialFailed,),
-                            callbacks=[callback], gc_after_trial=True)
+        self._reap_dead_owners()
+        while self.finished() < n_trials:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            if self._claimed() < n_trials or self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                self.study.optimize(run, timeout=left, catch=(TrialFailed, _Surplus), callbacks=[callback],
+                                    gc_after_trial=True)
+            elif not self._wait_for_others(n_trials, deadline):
+                return
 
     def _front(self) -> set[int] | None:
         """Numbers of the Pareto-front trials; None for a single-objective study."""
@@ -145,12 +255,24 @@ class OptunaBackend(Backend):
 
     def records(self) -> list[TrialRecord]:
         front = self._front()
-        return [to_record(t, front) for t in self.study.get_trials(deepcopy=False)]
+        return [to_record(t, front) for t in self.study.get_trials(deepcopy=False) if not ignored(t)]
 
 
-def default_storage(run_dir: Path) -> str:
-    """The SQLite study file a run uses unless ``search.storage`` names another."""
-    return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
+def sampler_seed(seed: int, explicit_storage: bool) -> tuple[int, bool]:
+    """``(sampler seed, study shared with other processes?)``.
+
+    Processes sharing a study must not draw the same values: a ``--workers``
+    worker offsets ``--seed`` by its index (repeatable); a process on a
+    storage given with ``--storage`` (other machines may share it) mixes in
+    its host and process id. A lone process on its run folder's study keeps
+    ``--seed`` as it is.
+    """
+    worker = os.environ.get("AUTOMTL_WORKER", "")
+    if worker.isdigit():
+        return seed + 1009 * (int(worker) + 1), True
+    if explicit_storage:
+        return (seed + zlib.crc32(owner_tag().encode())) % 2**31, True
+    return seed, False
 
 
 def to_record(t: FrozenTrial, front: set[int] | None = None) -> TrialRecord:
@@ -159,7 +281,10 @@ def to_record(t: FrozenTrial, front: set[int] | None = None) -> TrialRecord:
     duration = t.duration.total_seconds() if t.duration is not None else None
     reason = attrs.get("reason", "")
     if t.state == TrialState.FAIL and not reason:
-        reason = str(t.system_attrs.get("fail_reason", "failed"))
+        if OWNER_ATTR in attrs:  # failed from outside: Optuna's heartbeat check
+            reason = "its process stopped sending heartbeats (killed or cut off); the trial is retried"
+        else:
+            reason = str(t.system_attrs.get("fail_reason", "failed"))
     complete = t.state == TrialState.COMPLETE
     if front is None:
         score = t.value if complete else None
@@ -178,16 +303,6 @@ def to_record(t: FrozenTrial, front: set[int] | None = None) -> TrialRecord:
         scores=attrs.get("scores", {}),
         pareto=None if front is None else t.number in front,
     )
-
-
-def redact(url: str) -> str:
-    """A storage URL with any password replaced, safe to print."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1] if "@" in url else url
 
 
 logging.getLogger("optuna").propagate = False

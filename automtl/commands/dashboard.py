@@ -30,4 +30,6 @@ def serve(storage: str, host: str, port: int) -> None:
     """Block, serving the dashboard until Ctrl-C."""
     from optuna_dashboard import run_server
 
-    run_server(storage, host=host, port=port)
+    from automtl.backends.optuna_storage import open_storage
+
+    run_server(open_storage(storage), host=host, port=port)  # a URL, or a journal file

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import keras
 
 from automtl.api import InputEncoder, Task
+from automtl.devices import float16_compute
 from automtl.errors import TrialFailed
 from automtl.model.sharing import SCHEMES
 from automtl.params import TrialParams
@@ -69,7 +70,13 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
             raise TrialFailed(f"task '{task.name}' needs a '{task.view}' view, which no input offers")
         feat = per_task[task.name] if task.view == "vector" else other_views[task.view]
         head_in = keras.Input(shape=tuple(feat.shape[1:]), name=f"{task.name}_features")
-        head = keras.Model(head_in, task.build_head(head_in, params.head(task.name)), name=f"head_{task.name}")
+        head_out = task.build_head(head_in, params.head(task.name))
+        if float16_compute():  # mixed precision: outputs (and so losses and metrics) stay float32
+            flat = keras.tree.flatten(head_out)
+            head_out = keras.tree.pack_sequence_as(head_out, [
+                keras.layers.Activation("linear", dtype="float32", name=f"{task.name}_float32{i or ''}")(t)
+                for i, t in enumerate(flat)])
+        head = keras.Model(head_in, head_out, name=f"head_{task.name}")
         heads[task.name] = head
         outputs[task.name] = head(feat)
     return Assembled(keras.Model(inputs, outputs, name="automtl"), heads, last_layers)

@@ -12,6 +12,9 @@ from typing import Iterable, Sequence
 
 import tensorflow as tf
 
+from automtl.devices import float16_compute
+from automtl.training.loss_scale import DynamicLossScale
+
 
 def _tf_variable(v):
     """The ``tf.Variable`` behind a Keras variable (or the variable itself)."""
@@ -31,6 +34,8 @@ class FusedAdam:
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._index = {id(v): i for i, v in enumerate(variables)}
         self._index.update({id(v): i for i, v in enumerate(self.variables)})
+        # float16 compute (mixed precision): gradients need loss scaling (see loss_scale.py)
+        self.loss_scale = DynamicLossScale() if float16_compute() else None
 
     def apply_gradients(self, pairs: Iterable[tuple]) -> None:
         step = tf.cast(self.iterations.assign_add(1), tf.float32)

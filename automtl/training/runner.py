@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from automtl.backends.base import TrialHandle, TrialOutcome
+from automtl.devices import configure, set_precision, trial_device
 from automtl.errors import TrialFailed
 from automtl.model.assemble import build_model
 from automtl.params import TrialParams
@@ -29,8 +30,8 @@ def release_free_memory() -> None:
 
 
 def device_name() -> str:
-    gpus = tf.config.list_logical_devices("GPU")
-    return gpus[0].name.replace("/device:", "").lower() if gpus else "cpu"
+    """``cpu`` or ``gpu:<physical id>``: where this process's trials train."""
+    return trial_device()
 
 
 def trial_dir(run_dir: Path, number: int) -> Path:
@@ -45,6 +46,7 @@ class TrialRunner:
         self.run_dir = run_dir
         self.settings = prepared.experiment.search
         self.on_epoch = on_epoch
+        self.plan = configure(self.settings.device, self.settings.precision)
         # Everything alive now (TensorFlow, the data) lives for the whole search:
         # freezing it keeps the per-trial garbage collection from rescanning it.
         gc.collect()
@@ -53,6 +55,7 @@ class TrialRunner:
     def __call__(self, handle: TrialHandle) -> TrialOutcome:
         keras.backend.clear_session(free_memory=True)  # no state leaks from one trial to the next
         release_free_memory()
+        set_precision(self.plan.precision)  # clear_session resets Keras' dtype policy
         keras.utils.set_random_seed(self.settings.seed + handle.number)
         params = TrialParams(handle.params)
         p = self.prepared
@@ -92,5 +95,5 @@ class TrialRunner:
             best_epoch=fit.best_epoch,
             epochs=len(fit.history),
             device=device_name(),
-            attrs={"train_seconds": round(time.perf_counter() - started, 3)},
+            attrs={"train_seconds": round(time.perf_counter() - started, 3), "precision": self.plan.precision},
         )

@@ -23,6 +23,9 @@ def _regularisation(model: keras.Model) -> tf.Tensor:
 
 
 def _apply(optimizer: FusedAdam, loss: tf.Tensor, tape: tf.GradientTape, variables: list) -> None:
+    if optimizer.loss_scale is not None:  # mixed precision
+        optimizer.loss_scale.minimize(optimizer, loss, tape, variables)
+        return
     grads = tape.gradient(loss, variables)
     optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
 

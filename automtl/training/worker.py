@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +42,24 @@ class _ChildHandle:
 
 def _worker_main(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
     """Child process: prepare the data once, then run trials until told to stop."""
+    # Ctrl-C is the parent's to handle: it records the trial as interrupted and stops this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve_trials(conn, experiment, run_dir)
+    except (EOFError, BrokenPipeError, ConnectionResetError):  # the parent is gone: nobody wants the result
+        return
+
+
+def _serve_trials(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
     from automtl.tfimport import import_tensorflow_quietly
 
     import_tensorflow_quietly()
+    from automtl.devices import configure
     from automtl.prepare import instantiate, prepare
     from automtl.training.runner import TrialRunner
 
     exp = Experiment.model_validate(experiment)
+    configure(exp.search.device, exp.search.precision)  # before the data touches TensorFlow
     encoders, tasks = instantiate(exp)
     runner = TrialRunner(prepare(exp, encoders, tasks), Path(run_dir))
     conn.send(("ready", os.getpid()))
@@ -116,6 +128,14 @@ class ProcessTrialRunner:
         self._served += 1
         extras = {k: getattr(handle, k) for k in HANDLE_EXTRAS if getattr(handle, k, None) is not None}
         self._conn.send(("trial", handle.number, dict(handle.params), extras))
+        try:
+            return self._follow(handle)
+        except KeyboardInterrupt:
+            self._kill()  # Ctrl-C: the trial is abandoned, its process must not linger
+            raise
+
+    def _follow(self, handle: TrialHandle) -> TrialOutcome:
+        """Relay the running trial's epoch reports until it ends."""
         while True:
             message = self._receive()
             kind = message[0]
@@ -135,6 +155,12 @@ class ProcessTrialRunner:
                 raise TrialPruned(message[1])
             else:
                 raise TrialFailed(message[1])
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join()
+            self._proc = None
 
     def close(self) -> None:
         """Stop the worker (politely, then firmly)."""
