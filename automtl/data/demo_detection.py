@@ -84,7 +84,7 @@ def detection_demo(folder: Path) -> Path:
             {"name": "count", "type": "classification", "target": "count"},
         ],
         "space": "detection",
-        "search": {"trials": 6, "epochs": 20, "patience": 5},
+        "search": {"trials": 6, "epochs": 15, "patience": 4},
     }
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(experiment, sort_keys=False))
