@@ -356,3 +356,20 @@ def test_detection_demo_runs_from_the_cli(cli, tmp_path):
     result = cli("search", "--demo", "detection", "--trials", "1", "--epochs", "2", "--out", tmp_path / "demo")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "demo" / "best" / "saved_model" / "saved_model.pb").exists()
+
+
+def test_image_input_reads_paths_from_a_csv_under_root(tmp_path):
+    from automtl_image import ImageInput
+
+    (tmp_path / "pics").mkdir()
+    Image.fromarray(np.full((10, 16, 3), 200, np.uint8)).save(tmp_path / "pics" / "a.jpg")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "pics" / "b.png")
+    table = Table("data/x.csv", {"file": np.array(["a.jpg", "b.png"], dtype=object)}, meta={"path": "data/x.csv"})
+    enc = ImageInput("img", {"column": "file", "root": "pics", "size": [8, 8]})
+    enc.base_dir = tmp_path  # the experiment file's folder: option paths resolve from it
+    enc.prepare(table)
+    images = enc.arrays(table)["img"]
+    assert images.shape == (2, 8, 8, 3) and images.dtype == np.uint8  # colour, resized to one size
+    assert abs(int(images[0].mean()) - 200) <= 3 and images[1].max() == 0
+    with pytest.raises(DataError, match=r"x.csv: row 2: image not found: c.png"):
+        enc.arrays(Table("data/x.csv", {"file": np.array(["a.jpg", "c.png"], dtype=object)}))
