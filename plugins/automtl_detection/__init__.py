@@ -108,7 +108,7 @@ class DetectionTask(Task):
     def build_head(self, features: Any, params: HeadParams) -> Any:
         import keras
 
-        from automtl_detection.grid import PRIOR_BIAS
+        from .grid import PRIOR_BIAS
 
         reg = keras.regularizers.L2(params.l2) if params.l2 > 0 else None
 
@@ -132,18 +132,18 @@ class DetectionTask(Task):
         return keras.layers.Concatenate(name="cells")([obj, box, cls])
 
     def loss(self, y_true: Any, y_pred: Any) -> Any:
-        from automtl_detection.grid import loss
+        from .grid import loss
 
         return loss(y_true, y_pred, self.options.objectness_loss, self.options.box_loss_weight)
 
     def _detect(self, raw: Any) -> dict[str, Any]:
-        from automtl_detection.grid import detect
+        from .grid import detect
 
         o = self.options
         return detect(raw, o.max_detections, o.score_threshold, o.iou_threshold)
 
     def evaluate(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-        from automtl_detection.coco_eval import coco_map
+        from .coco_eval import coco_map
 
         m = mask.astype(bool)
         if not m.any():

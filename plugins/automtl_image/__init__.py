@@ -118,7 +118,7 @@ class ImageInput(InputEncoder):
     def arrays(self, data: Table) -> dict[str, np.ndarray]:
         if self._cache is not None and self._cache[0] is data:
             return {self.name: self._cache[1]}
-        from automtl_image.decode import load_files, resize_arrays
+        from .decode import load_files, resize_arrays
 
         if self.from_files:
             images = load_files(self._files(data), self.channels, self.size,
@@ -149,7 +149,7 @@ class ImageInput(InputEncoder):
         if min(self.size) < 2**stages:
             raise ValueError(f"{stages} stages halve a {self.size[0]}x{self.size[1]} image below one pixel")
         reg = keras.regularizers.L2(params.l2) if params.l2 > 0 else None
-        from automtl_image.layers import ResizeImages
+        from .layers import ResizeImages
 
         x = ResizeImages(*self.size, name=f"{self.name}_resize")(inputs[self.name])
         x = keras.layers.Normalization(mean=self.mean, variance=self.variance, name=f"{self.name}_scale")(x)
@@ -170,7 +170,7 @@ class ImageInput(InputEncoder):
         image size; box targets of detection tasks move with the image."""
         import tensorflow as tf
 
-        from automtl_image.augment import flip_horizontal, translate
+        from .augment import flip_horizontal, translate
 
         flip = bool(params.get("image.flip", False))
         shift = float(params.get("image.shift", 0.0))
@@ -189,7 +189,7 @@ class ImageInput(InputEncoder):
         return {**x, self.name: images}, {**y, **dict(zip(names, boxes))}
 
     def register_keras_objects(self) -> None:
-        import automtl_image.layers  # noqa: F401  (registers ResizeImages)
+        from . import layers  # noqa: F401  (registers ResizeImages)
 
     def describe(self) -> dict[str, Any]:
         return {"size": list(self.size), "channels": self.channels, "dtype": self.dtype}
