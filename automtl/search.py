@@ -104,6 +104,9 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     if done_before and not quiet and not worker:
         console.print(f"resuming study '{exp.study_name}': {done_before} finished trial(s) kept")
 
+    best_before = backend.best()
+    if best_before is not None:  # "new best" marks compare with the resumed study's best
+        progress.best = best_before.score
     streak = FailureStreak()
 
     def on_trial(record: TrialRecord) -> None:

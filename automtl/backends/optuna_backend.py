@@ -93,17 +93,8 @@ class OptunaBackend(Backend):
         self.objectives = list(objectives) if settings.objective == "pareto" else []
         if settings.objective == "pareto" and len(self.objectives) < 2:
             raise ConfigError("objective 'pareto' needs at least two tasks (one objective per task)")
-        seed, shared = sampler_seed(settings.seed, explicit_storage=settings.storage is not None)
-        if settings.algorithm == "tpe":
-            # constant liar: processes sharing the study do not all propose next to the same running trials
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=5, constant_liar=shared)
-        elif settings.algorithm == "nsga2":
-            # A generation of a few dozen trials suits searches of tens of trials.
-            population = max(4, min(50, settings.trials // 3))
-            sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-        else:
-            sampler = optuna.samplers.RandomSampler(seed=seed)
+        seed = sampler_seed(settings.seed, explicit_storage=settings.storage is not None)
+        sampler = make_sampler(settings, seed)
         pruner: optuna.pruners.BasePruner = (
             optuna.pruners.NopPruner() if self.objectives
             else optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=5)
@@ -128,6 +119,9 @@ class OptunaBackend(Backend):
                 f"study '{study}' in {redact(self.storage_url)} is {kinds.get(len(self.study.directions), 'multi-objective (pareto)')}; "
                 f"it cannot be resumed with objective '{settings.objective}' (use another --study or --out)"
             )
+        existing = len(self.study.get_trials(deepcopy=False))
+        if existing:  # resuming: a seed of its own, so the new trials do not replay the first run's draws
+            self.study.sampler = make_sampler(settings, seed + existing)
         names = self.objectives or ["score"]
         if self.study.metric_names != names:
             with warnings.catch_warnings():  # set_metric_names is marked experimental
@@ -258,8 +252,19 @@ class OptunaBackend(Backend):
         return [to_record(t, front) for t in self.study.get_trials(deepcopy=False) if not ignored(t)]
 
 
-def sampler_seed(seed: int, explicit_storage: bool) -> tuple[int, bool]:
-    """``(sampler seed, study shared with other processes?)``.
+def make_sampler(settings: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
+    if settings.algorithm == "tpe":
+        # constant liar: processes sharing a study do not all propose next to the same running trials
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, constant_liar=True)
+    if settings.algorithm == "nsga2":
+        # A generation of a few dozen trials suits searches of tens of trials.
+        population = max(4, min(50, settings.trials // 3))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def sampler_seed(seed: int, explicit_storage: bool) -> int:
+    """The sampler's seed in this process.
 
     Processes sharing a study must not draw the same values: a ``--workers``
     worker offsets ``--seed`` by its index (repeatable); a process on a
@@ -269,10 +274,10 @@ def sampler_seed(seed: int, explicit_storage: bool) -> tuple[int, bool]:
     """
     worker = os.environ.get("AUTOMTL_WORKER", "")
     if worker.isdigit():
-        return seed + 1009 * (int(worker) + 1), True
+        return seed + 1009 * (int(worker) + 1)
     if explicit_storage:
-        return (seed + zlib.crc32(owner_tag().encode())) % 2**31, True
-    return seed, False
+        return (seed + zlib.crc32(owner_tag().encode())) % 2**31
+    return seed
 
 
 def to_record(t: FrozenTrial, front: set[int] | None = None) -> TrialRecord:
