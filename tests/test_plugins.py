@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -76,10 +77,11 @@ def test_builtin_plugins_are_listed_with_distribution():
 
 def test_builtin_plugins_use_only_the_public_api():
     plugin_dir = Path(__file__).resolve().parent.parent / "plugins"
+    core = re.compile(r"^(from|import)\s+automtl(\.|\s|$)")
     for source in plugin_dir.glob("*/**/*.py"):
         for line in source.read_text().splitlines():
             stripped = line.strip()
-            if stripped.startswith(("from automtl", "import automtl")):
+            if core.match(stripped):
                 assert stripped.startswith("from automtl.api import"), f"{source}: {stripped}"
 
 

@@ -6,6 +6,7 @@ same step code serves the in-memory loop and the streamed ``tf.data`` loop.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import keras
@@ -80,8 +81,13 @@ class AlternatingStep:
 
     def switch(self, index: tf.Tensor, batch_for: Callable[[int], tuple[dict, dict, dict]]) -> tf.Tensor:
         """Run task ``index``'s step on the batch that ``batch_for(i)`` draws for it."""
-        branches = [(lambda i=i: self.branch(i, *batch_for(i))) for i in range(len(self.tasks))]
+        # functools.partial, not lambdas: autograph re-parses lambda source and can mangle it.
+        branches = [functools.partial(self._branch_on, i, batch_for) for i in range(len(self.tasks))]
         return tf.switch_case(index, branches)
+
+    def _branch_on(self, index: int, batch_for: Callable[[int], tuple[dict, dict, dict]]) -> tf.Tensor:
+        x, y, mask = batch_for(index)
+        return self.branch(index, x, y, mask)
 
 
 def gather(tensors: dict[str, Any], idx: tf.Tensor) -> dict[str, tf.Tensor]:
