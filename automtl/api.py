@@ -91,8 +91,10 @@ class InputSpec:
 
 class _Plugin:
     Options: ClassVar[type[Options]] = NoOptions
-    #: Extra search-space parameter names this plugin reads (beyond the core ones).
-    parameters: ClassVar[tuple[str, ...]] = ()
+    #: Extra search-space parameter names this plugin reads (beyond the core ones):
+    #: a tuple of names, or a mapping of name to its allowed values (None: any value),
+    #: so that a space file with a bad value is refused before any trial.
+    parameters: ClassVar[tuple[str, ...] | Mapping[str, tuple[Any, ...] | None]] = ()
     kind: ClassVar[str] = "plugin"
     #: The experiment file's folder (set by automtl before ``prepare``): relative
     #: paths in a plugin's options resolve from it, like every path in that file.

@@ -18,7 +18,7 @@ from automtl.faults import FailureStreak
 from automtl.prepare import instantiate, prepare
 from automtl.progress import SearchProgress, leaderboard_table
 from automtl.results import leaderboard, write_trials_csv, write_trials_json
-from automtl.space import load_space, resolve_space_path
+from automtl.space import load_space, plugin_parameters, resolve_space_path
 
 
 @dataclass
@@ -53,7 +53,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     settings = exp.search
     # Everything that can be wrong with the user's files is checked before TensorFlow loads.
     encoders, tasks = instantiate(exp)
-    extra = {name for plugin in (*encoders, *tasks) for name in plugin.parameters}
+    extra = plugin_parameters((*encoders, *tasks))
     space_path = resolve_space_path(exp.space, exp.base_dir)
     space = load_space(space_path, [t.name for t in tasks], extra)
     from automtl.devices import configure

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any, Iterable, Mapping, Union
 
 from automtl.config import read_yaml
 from automtl.errors import ConfigError
@@ -143,13 +143,34 @@ def builtin_spaces() -> list[Path]:
     return sorted(BUILTIN_DIR.glob("*.yaml"))
 
 
-def load_space(path: Path, tasks: Iterable[str], extra_names: Iterable[str] = ()) -> SearchSpace:
+Known = Union[Iterable[str], Mapping[str, Union[Iterable[Any], None]]]
+
+
+def plugin_parameters(plugins: Iterable[Any]) -> dict[str, tuple[Any, ...] | None]:
+    """Extra parameter names (and allowed values, where a plugin gives them) declared by plugins.
+
+    A plugin's ``parameters`` is a tuple of names, or a mapping of name to its
+    allowed values (``None``: any value).
+    """
+    known: dict[str, tuple[Any, ...] | None] = {}
+    for plugin in plugins:
+        known.update(_as_table(getattr(plugin, "parameters", ())))
+    return known
+
+
+def _as_table(names: Known) -> dict[str, tuple[Any, ...] | None]:
+    if isinstance(names, Mapping):
+        return {str(k): (None if v is None else tuple(v)) for k, v in names.items()}
+    return {str(n): None for n in names}
+
+
+def load_space(path: Path, tasks: Iterable[str], extra_names: Known = ()) -> SearchSpace:
     """Read and validate a space file for these tasks; errors name the file and key."""
     raw = read_yaml(path, "search space file")
-    return parse_space(raw, str(path), list(tasks), set(extra_names))
+    return parse_space(raw, str(path), list(tasks), extra_names)
 
 
-def parse_space(raw: Any, source: str, tasks: list[str], extra_names: set[str] = frozenset()) -> SearchSpace:
+def parse_space(raw: Any, source: str, tasks: list[str], extra_names: Known = ()) -> SearchSpace:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with 'parameters' and/or 'per_task'")
     unknown = set(raw) - {"parameters", "per_task", "description"}
@@ -160,19 +181,20 @@ def parse_space(raw: Any, source: str, tasks: list[str], extra_names: set[str] =
     for key, section in (("parameters", glob_raw), ("per_task", task_raw)):
         if not isinstance(section, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping of parameter name to definition")
+    extra = _as_table(extra_names)
     space = SearchSpace(source, description=str(raw.get("description", "")))
     per_task_names = set(task_raw)
     for name, spec in glob_raw.items():
-        _check_name(source, "parameters", name, CORE_PARAMETERS, extra_names)
+        _check_name(source, "parameters", name, CORE_PARAMETERS, extra)
         space.params.append(_parse_param(source, f"parameters.{name}", name, spec, per_task_names, None))
     for name, spec in task_raw.items():
-        _check_name(source, "per_task", name, PER_TASK_PARAMETERS, extra_names)
+        _check_name(source, "per_task", name, PER_TASK_PARAMETERS, extra)
         for task in tasks:
             space.params.append(
                 _parse_param(source, f"per_task.{name}", expand(name, task), spec, per_task_names, task)
             )
     _check_conditions(space)
-    _check_values(space)
+    _check_values(space, {**extra, **CORE_PARAMETERS})
     return space
 
 
@@ -181,9 +203,9 @@ def expand(name: str, task: str) -> str:
     return f"{head}.{task}.{tail}" if tail else f"{head}.{task}"
 
 
-def _check_name(source: str, section: str, name: Any, known: dict, extra: set[str]) -> None:
+def _check_name(source: str, section: str, name: Any, known: dict, extra: dict) -> None:
     if not isinstance(name, str) or (name not in known and name not in extra):
-        names = ", ".join(sorted(set(known) | extra))
+        names = ", ".join(sorted(set(known) | set(extra)))
         raise ConfigError(f"{source}: {section}.{name}: unknown parameter; known {section} parameters: {names}")
 
 
@@ -278,10 +300,10 @@ def _possible_values(p: Param) -> tuple[Any, ...] | None:
     return None
 
 
-def _check_values(space: SearchSpace) -> None:
-    """Categorical core parameters only take their known values."""
+def _check_values(space: SearchSpace, allowed_values: dict[str, tuple[Any, ...] | None]) -> None:
+    """Categorical parameters (core, or declared so by a plugin) only take their known values."""
     for p in space.params:
-        allowed = CORE_PARAMETERS.get(p.name)
+        allowed = allowed_values.get(p.name)
         values = _possible_values(p)
         if allowed and values is not None:
             bad = [v for v in values if v not in allowed]

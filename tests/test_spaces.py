@@ -6,15 +6,11 @@ import pytest
 
 from automtl.errors import ConfigError
 from automtl.plugins import GROUPS, entry_points
-from automtl.space import (ChoiceParam, FixedParam, FloatParam, IntParam, builtin_spaces, load_space, parse_space)
+from automtl.space import (ChoiceParam, plugin_parameters, FixedParam, FloatParam, IntParam, builtin_spaces, load_space, parse_space)
 
 
-def plugin_parameter_names() -> set[str]:
-    names: set[str] = set()
-    for kind in GROUPS:
-        for ep in entry_points(kind).values():
-            names.update(getattr(ep.load(), "parameters", ()))
-    return names
+def plugin_parameter_names() -> dict:
+    return plugin_parameters(ep.load() for kind in GROUPS for ep in entry_points(kind).values())
 
 
 @pytest.mark.parametrize("path", builtin_spaces(), ids=lambda p: p.name)
@@ -81,3 +77,11 @@ def test_bad_spaces_are_refused_with_the_key(raw, fragment):
         parse_space(raw, "bad.yaml", ["t"])
     assert "bad.yaml" in str(err.value)
     assert fragment in str(err.value)
+
+
+def test_plugin_declared_values_are_checked():
+    known = {"text.encoder": ("conv", "bigru"), "text.embedding": None}
+    space = parse_space({"parameters": {"text.encoder": {"choice": ["conv"]}, "text.embedding": 32}}, "s.yaml", ["t"], known)
+    assert {p.name for p in space.params} == {"text.encoder", "text.embedding"}
+    with pytest.raises(ConfigError, match=r"text.encoder: unknown value\(s\) \['lstm'\]"):
+        parse_space({"parameters": {"text.encoder": {"choice": ["conv", "lstm"]}}}, "s.yaml", ["t"], known)

@@ -24,7 +24,7 @@ import pydantic
 
 from automtl.api import ConfigError, DataError, InputEncoder, InputSpec, Options, Table, TrialParams, is_missing
 
-PARAMETERS = ("image.stages", "image.filters", "image.flip", "image.shift")
+PARAMETERS = {"image.stages": None, "image.filters": None, "image.flip": (True, False), "image.shift": None}
 
 
 class ImageOptions(Options):

@@ -47,7 +47,8 @@ class TextInput(InputEncoder):
     """
 
     Options = TextInputOptions
-    parameters = ("text.encoder", "text.vocab_size", "text.sequence_length", "text.embedding", "text.word_dropout")
+    parameters = {"text.encoder": ENCODERS, "text.vocab_size": None, "text.sequence_length": None,
+                  "text.embedding": None, "text.word_dropout": None}
 
     def _owner(self) -> str:
         return f"input '{self.name}'"
