@@ -25,8 +25,7 @@ class FailureStreak:
         self.count += 1
         self.reasons.append(record.reason or "failed")
         if self.count >= self.limit:
-            common = max(set(self.reasons), key=self.reasons.count)
             raise SearchStopped(
                 f"{self.count} trials failed in a row, so the search stopped (finished trials are kept). "
-                f"Most common reason: {common}. Check the data, the search space and trials.csv's reason column."
+                f"The last one: {self.reasons[-1]}. See the reason column of trials.csv."
             )
