@@ -36,6 +36,8 @@ from automtl.errors import AutomtlError
 
 #: Worker exit codes the coordinator understands.
 EXIT_DONE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 3, 130
+#: The shared study's storage, handed to each worker.
+STORAGE_ENV = "AUTOMTL_WORKER_STORAGE"
 #: Seconds a worker gets to record its interrupted trial before it is killed.
 INTERRUPT_GRACE_SECONDS = 30
 
@@ -81,7 +83,7 @@ def run_workers(exp: Experiment, run_dir: Path, storage: str, count: int, gpus: 
                 console: Console, quiet: bool = False) -> WorkersResult:
     """Start ``count`` workers on the study in ``storage`` and wait for them all."""
     spec = exp.model_dump(mode="json")
-    spec["search"].update(workers=1, storage=storage)
+    spec["search"].update(workers=1, storage=None)  # the storage URL travels in the environment: no password on disk
     spec_path = Path(run_dir) / "workers.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     procs: list[subprocess.Popen] = []
@@ -95,7 +97,7 @@ def run_workers(exp: Experiment, run_dir: Path, storage: str, count: int, gpus: 
         for i in range(count):
             proc = subprocess.Popen(
                 [sys.executable, "-m", "automtl.parallel", str(spec_path), str(i)],
-                env=worker_environment(i, count, gpus), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                env={**worker_environment(i, count, gpus), STORAGE_ENV: storage}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True,
             )
             procs.append(proc)
@@ -167,7 +169,9 @@ def worker_main(spec_path: str, index: str) -> int:
     import_tensorflow_quietly()
     from automtl.search import run_search
 
-    exp = Experiment.model_validate(json.loads(Path(spec_path).read_text()))
+    spec = json.loads(Path(spec_path).read_text())
+    spec["search"]["storage"] = os.environ[STORAGE_ENV]
+    exp = Experiment.model_validate(spec)
     # Plain lines on the coordinator's pipe, never wrapped.
     console = Console(force_terminal=False, width=400, soft_wrap=True)
     try:

@@ -149,7 +149,13 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     write_results(records)
     best = backend.best()
     export_dir = None
-    if best is not None:
+    model_path = trial_dir(run_dir, best.number) / "model.keras" if best is not None else None
+    if best is not None and not model_path.exists():
+        # A study shared by several machines: the best trial trained in another run folder.
+        console.print(f"[yellow]best trial #{best.number} trained in another process sharing the study; its model "
+                      "is in that process's run folder: that process exports it, or run "
+                      f"`automtl export RUN_DIR --trial {best.number} --out DIR` there[/]", highlight=False, soft_wrap=True)
+    elif best is not None:
         from automtl.export import export_trial
 
         export_dir = export_trial(
@@ -196,6 +202,12 @@ def _snapshot(exp: Experiment, space_path: Path, run_dir: Path) -> None:
     if exp.data.valid is not None:
         data["data"]["valid"] = str(exp.path(exp.data.valid).resolve())
     data["search"]["out"] = str(run_dir.resolve())
+    if data["search"].get("storage"):
+        from automtl.backends.optuna_storage import without_password
+
+        data["search"]["storage"] = without_password(data["search"]["storage"])  # never a password on disk
+    # Plugin options may hold paths relative to the experiment file (an image root, say).
+    data["base_dir"] = str(Path(exp.base_dir).resolve())
     (run_dir / "experiment.resolved.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     target = run_dir / "space.yaml"
     if space_path.resolve() != target.resolve():
@@ -219,9 +231,10 @@ def _print_summary(console: Console, s: SearchSummary, primaries: dict[str, str]
                       f"(export any with `automtl export {os.path.relpath(s.run_dir)} --trial N --out DIR`)",
                       highlight=False, soft_wrap=not console.is_terminal)
     rel = os.path.relpath(s.export_dir) if s.export_dir else ""
+    exported = (f"exported to [bold]{rel}[/]: saved_model/ (serving_default), model.keras, automtl.json"
+                if s.export_dir else "not exported here (it trained in another run folder)")
     console.print(
-        f"best trial #{s.best.number} (score {s.best.score:.4f}) exported to [bold]{rel}[/]: "
-        "saved_model/ (serving_default), model.keras, automtl.json\n"
+        f"best trial #{s.best.number} (score {s.best.score:.4f}) {exported}\n"
         f"all trials: {os.path.relpath(s.run_dir / 'trials.csv')}"
         + (f"\nreport: {os.path.relpath(s.report)}" if s.report else ""),
         highlight=False,

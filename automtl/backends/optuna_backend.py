@@ -107,7 +107,7 @@ class OptunaBackend(Backend):
                 directions=directions, load_if_exists=True,
             )
         except ModuleNotFoundError as exc:
-            hint = " (pip install psycopg2-binary)" if "psycopg" in str(exc) else ""
+            hint = " (pip install 'psycopg[binary]')" if "psycopg" in str(exc) else ""
             raise ConfigError(f"cannot open study storage {redact(self.storage_url)}: {exc}{hint}") from None
         except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as exc:
             raise ConfigError(f"cannot open study storage {redact(self.storage_url)}: {exc}") from None

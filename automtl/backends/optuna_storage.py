@@ -107,6 +107,17 @@ def open_storage(storage: str, heartbeat_interval: int | None = None, grace_peri
         return _open_storage(storage, heartbeat_interval, grace_period)
 
 
+def with_driver(url: str) -> str:
+    """``postgresql://`` spelled with the driver automtl installs (psycopg 3), whatever SQLAlchemy's default."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is not None:
+            return f"postgresql+psycopg://{rest}"
+    return url
+
+
 def _open_storage(storage: str, heartbeat_interval: int | None, grace_period: int | None) -> Any:
     grace = grace_period or (3 * heartbeat_interval if heartbeat_interval else None)
     callback = retry_callback() if heartbeat_interval else None
@@ -116,6 +127,7 @@ def _open_storage(storage: str, heartbeat_interval: int | None, grace_period: in
         if heartbeat_interval:
             return HeartbeatJournalStorage(path, heartbeat_interval, grace, callback)
         return JournalStorage(JournalFileBackend(str(path)))
+    storage = with_driver(storage)
     if not heartbeat_interval:
         return storage
     engine_kwargs: dict[str, Any] = {}
@@ -146,6 +158,19 @@ def redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url.split("@")[-1] if "@" in url else url
+
+
+def without_password(url: str) -> str:
+    """The URL minus its password (libpq then reads ``PGPASSWORD`` or ``~/.pgpass``), for files on disk."""
+    if is_journal(url):
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return redact(url)
+    return parsed._replace(password=None).render_as_string(hide_password=False) if parsed.password else url
 
 
 # -- who owns a running trial, and which trials count towards --trials ---------------------------
