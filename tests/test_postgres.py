@@ -20,7 +20,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-BIN = Path(os.environ.get("AUTOMTL_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _server_bin() -> Path:
+    """Debian's PostgreSQL server binaries (the newest installed version), or AUTOMTL_PG_BIN."""
+    if os.environ.get("AUTOMTL_PG_BIN"):
+        return Path(os.environ["AUTOMTL_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = _server_bin()
 USER, PASSWORD, DATABASE = "automtl", "s3cret-pw", "studies"
 
 pytestmark = pytest.mark.slow
