@@ -35,7 +35,8 @@ def test_failure_streak_counts_only_failures_in_a_row():
         streak.add(record("fail", "out of memory"))
 
 
-def test_ten_failures_in_a_row_stop_the_search(cli, write_experiment, tmp_path, monkeypatch):
+@pytest.mark.parametrize("backend", ["optuna", "keras-tuner"])
+def test_ten_failures_in_a_row_stop_the_search(cli, write_experiment, tmp_path, monkeypatch, backend):
     from automtl.errors import TrialFailed
     from automtl.training import runner as runner_module
 
@@ -43,7 +44,8 @@ def test_ten_failures_in_a_row_stop_the_search(cli, write_experiment, tmp_path, 
         raise TrialFailed("out of memory: simulated")
 
     monkeypatch.setattr(runner_module.TrialRunner, "__call__", always_fails)
-    exp = write_experiment(search={"trials": 30, "epochs": 2, "trials_per_process": 0, "out": str(tmp_path / "run")})
+    exp = write_experiment(search={"trials": 30, "epochs": 2, "trials_per_process": 0, "out": str(tmp_path / "run"),
+                                   "backend": backend, "algorithm": "random"})
     result = cli("search", "--config", exp, "--no-report")
     assert result.exit_code == 1
     text = " ".join(result.output.split())
