@@ -19,6 +19,7 @@ import datetime
 import logging
 import math
 import os
+import socket
 import time
 import warnings
 import zlib
@@ -30,14 +31,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automtl.backends.base import Backend, Objective, TrialOutcome, TrialPruned, TrialRecord
 from automtl.backends.optuna_storage import (
-    FINISHED, INTERRUPTED_ATTR, OWNER_ATTR, SURPLUS_ATTR, counts, default_storage, ignored, open_storage,
+    FINISHED, INTERRUPTED_ATTR, OWNER_ATTR, SURPLUS_ATTR, counts, default_storage, ignored, is_journal, open_storage,
     owner_is_dead, owner_tag, redact, retried_numbers, retry_callback,
 )
 from automtl.config import SearchConfig
 from automtl.errors import ConfigError, TrialFailed
 from automtl.space import ChoiceParam, FloatParam, IntParam, Param, SearchSpace
 
-__all__ = ["OptunaBackend", "default_storage", "redact", "to_record", "suggest"]
+__all__ = ["FINISHED", "OptunaBackend", "default_storage", "redact", "to_record", "suggest"]
 
 #: Seconds between looks at the other processes' running trials while waiting for them.
 WAIT_POLL_SECONDS = 1.0
@@ -93,7 +94,7 @@ class OptunaBackend(Backend):
         self.objectives = list(objectives) if settings.objective == "pareto" else []
         if settings.objective == "pareto" and len(self.objectives) < 2:
             raise ConfigError("objective 'pareto' needs at least two tasks (one objective per task)")
-        seed = sampler_seed(settings.seed, explicit_storage=settings.storage is not None)
+        seed = sampler_seed(settings.seed, settings.storage is not None, self.storage_url)
         sampler = make_sampler(settings, seed)
         pruner: optuna.pruners.BasePruner = (
             optuna.pruners.NopPruner() if self.objectives
@@ -263,18 +264,19 @@ def make_sampler(settings: SearchConfig, seed: int) -> optuna.samplers.BaseSampl
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def sampler_seed(seed: int, explicit_storage: bool) -> int:
+def sampler_seed(seed: int, explicit_storage: bool, storage: str = "") -> int:
     """The sampler's seed in this process.
 
     Processes sharing a study must not draw the same values: a ``--workers``
-    worker offsets ``--seed`` by its index (repeatable); a process on a
-    storage given with ``--storage`` (other machines may share it) mixes in
-    its host and process id. A lone process on its run folder's study keeps
-    ``--seed`` as it is.
+    worker offsets ``--seed`` by its index (repeatable on a journal file; on a
+    database, which other machines may share, also by its host); any other
+    process on a storage given with ``--storage`` mixes in its host and
+    process id. A lone process on its run folder's study keeps ``--seed``.
     """
     worker = os.environ.get("AUTOMTL_WORKER", "")
     if worker.isdigit():
-        return seed + 1009 * (int(worker) + 1)
+        host = 0 if is_journal(storage) else zlib.crc32(socket.gethostname().encode())
+        return (seed + 1009 * (int(worker) + 1) + host) % 2**31
     if explicit_storage:
         return (seed + zlib.crc32(owner_tag().encode())) % 2**31
     return seed
