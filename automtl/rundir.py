@@ -52,9 +52,11 @@ def raw_snapshot(run_dir: Path) -> dict[str, Any]:
 
 
 def load_experiment(run_dir: Path) -> Experiment:
-    """The validated experiment the run used; relative paths resolve from the run folder."""
+    """The validated experiment the run used; relative paths resolve from the experiment file's folder."""
     run_dir = check_run_dir(run_dir)
-    return build_experiment(raw_snapshot(run_dir), str(run_dir / SNAPSHOT), run_dir.resolve())
+    raw = raw_snapshot(run_dir)
+    base = Path(raw.pop("base_dir", None) or run_dir).resolve()  # the experiment file's folder
+    return build_experiment(raw, str(run_dir / SNAPSHOT), base)
 
 
 def backend_name(run_dir: Path) -> str:
