@@ -46,3 +46,11 @@ def split(frame: Any, frac: float = 0.25, seed: int = 0) -> tuple[Table, Table]:
     n_valid = int(len(frame) * frac)
     return table_from(frame.iloc[idx[n_valid:]].reset_index(drop=True), "train.csv"), table_from(
         frame.iloc[idx[:n_valid]].reset_index(drop=True), "valid.csv")
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Bad input through the CLI: exit code 2, no traceback, and each fragment in the message."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, (fragment, result.output)

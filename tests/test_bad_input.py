@@ -5,13 +5,7 @@ from __future__ import annotations
 import yaml
 
 import pytest
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output, (fragment, result.output)
+from helpers import assert_user_error
 
 
 def test_missing_experiment_file(cli, tmp_path):

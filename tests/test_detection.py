@@ -18,6 +18,7 @@ from automtl.data.demo_detection import make_canvases
 from automtl.data.readers import read_table
 from automtl.data.table import Table
 from automtl.errors import DataError
+from helpers import assert_user_error
 
 CANVAS = 24
 TINY_SPACE = {
@@ -59,13 +60,6 @@ def write_experiment(folder: Path, data: str, space: dict | None = None, **searc
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(exp))
     return path
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output, (fragment, result.output)
 
 
 # -- readers ------------------------------------------------------------------------------------

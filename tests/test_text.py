@@ -17,6 +17,7 @@ from automtl.errors import DataError
 from automtl_text import TextInput, TextTask
 from automtl_text.tags import TagError, align, check_iob2
 from automtl_text.tokens import tokenize
+from helpers import assert_user_error
 
 TRICKY = [
     "Book a flight to Boston, please!",
@@ -66,13 +67,6 @@ def tagging_experiment(tmp_path: Path, train: Path, space: Path | None = None, *
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(exp))
     return path
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output, (fragment, result.output)
 
 
 # -- tokenisation: one definition, the same tokens in training and serving ---------------
