@@ -63,7 +63,7 @@ def digits_demo(folder: Path) -> Path:
             {"name": "slant", "type": "regression", "target": "slant"},
         ],
         "space": "default",
-        "search": {"trials": 16, "epochs": 30, "patience": 8},
+        "search": {"trials": 30, "epochs": 30, "patience": 8},
     }
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(experiment, sort_keys=False))
