@@ -72,16 +72,20 @@ class PositionEmbedding(keras.layers.Layer):
         return {**super().get_config(), "length": self.length}
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class MaskedPool(keras.layers.Layer):
-    """``[x, mask]`` -> mean and max over the real tokens, concatenated: the pooled text vector."""
+class _ExplicitMask(keras.layers.Layer):
+    """Takes ``[x, mask]`` explicitly; an implicit Keras mask (from a GRU) stops here."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.supports_masking = True  # takes the mask explicitly; a Keras mask from a GRU stops here
+        self.supports_masking = True
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         return None
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedPool(_ExplicitMask):
+    """``[x, mask]`` -> mean and max over the real tokens, concatenated: the pooled text vector."""
 
     def call(self, inputs: list) -> Any:
         x, mask = inputs
@@ -98,19 +102,12 @@ class MaskedPool(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SequenceView(keras.layers.Layer):
+class SequenceView(_ExplicitMask):
     """``[x, mask]`` -> the "sequence" view: features zeroed at padding, plus the mask as last channel.
 
     The last channel lets a tagging head mask its outputs without seeing the
     raw input (see :class:`SplitMask`).
     """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.supports_masking = True  # takes the mask explicitly; a Keras mask from a GRU stops here
-
-    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
-        return None
 
     def call(self, inputs: list) -> Any:
         x, mask = inputs
