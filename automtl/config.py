@@ -70,7 +70,7 @@ class SearchConfig(_Strict):
     storage: str | None = None
     out: Path | None = None
     trials_per_process: int = pydantic.Field(
-        50, ge=0, description="trials run in a worker process replaced after this many (0: in the search process)"
+        25, ge=0, description="trials run in a worker process replaced after this many (0: in the search process)"
     )
     device: Literal["auto", "cpu", "gpu"] = pydantic.Field("auto", description="auto: a GPU when TensorFlow sees one")
     precision: Literal["auto", "float32", "mixed"] = pydantic.Field(

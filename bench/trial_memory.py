@@ -87,7 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--recycle", type=int, default=25, help="trials per worker process")
+    ap.add_argument("--recycle", type=int, default=25, help="trials per worker process (the default of search.trials_per_process)")
     args = ap.parse_args()
     in_process = run("in-process", args.trials, args.epochs, args.recycle)
     worker = run("worker", args.trials, args.epochs, args.recycle)
