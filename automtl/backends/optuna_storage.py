@@ -128,16 +128,33 @@ def _open_storage(storage: str, heartbeat_interval: int | None, grace_period: in
             return HeartbeatJournalStorage(path, heartbeat_interval, grace, callback)
         return JournalStorage(JournalFileBackend(str(path)))
     storage = with_driver(storage)
-    if not heartbeat_interval:
-        return storage
     engine_kwargs: dict[str, Any] = {}
     if storage.startswith("sqlite"):
         # Heartbeat threads write while trials run; wait for SQLite's lock rather than fail at once.
         engine_kwargs = {"connect_args": {"timeout": 30}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                                      grace_period=grace, **_stale_kwarg(callback))
+    extra = {"heartbeat_interval": heartbeat_interval, "grace_period": grace, **_stale_kwarg(callback)} \
+        if heartbeat_interval else {}
+    return _rdb_storage(storage, engine_kwargs, extra)
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], extra: dict[str, Any], attempts: int = 6) -> Any:
+    """Open an RDB storage, retrying when processes started together race to create its schema."""
+    import random
+    import time
+
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **extra)
+        except (IntegrityError, ProgrammingError):
+            # e.g. "duplicate key ... alembic_version" when another process created the tables first
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random() * (attempt + 1) * 0.5)
+    raise AssertionError("unreachable")
 
 
 def _stale_kwarg(callback: Any) -> dict[str, Any]:
