@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,7 @@ class ProcessTrialRunner:
         self._proc: Any = None
         self._conn: Any = None
         self._served = 0
+        self._interrupted = False
         self.pids: list[int] = []
 
     def _start(self) -> None:
@@ -114,6 +116,8 @@ class ProcessTrialRunner:
         except (EOFError, ConnectionResetError, OSError):
             code = self._proc.exitcode if self._proc.join(timeout=5) is None else self._proc.exitcode
             self._proc = None
+            if self._interrupted:
+                raise KeyboardInterrupt from None  # Ctrl-C, raised here: outside any study write
             raise TrialFailed(f"the trial's worker process died (exit code {code})") from None
 
     def warm_up(self) -> None:
@@ -128,11 +132,32 @@ class ProcessTrialRunner:
         self._served += 1
         extras = {k: getattr(handle, k) for k in HANDLE_EXTRAS if getattr(handle, k, None) is not None}
         self._conn.send(("trial", handle.number, dict(handle.params), extras))
+        self._interrupted = False
+        previous = self._defer_sigint()
         try:
             return self._follow(handle)
         except KeyboardInterrupt:
             self._kill()  # Ctrl-C: the trial is abandoned, its process must not linger
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _defer_sigint(self) -> Any:
+        """While a trial runs, Ctrl-C kills the trial's process and surfaces as KeyboardInterrupt
+        when its pipe closes, never in the middle of a study write (an interrupted SQLite write
+        leaves the database locked). Returns the previous handler (None off the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        proc = self._proc
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if self._interrupted or proc is None or proc.pid is None:
+                raise KeyboardInterrupt  # a second Ctrl-C: at once
+            self._interrupted = True
+            os.kill(proc.pid, signal.SIGKILL)
+
+        return signal.signal(signal.SIGINT, on_sigint)
 
     def _follow(self, handle: TrialHandle) -> TrialOutcome:
         """Relay the running trial's epoch reports until it ends."""
