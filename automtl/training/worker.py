@@ -110,6 +110,13 @@ class ProcessTrialRunner:
             raise TrialFailed(f"trial worker did not start: {message}")
         self.pids.append(message[1])
 
+    def _send(self, message: tuple) -> None:
+        try:
+            self._conn.send(message)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self._receive()  # the worker is gone: raises as a closed pipe does (TrialFailed or Ctrl-C)
+            raise TrialFailed("the trial's worker process stopped answering") from None
+
     def _receive(self) -> tuple:
         try:
             return self._conn.recv()
@@ -171,9 +178,9 @@ class ProcessTrialRunner:
                 try:
                     handle.report(epoch, value)
                 except TrialPruned as exc:
-                    self._conn.send(("prune", str(exc)))
+                    self._send(("prune", str(exc)))
                     continue
-                self._conn.send(("continue",))
+                self._send(("continue",))
             elif kind == "done":
                 return message[1]
             elif kind == "pruned":
