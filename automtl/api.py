@@ -16,8 +16,9 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import pydantic
 
-from automtl.data.table import Table, as_float, is_missing
+from automtl.data.table import Table, as_float, is_missing, object_column
 from automtl.errors import ConfigError, DataError
+from automtl.model.blocks import dense_block
 from automtl.params import HeadParams, TrialParams
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "HeadParams",
     "InputEncoder",
     "InputSpec",
+    "Reader",
     "NoOptions",
     "Options",
     "Table",
@@ -35,6 +37,7 @@ __all__ = [
     "as_float",
     "dense_block",
     "is_missing",
+    "object_column",
     "NanToZero",
 ]
 
@@ -215,16 +218,24 @@ class InputEncoder(_Plugin):
         return {}
 
 
-def dense_block(x: Any, units: int, depth: int, dropout: float, l2: float, name: str) -> Any:
-    """``depth`` Dense+ReLU layers with dropout and L2: the building brick of trunks and heads."""
-    import keras
+class Reader:
+    """Reads one kind of data file into a :class:`Table` (registered under ``automtl.readers``).
 
-    reg = keras.regularizers.L2(l2) if l2 > 0 else None
-    for i in range(depth):
-        x = keras.layers.Dense(units, activation="relu", kernel_regularizer=reg, name=f"{name}_dense{i}")(x)
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
-    return x
+    automtl reads CSV, Parquet, NPZ and JSON Lines itself; a plugin adds a file
+    type (``suffixes`` + :meth:`read`) or reshapes a table another reader read
+    (:meth:`refine`: a box CSV becomes one row per image). Raise
+    :class:`DataError` naming the file and the record for a bad file.
+    """
+
+    #: lower-case suffixes, with the dot, of the files :meth:`read` opens
+    suffixes: ClassVar[tuple[str, ...]] = ()
+
+    def read(self, path: Path) -> Table:
+        raise NotImplementedError
+
+    def refine(self, table: Table, path: Path) -> Table | None:
+        """Offered every table read from ``path``: a new table to use instead, or None (the default)."""
+        return None
 
 
 def __getattr__(name: str) -> Any:

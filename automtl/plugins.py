@@ -1,4 +1,8 @@
-"""Entry-point discovery of task and input types (no imports until a type is used)."""
+"""Entry-point discovery of every extension (no imports until one is used).
+
+Each axis is an entry-point group; built-in members register in automtl's own
+``pyproject.toml`` exactly as a third-party package would in its own.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 from automtl.errors import ConfigError
 
-GROUPS = {"task": "automtl.tasks", "input": "automtl.inputs"}
+GROUPS = {"task": "automtl.tasks", "input": "automtl.inputs", "demo": "automtl.demos", "reader": "automtl.readers"}
 
 
 @dataclass(frozen=True)
@@ -48,3 +52,15 @@ def load(kind: str, type_name: str, *, where: str) -> type[Any]:
         return eps[type_name].load()
     except Exception as exc:  # a broken third-party package should not crash with a traceback
         raise ConfigError(f"{where}: {kind} type '{type_name}' failed to load ({eps[type_name].value}): {exc}") from exc
+
+
+def demo_names() -> list[str]:
+    """Names of the installed demos (``automtl search --demo NAME``), from metadata only."""
+    return sorted(entry_points("demo"))
+
+
+def write_demo(name: str, folder: Any) -> Any:
+    """Write demo ``name``'s data and experiment file into ``folder``; returns the experiment file."""
+    from pathlib import Path
+
+    return load("demo", name, where="--demo")(Path(folder))

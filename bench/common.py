@@ -9,8 +9,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from automtl.config import load_experiment
-from automtl.data.demo import write_demo
-from automtl.prepare import Prepared, instantiate, prepare
+from automtl.plugins import write_demo
+from automtl.data.prepare import Prepared, instantiate, prepare
 
 
 def demo_experiment(overrides: dict | None = None, folder: Path | None = None):

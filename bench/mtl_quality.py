@@ -20,7 +20,7 @@ from common import demo_experiment  # noqa: E402
 
 from rich.console import Console  # noqa: E402
 
-from automtl.search import run_search  # noqa: E402
+from automtl.run.search import run_search  # noqa: E402
 
 
 def best_metrics(exp) -> dict[str, float]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,12 +57,12 @@ def run(mode: str, trials: int, epochs: int, recycle: int) -> float:
         return rng.uniform(p.low, p.high)
 
     if mode == "worker":
-        from automtl.training.worker import ProcessTrialRunner
+        from automtl.run.trial_process import ProcessTrialRunner
 
         runner = ProcessTrialRunner(exp, exp.run_dir, recycle)
         measure = lambda: rss_mb() + rss_mb(runner.pids[-1])  # noqa: E731
     else:
-        from automtl.prepare import instantiate, prepare
+        from automtl.data.prepare import instantiate, prepare
         from automtl.training.runner import TrialRunner
 
         runner = TrialRunner(prepare(exp, *instantiate(exp)), exp.run_dir)

@@ -8,7 +8,7 @@ import numpy as np
 
 from automtl.api import InputEncoder, Task
 from automtl.data.table import Table
-from automtl.prepare import Arrays, to_arrays
+from automtl.data.prepare import Arrays, to_arrays
 
 
 def prepared(encoders: list[InputEncoder], tasks: list[Task], train: Table, valid: Table) -> tuple[Arrays, Arrays]:

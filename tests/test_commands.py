@@ -111,8 +111,8 @@ def test_export_unknown_trial_is_a_clear_error(tiny_run, tmp_path):
 # -- predict ---------------------------------------------------------------------------------
 def demo_validation(run: Path) -> pd.DataFrame:
     """The demo's validation rows, split exactly as the search split them."""
-    from automtl.prepare import load_tables
-    from automtl.rundir import load_experiment
+    from automtl.data.prepare import load_tables
+    from automtl.outputs.rundir import load_experiment
 
     _, valid = load_tables(load_experiment(run))
     return pd.DataFrame(valid.columns)
@@ -190,7 +190,7 @@ def test_predict_shows_a_bar_on_a_terminal_for_large_inputs(demo_run, tmp_path):
 
     from rich.console import Console
 
-    from automtl.predict import predict
+    from automtl.outputs.predict import predict
 
     demo_validation(demo_run).to_csv(tmp_path / "valid.csv", index=False)
     buffer = StringIO()
@@ -265,8 +265,8 @@ def test_progress_gives_logs_one_unwrapped_line_per_trial_and_quiet_none():
 
     from rich.console import Console
 
-    from automtl.backends.base import TrialRecord
-    from automtl.progress import SearchProgress
+    from automtl.trial import TrialRecord
+    from automtl.run.progress import SearchProgress
 
     record = TrialRecord(number=3, state="complete", score=0.8123, duration_s=1.5,
                          params={"strategy": "alternating", "trunk.depth": 2, "trunk.units": 128, "learning_rate": 0.003},

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from automtl.data.demo_detection import make_canvases
+from automtl_detection.demo import make_canvases
 from automtl.data.readers import read_table
 from automtl.data.table import Table
 from automtl.errors import DataError
@@ -330,7 +330,7 @@ def test_detection_plus_classification_from_coco_config_serves_boxes(cli, tmp_pa
 
 
 def test_detection_demo_writes_coco_data_that_reads(tmp_path, monkeypatch):
-    import automtl.data.demo_detection as demo
+    import automtl_detection.demo as demo
 
     monkeypatch.setattr(demo, "IMAGES", 30)
     exp_path = demo.detection_demo(tmp_path)

@@ -63,7 +63,7 @@ def test_mixed_precision_trains_in_float16_with_float32_outputs(write_experiment
     import keras
 
     from automtl.devices import DevicePlan, set_precision
-    from automtl.prepare import instantiate, prepare
+    from automtl.data.prepare import instantiate, prepare
     from automtl.training.runner import TrialRunner
 
     exp = load_experiment(write_experiment(), {"epochs": 4})
@@ -116,7 +116,7 @@ def test_trial_training_runs_on_the_gpu(write_experiment, tmp_path):
     import tensorflow as tf
 
     from automtl.devices import configure
-    from automtl.prepare import instantiate, prepare
+    from automtl.data.prepare import instantiate, prepare
     from automtl.training.runner import TrialRunner
     from automtl.training.trainer import to_tensors
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from automtl.backends.base import TrialRecord
+from automtl.trial import TrialRecord
 from automtl.errors import SearchStopped
-from automtl.faults import FailureStreak
+from automtl.run.faults import FailureStreak
 
 
 def rows(path: Path) -> list[dict]:
@@ -192,8 +192,8 @@ def test_dead_owner_trial_is_failed_and_retried_and_the_budget_is_exact(tmp_path
     import optuna
     from optuna.trial import TrialState
 
-    from automtl.backends.optuna_backend import OptunaBackend
-    from automtl.backends.optuna_storage import OWNER_ATTR
+    from automtl.backends.optuna.backend import OptunaBackend
+    from automtl.backends.optuna.storage import OWNER_ATTR
     from automtl.config import SearchConfig
     from automtl.space import load_space
 
@@ -212,7 +212,7 @@ def test_dead_owner_trial_is_failed_and_retried_and_the_budget_is_exact(tmp_path
 
     def objective(handle):
         calls.append(handle.number)
-        from automtl.backends.base import TrialOutcome
+        from automtl.trial import TrialOutcome
 
         return TrialOutcome(0.9, {}, {}, 1, 1, "cpu")
 
@@ -235,7 +235,7 @@ def test_journal_heartbeat_marks_a_silent_trial_failed_and_queues_a_retry(tmp_pa
     import optuna
     from optuna.trial import TrialState
 
-    from automtl.backends.optuna_storage import HEARTBEAT_ATTR, open_storage
+    from automtl.backends.optuna.storage import HEARTBEAT_ATTR, open_storage
 
     storage = open_storage(str(tmp_path / "s.journal"), heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(study_name="s", storage=storage)

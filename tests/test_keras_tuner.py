@@ -18,9 +18,9 @@ from conftest import TINY_SPACE, REPO
 
 kt = pytest.importorskip("keras_tuner")
 
-from automtl.backends.base import TrialOutcome  # noqa: E402
-from automtl.backends.keras_tuner_backend import OBJECTIVE, KerasTunerBackend  # noqa: E402
-from automtl.backends.keras_tuner_space import params_of, to_hyperparameters  # noqa: E402
+from automtl.trial import TrialOutcome  # noqa: E402
+from automtl.backends.keras_tuner.backend import OBJECTIVE, KerasTunerBackend  # noqa: E402
+from automtl.backends.keras_tuner.space import params_of, to_hyperparameters  # noqa: E402
 from automtl.config import SearchConfig  # noqa: E402
 from automtl.errors import ConfigError, TrialFailed  # noqa: E402
 from automtl.space import parse_space  # noqa: E402
@@ -122,7 +122,7 @@ def settings(backend: str, algorithm: str, trials: int = 4, **kw) -> SearchConfi
 
 
 def test_records_match_the_optuna_backends(tmp_path):
-    from automtl.backends.optuna_backend import OptunaBackend
+    from automtl.backends.optuna.backend import OptunaBackend
 
     space = space_of(TINY_SPACE)
     (tmp_path / "o").mkdir()

@@ -14,7 +14,7 @@ def rows(path):
 
 
 def test_worker_environment_pins_gpus_or_splits_cores():
-    from automtl.parallel import worker_environment
+    from automtl.run.parallel import worker_environment
 
     pinned = [worker_environment(i, 3, ["2", "5"], base={})["CUDA_VISIBLE_DEVICES"] for i in range(3)]
     assert pinned == ["2", "5", "2"]
@@ -24,7 +24,7 @@ def test_worker_environment_pins_gpus_or_splits_cores():
 
 
 def test_workers_auto_without_gpus_is_one_process():
-    from automtl.parallel import resolve_workers
+    from automtl.run.parallel import resolve_workers
 
     assert resolve_workers("auto", "auto") == (1, [])  # the tests hide the GPUs
     assert resolve_workers(3, "cpu") == (3, [])
@@ -40,7 +40,7 @@ def test_bad_workers_values_are_refused(cli, write_experiment):
 def test_two_workers_share_a_journal_study_and_finish_exactly_the_budget(cli, write_experiment, tmp_path):
     import optuna
 
-    from automtl.backends.optuna_storage import OWNER_ATTR, open_storage
+    from automtl.backends.optuna.storage import OWNER_ATTR, open_storage
 
     exp = write_experiment(search={"trials": 5, "epochs": 2, "seed": 0, "trials_per_process": 10,
                                    "out": str(tmp_path / "run")})

@@ -28,7 +28,6 @@ def test_strategy_learns_both_tasks(strategy):
 
 
 def test_alternating_updates_only_the_chosen_head():
-    import tensorflow as tf
 
     from automtl.model.assemble import build_model
     from automtl.params import TrialParams

@@ -106,10 +106,9 @@ def test_per_task_learning_rates_reach_the_optimizers():
 
 
 def test_mmoe_trains_saves_and_exports(tmp_path):
-    import keras
 
-    from automtl.backends.base import TrialRecord
-    from automtl.export import export_trial
+    from automtl.trial import TrialRecord
+    from automtl.outputs.export import export_trial
 
     encs = [TabularInput("features", {"numeric": ["x*"], "categorical": ["city"]})]
     tasks = [RegressionTask("price", {"target": "price"}), ClassificationTask("kind", {"target": "kind"})]

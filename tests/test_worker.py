@@ -15,8 +15,8 @@ def rows(path):
 
 
 def test_worker_processes_are_recycled(write_experiment, tmp_path):
-    from automtl.backends.base import TrialOutcome
-    from automtl.training.worker import ProcessTrialRunner
+    from automtl.trial import TrialOutcome
+    from automtl.run.trial_process import ProcessTrialRunner
 
     exp = load_experiment(write_experiment(), {"epochs": 2, "trials_per_process": 2})
 
@@ -40,7 +40,7 @@ def test_worker_processes_are_recycled(write_experiment, tmp_path):
 
 
 def test_killed_worker_fails_its_trial_and_the_search_goes_on(cli, write_experiment, tmp_path, monkeypatch):
-    from automtl import progress
+    from automtl.run import progress
 
     original = progress.SearchProgress.epoch
     killed = []
@@ -48,13 +48,13 @@ def test_killed_worker_fails_its_trial_and_the_search_goes_on(cli, write_experim
     def kill_during_first_trial(self, number, epoch, objective):
         original(self, number, epoch, objective)
         if number == 0 and not killed:
-            import automtl.search as search_module
+            import automtl.run.search as search_module
 
             pid = search_module._last_runner.pids[-1]
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    import automtl.search as search_module
+    import automtl.run.search as search_module
 
     real_make = search_module.make_runner
 

@@ -26,11 +26,11 @@ def create(settings: SearchConfig, run_dir: Path, space: SearchSpace, study: str
             f"backend '{settings.backend}' has no true multi-objective search"
         )
     if settings.backend == "optuna":
-        from automtl.backends.optuna_backend import OptunaBackend
+        from automtl.backends.optuna.backend import OptunaBackend
 
         return OptunaBackend(settings, run_dir, space, study, objectives)
     if settings.backend == "keras-tuner":
-        from automtl.backends.keras_tuner_backend import KerasTunerBackend
+        from automtl.backends.keras_tuner.backend import KerasTunerBackend
 
         return KerasTunerBackend(settings, run_dir, space, study, objectives)
     raise ConfigError(f"unknown backend '{settings.backend}'; known backends: {', '.join(BACKENDS)}")

@@ -1,62 +1,11 @@
-"""What every backend offers the search loop, and the plain records it returns."""
+"""What every backend offers the search loop (the records it returns live in :mod:`automtl.trial`)."""
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Callable
 
-
-class TrialPruned(Exception):
-    """Raised by :meth:`TrialHandle.report` when the backend stops a poor trial early."""
-
-
-class TrialHandle(Protocol):
-    number: int
-    params: dict[str, Any]
-
-    def report(self, epoch: int, value: float) -> None:
-        """Send one epoch's objective; raises :class:`TrialPruned` to stop the trial."""
-
-
-@dataclass
-class TrialOutcome:
-    """What the trial runner hands back for one finished trial."""
-
-    score: float
-    metrics: dict[str, float]
-    scores: dict[str, float]
-    best_epoch: int
-    epochs: int
-    device: str
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TrialRecord:
-    """One trial as stored by the backend; the rows of ``trials.csv``."""
-
-    number: int
-    state: str
-    score: float | None
-    params: dict[str, Any]
-    metrics: dict[str, float]
-    duration_s: float | None
-    device: str = ""
-    reason: str = ""
-    best_epoch: int | None = None
-    #: per-task higher-is-better scores (the objectives of a Pareto search)
-    scores: dict[str, float] = field(default_factory=dict)
-    #: on the Pareto front of a multi-objective search; None in single-objective runs
-    pareto: bool | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.state == "complete" and self.score is not None and math.isfinite(self.score)
-
-
-Objective = Callable[[TrialHandle], TrialOutcome]
+from automtl.trial import Objective, TrialRecord
 
 
 class Backend(ABC):

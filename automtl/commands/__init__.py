@@ -1,1 +1,1 @@
-"""What the everyday commands around a finished run do (the Click wrappers live in ``automtl.cli``)."""
+"""The command line, one module per command; each is light to import (heavy imports run inside the command)."""

@@ -1,53 +1,24 @@
-"""``automtl export RUN_DIR --trial N --out DIR``: any kept trial, in the same format as ``best/``.
-
-Every completed trial's ``model.keras`` is kept in ``trials/<n>/``. The input
-and task plugins are rebuilt from the run's experiment snapshot and refitted
-on the same (seeded) training split, so their vocabularies, scales and class
-lists match the ones the trial was trained with; nothing is retrained.
-"""
+"""``automtl export RUN_DIR --trial N --out DIR``: export any completed trial."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from automtl.backends.base import TrialRecord
-from automtl.errors import AutomtlError
-from automtl.results import read_trials
-from automtl.rundir import load_experiment, trial_folder
+import click
+
+from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
 
 
-def exportable(run_dir: Path, number: int) -> TrialRecord:
-    """The trial's record, or a clear error listing the trials that can be exported."""
-    records = read_trials(run_dir).records
-    ok = sorted(r.number for r in records if r.ok and (trial_folder(run_dir, r.number) / "model.keras").exists())
-    by_number = {r.number: r for r in records}
-    if number not in by_number:
-        raise AutomtlError(f"{run_dir}: no trial {number}; exportable trials: {_list(ok)}")
-    record = by_number[number]
-    if not record.ok:
-        raise AutomtlError(f"{run_dir}: trial {number} is {record.state}, not complete; exportable trials: {_list(ok)}")
-    if number not in ok:
-        raise AutomtlError(f"{trial_folder(run_dir, number) / 'model.keras'} is missing; exportable trials: {_list(ok)}")
-    return record
+@click.command()
+@RUN_DIR
+@click.option("--trial", "number", type=int, required=True, help="Trial number (see `automtl trials`).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write (replaced if present).")
+@user_errors
+def export(run_dir: Path, number: int, out: Path) -> None:
+    """Export any completed trial of a run, in the same format as RUN_DIR/best."""
+    from automtl.outputs.export_run import export_run_trial, exportable
 
-
-def export_run_trial(run_dir: Path, number: int, out_dir: Path) -> Path:
-    """Refit the plugins on the run's training split and export trial ``number`` to ``out_dir``."""
-    run_dir = Path(run_dir)
-    record = exportable(run_dir, number)  # fail before any data loads or TensorFlow starts
-    exp = load_experiment(run_dir)
-    from automtl.prepare import instantiate, prepare
-
-    encoders, tasks = instantiate(exp)
-    prepared = prepare(exp, encoders, tasks)
-    from automtl.export import export_trial
-
-    return export_trial(
-        trial_folder(run_dir, number) / "model.keras", encoders, tasks, record, Path(out_dir),
-        extra={"experiment": exp.name, "study": exp.study_name, "data": prepared.sources,
-               "exported_from": str(run_dir.resolve())},
-    )
-
-
-def _list(numbers: list[int]) -> str:
-    return ", ".join(map(str, numbers)) if numbers else "none"
+    exportable(run_dir, number)  # a bad trial number fails before TensorFlow starts
+    quiet_tensorflow()
+    folder = export_run_trial(run_dir, number, out)
+    click.echo(f"trial {number} exported to {folder}: saved_model/ (serving_default), model.keras, automtl.json")

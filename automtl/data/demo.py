@@ -1,33 +1,17 @@
-"""Built-in demo problems, made from data that ships inside installed packages.
+"""The ``digits`` demo, made from data that ships inside scikit-learn.
 
 A demo is written out as an ordinary experiment file plus data, so a user can
-open, copy and edit exactly what the demo ran.
+open, copy and edit exactly what the demo ran. Demos register under the
+``automtl.demos`` entry-point group (the detection and text demos live in
+their plugins).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import yaml
-
-#: Demo name -> "module:function" that writes the demo's data and experiment file
-#: into a folder and returns the experiment file's path. Imported only when run.
-DEMOS: dict[str, str] = {
-    "digits": "automtl.data.demo:digits_demo",
-    "detection": "automtl.data.demo_detection:detection_demo",
-    "text": "automtl.data.demo_text:text_demo",
-}
-
-
-def write_demo(name: str, folder: Path) -> Path:
-    """Write demo ``name`` into ``folder``; returns its experiment file."""
-    import importlib
-
-    module, _, func = DEMOS[name].partition(":")
-    fn: Callable[[Path], Path] = getattr(importlib.import_module(module), func)
-    return fn(folder)
 
 
 def digit_slant(images: np.ndarray) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""Read CSV, Parquet, NPZ, COCO JSON, JSON Lines and CoNLL files into Tables, with clear errors for bad files."""
+"""Read CSV, Parquet, NPZ and JSON Lines files into Tables, plus any file type a plugin reads.
+
+Plugins add file types through the ``automtl.readers`` entry-point group (see
+:class:`automtl.api.Reader`): the detection plugin reads COCO JSON and box
+CSVs, the text plugin CoNLL files.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +11,43 @@ from pathlib import Path
 
 import numpy as np
 
-from automtl.data.annotations import group_box_csv, is_box_csv, read_coco
 from automtl.data.table import Table
-from automtl.data.textfiles import CONLL_SUFFIXES, JSONL_SUFFIXES, read_conll, read_jsonl
+from automtl.data.textfiles import JSONL_SUFFIXES, read_jsonl
 from automtl.errors import DataError
 
-SUFFIXES = (".csv", ".parquet", ".pq", ".npz", ".json", *JSONL_SUFFIXES, *CONLL_SUFFIXES)
+CORE_SUFFIXES = (".csv", ".parquet", ".pq", ".npz", *JSONL_SUFFIXES)
+
+
+def plugin_readers() -> list:
+    """Instances of the installed readers (``automtl.readers`` entry points), by name."""
+    from automtl import plugins
+
+    return [plugins.load("reader", name, where="data reader")() for name in sorted(plugins.entry_points("reader"))]
+
+
+def suffixes(readers: list) -> list[str]:
+    return [*CORE_SUFFIXES, *(s for r in readers for s in r.suffixes)]
 
 
 def read_table(path: Path, *, role: str = "data") -> Table:
-    """Load one data file; the suffix picks the reader."""
+    """Load one data file; the suffix picks the reader, then plugins may refine the table."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{role} file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{role} path is a folder, expected a file: {path}")
     suffix = path.suffix.lower()
+    readers = plugin_readers()
     try:
-        if suffix == ".csv":
-            table = _pandas_table(path, "csv")
-            if is_box_csv(table):  # image_path,xmin,ymin,xmax,ymax,label: one row per box
-                table = group_box_csv(table, path)
-        elif suffix in (".parquet", ".pq"):
-            table = _pandas_table(path, "parquet")
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                table = Table(str(path), {k: npz[k] for k in npz.files})
-        elif suffix == ".json":  # COCO detection annotations
-            table = read_coco(path)
-        elif suffix in JSONL_SUFFIXES:  # one JSON object per line; list fields stay lists
-            table = read_jsonl(path)
-        elif suffix in CONLL_SUFFIXES:  # token and tag per line, blank lines between sentences
-            table = read_conll(path)
-        else:
-            raise DataError(
-                f"{path}: unsupported {role} file type '{suffix}'; expected one of {', '.join(SUFFIXES)}"
-            )
+        table = _read_core(path, suffix)
+        if table is None:
+            owner = next((r for r in readers if suffix in r.suffixes), None)
+            if owner is None:
+                raise DataError(f"{path}: unsupported {role} file type '{suffix}'; "
+                                f"expected one of {', '.join(suffixes(readers))}")
+            table = owner.read(path)
+        for reader in readers:
+            table = reader.refine(table, path) or table
     except DataError:
         raise
     except Exception as exc:  # parser errors from pandas/pyarrow/numpy
@@ -48,6 +56,19 @@ def read_table(path: Path, *, role: str = "data") -> Table:
         raise DataError(f"{path}: the {role} file holds no rows")
     table.meta.setdefault("path", str(path.resolve()))
     return table
+
+
+def _read_core(path: Path, suffix: str) -> Table | None:
+    if suffix == ".csv":
+        return _pandas_table(path, "csv")
+    if suffix in (".parquet", ".pq"):
+        return _pandas_table(path, "parquet")
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            return Table(str(path), {k: npz[k] for k in npz.files})
+    if suffix in JSONL_SUFFIXES:  # one JSON object per line; list fields stay lists
+        return read_jsonl(path)
+    return None
 
 
 def _pandas_table(path: Path, kind: str) -> Table:

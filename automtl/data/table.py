@@ -108,3 +108,11 @@ def is_missing(values: np.ndarray) -> np.ndarray:
             isinstance(v, str) and v.strip() == ""
         )
     return out
+
+
+def object_column(values: list[Any]) -> np.ndarray:
+    """An object column holding ``values`` element-wise (lists stay lists, not an extra axis)."""
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out

@@ -1,16 +1,12 @@
-"""Text data files: JSON Lines records and CoNLL-style token/tag files, read into Tables.
+"""JSON Lines records, read into Tables (CoNLL files are the text plugin's).
 
 - ``.jsonl`` / ``.ndjson``: one JSON object per line (blank lines are skipped);
   each key becomes a column. List values (``tokens``, ``tags``) stay lists, in
   an object column; a column of only numbers becomes a float column (``NaN``
   where a record lacks the key), so numeric targets work as in a CSV.
-- ``.conll``: one token per line with its tag in the last whitespace-separated
-  field (middle fields, such as part-of-speech tags, are ignored), blank
-  lines between sentences and ``-DOCSTART-`` lines between documents. Each
-  sentence becomes a row with the list columns ``tokens`` and ``tags``.
 
-Errors name the file and the line; rows are named by their line (JSONL) or by
-sentence and first line (CoNLL) in later messages, through ``Table.meta["records"]``.
+Errors name the file and the line; rows are named by their line in later
+messages, through ``Table.meta["records"]``.
 """
 
 from __future__ import annotations
@@ -21,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from automtl.data.table import Table
+from automtl.data.table import Table, object_column
 from automtl.errors import DataError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
-CONLL_SUFFIXES = (".conll",)
 
 
 def _lines(path: Path):
@@ -66,31 +61,4 @@ def _column(values: list[Any]) -> np.ndarray:
         if len(present) == len(values) and all(isinstance(v, int) for v in present):
             return np.array(values, dtype=np.int64)
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v  # element-wise, so lists stay lists instead of becoming an extra axis
-    return out
-
-
-def read_conll(path: Path) -> Table:
-    """One row per sentence, with list columns ``tokens`` and ``tags``."""
-    tokens: list[list[str]] = []
-    tags: list[list[str]] = []
-    where: list[str] = []
-    current: tuple[list[str], list[str]] | None = None
-    for number, line in _lines(path):
-        fields = line.split()
-        if not fields or fields[0] == "-DOCSTART-":
-            current = None
-            continue
-        if len(fields) < 2:
-            raise DataError(f"{path}: line {number}: malformed line {line.rstrip(chr(10))!r}: expected a token "
-                            "and its tag separated by whitespace (blank lines separate sentences)")
-        if current is None:
-            current = ([], [])
-            tokens.append(current[0])
-            tags.append(current[1])
-            where.append(f"sentence {len(where) + 1} (line {number})")
-        current[0].append(fields[0])
-        current[1].append(fields[-1])
-    return Table(str(path), {"tokens": _column(tokens), "tags": _column(tags)}, meta={"records": where})
+    return object_column(values)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import keras
 
-from automtl.api import InputEncoder, Task
 from automtl.devices import float16_compute
 from automtl.errors import TrialFailed
 from automtl.model.sharing import SCHEMES
 from automtl.params import TrialParams
+
+if TYPE_CHECKING:  # the plugin types, for annotations only: the API imports model's bricks
+    from automtl.api import InputEncoder, Task
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import keras
 
-from automtl.api import dense_block
+from automtl.model.blocks import dense_block
 from automtl.model.layers import GatedMixture
 from automtl.params import TrialParams
 

@@ -12,12 +12,12 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from automtl.backends.base import TrialHandle, TrialOutcome
+from automtl.trial import TrialHandle, TrialOutcome, trial_dir
 from automtl.devices import configure, set_precision, trial_device
 from automtl.errors import TrialFailed
 from automtl.model.assemble import build_model
 from automtl.params import TrialParams
-from automtl.prepare import Prepared
+from automtl.data.prepare import Prepared
 from automtl.training.trainer import EpochResult, Trainer
 
 
@@ -32,10 +32,6 @@ def release_free_memory() -> None:
 def device_name() -> str:
     """``cpu`` or ``gpu:<physical id>``: where this process's trials train."""
     return trial_device()
-
-
-def trial_dir(run_dir: Path, number: int) -> Path:
-    return run_dir / "trials" / f"{number:05d}"
 
 
 class TrialRunner:

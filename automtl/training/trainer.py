@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -21,7 +21,7 @@ from automtl.errors import TrialFailed
 from automtl.model.assemble import Assembled
 from automtl.objective import combine
 from automtl.params import TrialParams
-from automtl.prepare import Arrays
+from automtl.data.prepare import Arrays
 from automtl.training.strategies import AlternatingStep, JointStep, gather
 from automtl.training.weighting import METHODS, Weighting
 

@@ -19,8 +19,7 @@ import pydantic
 
 from automtl.api import ConfigError, DataError, HeadParams, Options, Table, Targets, Task, as_float
 
-#: How far (in pixels) a box may poke out of its image before it is an error; it is clipped.
-EDGE_TOLERANCE = 1.0
+from .formats import check_box
 
 
 class DetectionOptions(Options):
@@ -89,22 +88,19 @@ class DetectionTask(Task):
     def _box(self, obj: Any, w: float, h: float, where: str) -> list[float]:
         try:
             x0, y0, x1, y1, label = obj
-            x0, y0, x1, y1 = float(x0), float(y0), float(x1), float(y1)
         except (TypeError, ValueError):
             raise DataError(f"{where}: {self._owner()} expects each object as (xmin, ymin, xmax, ymax, label), "
                             f"got {obj!r}") from None
-        if not (x1 > x0 and y1 > y0):
-            raise DataError(f"{where}: inverted or empty box [{x0:g}, {y0:g}, {x1:g}, {y1:g}]: need xmin < xmax and ymin < ymax")
-        t = EDGE_TOLERANCE
-        if x0 < -t or y0 < -t or x1 > w + t or y1 > h + t:
-            raise DataError(f"{where}: box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] lies outside its {w:g}x{h:g} image")
+        try:
+            x0, y0, x1, y1 = check_box((x0, y0, x1, y1), w, h, where)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: {self._owner()} expects numeric box coordinates, got {obj!r}") from None
         label = str(label).strip()
         if label not in self.index:
             raise DataError(f"{where}: category {label!r} is missing from the categories list of {self._owner()} "
                             f"({', '.join(self.classes[:20])})")
-        return [max(x0, 0) / w, max(y0, 0) / h, min(x1, w) / w, min(y1, h) / h, float(self.index[label])]
+        return [x0 / w, y0 / h, x1 / w, y1 / h, float(self.index[label])]
 
-    # -- model ------------------------------------------------------------------------------
     def build_head(self, features: Any, params: HeadParams) -> Any:
         import keras
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from automtl.backends.base import TrialRecord
-from automtl.progress import short_params
-from automtl.results import RunTrials, leaderboard, read_trials
-from automtl.rundir import backend_name, disk_use, raw_snapshot, study_location, trial_folder
+from automtl.trial import TrialRecord, trial_dir
+from automtl.outputs.choices import short_params
+from automtl.outputs.results import RunTrials, leaderboard, read_trials
+from automtl.outputs.rundir import backend_name, disk_use, raw_snapshot, study_location
 
 LEADERBOARD_ROWS = 20
 
@@ -54,11 +54,11 @@ def load_study(run_dir: Path, run: RunTrials) -> Any:
     if backend_name(run_dir) == "optuna":
         storage, name = study_location(run_dir)
         try:
-            from automtl.backends.optuna_storage import open_storage
+            from automtl.backends.optuna.storage import open_storage
 
             return optuna.load_study(study_name=name, storage=open_storage(storage))
         except Exception as exc:  # noqa: BLE001 - a moved or deleted study file
-            from automtl.backends.optuna_storage import redact
+            from automtl.backends.optuna.storage import redact
 
             warnings.warn(f"cannot open study {name} in {redact(storage)} ({exc}); rebuilding it from trials.json")
     return rebuild_study(run_dir, run)
@@ -107,7 +107,7 @@ def rebuild_study(run_dir: Path, run: RunTrials) -> Any:
 
 def _epoch_scores(run_dir: Path, number: int) -> dict[int, float]:
     """A kept trial's validation objective per epoch (what Optuna's intermediate values hold)."""
-    path = trial_folder(run_dir, number) / "history.json"
+    path = trial_dir(run_dir, number) / "history.json"
     if not path.exists():
         return {}
     rows = json.loads(path.read_text())
@@ -172,7 +172,7 @@ def training_curves(run_dir: Path, run: RunTrials) -> Section:
     title = "Training curves of the best trial"
     if not best:
         return Section(title, note="no completed trial")
-    path = trial_folder(run_dir, best[0].number) / "history.json"
+    path = trial_dir(run_dir, best[0].number) / "history.json"
     if not path.exists():
         return Section(title, note=f"{path} not found")
     history: list[dict[str, float]] = json.loads(path.read_text())

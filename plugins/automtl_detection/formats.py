@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from automtl.data.table import Table
-from automtl.errors import DataError
+from automtl.api import DataError, Reader, Table
 
 log = logging.getLogger("automtl")
 
@@ -307,3 +306,19 @@ def _natural(label: str) -> tuple[int, Any]:
         return (0, float(label))
     except ValueError:
         return (1, label)
+
+
+class CocoReader(Reader):
+    """COCO detection annotations (``.json``): one row per image, boxes in ``objects``."""
+
+    suffixes = (".json",)
+
+    def read(self, path: Path) -> Table:
+        return read_coco(path)
+
+
+class BoxCsvReader(Reader):
+    """A CSV with ``image_path,xmin,ymin,xmax,ymax,label`` (one row per box) becomes one row per image."""
+
+    def refine(self, table: Table, path: Path) -> Table | None:
+        return group_box_csv(table, path) if path.suffix.lower() == ".csv" and is_box_csv(table) else None

@@ -31,8 +31,9 @@ from typing import Any, Callable, Sequence
 import keras_tuner as kt
 from keras_tuner.engine.base_tuner import BaseTuner
 
-from automtl.backends.base import Backend, Objective, TrialOutcome, TrialRecord
-from automtl.backends.keras_tuner_space import params_of, space_signature, to_hyperparameters
+from automtl.backends.base import Backend
+from automtl.trial import Objective, TrialOutcome, TrialRecord, trial_dir
+from automtl.backends.keras_tuner.space import params_of, space_signature, to_hyperparameters
 from automtl.config import SearchConfig
 from automtl.errors import ConfigError, TrialFailed
 from automtl.space import SearchSpace
@@ -259,7 +260,6 @@ class KerasTunerBackend(Backend):
         self.project_dir = directory / study
         if not self.is_worker:
             self._check_marker()
-        from automtl.training.runner import trial_dir
 
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # Keras Tuner prints "Reloading Tuner from ..."

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from automtl.backends.base import TrialHandle, TrialOutcome, TrialPruned
+from automtl.trial import TrialHandle, TrialOutcome, TrialPruned
 from automtl.config import Experiment
 from automtl.errors import TrialFailed
 
@@ -56,7 +56,7 @@ def _serve_trials(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
 
     import_tensorflow_quietly()
     from automtl.devices import configure
-    from automtl.prepare import instantiate, prepare
+    from automtl.data.prepare import instantiate, prepare
     from automtl.training.runner import TrialRunner
 
     exp = Experiment.model_validate(experiment)

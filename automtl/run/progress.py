@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
-from automtl.backends.base import TrialRecord
-
-
-def short_params(params: dict[str, Any]) -> str:
-    bits = []
-    if "strategy" in params:
-        bits.append(str(params["strategy"]))
-    if "trunk.depth" in params or "trunk.units" in params:
-        bits.append(f"trunk {params.get('trunk.depth', '?')}x{params.get('trunk.units', '?')}")
-    if "learning_rate" in params:
-        bits.append(f"lr {params['learning_rate']:.2g}")
-    return ", ".join(bits)
+from automtl.outputs.choices import short_params
+from automtl.trial import TrialRecord
 
 
 def primary_metrics(record: TrialRecord, primaries: dict[str, str]) -> str:

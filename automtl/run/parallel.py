@@ -1,12 +1,12 @@
 """``--workers N``: N worker processes on one machine sharing one Optuna study.
 
 The launching process (the coordinator) checks the experiment and fits the
-plugins once, then starts N workers (``python -m automtl.parallel``), each
+plugins once, then starts N workers (``python -m automtl.run.parallel``), each
 an ordinary search process on the same study store: the run folder's
 journal file (``study.journal``) by default. Optuna coordinates them (there
 is no scheduler here): each draws its trials from the shared study and
 together they finish exactly ``--trials`` trials (see
-:mod:`automtl.backends.optuna_backend`). With GPUs, worker *i* sees only
+:mod:`automtl.backends.optuna.backend`). With GPUs, worker *i* sees only
 GPU *i mod count* (``CUDA_VISIBLE_DEVICES``); on CPUs the cores are split
 between them. When they have all ended, the coordinator writes the tables
 and exports the best trial, once.
@@ -95,7 +95,7 @@ def run_workers(exp: Experiment, run_dir: Path, storage: str, count: int, gpus: 
     try:
         for i in range(count):
             proc = subprocess.Popen(
-                [sys.executable, "-m", "automtl.parallel", str(spec_path), str(i)],
+                [sys.executable, "-m", "automtl.run.parallel", str(spec_path), str(i)],
                 env={**worker_environment(i, count, gpus), STORAGE_ENV: storage}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True,
             )
@@ -156,7 +156,7 @@ def _interrupt(procs: list[subprocess.Popen]) -> None:
 
 
 def _redact(storage: str) -> str:
-    from automtl.backends.optuna_storage import redact
+    from automtl.backends.optuna.storage import redact
 
     return redact(storage)
 
@@ -166,7 +166,7 @@ def worker_main(spec_path: str, index: str) -> int:
     from automtl.tfimport import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from automtl.search import run_search
+    from automtl.run.search import run_search
 
     spec = json.loads(Path(spec_path).read_text())
     spec["search"]["storage"] = os.environ[STORAGE_ENV]
@@ -188,5 +188,5 @@ def worker_main(spec_path: str, index: str) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m automtl.parallel WORKER_SPEC.json INDEX (started by `automtl search --workers N`)")
+        raise SystemExit("usage: python -m automtl.run.parallel WORKER_SPEC.json INDEX (started by `automtl search --workers N`)")
     sys.exit(worker_main(sys.argv[1], sys.argv[2]))

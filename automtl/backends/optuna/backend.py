@@ -9,7 +9,7 @@ exactly ``--trials`` trials. Each process stops starting trials once the
 finished and running trials fill the budget; a trial that a racing process
 started past it ends at once as *surplus* and is left out of every table.
 A running trial whose process died is failed and retried (heartbeats, see
-:mod:`automtl.backends.optuna_storage`); a process that has stopped waits
+:mod:`automtl.backends.optuna.storage`); a process that has stopped waits
 for the others' running trials, so a retry is never left unrun.
 """
 
@@ -29,8 +29,9 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automtl.backends.base import Backend, Objective, TrialOutcome, TrialPruned, TrialRecord
-from automtl.backends.optuna_storage import (
+from automtl.backends.base import Backend
+from automtl.trial import Objective, TrialOutcome, TrialPruned, TrialRecord
+from automtl.backends.optuna.storage import (
     FINISHED, INTERRUPTED_ATTR, OWNER_ATTR, SURPLUS_ATTR, counts, default_storage, ignored, is_journal, open_storage,
     owner_is_dead, owner_tag, redact, retried_numbers, retry_callback,
 )

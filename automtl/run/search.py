@@ -11,13 +11,13 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
-from automtl.backends.base import TrialRecord
+from automtl.trial import TrialRecord, trial_dir
 from automtl.config import Experiment
 from automtl.errors import ConfigError, SearchStopped
-from automtl.faults import FailureStreak
-from automtl.prepare import instantiate, prepare
-from automtl.progress import SearchProgress, leaderboard_table
-from automtl.results import leaderboard, write_trials_csv, write_trials_json
+from automtl.run.faults import FailureStreak
+from automtl.data.prepare import instantiate, prepare
+from automtl.run.progress import SearchProgress, leaderboard_table
+from automtl.outputs.results import leaderboard, write_trials_csv, write_trials_json
 from automtl.space import load_space, plugin_parameters, resolve_space_path
 
 
@@ -57,7 +57,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     space_path = resolve_space_path(exp.space, exp.base_dir)
     space = load_space(space_path, [t.name for t in tasks], extra)
     from automtl.devices import configure
-    from automtl.parallel import resolve_workers
+    from automtl.run.parallel import resolve_workers
 
     workers, gpus = (1, []) if worker else resolve_workers(settings.workers, settings.device)
     if workers > 1 and settings.backend != "optuna":
@@ -74,7 +74,6 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
         _snapshot(exp, space_path, run_dir)
 
     from automtl import backends
-    from automtl.training.runner import trial_dir
 
     backend = backends.create(settings, run_dir, space, exp.study_name, objectives=[t.name for t in tasks])
     primaries = {t.name: t.primary_metric for t in tasks}
@@ -119,7 +118,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
         progress.start(settings.trials, min(done_before, settings.trials))
     try:
         if workers > 1:
-            from automtl.parallel import run_workers
+            from automtl.run.parallel import run_workers
 
             outcome = run_workers(exp, run_dir, backend.storage_url, workers, gpus, console, quiet)
             interrupted, stopped = outcome.interrupted, outcome.stopped
@@ -156,7 +155,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
                       "is in that process's run folder: that process exports it, or run "
                       f"`automtl export RUN_DIR --trial {best.number} --out DIR` there[/]", highlight=False, soft_wrap=True)
     elif best is not None:
-        from automtl.export import export_trial
+        from automtl.outputs.export import export_trial
 
         export_dir = export_trial(
             trial_dir(run_dir, best.number) / "model.keras", encoders, tasks, best, run_dir / "best",
@@ -172,7 +171,7 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
 def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchProgress) -> Any:
     """Trials in a recycled worker process (bounded memory, crash isolation), or in this process."""
     if exp.search.trials_per_process > 0:
-        from automtl.training.worker import ProcessTrialRunner
+        from automtl.run.trial_process import ProcessTrialRunner
 
         runner = ProcessTrialRunner(exp, run_dir, exp.search.trials_per_process, on_epoch=progress.epoch)
         runner.warm_up()
@@ -184,7 +183,7 @@ def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchP
 
 def _write_report(run_dir: Path, console: Console) -> Path | None:
     """The HTML report; a failure here never costs the user the finished search."""
-    from automtl.report import write_report
+    from automtl.outputs.report import write_report
 
     try:
         return write_report(run_dir)
@@ -203,7 +202,7 @@ def _snapshot(exp: Experiment, space_path: Path, run_dir: Path) -> None:
         data["data"]["valid"] = str(exp.path(exp.data.valid).resolve())
     data["search"]["out"] = str(run_dir.resolve())
     if data["search"].get("storage"):
-        from automtl.backends.optuna_storage import without_password
+        from automtl.backends.optuna.storage import without_password
 
         data["search"]["storage"] = without_password(data["search"]["storage"])  # never a password on disk
     # Plugin options may hold paths relative to the experiment file (an image root, say).

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 import automtl
 from automtl.api import InputEncoder, Task
-from automtl.backends.base import TrialRecord
+from automtl.trial import TrialRecord
 from automtl.model import layers as _layers  # noqa: F401  (registers custom layers for loading)
 
 TF_DTYPES = {"string": tf.string, "float32": tf.float32, "int32": tf.int32, "int64": tf.int64, "uint8": tf.uint8}

@@ -67,15 +67,10 @@ def study_location(run_dir: Path) -> tuple[str, str]:
     """``(storage URL, study name)`` of an Optuna run."""
     raw = raw_snapshot(run_dir)
     search = raw.get("search") or {}
-    from automtl.backends.optuna_backend import default_storage
+    from automtl.backends.optuna.backend import default_storage
 
     storage = search.get("storage") or default_storage(Path(run_dir))
     return storage, str(search.get("study") or raw.get("name") or "experiment")
-
-
-def trial_folder(run_dir: Path, number: int) -> Path:
-    """Same layout as :func:`automtl.training.runner.trial_dir`, without importing TensorFlow."""
-    return Path(run_dir) / "trials" / f"{number:05d}"
 
 
 def disk_use(run_dir: Path) -> DiskUse:

@@ -1,0 +1,5 @@
+"""``python -m automtl``: the same command line as the ``automtl`` script."""
+
+from automtl.cli import main
+
+main()

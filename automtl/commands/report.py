@@ -1,0 +1,20 @@
+"""``automtl report RUN_DIR``: a self-contained HTML report of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from automtl.commands.base import RUN_DIR, user_errors
+
+
+@click.command()
+@RUN_DIR
+@click.option("--out", type=click.Path(path_type=Path), help="Where to write it (default: RUN_DIR/report.html).")
+@user_errors
+def report(run_dir: Path, out: Path | None) -> None:
+    """Write a self-contained HTML report of a run (plots work offline)."""
+    from automtl.outputs.report import write_report
+
+    click.echo(f"report: {write_report(run_dir, out)}")

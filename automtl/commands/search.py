@@ -1,0 +1,91 @@
+"""``automtl search``: run a search and export the best multi-task model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from automtl.commands.base import quiet_tensorflow, user_errors
+from automtl.plugins import demo_names
+
+
+class _Workers(click.ParamType):
+    """A positive number of worker processes, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"expected a positive number or 'auto', got {value!r}", param, ctx)
+        return number
+
+
+WORKERS = _Workers()
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Experiment YAML file.")
+@click.option("--demo", type=click.Choice(demo_names()), help="Run a built-in demo instead of --config.")
+@click.option("--space", help="Search space: a YAML file or a built-in name (see `automtl spaces`).")
+@click.option("--backend", help="Search engine: optuna (default) or keras-tuner.")
+@click.option("--algorithm", help="optuna: tpe (default), random or nsga2; keras-tuner: bayesian (default), random or hyperband.")
+@click.option("--objective", type=click.Choice(["mean", "pareto"]),
+              help="mean: one importance-weighted score; pareto: one objective per task (Pareto front).")
+@click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop starting trials after this many seconds.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<experiment name>).")
+@click.option("--study", help="Study name (default: the experiment name).")
+@click.option("--storage", help="Optuna storage: sqlite:///FILE, postgresql://USER:PASS@HOST/DB, or a FILE.journal "
+              "(default: study.db in the run folder; study.journal with --workers).")
+@click.option("--seed", type=int, help="Seed for the sampler and the trials.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]),
+              help="Train on: auto (a GPU when TensorFlow sees one; default), cpu, or gpu (an error without one).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "mixed"]),
+              help="auto (default): mixed float16 on GPUs of compute capability >= 7.0, else float32.")
+@click.option("--workers", type=WORKERS,
+              help="N worker processes sharing the study (auto: one per GPU, 1 without GPUs).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+@click.option("--no-report", is_flag=True, help="Do not write RUN_DIR/report.html at the end.")
+@user_errors
+def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: bool, **overrides: Any) -> None:
+    """Run a search and export the best multi-task model.
+
+    Options given here override the experiment file's `search` section.
+    Running the same command again resumes the study.
+    """
+    from rich.console import Console
+
+    from automtl.config import load_experiment
+    from automtl.errors import ConfigError
+
+    if (config_path is None) == (demo is None):
+        raise ConfigError("give exactly one of --config FILE or --demo NAME (demos: " + ", ".join(demo_names()) + ")")
+    if overrides.get("out") is not None:
+        overrides["out"] = overrides["out"].resolve()
+    if demo is not None:
+        from automtl.plugins import write_demo
+
+        run_dir = overrides.get("out") or Path("runs", demo).resolve()
+        overrides["out"] = run_dir
+        config_path = write_demo(demo, run_dir / "data")
+    exp = load_experiment(config_path, overrides)
+    quiet_tensorflow()
+    from automtl.run.search import run_search
+
+    summary = run_search(exp, console=Console(), quiet=quiet, report=not no_report)
+    if summary.interrupted:
+        sys.exit(130)
+    if summary.stopped:
+        sys.exit(1)
+    if summary.best is None and not summary.worker:
+        sys.exit(1)
