@@ -1,0 +1,1 @@
+"""The Optuna backend: TPE, random or NSGA-II sampling over shared, resumable study storage."""
