@@ -49,18 +49,14 @@ class TaskConfig(PluginConfig):
         return {k: v for k, v in (self.model_extra or {}).items()}
 
 
-#: Backends that search several objectives at once (``search.objective: pareto``).
-MULTI_OBJECTIVE_BACKENDS = ("optuna",)
-#: The algorithm each backend runs when the experiment names none.
-DEFAULT_ALGORITHMS = {"optuna": "tpe", "keras-tuner": "bayesian"}
 
 
 class SearchConfig(_Strict):
-    backend: Literal["optuna", "keras-tuner"] = "optuna"
+    backend: str = pydantic.Field("optuna", description="a search backend: see `automtl plugins` (kind backend)")
     objective: Literal["mean", "pareto"] = pydantic.Field(
         "mean", description="mean: one importance-weighted score; pareto: one objective per task"
     )
-    algorithm: str | None = pydantic.Field(None, description="default: tpe for optuna, bayesian for keras-tuner")
+    algorithm: str | None = pydantic.Field(None, description="default: the backend's own (tpe for optuna, bayesian for keras-tuner)")
     trials: int = pydantic.Field(20, ge=1)
     timeout: float | None = pydantic.Field(None, gt=0)
     epochs: int = pydantic.Field(30, ge=1)
@@ -93,19 +89,27 @@ class SearchConfig(_Strict):
             raise ValueError(f"must be a positive number or 'auto', got {v}")
         return v
 
-    @pydantic.model_validator(mode="after")
-    def _default_algorithm(self) -> "SearchConfig":
-        if self.algorithm is None:
-            self.algorithm = DEFAULT_ALGORITHMS[self.backend]
-        return self
+    @pydantic.field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from automtl import registry
+
+        known = registry.names("backend")
+        if v not in known:
+            raise ValueError(f"unknown backend '{v}'; known backends: {', '.join(known) or '(none installed)'}")
+        return v
 
     @pydantic.model_validator(mode="after")
-    def _pareto_backend(self) -> "SearchConfig":
-        if self.objective == "pareto" and self.backend not in MULTI_OBJECTIVE_BACKENDS:
-            raise ValueError(
-                f"objective 'pareto' needs a multi-objective backend ({', '.join(MULTI_OBJECTIVE_BACKENDS)}); "
-                f"backend '{self.backend}' has no true multi-objective search"
-            )
+    def _backend_can(self) -> "SearchConfig":
+        """The algorithm and objective the backend declares it can run (never a silent substitute)."""
+        from automtl import registry
+
+        spec = registry.member("backend", self.backend)
+        if self.algorithm is None:
+            self.algorithm = spec.default_algorithm
+        problem = spec.problem(self.algorithm, self.objective)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 

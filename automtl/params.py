@@ -1,23 +1,116 @@
-"""One trial's parameter values, with the defaults that apply when a space omits one."""
+"""Parameters: what a searchable parameter may be (:class:`ParamSpec`), the core ones, and one trial's values.
+
+A parameter is declared once, by whoever reads it: the core parameters here,
+each sharing scheme, weighting method and strategy in its own file (see
+:mod:`automtl.registry`), each plugin through its ``parameters``. Space
+validation, defaults and the readers all use that one declaration.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
-DEFAULTS: dict[str, Any] = {
-    "trunk.depth": 2,
-    "trunk.units": 128,
-    "dropout": 0.1,
-    "l2": 0.0,
-    "learning_rate": 1e-3,
-    "batch_size": 64,
-    "strategy": "joint",
-    "head.units": 64,
-    "head.depth": 1,
-    "loss_weight": 1.0,
-    "task_prob": 1.0,
-}
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searchable parameter: its default and the values that make sense.
+
+    ``choices`` lists the allowed values of a categorical parameter; numeric
+    ones may have bounds (``low``/``high``, inclusive unless ``*_open``) and be
+    whole numbers (``integer``). ``per_task`` parameters are written once under
+    a space's ``per_task`` and expanded per task (``head.<task>.units``).
+    """
+
+    name: str
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    per_task: bool = False
+    doc: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not allowed, or None when it is."""
+        if self.choices is not None:
+            return None if value in self.choices else f"unknown value {value!r}; expected one of {list(self.choices)}"
+        if self.low is None and self.high is None and not self.integer:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {value!r}"
+        if not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+        if self.integer and float(value) != int(value):
+            return f"expected a whole number, got {value!r}"
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return f"{value!r} is out of range; {self.describe_range()}"
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return f"{value!r} is out of range; {self.describe_range()}"
+        return None
+
+    def describe_range(self) -> str:
+        """The allowed values in words, e.g. ``values must be > 0`` or ``values must lie in [0, 1)``."""
+        if self.choices is not None:
+            return f"expected one of {list(self.choices)}"
+        kind = "whole numbers" if self.integer else "values"
+        if self.low is not None and self.high is not None:
+            lb, rb = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"{kind} must lie in {lb}{_num(self.low)}, {_num(self.high)}{rb}"
+        if self.low is not None:
+            return f"{kind} must be {'>' if self.low_open else '>='} {_num(self.low)}"
+        if self.high is not None:
+            return f"{kind} must be {'<' if self.high_open else '<='} {_num(self.high)}"
+        return kind
+
+
+class Declared:
+    """Base of an axis member (sharing scheme, strategy, weighting): its own declared parameters."""
+
+    #: the parameters this member reads; space validation and defaults come from here
+    parameters: ClassVar[tuple[ParamSpec, ...]] = ()
+
+    @classmethod
+    def value(cls, params: "TrialParams", name: str) -> Any:
+        """This trial's value of one of the member's parameters (its declared default when unsearched)."""
+        if name in params.values:
+            return params.values[name]
+        for spec in cls.parameters:
+            if spec.name == name:
+                return spec.default
+        raise KeyError(f"{cls.__name__} declares no parameter '{name}'")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def positive_int(name: str, default: Any, doc: str = "", per_task: bool = False) -> ParamSpec:
+    return ParamSpec(name, default, low=1, integer=True, doc=doc, per_task=per_task)
+
+
+def positive(name: str, default: Any, doc: str = "", per_task: bool = False) -> ParamSpec:
+    return ParamSpec(name, default, low=0, low_open=True, doc=doc, per_task=per_task)
+
+
+def choice(name: str, values: tuple[Any, ...], default: Any, doc: str = "") -> ParamSpec:
+    return ParamSpec(name, default, choices=tuple(values), doc=doc)
+
+
+#: The parameters every model has (the sharing scheme, strategy and weighting add their own).
+CORE: tuple[ParamSpec, ...] = (
+    ParamSpec("trunk.depth", 2, low=0, integer=True, doc="dense layers in the trunk"),
+    positive_int("trunk.units", 128, "width of the trunk's dense layers"),
+    ParamSpec("dropout", 0.1, low=0, high=1, high_open=True, doc="dropout rate of trunk and heads"),
+    ParamSpec("l2", 0.0, low=0, doc="L2 penalty on kernels"),
+    positive("learning_rate", 1e-3, "Adam's step size"),
+    positive_int("batch_size", 64, "examples per step"),
+    positive_int("head.units", 64, "width of a task head's hidden layers", per_task=True),
+    ParamSpec("head.depth", 1, low=0, integer=True, per_task=True, doc="hidden layers of a task head"),
+)
 
 
 @dataclass(frozen=True)
@@ -30,16 +123,28 @@ class HeadParams:
     l2: float
 
 
+def _defaults(per_task: bool = False) -> dict[str, Any]:
+    from automtl import registry
+
+    specs = registry.per_task_specs() if per_task else registry.parameter_specs()
+    return {name: spec.default for name, spec in specs.items()}
+
+
 @dataclass(frozen=True)
 class TrialParams:
-    """Flat ``name -> value`` mapping of one trial, as the backend proposed it."""
+    """Flat ``name -> value`` mapping of one trial, as the backend proposed it.
+
+    A parameter the space leaves out takes the default its declaration gives.
+    """
 
     values: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, name: str, default: Any = None) -> Any:
         if name in self.values:
             return self.values[name]
-        return DEFAULTS.get(name, default) if default is None else default
+        if default is not None:
+            return default
+        return _defaults().get(name)
 
     def for_task(self, key: str, task: str) -> Any:
         """A per-task value: ``head.units`` for task ``t`` is ``head.t.units``."""
@@ -47,7 +152,9 @@ class TrialParams:
         name = f"{head}.{task}.{tail}" if tail else f"{head}.{task}"
         if name in self.values:
             return self.values[name]
-        return self.values[key] if key in self.values else DEFAULTS[key]
+        if key in self.values:
+            return self.values[key]
+        return _defaults(per_task=True).get(key, self.get(key))
 
     @property
     def trunk_depth(self) -> int:
@@ -90,7 +197,7 @@ class TrialParams:
 
     def task_learning_rate(self, task: str) -> float:
         """``learning_rate.<task>`` if searched, else the global learning rate."""
-        return float(self.for_task("learning_rate", task))
+        return float(self.for_task("learning_rate", task) or self.learning_rate)
 
     def task_prob(self, task: str) -> float:
         return float(self.for_task("task_prob", task))

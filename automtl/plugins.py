@@ -12,7 +12,16 @@ from typing import Any
 
 from automtl.errors import ConfigError
 
-GROUPS = {"task": "automtl.tasks", "input": "automtl.inputs", "demo": "automtl.demos", "reader": "automtl.readers"}
+GROUPS = {
+    "task": "automtl.tasks",
+    "input": "automtl.inputs",
+    "sharing": "automtl.sharing",
+    "strategy": "automtl.strategies",
+    "weighting": "automtl.weightings",
+    "backend": "automtl.backends",
+    "reader": "automtl.readers",
+    "demo": "automtl.demos",
+}
 
 
 @dataclass(frozen=True)

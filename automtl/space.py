@@ -11,6 +11,10 @@ Each value is a fixed scalar or one of::
 
 and may carry ``when: {other_param: value-or-list}``. Backends translate
 the resulting :class:`SearchSpace` in one place each.
+
+Which names exist and which values make sense is declared by whoever reads
+the parameter (:mod:`automtl.params`, the axes in :mod:`automtl.registry`,
+the plugins' ``parameters``); this module only enforces those declarations.
 """
 
 from __future__ import annotations
@@ -20,35 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
+from automtl import registry
 from automtl.config import read_yaml
 from automtl.errors import ConfigError
+from automtl.params import ParamSpec
 
 KINDS = ("int", "float", "choice", "fixed")
-
-#: Core parameter names and, for categorical ones, their allowed values.
-CORE_PARAMETERS: dict[str, tuple[Any, ...] | None] = {
-    "trunk.depth": None,
-    "trunk.units": None,
-    "dropout": None,
-    "l2": None,
-    "learning_rate": None,
-    "batch_size": None,
-    "strategy": ("joint", "alternating"),
-    "weighting": ("static", "max", "uncertainty", "gradnorm", "dwa"),
-    "sharing": ("hard", "mmoe"),
-    "experts": None,
-    "expert_units": None,
-    "task_sampling": ("uniform", "proportional"),
-    "gradnorm_alpha": None,
-    "dwa_temperature": None,
-}
-PER_TASK_PARAMETERS: dict[str, tuple[Any, ...] | None] = {
-    "head.units": None,
-    "head.depth": None,
-    "loss_weight": None,
-    "task_prob": None,
-    "learning_rate": None,
-}
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 
@@ -143,25 +124,32 @@ def builtin_spaces() -> list[Path]:
     return sorted(BUILTIN_DIR.glob("*.yaml"))
 
 
-Known = Union[Iterable[str], Mapping[str, Union[Iterable[Any], None]]]
+Known = Union[Iterable[str], Mapping[str, Union[Iterable[Any], ParamSpec, None]]]
 
 
-def plugin_parameters(plugins: Iterable[Any]) -> dict[str, tuple[Any, ...] | None]:
-    """Extra parameter names (and allowed values, where a plugin gives them) declared by plugins.
+def plugin_parameters(plugins: Iterable[Any]) -> dict[str, ParamSpec]:
+    """Extra parameters declared by plugins, as specs.
 
-    A plugin's ``parameters`` is a tuple of names, or a mapping of name to its
-    allowed values (``None``: any value).
+    A plugin's ``parameters`` is a tuple of names, or a mapping of name to a
+    :class:`~automtl.params.ParamSpec`, a tuple of allowed values, or ``None``
+    (any value).
     """
-    known: dict[str, tuple[Any, ...] | None] = {}
+    known: dict[str, ParamSpec] = {}
     for plugin in plugins:
         known.update(_as_table(getattr(plugin, "parameters", ())))
     return known
 
 
-def _as_table(names: Known) -> dict[str, tuple[Any, ...] | None]:
+def _as_table(names: Known) -> dict[str, ParamSpec]:
     if isinstance(names, Mapping):
-        return {str(k): (None if v is None else tuple(v)) for k, v in names.items()}
-    return {str(n): None for n in names}
+        table = {}
+        for k, v in names.items():
+            if isinstance(v, ParamSpec):
+                table[str(k)] = v
+            else:
+                table[str(k)] = ParamSpec(str(k), choices=None if v is None else tuple(v))
+        return table
+    return {str(n): ParamSpec(str(n)) for n in names}
 
 
 def load_space(path: Path, tasks: Iterable[str], extra_names: Known = ()) -> SearchSpace:
@@ -182,19 +170,23 @@ def parse_space(raw: Any, source: str, tasks: list[str], extra_names: Known = ()
         if not isinstance(section, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping of parameter name to definition")
     extra = _as_table(extra_names)
+    glob_specs = {**extra, **registry.parameter_specs()}
+    task_specs = registry.per_task_specs()
     space = SearchSpace(source, description=str(raw.get("description", "")))
     per_task_names = set(task_raw)
+    spec_of: dict[str, ParamSpec] = {}
     for name, spec in glob_raw.items():
-        _check_name(source, "parameters", name, CORE_PARAMETERS, extra)
+        _check_name(source, "parameters", name, glob_specs)
         space.params.append(_parse_param(source, f"parameters.{name}", name, spec, per_task_names, None))
+        spec_of[name] = glob_specs[name]
     for name, spec in task_raw.items():
-        _check_name(source, "per_task", name, PER_TASK_PARAMETERS, extra)
+        _check_name(source, "per_task", name, task_specs)
         for task in tasks:
-            space.params.append(
-                _parse_param(source, f"per_task.{name}", expand(name, task), spec, per_task_names, task)
-            )
+            param = _parse_param(source, f"per_task.{name}", expand(name, task), spec, per_task_names, task)
+            space.params.append(param)
+            spec_of[param.name] = task_specs[name]
+    _check_values(space, spec_of)
     _check_conditions(space)
-    _check_values(space, {**extra, **CORE_PARAMETERS})
     return space
 
 
@@ -203,10 +195,10 @@ def expand(name: str, task: str) -> str:
     return f"{head}.{task}.{tail}" if tail else f"{head}.{task}"
 
 
-def _check_name(source: str, section: str, name: Any, known: dict, extra: dict) -> None:
-    if not isinstance(name, str) or (name not in known and name not in extra):
-        names = ", ".join(sorted(set(known) | set(extra)))
-        raise ConfigError(f"{source}: {section}.{name}: unknown parameter; known {section} parameters: {names}")
+def _check_name(source: str, section: str, name: Any, known: dict[str, ParamSpec]) -> None:
+    if not isinstance(name, str) or name not in known:
+        raise ConfigError(f"{source}: {section}.{name}: unknown parameter; known {section} parameters: "
+                          f"{', '.join(sorted(known))}")
 
 
 def _parse_param(source: str, key: str, name: str, spec: Any, per_task: set[str], task: str | None) -> Param:
@@ -300,21 +292,22 @@ def _possible_values(p: Param) -> tuple[Any, ...] | None:
     return None
 
 
-def _check_values(space: SearchSpace, allowed_values: dict[str, tuple[Any, ...] | None]) -> None:
-    """Categorical parameters (core, or declared so by a plugin) only take their known values."""
+def _check_values(space: SearchSpace, spec_of: dict[str, ParamSpec]) -> None:
+    """Every value a parameter can take is one its declaration allows (a choice's values, both ends of a range)."""
     for p in space.params:
-        allowed = allowed_values.get(p.name)
-        values = _possible_values(p)
-        if allowed and values is not None:
-            bad = [v for v in values if v not in allowed]
-            if bad:
-                raise ConfigError(f"{space.source}: {p.name}: unknown value(s) {bad}; expected one of {list(allowed)}")
-        if p.name in ("batch_size", "trunk.depth", "trunk.units", "experts", "expert_units") or p.name.startswith("head."):
-            low = p.low if isinstance(p, (IntParam, FloatParam)) else min((v for v in (values or ()) if isinstance(v, (int, float))), default=1)
-            minimum = 0 if p.name.endswith(".depth") else 1
-            if low < minimum:
-                raise ConfigError(f"{space.source}: {p.name}: values must be >= {minimum}")
-        if isinstance(p, FloatParam) and p.name == "dropout" and not (0 <= p.low and p.high < 1):
-            raise ConfigError(f"{space.source}: dropout: range must lie in [0, 1)")
-        if isinstance(p, (FloatParam, IntParam)) and math.isinf(float(p.high)):
-            raise ConfigError(f"{space.source}: {p.name}: bounds must be finite")
+        spec = spec_of[p.name]
+        if isinstance(p, (FloatParam, IntParam)):
+            if isinstance(p, FloatParam) and spec.integer:
+                raise ConfigError(f"{space.source}: {p.name}: takes whole numbers; write {{int: [low, high]}}")
+            if spec.choices is not None:
+                raise ConfigError(f"{space.source}: {p.name}: takes one of {list(spec.choices)}; "
+                                  "write {choice: [...]} or a fixed value")
+            if math.isinf(float(p.low)) or math.isinf(float(p.high)):
+                raise ConfigError(f"{space.source}: {p.name}: bounds must be finite")
+            candidates: tuple[Any, ...] = (p.low, p.high)
+        else:
+            candidates = _possible_values(p) or ()
+        for value in candidates:
+            problem = spec.problem(value)
+            if problem is not None:
+                raise ConfigError(f"{space.source}: {p.name}: {problem}")

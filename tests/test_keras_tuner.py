@@ -92,7 +92,7 @@ def test_nested_conditions_translate_and_boolean_choices_come_back_as_booleans()
 
 @pytest.mark.parametrize("raw, extra, needle", [
     ({"parameters": {"trunk.units": {"choice": [16, 32.0]}}}, set(), "one type"),
-    ({"parameters": {"l2": {"fixed": None}}}, set(), "Fixed value"),
+    ({"parameters": {"custom.option": {"fixed": None}}}, {"custom.option"}, "Fixed value"),
     ({"parameters": {"strategy": {"choice": ["joint", "alternating"]}, "trunk.depth": {"int": [1, 3]},
                      "trunk.units": {"int": [8, 64], "when": {"strategy": "joint", "trunk.depth": [2, 3]}}}},
      set(), "several parents ('strategy', 'trunk.depth') that do not nest"),
@@ -310,12 +310,12 @@ def test_bad_algorithms_list_what_each_backend_has(cli, write_experiment):
 
 
 def test_inexpressible_space_is_refused_before_any_trial(cli, write_experiment, tmp_path):
-    space = dict(TINY_SPACE, parameters={**TINY_SPACE["parameters"], "trunk.units": {"choice": [16, 32.5]}})
+    space = dict(TINY_SPACE, parameters={**TINY_SPACE["parameters"], "learning_rate": {"choice": [0.001, 1]}})
     (tmp_path / "mixed.yaml").write_text(yaml.safe_dump(space))
     exp = write_experiment(space=str(tmp_path / "mixed.yaml"))
     result = cli("search", "--config", exp, "--backend", "keras-tuner")
     assert result.exit_code == 2
-    assert "mixed.yaml: trunk.units: Keras Tuner cannot express this" in result.output
+    assert "mixed.yaml: learning_rate: Keras Tuner cannot express this" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "run" / "trials").exists() and not (tmp_path / "run" / "trials.csv").exists()
 

@@ -111,7 +111,7 @@ def test_backend_factory_refuses_pareto_without_multi_objective_support(tmp_path
     from automtl.config import SearchConfig
     from automtl.errors import ConfigError
 
-    settings = SearchConfig.model_construct(**{**SearchConfig().model_dump(), "backend": "keras-tuner",
+    settings = SearchConfig.model_construct(**{**SearchConfig().model_dump(), "backend": "keras-tuner", "algorithm": "bayesian",
                                                "objective": "pareto"})
     with pytest.raises(ConfigError, match="no true multi-objective search"):
         backends.create(settings, tmp_path, None, "s", objectives=["a", "b"])  # type: ignore[arg-type]

@@ -63,7 +63,17 @@ def test_kinds_per_task_expansion_and_conditions():
         ({"parameters": {"learning_rate": {"float": [0.1, 0.1]}}}, "empty range"),
         ({"parameters": {"learning_rate": {"float": [0, 0.1], "log": True}}}, "log-scaled range needs low > 0"),
         ({"parameters": {"strategy": {"choice": []}}}, "non-empty list"),
-        ({"parameters": {"strategy": {"choice": ["joint", "solo"]}}}, "unknown value(s) ['solo']"),
+        ({"parameters": {"strategy": {"choice": ["joint", "solo"]}}}, "strategy: unknown value 'solo'"),
+        ({"parameters": {"learning_rate": {"float": [-0.1, 0.01]}}}, "learning_rate: -0.1 is out of range; values must be > 0"),
+        ({"parameters": {"learning_rate": 0}}, "values must be > 0"),
+        ({"parameters": {"batch_size": "abc"}}, "batch_size: expected a number, got 'abc'"),
+        ({"parameters": {"batch_size": {"float": [16, 64]}}}, "batch_size: takes whole numbers"),
+        ({"parameters": {"dropout": {"choice": [0.1, 1.0]}}}, "values must lie in [0, 1)"),
+        ({"parameters": {"sharing": "shared"}}, "sharing: unknown value 'shared'"),
+        ({"parameters": {"weighting": "gradnorm", "gradnorm_alpha": -1.0}}, "gradnorm_alpha: -1.0 is out of range"),
+        ({"per_task": {"loss_weight": {"float": [0.0, 2.0]}}}, "loss_weight.t: 0.0 is out of range"),
+        ({"parameters": {"strategy": {"choice": ["joint", "sequential"]}},
+          "per_task": {"task_prob": {"float": [0.5, 2.0], "when": {"strategy": "alternating"}}}}, "strategy: unknown value 'sequential'"),
         ({"parameters": {"trunk.widht": 3}}, "unknown parameter"),
         ({"parameters": {"dropout": {"float": [0, 0.2], "when": {"strategy": "joint"}}}}, "not defined before it"),
         ({"parameters": {"strategy": "joint", "dropout": {"float": [0, 0.2], "when": {"strategy": "solo"}}}}, "never occur"),
@@ -83,5 +93,5 @@ def test_plugin_declared_values_are_checked():
     known = {"text.encoder": ("conv", "bigru"), "text.embedding": None}
     space = parse_space({"parameters": {"text.encoder": {"choice": ["conv"]}, "text.embedding": 32}}, "s.yaml", ["t"], known)
     assert {p.name for p in space.params} == {"text.encoder", "text.embedding"}
-    with pytest.raises(ConfigError, match=r"text.encoder: unknown value\(s\) \['lstm'\]"):
+    with pytest.raises(ConfigError, match=r"text.encoder: unknown value 'lstm'"):
         parse_space({"parameters": {"text.encoder": {"choice": ["conv", "lstm"]}}}, "s.yaml", ["t"], known)

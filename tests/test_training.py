@@ -28,16 +28,19 @@ def test_strategy_learns_both_tasks(strategy):
 
 
 def test_alternating_updates_only_the_chosen_head():
+    import tensorflow as tf
 
     from automtl.model.assemble import build_model
     from automtl.params import TrialParams
-    from automtl.training.strategies import AlternatingStep
+    from automtl.training.strategies.alternating import AlternatingTraining
     from automtl.training.trainer import to_tensors
 
     encs, tasks = plugins()
     train, _ = prepared(encs, tasks, *split(make_table(100)))
-    assembled = build_model(encs, tasks, TrialParams({"strategy": "alternating"}))
-    step = AlternatingStep(assembled, tasks, [0.01, 0.01])
+    params = TrialParams({"strategy": "alternating", "learning_rate": 0.01})
+    assembled = build_model(encs, tasks, params)
+    step = AlternatingTraining(assembled, tasks, params, train, tf.random.Generator.from_seed(0),
+                               np.random.default_rng(0), lambda x, y, m: (x, y, m))
     price_head = [v.numpy().copy() for v in assembled.heads["price"].trainable_variables]
     kind_head = [v.numpy().copy() for v in assembled.heads["kind"].trainable_variables]
     shared = [v.numpy().copy() for v in assembled.shared_variables()]

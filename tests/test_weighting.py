@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from automtl.training.trainer import sampling_probabilities
-from automtl.training.weighting import METHODS
+from automtl import registry
+from automtl.params import TrialParams
+from automtl.training.strategies.alternating import sampling_probabilities
 from automtl_classification import ClassificationTask
 from automtl_regression import RegressionTask
 from automtl_tabular import TabularInput
@@ -16,14 +17,19 @@ from conftest import make_table
 from helpers import prepared, split, train_once
 
 
+def method(name, tasks, **values):
+    """A weighting method built as the trainer builds it: from its registry entry and the trial's values."""
+    return registry.member("weighting", name)(tasks, TrialParams(values))
+
+
 def test_static_uses_the_searched_weights():
-    w = METHODS["static"](["a", "b"], [0.5, 3.0])
+    w = method("static", ["a", "b"], **{"loss_weight.a": 0.5, "loss_weight.b": 3.0})
     assert w.combine(tf.constant([2.0, 1.0])).numpy() == pytest.approx(4.0)
     np.testing.assert_allclose(w.effective_weights(), [0.5, 3.0])
 
 
 def test_max_puts_all_weight_on_the_largest_loss():
-    w = METHODS["max"](["a", "b", "c"], [1, 1, 1])
+    w = method("max", ["a", "b", "c"])
     losses = tf.Variable([1.0, 3.0, 2.0])
     with tf.GradientTape() as tape:
         total = w.combine(losses)
@@ -50,7 +56,7 @@ def test_uncertainty_gives_the_noisier_target_a_smaller_weight():
 
 
 def test_gradnorm_lowers_the_weight_of_the_task_with_larger_gradients():
-    w = METHODS["gradnorm"](["a", "b"], [1, 1], alpha=1.5)
+    w = method("gradnorm", ["a", "b"], gradnorm_alpha=1.5)
     for _ in range(20):
         w.after_step(tf.constant([1.0, 1.0]), tf.constant([10.0, 1.0]))
     a, b = w.effective_weights()
@@ -58,7 +64,7 @@ def test_gradnorm_lowers_the_weight_of_the_task_with_larger_gradients():
 
 
 def test_gradnorm_raises_the_weight_of_the_task_that_trains_slower():
-    w = METHODS["gradnorm"](["fast", "slow"], [1, 1], alpha=1.5)
+    w = method("gradnorm", ["fast", "slow"], gradnorm_alpha=1.5)
     w.after_step(tf.constant([1.0, 1.0]), tf.constant([1.0, 1.0]))  # initial losses
     for _ in range(20):
         w.after_step(tf.constant([0.1, 0.9]), tf.constant([1.0, 1.0]))
@@ -67,7 +73,7 @@ def test_gradnorm_raises_the_weight_of_the_task_that_trains_slower():
 
 
 def test_dwa_weights_the_task_whose_loss_falls_slower():
-    w = METHODS["dwa"](["a", "b"], [1, 1], temperature=0.5)
+    w = method("dwa", ["a", "b"], dwa_temperature=0.5)
     w.end_epoch(np.array([1.0, 1.0]))
     np.testing.assert_allclose(w.effective_weights(), [1, 1])  # equal for the first epochs
     w.end_epoch(np.array([0.5, 0.95]))
@@ -101,7 +107,7 @@ def test_per_task_learning_rates_reach_the_optimizers():
     train, valid = prepared(encs, tasks, *split(make_table(100)))
     params = TrialParams({"strategy": "alternating", "learning_rate": 0.001, "learning_rate.kind": 0.02})
     trainer = Trainer(build_model(encs, tasks, params), tasks, params, train, valid, {"price": 1, "kind": 1})
-    rates = [float(np.asarray(o.learning_rate)) for o in trainer.step.optimizers]
+    rates = [float(np.asarray(o.learning_rate)) for o in trainer.strategy.optimizers]
     assert rates == pytest.approx([0.001, 0.02])
 
 

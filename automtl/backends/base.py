@@ -2,19 +2,66 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
-from typing import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from automtl.trial import Objective, TrialRecord
+
+if TYPE_CHECKING:
+    from automtl.config import SearchConfig
+    from automtl.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What a search backend declares: its algorithms and capabilities, light to import.
+
+    Registered under the ``automtl.backends`` entry-point group (the entry
+    point names this object); the engine itself (``engine``: ``module:Class``,
+    a :class:`Backend`) is imported only by :meth:`create`.
+    """
+
+    name: str
+    algorithms: tuple[str, ...]
+    default_algorithm: str
+    engine: str
+    #: ``objective: pareto`` (one objective per task) is supported
+    multi_objective: bool = False
+    #: how poor trials stop early, in words (for `automtl spaces`/README and messages)
+    pruning: str = "none"
+    #: ``--workers N`` processes can share one study store on this machine
+    parallel_workers: bool = False
+    #: the study lives in an Optuna storage (the report and the dashboard open it)
+    optuna_study: bool = False
+    #: how several machines share one search, in words
+    distributed: str = ""
+
+    def problem(self, algorithm: str, objective: str) -> str | None:
+        """Why this backend cannot run ``algorithm`` for ``objective``, or None (never a silent substitute)."""
+        if algorithm not in self.algorithms:
+            return f"backend '{self.name}' has no algorithm '{algorithm}'; choose one of: {', '.join(self.algorithms)}"
+        if objective == "pareto" and not self.multi_objective:
+            return (f"objective 'pareto' needs a multi-objective backend; backend '{self.name}' has no true "
+                    "multi-objective search")
+        return None
+
+    def create(self, settings: "SearchConfig", run_dir: Path, space: "SearchSpace", study: str,
+               objectives: Sequence[str] = ()) -> "Backend":
+        problem = self.problem(str(settings.algorithm), settings.objective)
+        if problem is not None:
+            from automtl.errors import ConfigError
+
+            raise ConfigError(problem)
+        module, _, cls = self.engine.partition(":")
+        return getattr(importlib.import_module(module), cls)(settings, run_dir, space, study, objectives)
 
 
 class Backend(ABC):
     """An engine that proposes values from a :class:`~automtl.space.SearchSpace`."""
 
-    name: str = ""
-    algorithms: tuple[str, ...] = ()
-    #: whether ``objective: pareto`` (one objective per task) is supported
-    multi_objective: bool = False
     #: a distributed worker runs trials but leaves ``trials.csv`` and the export to the process holding the study
     is_worker: bool = False
 

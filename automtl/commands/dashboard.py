@@ -21,8 +21,10 @@ def dashboard_storage(run_dir: Path) -> str:
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise AutomtlError(f"optuna-dashboard is not installed; install the optional extra with: {INSTALL_HINT}")
     check_run_dir(run_dir)
+    from automtl import backends
+
     backend = backend_name(run_dir)
-    if backend != "optuna":
+    if not backends.spec(backend).optuna_study:
         raise AutomtlError(f"{run_dir}: the dashboard shows Optuna studies; this run used backend '{backend}' "
                            "(see `automtl report` instead)")
     storage, _ = study_location(run_dir)

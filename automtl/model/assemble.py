@@ -9,7 +9,7 @@ import keras
 
 from automtl.devices import float16_compute
 from automtl.errors import TrialFailed
-from automtl.model.sharing import SCHEMES
+from automtl import registry
 from automtl.params import TrialParams
 
 if TYPE_CHECKING:  # the plugin types, for annotations only: the API imports model's bricks
@@ -61,10 +61,7 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
         if not vectors:
             raise TrialFailed("no input offers a 'vector' view for tasks " + ", ".join(vector_tasks))
         features = vectors[0] if len(vectors) == 1 else keras.layers.Concatenate(name="inputs_concat")(vectors)
-        sharing = str(params.get("sharing", "hard"))
-        if sharing not in SCHEMES:
-            raise TrialFailed(f"unknown sharing scheme '{sharing}'; known: {', '.join(SCHEMES)}")
-        shared = SCHEMES[sharing](features, vector_tasks, params)
+        shared = registry.member("sharing", str(params.get("sharing")))().build(features, vector_tasks, params)
         per_task, last_layers = shared.per_task, shared.last_layers
     outputs, heads = {}, {}
     for task in tasks:

@@ -51,7 +51,9 @@ def load_study(run_dir: Path, run: RunTrials) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    if backend_name(run_dir) == "optuna":
+    from automtl import backends
+
+    if backends.spec(backend_name(run_dir)).optuna_study:
         storage, name = study_location(run_dir)
         try:
             from automtl.backends.optuna.storage import open_storage
@@ -67,22 +69,15 @@ def load_study(run_dir: Path, run: RunTrials) -> Any:
 def rebuild_study(run_dir: Path, run: RunTrials) -> Any:
     """An in-memory Optuna study holding the run's trials, with distributions from ``space.yaml``."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
     from optuna.trial import TrialState, create_trial
 
-    from automtl.space import ChoiceParam, FloatParam, IntParam, load_space
+    from automtl.backends.optuna.space import distribution
+    from automtl.space import FixedParam, load_space
 
     tasks = [t["name"] for t in run.tasks]
     names = {k for r in run.records for k in r.params}
     space = load_space(Path(run_dir) / "space.yaml", tasks, names)
-    dists: dict[str, Any] = {}
-    for p in space.params:
-        if isinstance(p, IntParam):
-            dists[p.name] = IntDistribution(p.low, p.high, step=p.step or 1, log=p.log)
-        elif isinstance(p, FloatParam):
-            dists[p.name] = FloatDistribution(p.low, p.high, step=p.step, log=p.log)
-        elif isinstance(p, ChoiceParam):
-            dists[p.name] = CategoricalDistribution(list(p.values))
+    dists = {p.name: distribution(p) for p in space.params if not isinstance(p, FixedParam)}
     pareto = run.objective == "pareto"
     study = optuna.create_study(directions=["maximize"] * (len(tasks) if pareto else 1))
     states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": TrialState.FAIL}

@@ -60,9 +60,11 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
     from automtl.run.parallel import resolve_workers
 
     workers, gpus = (1, []) if worker else resolve_workers(settings.workers, settings.device)
-    if workers > 1 and settings.backend != "optuna":
-        raise ConfigError(f"--workers {settings.workers} runs Optuna workers on one study; backend '{settings.backend}' "
-                          "has its own chief and workers (see the README's Keras Tuner section)")
+    from automtl.backends import spec as backend_spec
+
+    if workers > 1 and not backend_spec(settings.backend).parallel_workers:
+        raise ConfigError(f"--workers {settings.workers} runs search workers on one shared study; backend "
+                          f"'{settings.backend}' cannot share one this way: {backend_spec(settings.backend).distributed}")
     if workers > 1 and settings.device == "gpu" and not gpus:
         configure("gpu")  # raises the clear "no GPU" error once, before any worker starts
     settings.workers = workers

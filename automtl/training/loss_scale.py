@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import tensorflow as tf
+from automtl.lazy import tf
 
 
 def _values(g: Any) -> tf.Tensor:

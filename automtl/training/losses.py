@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from automtl.lazy import tf
 
 
 def masked_mean(per_example: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

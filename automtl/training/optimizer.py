@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-import tensorflow as tf
+from automtl.lazy import tf
 
 from automtl.devices import float16_compute
 from automtl.training.loss_scale import DynamicLossScale

@@ -22,8 +22,8 @@ from automtl.model.assemble import Assembled
 from automtl.objective import combine
 from automtl.params import TrialParams
 from automtl.data.prepare import Arrays
-from automtl.training.strategies import AlternatingStep, JointStep, gather
-from automtl.training.weighting import METHODS, Weighting
+from automtl import registry
+from automtl.training.strategies.base import Strategy
 
 INMEMORY_LIMIT_MB = float(os.environ.get("AUTOMTL_INMEMORY_MB", "1024"))
 PREDICT_BATCH = 8192
@@ -77,101 +77,27 @@ class Trainer:
         self.streaming = train.nbytes() > INMEMORY_LIMIT_MB * 2**20 if streaming is None else streaming
         self.rng = tf.random.Generator.from_seed(seed)
         self.np_rng = np.random.default_rng(seed)
-        self.train_arrays = train
         self.augmenters = [e for e in encoders if type(e).augment is not InputEncoder.augment]
-        names = [t.name for t in self.tasks]
-        self.weighting: Weighting | None = None
-        if params.strategy == "joint":
-            method = str(params.get("weighting", "static"))
-            if method not in METHODS:
-                raise TrialFailed(f"unknown weighting '{method}'; known: {', '.join(METHODS)}")
-            self.weighting = METHODS[method](
-                names, [params.loss_weight(t) for t in names],
-                alpha=float(params.get("gradnorm_alpha", 1.5)), temperature=float(params.get("dwa_temperature", 2.0)),
-            )
-            self.step = JointStep(assembled, self.tasks, self.weighting, params.learning_rate)
-        elif params.strategy == "alternating":
-            self.step = AlternatingStep(assembled, self.tasks, [params.task_learning_rate(t) for t in names])
-            self.labelled = [np.flatnonzero(_example_mask(train.mask[t])) for t in names]
-            self.task_probs = sampling_probabilities(
-                [params.task_prob(t) for t in names], [len(ix) for ix in self.labelled],
-                str(params.get("task_sampling", "uniform")))
+        strategy = registry.member("strategy", params.strategy)
+        self.strategy: Strategy = strategy(assembled, self.tasks, params, train, self.rng, self.np_rng, self._augment)
+        self.weighting = self.strategy.weighting
+        if self.streaming:
+            a = train
+            ds = tf.data.Dataset.from_tensor_slices((to_tensors(a.x), to_tensors(a.y), to_tensors(a.mask)))
+            ds = ds.shuffle(min(self.n, 65536), reshuffle_each_iteration=True).batch(self.batch)
+            dataset = ds.prefetch(tf.data.AUTOTUNE)
+            self._epoch_fn = lambda: tf.constant(self.strategy.streamed_epoch(dataset), tf.float32)
         else:
-            raise TrialFailed(f"unknown strategy '{params.strategy}'")
-        if not self.streaming:
-            self._x, self._y, self._m = to_tensors(train.x), to_tensors(train.y), to_tensors(train.mask)
+            x, y, m = to_tensors(train.x), to_tensors(train.y), to_tensors(train.mask)
+            self._epoch_fn = self.strategy.in_memory_epoch(x, y, m, self.batch, self.steps)
         self._valid_x = to_tensors(valid.x)
-        self._epoch_fn = self._build_epoch()
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
-    # -- epochs ---------------------------------------------------------------------------
     def _augment(self, x: dict, y: dict, m: dict) -> tuple[dict, dict, dict]:
         """Training-time batch augmentation by the input plugins that define it."""
         for enc in self.augmenters:
             x, y = enc.augment(x, y, self.params, self.rng)
         return x, y, m
-
-    def _build_epoch(self) -> Callable[[], tf.Tensor]:
-        if self.streaming:
-            return self._streamed_epoch
-        T = len(self.tasks)
-        n, bs, steps = self.n, self.batch, self.steps
-        x, y, m, rng = self._x, self._y, self._m, self.rng
-        if isinstance(self.step, JointStep):
-            step = self.step
-
-            @tf.function
-            def epoch() -> tf.Tensor:
-                perm = tf.argsort(rng.uniform([n]))
-                total = tf.zeros([T])
-                for i in tf.range(steps):
-                    idx = perm[i * bs : (i + 1) * bs]
-                    total += step(*self._augment(gather(x, idx), gather(y, idx), gather(m, idx)))
-                return total / steps
-
-            return epoch
-        alt = self.step
-        labelled = [tf.constant(ix, tf.int64) for ix in self.labelled]
-        cum = tf.constant(np.cumsum(self.task_probs)[:-1], tf.float32)
-
-        def batch_for(i: int):
-            pick = rng.uniform([bs], 0, max(1, len(self.labelled[i])), dtype=tf.int64)
-            idx = tf.gather(labelled[i], pick)
-            return self._augment(gather(x, idx), gather(y, idx), gather(m, idx))
-
-        @tf.function
-        def alt_epoch() -> tf.Tensor:
-            total, counts = tf.zeros([T]), tf.zeros([T])
-            for _ in tf.range(steps):
-                task = tf.searchsorted(cum, rng.uniform([1]), side="right")[0]
-                total += alt.switch(tf.cast(task, tf.int32), batch_for)
-                counts += tf.one_hot(task, T)
-            return total / tf.maximum(counts, 1.0)
-
-        return alt_epoch
-
-    def _streamed_epoch(self) -> tf.Tensor:
-        """Data too large to hold as constants: shuffled, prefetched ``tf.data`` batches."""
-        if not hasattr(self, "_dataset"):
-            a = self.train_arrays
-            ds = tf.data.Dataset.from_tensor_slices((to_tensors(a.x), to_tensors(a.y), to_tensors(a.mask)))
-            self._dataset = ds.shuffle(min(self.n, 65536), reshuffle_each_iteration=True).batch(self.batch).prefetch(tf.data.AUTOTUNE)
-            if isinstance(self.step, JointStep):
-                self._step_fn = tf.function(lambda x, y, m: self.step(*self._augment(x, y, m)))
-            else:
-                self._branch_fns = [tf.function(lambda x, y, m, i=i: self.step.branch(i, *self._augment(x, y, m)))
-                                    for i in range(len(self.tasks))]
-        T = len(self.tasks)
-        total, counts = np.zeros(T), np.zeros(T)
-        for xb, yb, mb in self._dataset:
-            if isinstance(self.step, JointStep):
-                total += self._step_fn(xb, yb, mb).numpy()
-                counts += 1
-            else:
-                i = int(self.np_rng.choice(T, p=self.task_probs))
-                total += self._branch_fns[i](xb, yb, mb).numpy()
-                counts[i] += 1
-        return tf.constant(total / np.maximum(counts, 1), tf.float32)
 
     # -- evaluation -----------------------------------------------------------------------
     def predict(self, x: dict[str, tf.Tensor], n: int) -> dict[str, np.ndarray]:
@@ -228,20 +154,3 @@ class Trainer:
         best.history = history
         return best
 
-
-def sampling_probabilities(relative: Sequence[float], labelled: Sequence[int], mode: str) -> np.ndarray:
-    """Chance of each task being picked per alternating step.
-
-    ``uniform``: by the relative ``task_prob`` alone; ``proportional``: also
-    times the task's number of labelled examples. Tasks without labels never run.
-    """
-    if mode not in ("uniform", "proportional"):
-        raise TrialFailed(f"unknown task_sampling '{mode}'; expected uniform or proportional")
-    counts = np.asarray(labelled, np.float64)
-    weights = np.asarray(relative, np.float64) * (counts if mode == "proportional" else 1.0)
-    weights = np.where(counts > 0, weights, 0.0)
-    return weights / weights.sum()
-
-
-def _example_mask(mask: np.ndarray) -> np.ndarray:
-    return mask.reshape(len(mask), -1).max(axis=1) > 0

@@ -40,7 +40,6 @@ from automtl.space import SearchSpace
 
 #: The objective's name in Keras Tuner; per-task scores are reported as ``automtl_score/<task>``.
 OBJECTIVE = "automtl_score"
-ALGORITHMS = ("random", "bayesian", "hyperband")
 #: Random trials before the Gaussian process proposes values (Optuna's TPE also starts with 5).
 BAYESIAN_INITIAL_POINTS = 5
 HYPERBAND_FACTOR = 3
@@ -242,14 +241,10 @@ def make_oracle(settings: SearchConfig) -> kt.Oracle:
 
 
 class KerasTunerBackend(Backend):
-    name = "keras-tuner"
-    algorithms = ALGORITHMS
+    """The engine behind :data:`automtl.backends.keras_tuner.SPEC` (the settings were checked against it)."""
 
     def __init__(self, settings: SearchConfig, run_dir: Path, space: SearchSpace, study: str,
                  objectives: Sequence[str] = ()) -> None:
-        if settings.algorithm not in self.algorithms:
-            raise ConfigError(f"backend 'keras-tuner' has no algorithm '{settings.algorithm}'; "
-                              f"choose one of: {', '.join(self.algorithms)}")
         self.role = distributed_role()
         self.is_worker = self.role == "worker"
         self.space = space

@@ -1,1 +1,15 @@
 """The Optuna backend: TPE, random or NSGA-II sampling over shared, resumable study storage."""
+
+from automtl.backends.base import BackendSpec
+
+SPEC = BackendSpec(
+    name="optuna",
+    algorithms=("tpe", "random", "nsga2"),
+    default_algorithm="tpe",
+    engine="automtl.backends.optuna.backend:OptunaBackend",
+    multi_objective=True,
+    pruning="median pruning per epoch",
+    parallel_workers=True,
+    optuna_study=True,
+    distributed="several machines share one PostgreSQL --storage",
+)

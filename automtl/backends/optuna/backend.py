@@ -37,7 +37,8 @@ from automtl.backends.optuna.storage import (
 )
 from automtl.config import SearchConfig
 from automtl.errors import ConfigError, TrialFailed
-from automtl.space import ChoiceParam, FloatParam, IntParam, Param, SearchSpace
+from automtl.backends.optuna.space import suggest
+from automtl.space import SearchSpace
 
 __all__ = ["FINISHED", "OptunaBackend", "default_storage", "redact", "to_record", "suggest"]
 
@@ -48,17 +49,6 @@ INTERRUPTED_REASON = "interrupted (Ctrl-C)"
 
 class _Surplus(Exception):
     """A trial started after the study's budget was full (two processes raced for the last slot)."""
-
-
-def suggest(trial: optuna.Trial, p: Param) -> Any:
-    """The one translation of automtl's parameter kinds into Optuna's ``suggest_*``."""
-    if isinstance(p, IntParam):
-        return trial.suggest_int(p.name, p.low, p.high, step=p.step, log=p.log)
-    if isinstance(p, FloatParam):
-        return trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
-    if isinstance(p, ChoiceParam):
-        return trial.suggest_categorical(p.name, list(p.values))
-    raise TypeError(f"cannot suggest {p!r}")
 
 
 class _Handle:
@@ -76,16 +66,10 @@ class _Handle:
 
 
 class OptunaBackend(Backend):
-    name = "optuna"
-    algorithms = ("tpe", "random", "nsga2")
-    multi_objective = True
+    """The engine behind :data:`automtl.backends.optuna.SPEC` (the settings were checked against it)."""
 
     def __init__(self, settings: SearchConfig, run_dir: Path, space: SearchSpace, study: str,
                  objectives: Sequence[str] = ()) -> None:
-        if settings.algorithm not in self.algorithms:
-            raise ConfigError(
-                f"backend 'optuna' has no algorithm '{settings.algorithm}'; choose one of: {', '.join(self.algorithms)}"
-            )
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.space = space
         self.grace_period = settings.grace_period or 3 * settings.heartbeat_interval

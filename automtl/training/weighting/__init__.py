@@ -2,26 +2,11 @@
 
 A method turns the vector of per-task (masked) losses into the scalar the
 optimizer minimises. Some learn (uncertainty), some adapt between steps
-(GradNorm) or epochs (DWA). The trainer picks one by the searched
-``weighting`` parameter from :data:`METHODS`; there is no class building on
-the fly.
+(GradNorm) or epochs (DWA). Each registers under the ``automtl.weightings``
+entry-point group and declares its own parameters; the joint strategy picks
+one by the searched ``weighting`` parameter through :mod:`automtl.registry`.
 """
 
-from __future__ import annotations
-
 from automtl.training.weighting.base import Weighting
-from automtl.training.weighting.dwa import DynamicWeightAverage
-from automtl.training.weighting.gradnorm import GradNorm
-from automtl.training.weighting.max import MaxLoss
-from automtl.training.weighting.static import StaticWeights
-from automtl.training.weighting.uncertainty import UncertaintyWeights
 
-METHODS: dict[str, type[Weighting]] = {
-    "static": StaticWeights,
-    "max": MaxLoss,
-    "uncertainty": UncertaintyWeights,
-    "gradnorm": GradNorm,
-    "dwa": DynamicWeightAverage,
-}
-
-__all__ = ["METHODS", "Weighting"]
+__all__ = ["Weighting"]

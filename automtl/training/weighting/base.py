@@ -5,30 +5,43 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
+
+from automtl.lazy import tf
+from automtl.params import Declared, TrialParams
 
 
-class Weighting:
-    """Default behaviour: a fixed weighted sum. Subclasses override what they change."""
+class Weighting(Declared):
+    """Default behaviour: a fixed weighted sum. Subclasses override what they change.
 
-    def __init__(self, tasks: Sequence[str], weights: Sequence[float], **options: float) -> None:
+    A method declares its own ``parameters`` (read with :meth:`value`); its
+    TensorFlow code runs only when a trial trains (``tf`` is imported lazily),
+    so the declaration is light.
+    """
+
+    def __init__(self, tasks: Sequence[str], params: TrialParams) -> None:
         self.tasks = list(tasks)
         self.T = len(self.tasks)
-        self.weights = tf.Variable(np.asarray(weights, np.float32), trainable=False, name="loss_weights")
+        self.params = params
+        self.weights = tf.Variable(np.asarray(self.initial_weights(params), np.float32), trainable=False,
+                                   name="loss_weights")
+
+    def initial_weights(self, params: TrialParams) -> list[float]:
+        """The weights training starts from (equal by default)."""
+        return [1.0] * self.T
 
     @property
-    def variables(self) -> list[tf.Variable]:
+    def variables(self) -> list:
         """Extra trainable variables, optimised together with the model."""
         return []
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
+    def combine(self, losses):
         """The scalar to minimise from the ``[T]`` vector of task losses (in the graph)."""
         return tf.reduce_sum(self.weights * losses)
 
     def wants_gradient_norms(self) -> bool:
         return False
 
-    def after_step(self, losses: tf.Tensor, norms: tf.Tensor) -> None:
+    def after_step(self, losses, norms) -> None:
         """Called in the graph after each step with the task losses and, when
         :meth:`wants_gradient_norms`, the norms of each task's loss gradient on the last shared layer."""
 

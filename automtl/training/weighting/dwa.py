@@ -11,14 +11,16 @@ from typing import Sequence
 
 import numpy as np
 
+from automtl.params import TrialParams, positive
 from automtl.training.weighting.base import Weighting
 
 
 class DynamicWeightAverage(Weighting):
-    def __init__(self, tasks: Sequence[str], weights: Sequence[float], temperature: float = 2.0,
-                 **options: float) -> None:
-        super().__init__(tasks, np.ones(len(tasks)))
-        self.temperature = float(temperature)
+    parameters = (positive("dwa_temperature", 2.0, "softmax temperature over the loss ratios"),)
+
+    def __init__(self, tasks: Sequence[str], params: TrialParams) -> None:
+        super().__init__(tasks, params)
+        self.temperature = float(self.value(params, "dwa_temperature"))
         self.history: list[np.ndarray] = []
 
     def end_epoch(self, epoch_losses: np.ndarray) -> None:

@@ -10,24 +10,27 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-import tensorflow as tf
-
+from automtl.lazy import tf
+from automtl.params import TrialParams, positive
 from automtl.training.weighting.base import Weighting
+
+#: Step size of the weights' own update (the paper's weights learn with the model's optimizer).
+WEIGHT_LR = 0.025
 
 
 class GradNorm(Weighting):
-    def __init__(self, tasks: Sequence[str], weights: Sequence[float], alpha: float = 1.5,
-                 weight_lr: float = 0.025, **options: float) -> None:
-        super().__init__(tasks, np.ones(len(tasks)))
-        self.alpha = float(alpha)
-        self.weight_lr = float(weight_lr)
+    parameters = (positive("gradnorm_alpha", 1.5, "strength of the pull towards equal training rates"),)
+
+    def __init__(self, tasks: Sequence[str], params: TrialParams) -> None:
+        super().__init__(tasks, params)
+        self.alpha = float(self.value(params, "gradnorm_alpha"))
+        self.weight_lr = WEIGHT_LR
         self.initial = tf.Variable(tf.zeros([self.T]), trainable=False, name="gradnorm_initial_losses")
 
     def wants_gradient_norms(self) -> bool:
         return True
 
-    def after_step(self, losses: tf.Tensor, norms: tf.Tensor) -> None:
+    def after_step(self, losses, norms) -> None:
         """One GradNorm update of the weights from this step's losses and raw gradient norms."""
         losses = tf.stop_gradient(losses)
         self.initial.assign(tf.where(self.initial > 0, self.initial, tf.maximum(losses, 1e-8)))

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-import tensorflow as tf
-
+from automtl.lazy import tf
 from automtl.training.weighting.base import Weighting
 
 
 class MaxLoss(Weighting):
     """Only the currently worst task's loss gets a gradient each step."""
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
+    def combine(self, losses):
         worst = tf.argmax(losses)
         self.weights.assign(tf.one_hot(worst, self.T))
         return tf.reduce_max(losses)
-
-    def effective_weights(self) -> np.ndarray:
-        return self.weights.numpy().copy()

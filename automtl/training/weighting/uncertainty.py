@@ -10,21 +10,22 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from automtl.lazy import tf
+from automtl.params import TrialParams
 from automtl.training.weighting.base import Weighting
 
 
 class UncertaintyWeights(Weighting):
-    def __init__(self, tasks: Sequence[str], weights: Sequence[float], **options: float) -> None:
-        super().__init__(tasks, weights)
+    def __init__(self, tasks: Sequence[str], params: TrialParams) -> None:
+        super().__init__(tasks, params)
         self.log_var = tf.Variable(tf.zeros([self.T]), trainable=True, name="uncertainty_log_var")
 
     @property
-    def variables(self) -> list[tf.Variable]:
+    def variables(self) -> list:
         return [self.log_var]
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
+    def combine(self, losses):
         return tf.reduce_sum(losses * 0.5 * tf.exp(-self.log_var) + 0.5 * self.log_var)
 
     def effective_weights(self) -> np.ndarray:

@@ -1,0 +1,100 @@
+"""The extension axes: sharing schemes, loss weightings, training strategies, search backends.
+
+Each member of an axis is one file that declares its name (its entry point's
+name), its parameters (:class:`~automtl.params.ParamSpec`: defaults and
+allowed values) and what it can do, plus one registration in an entry-point
+group, exactly like task and input plugins; built-in members register in
+automtl's own ``pyproject.toml``. Space validation, the trainer, the Keras
+Tuner translation, the report and the dashboard read these declarations;
+no second list of names exists.
+
+Declarations are light to import (TensorFlow loads when a member is used), so
+that every file a user wrote is checked before TensorFlow starts.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from automtl import plugins
+from automtl.errors import ConfigError
+from automtl.params import CORE, ParamSpec
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One extension axis: its entry-point kind, the space parameter that picks a member, the default."""
+
+    kind: str
+    #: the search-space parameter that picks a member (None: chosen in the experiment file, as a backend)
+    selector: str | None
+    default: str
+    #: what a member is called in messages
+    noun: str
+
+
+AXES: dict[str, Axis] = {
+    "sharing": Axis("sharing", "sharing", "hard", "sharing scheme"),
+    "strategy": Axis("strategy", "strategy", "joint", "training strategy"),
+    "weighting": Axis("weighting", "weighting", "static", "weighting method"),
+    "backend": Axis("backend", None, "optuna", "search backend"),
+}
+
+
+def names(kind: str) -> list[str]:
+    """The installed members of an axis (from package metadata: nothing is imported)."""
+    return sorted(plugins.entry_points(kind))
+
+
+def member(kind: str, name: str, where: str = "") -> Any:
+    """The member ``name`` of axis ``kind`` (its class or declaration), or a clear ConfigError."""
+    axis = AXES[kind]
+    known = names(kind)
+    if name not in known:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}unknown {axis.noun} '{name}'; known: {', '.join(known) or '(none installed)'}")
+    return plugins.load(kind, name, where=where or axis.noun)
+
+
+@functools.lru_cache(maxsize=None)
+def members(kind: str) -> dict[str, Any]:
+    """Every installed member of an axis, loaded (their modules are light by contract)."""
+    return {name: member(kind, name) for name in names(kind)}
+
+
+@functools.lru_cache(maxsize=None)
+def _specs() -> tuple[dict[str, ParamSpec], dict[str, ParamSpec]]:
+    glob: dict[str, ParamSpec] = {s.name: s for s in CORE if not s.per_task}
+    per_task: dict[str, ParamSpec] = {s.name: s for s in CORE if s.per_task}
+    for axis in AXES.values():
+        if axis.selector is None:
+            continue
+        found = members(axis.kind)
+        glob[axis.selector] = ParamSpec(axis.selector, axis.default, choices=tuple(found), doc=f"the {axis.noun}")
+        for cls in found.values():
+            for spec in getattr(cls, "parameters", ()):
+                (per_task if spec.per_task else glob).setdefault(spec.name, spec)
+    return glob, per_task
+
+
+def parameter_specs() -> dict[str, ParamSpec]:
+    """Every global parameter the core and the installed axis members declare, by name.
+
+    Each axis with a selector contributes the selector itself (a choice among
+    its members) and its members' own parameters. A name declared twice keeps
+    its first declaration (members of one family may share one, as ``experts``).
+    """
+    return _specs()[0]
+
+
+def per_task_specs() -> dict[str, ParamSpec]:
+    """The per-task parameters (written once under ``per_task``, expanded to ``head.<task>.units``)."""
+    return _specs()[1]
+
+
+def refresh() -> None:
+    """Forget loaded declarations (after packages were installed in this process, e.g. in tests)."""
+    members.cache_clear()
+    _specs.cache_clear()
