@@ -19,7 +19,7 @@ import pydantic
 from automtl.data.table import Table, as_float, is_missing, object_column
 from automtl.errors import ConfigError, DataError
 from automtl.model.blocks import dense_block
-from automtl.params import HeadParams, TrialParams
+from automtl.trial import HeadParams, TrialParams
 
 __all__ = [
     "ConfigError",

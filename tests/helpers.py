@@ -29,7 +29,7 @@ def train_once(encoders, tasks, train: Arrays, valid: Arrays, params: dict, epoc
     import keras
 
     from automtl.model.assemble import build_model
-    from automtl.params import TrialParams
+    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
 
     keras.backend.clear_session()

@@ -23,7 +23,7 @@ def trainer_for(params, streaming=None, n=400):
     import keras
 
     from automtl.model.assemble import build_model
-    from automtl.params import TrialParams
+    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
 
     encs, tasks, train, valid = setup(n)

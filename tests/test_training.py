@@ -31,7 +31,7 @@ def test_alternating_updates_only_the_chosen_head():
     import tensorflow as tf
 
     from automtl.model.assemble import build_model
-    from automtl.params import TrialParams
+    from automtl.trial import TrialParams
     from automtl.training.strategies.alternating import AlternatingTraining
     from automtl.training.trainer import to_tensors
 

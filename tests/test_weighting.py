@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from automtl import registry
-from automtl.params import TrialParams
+from automtl.trial import TrialParams
 from automtl.training.strategies.alternating import sampling_probabilities
 from automtl_classification import ClassificationTask
 from automtl_regression import RegressionTask
@@ -99,7 +99,7 @@ def test_proportional_sampling_follows_label_counts():
 
 def test_per_task_learning_rates_reach_the_optimizers():
     from automtl.model.assemble import build_model
-    from automtl.params import TrialParams
+    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
 
     encs = [TabularInput("features", {"numeric": ["x*"]})]

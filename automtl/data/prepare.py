@@ -7,17 +7,19 @@ in a second, not after a framework start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from automtl import plugins
-from automtl.api import InputEncoder, Task
 from automtl.config import Experiment
 from automtl.data.readers import read_table
 from automtl.data.split import split_fraction
 from automtl.data.table import Table
 from automtl.errors import DataError
+
+if TYPE_CHECKING:  # the plugin API imports data (its Table); here its types are annotations only
+    from automtl.api import InputEncoder, Task
 
 
 @dataclass

@@ -10,7 +10,7 @@ import keras
 from automtl.devices import float16_compute
 from automtl.errors import TrialFailed
 from automtl import registry
-from automtl.params import TrialParams
+from automtl.trial import TrialParams
 
 if TYPE_CHECKING:  # the plugin types, for annotations only: the API imports model's bricks
     from automtl.api import InputEncoder, Task

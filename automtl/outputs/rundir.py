@@ -6,12 +6,15 @@ run folder; this module is what they share, and it needs no TensorFlow.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from automtl.config import Experiment, build_experiment, read_yaml
-from automtl.errors import AutomtlError
+from automtl.errors import AutomtlError, ConfigError
 
 SNAPSHOT = "experiment.resolved.yaml"
 
@@ -85,3 +88,34 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
+
+
+def ensure_writable(run_dir: Path) -> Path:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".automtl-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output folder {run_dir} cannot be written: {exc.strerror or exc}") from None
+    return run_dir
+
+
+def write_snapshot(exp: Experiment, space_path: Path, run_dir: Path) -> None:
+    """Keep what the run used next to its results."""
+    data = exp.model_dump(mode="json", exclude={"base_dir"})
+    # Absolute paths, so `automtl export RUN_DIR` can refit the plugins from this file alone.
+    data["data"]["train"] = str(exp.path(exp.data.train).resolve())
+    if exp.data.valid is not None:
+        data["data"]["valid"] = str(exp.path(exp.data.valid).resolve())
+    data["search"]["out"] = str(run_dir.resolve())
+    if data["search"].get("storage"):
+        from automtl.backends.optuna.storage import without_password
+
+        data["search"]["storage"] = without_password(data["search"]["storage"])  # never a password on disk
+    # Plugin options may hold paths relative to the experiment file (an image root, say).
+    data["base_dir"] = str(Path(exp.base_dir).resolve())
+    (run_dir / "experiment.resolved.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    target = run_dir / "space.yaml"
+    if space_path.resolve() != target.resolve():
+        shutil.copyfile(space_path, target)

@@ -1,7 +1,7 @@
-"""``--workers N``: N worker processes on one machine sharing one Optuna study.
+"""``--workers N``: N search workers on one machine sharing one study.
 
 The launching process (the coordinator) checks the experiment and fits the
-plugins once, then starts N workers (``python -m automtl.run.parallel``), each
+plugins once, then starts N search workers (``python -m automtl.run.search_worker``), each
 an ordinary search process on the same study store: the run folder's
 journal file (``study.journal``) by default. Optuna coordinates them (there
 is no scheduler here): each draws its trials from the shared study and
@@ -31,7 +31,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from automtl.config import Experiment
-from automtl.errors import AutomtlError
 
 #: Worker exit codes the coordinator understands.
 EXIT_DONE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 3, 130
@@ -95,7 +94,7 @@ def run_workers(exp: Experiment, run_dir: Path, storage: str, count: int, gpus: 
     try:
         for i in range(count):
             proc = subprocess.Popen(
-                [sys.executable, "-m", "automtl.run.parallel", str(spec_path), str(i)],
+                [sys.executable, "-m", "automtl.run.search_worker", str(spec_path), str(i)],
                 env={**worker_environment(i, count, gpus), STORAGE_ENV: storage}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True,
             )
@@ -159,34 +158,3 @@ def _redact(storage: str) -> str:
     from automtl.backends.optuna.storage import redact
 
     return redact(storage)
-
-
-def worker_main(spec_path: str, index: str) -> int:
-    """One worker: an ordinary search on the shared study that leaves the export to the coordinator."""
-    from automtl.tfimport import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-    from automtl.run.search import run_search
-
-    spec = json.loads(Path(spec_path).read_text())
-    spec["search"]["storage"] = os.environ[STORAGE_ENV]
-    exp = Experiment.model_validate(spec)
-    # Plain lines on the coordinator's pipe, never wrapped.
-    console = Console(force_terminal=False, width=400, soft_wrap=True)
-    try:
-        summary = run_search(exp, console=console, report=False, worker=True)
-    except AutomtlError as exc:
-        print(f"Error: {exc}", flush=True)
-        return 2
-    if summary.interrupted:
-        return EXIT_INTERRUPTED
-    if summary.stopped:
-        print(f"stopped: {summary.stopped}", flush=True)
-        return EXIT_STOPPED
-    return EXIT_DONE
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m automtl.run.parallel WORKER_SPEC.json INDEX (started by `automtl search --workers N`)")
-    sys.exit(worker_main(sys.argv[1], sys.argv[2]))

@@ -1,177 +1,223 @@
-"""One search run: experiment -> plugins -> data -> backend + trial runner -> results -> export."""
+"""One search, in phases: check the files, prepare the data, run the trials, finish.
+
+- **check** (no TensorFlow): the plugins' options and the search space;
+- **prepare**: processes and devices, the data split and the fitted plugins,
+  the run folder and its snapshot, the backend;
+- **run**: the backend's trials in this process, or search workers sharing
+  the study (:mod:`automtl.run.parallel`);
+- **finish**: the tables, the export of the best trial, the report, the summary.
+
+Which of these a process does is its :class:`Role`. Words used throughout:
+a *trial process* trains trials for a search process
+(:mod:`automtl.run.trial_process`); a *search worker* is one of ``--workers N``
+search processes on one shared study; a *Keras Tuner worker* runs the trials
+a Keras Tuner chief hands out.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import yaml
 from rich.console import Console
 
-from automtl.trial import TrialRecord, trial_dir
 from automtl.config import Experiment
+from automtl.data.prepare import Prepared, instantiate, prepare
 from automtl.errors import ConfigError, SearchStopped
+from automtl.outputs.results import write_trials_csv, write_trials_json
+from automtl.outputs.rundir import ensure_writable, write_snapshot
 from automtl.run.faults import FailureStreak
-from automtl.data.prepare import instantiate, prepare
-from automtl.run.progress import SearchProgress, leaderboard_table
-from automtl.outputs.results import leaderboard, write_trials_csv, write_trials_json
-from automtl.space import load_space, plugin_parameters, resolve_space_path
+from automtl.run.progress import SearchProgress
+from automtl.run.summary import SearchSummary, print_summary
+from automtl.space import SearchSpace, load_space, plugin_parameters, resolve_space_path
+from automtl.trial import TrialRecord, trial_dir
+
+
+@dataclass(frozen=True)
+class Role:
+    """What this process does in the search.
+
+    ``single``: runs the trials and records, exports and reports; ``coordinator``:
+    starts search workers and records, exports and reports, but trains nothing;
+    ``search worker``: one of ``--workers N``, runs trials on the shared study
+    and leaves the rest to the coordinator; ``keras tuner worker``: runs the
+    trials a Keras Tuner chief hands out (the chief records and exports).
+    """
+
+    kind: str
+
+    @property
+    def runs_trials(self) -> bool:
+        return self.kind != "coordinator"
+
+    @property
+    def writes_tables(self) -> bool:
+        """Keeps ``trials.csv``/``trials.json`` current (search workers too: a live view of the shared study)."""
+        return self.kind != "keras tuner worker"
+
+    @property
+    def records(self) -> bool:
+        """Writes the run's snapshot, exports the best trial and writes the report."""
+        return self.kind in ("single", "coordinator")
 
 
 @dataclass
-class SearchSummary:
+class Checked:
+    """The user's files, checked before TensorFlow loads."""
+
+    exp: Experiment
+    encoders: list
+    tasks: list
+    space: SearchSpace
+    space_path: Path
+
+
+@dataclass
+class Search:
+    """One search in progress: what every phase after the check reads and writes."""
+
+    checked: Checked
+    role: Role
+    console: Console
+    quiet: bool
+    prepared: Prepared
     run_dir: Path
-    records: list[TrialRecord]
-    best: TrialRecord | None
-    export_dir: Path | None
-    interrupted: bool = False
-    report: Path | None = None
-    #: why the search stopped before its budget (e.g. ten failures in a row)
-    stopped: str | None = None
-    #: a distributed worker: another process records the study and exports
-    worker: bool = False
+    backend: Any
+    progress: SearchProgress
+    workers: int = 1
+    gpus: list[str] = field(default_factory=list)
 
+    @property
+    def exp(self) -> Experiment:
+        return self.checked.exp
 
-def ensure_writable(run_dir: Path) -> Path:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".automtl-write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"output folder {run_dir} cannot be written: {exc.strerror or exc}") from None
-    return run_dir
+    @property
+    def primaries(self) -> dict[str, str]:
+        return {t.name: t.primary_metric for t in self.checked.tasks}
+
+    def write_tables(self, records: list[TrialRecord]) -> None:
+        if not self.role.writes_tables:
+            return
+        tasks = [{"name": t.name, "type": t.type_name, "primary_metric": t.primary_metric, "direction": t.direction,
+                  "importance": self.prepared.importance.get(t.name, 1.0)} for t in self.checked.tasks]
+        write_trials_csv(records, self.run_dir / "trials.csv")
+        write_trials_json(records, self.run_dir / "trials.json", tasks=tasks,
+                          objective=self.exp.search.objective, experiment=self.exp.name)
 
 
 def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False,
                report: bool = True, worker: bool = False) -> SearchSummary:
-    """One search; ``worker``: one of ``--workers N`` processes (no export, the coordinator does it)."""
+    """One search; ``worker``: this process is a search worker of ``--workers N`` (the coordinator exports)."""
     console = console or Console()
-    settings = exp.search
-    # Everything that can be wrong with the user's files is checked before TensorFlow loads.
+    checked = check_files(exp)
+    search = prepare_search(checked, console, quiet, search_worker=worker)
+    interrupted, stopped = run_trials(search)
+    return finish(search, interrupted, stopped, report)
+
+
+# -- phase 1: check ---------------------------------------------------------------------------
+def check_files(exp: Experiment) -> Checked:
+    """Everything that can be wrong with the user's files is found here, before TensorFlow loads."""
     encoders, tasks = instantiate(exp)
-    extra = plugin_parameters((*encoders, *tasks))
     space_path = resolve_space_path(exp.space, exp.base_dir)
-    space = load_space(space_path, [t.name for t in tasks], extra)
+    space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
+    return Checked(exp, encoders, tasks, space, space_path)
+
+
+# -- phase 2: prepare -------------------------------------------------------------------------
+def prepare_search(checked: Checked, console: Console, quiet: bool, search_worker: bool = False) -> Search:
+    """Processes and devices, the data, the run folder and the backend."""
+    from automtl import backends
     from automtl.devices import configure
     from automtl.run.parallel import resolve_workers
 
-    workers, gpus = (1, []) if worker else resolve_workers(settings.workers, settings.device)
-    from automtl.backends import spec as backend_spec
-
-    if workers > 1 and not backend_spec(settings.backend).parallel_workers:
+    exp, settings = checked.exp, checked.exp.search
+    workers, gpus = (1, []) if search_worker else resolve_workers(settings.workers, settings.device)
+    spec = backends.spec(settings.backend)
+    if workers > 1 and not spec.parallel_workers:
         raise ConfigError(f"--workers {settings.workers} runs search workers on one shared study; backend "
-                          f"'{settings.backend}' cannot share one this way: {backend_spec(settings.backend).distributed}")
+                          f"'{settings.backend}' cannot share one this way: it uses {spec.distributed}")
     if workers > 1 and settings.device == "gpu" and not gpus:
         configure("gpu")  # raises the clear "no GPU" error once, before any worker starts
     settings.workers = workers
-    # The search process trains nothing itself when workers do: keep it off the GPUs they use.
-    plan = configure("cpu" if workers > 1 else settings.device, settings.precision if workers == 1 else "float32")
-    prepared = prepare(exp, encoders, tasks)
+    role = Role("search worker" if search_worker else "coordinator" if workers > 1 else "single")
+    # The coordinator trains nothing itself: keep it off the GPUs its workers use.
+    plan = configure(settings.device if role.runs_trials else "cpu",
+                     settings.precision if role.runs_trials else "float32")
+    prepared = prepare(exp, checked.encoders, checked.tasks)
     run_dir = ensure_writable(exp.run_dir)
-    if not worker:
-        _snapshot(exp, space_path, run_dir)
+    if role.records:
+        write_snapshot(exp, checked.space_path, run_dir)
+    backend = backends.create(settings, run_dir, checked.space, exp.study_name,
+                              objectives=[t.name for t in checked.tasks])
+    if backend.is_worker:
+        role = Role("keras tuner worker")
+    progress = SearchProgress(console, {t.name: t.primary_metric for t in checked.tasks}, settings.epochs, quiet=quiet)
+    search = Search(checked, role, console, quiet, prepared, run_dir, backend, progress, workers, gpus)
+    if role.records and not quiet:
+        _print_start(search, f"{workers} search workers" if workers > 1 else f"device {plan.describe()}")
+    return search
 
-    from automtl import backends
 
-    backend = backends.create(settings, run_dir, space, exp.study_name, objectives=[t.name for t in tasks])
-    primaries = {t.name: t.primary_metric for t in tasks}
-    progress = SearchProgress(console, primaries, settings.epochs, quiet=quiet)
-    if not quiet and not worker:
-        device = f"{workers} workers" if workers > 1 else f"device {plan.describe()}"
-        console.print(
-            f"[bold]automtl search[/] '{exp.name}': {len(prepared.train)} training / {len(prepared.valid)} validation rows; "
-            f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
-            f"space {space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
-            + ("objective pareto (one per task); " if settings.objective == "pareto" else "")
-            + f"{settings.trials} trials x up to {settings.epochs} epochs; {device}\nrun folder {run_dir}",
-            highlight=False,
-        )
-    runner = make_runner(exp, prepared, run_dir, progress) if workers == 1 else None
-    csv_path = run_dir / "trials.csv"
-    task_meta = [{"name": t.name, "type": t.type_name, "primary_metric": t.primary_metric,
-                  "direction": t.direction, "importance": prepared.importance.get(t.name, 1.0)} for t in tasks]
+def _print_start(s: Search, where: str) -> None:
+    exp, settings, tasks, space = s.exp, s.exp.search, s.checked.tasks, s.checked.space
+    s.console.print(
+        f"[bold]automtl search[/] '{exp.name}': {len(s.prepared.train)} training / {len(s.prepared.valid)} "
+        f"validation rows; tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
+        f"space {s.checked.space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
+        + ("objective pareto (one per task); " if settings.objective == "pareto" else "")
+        + f"{settings.trials} trials x up to {settings.epochs} epochs; {where}\nrun folder {s.run_dir}",
+        highlight=False,
+    )
 
-    def write_results(records: list[TrialRecord]) -> None:
-        if backend.is_worker:  # a distributed worker: the process holding the study writes the tables
-            return
-        write_trials_csv(records, csv_path)
-        write_trials_json(records, run_dir / "trials.json", tasks=task_meta,
-                          objective=settings.objective, experiment=exp.name)
-    done_before = sum(r.state in ("complete", "pruned", "fail") for r in backend.records())
-    if done_before and not quiet and not worker:
-        console.print(f"resuming study '{exp.study_name}': {done_before} finished trial(s) kept")
 
-    best_before = backend.best()
+# -- phase 3: run -----------------------------------------------------------------------------
+def run_trials(s: Search) -> tuple[bool, str | None]:
+    """The backend's trials, here or in search workers; returns ``(interrupted, why it stopped early)``."""
+    settings = s.exp.search
+    done_before = sum(r.state in ("complete", "pruned", "fail") for r in s.backend.records())
+    if done_before and s.role.records and not s.quiet:
+        s.console.print(f"resuming study '{s.exp.study_name}': {done_before} finished trial(s) kept")
+    best_before = s.backend.best()
     if best_before is not None:  # "new best" marks compare with the resumed study's best
-        progress.best = best_before.score
+        s.progress.best = best_before.score
     streak = FailureStreak()
 
     def on_trial(record: TrialRecord) -> None:
-        progress.trial(record)
-        write_results(backend.records())
+        s.progress.trial(record)
+        s.write_tables(s.backend.records())
         streak.add(record)  # ten failures in a row stop the search
 
+    runner = None
     interrupted, stopped = False, None
-    if workers == 1:
-        progress.start(settings.trials, min(done_before, settings.trials))
     try:
-        if workers > 1:
+        if s.role.runs_trials:
+            runner = make_runner(s.exp, s.prepared, s.run_dir, s.progress)
+            s.progress.start(settings.trials, min(done_before, settings.trials))
+            s.backend.optimize(runner, settings.trials, settings.timeout, on_trial)
+        else:
             from automtl.run.parallel import run_workers
 
-            outcome = run_workers(exp, run_dir, backend.storage_url, workers, gpus, console, quiet)
+            outcome = run_workers(s.exp, s.run_dir, s.backend.storage_url, s.workers, s.gpus, s.console, s.quiet)
             interrupted, stopped = outcome.interrupted, outcome.stopped
-        else:
-            backend.optimize(runner, settings.trials, settings.timeout, on_trial)
     except KeyboardInterrupt:
         interrupted = True
-        if not worker:
-            console.print("[yellow]interrupted: keeping finished trials and exporting the best so far[/]")
+        if s.role.records:
+            s.console.print("[yellow]interrupted: keeping finished trials and exporting the best so far[/]")
     except SearchStopped as exc:
         stopped = str(exc)
-        if not worker:
-            console.print(f"[red]stopped:[/] {stopped}", highlight=False, soft_wrap=True)
+        if s.role.records:
+            s.console.print(f"[red]stopped:[/] {stopped}", highlight=False, soft_wrap=True)
     finally:
-        progress.close()
+        s.progress.close()
         if hasattr(runner, "close"):
             runner.close()
-    records = backend.records()
-    if worker:
-        return SearchSummary(run_dir, records, None, None, interrupted, stopped=stopped, worker=True)
-    if backend.is_worker:
-        # Keras Tuner's chief holds the oracle: it records every trial and exports the best model.
-        if not quiet:
-            console.print(f"worker done: ran {len(records)} trial(s); the chief writes trials.csv and exports the best model",
-                          highlight=False)
-        return SearchSummary(run_dir, records, backend.best(), None, interrupted, worker=True)
-    write_results(records)
-    best = backend.best()
-    export_dir = None
-    model_path = trial_dir(run_dir, best.number) / "model.keras" if best is not None else None
-    if best is not None and not model_path.exists():
-        # A study shared by several machines: the best trial trained in another run folder.
-        console.print(f"[yellow]best trial #{best.number} trained in another process sharing the study; its model "
-                      "is in that process's run folder: that process exports it, or run "
-                      f"`automtl export RUN_DIR --trial {best.number} --out DIR` there[/]", highlight=False, soft_wrap=True)
-    elif best is not None:
-        from automtl.outputs.export import export_trial
-
-        export_dir = export_trial(
-            trial_dir(run_dir, best.number) / "model.keras", encoders, tasks, best, run_dir / "best",
-            extra={"experiment": exp.name, "study": exp.study_name, "data": prepared.sources},
-        )
-    summary = SearchSummary(run_dir, records, best, export_dir, interrupted, stopped=stopped)
-    if report and any(r.ok for r in records):
-        summary.report = _write_report(run_dir, console)
-    _print_summary(console, summary, primaries)
-    return summary
+    return interrupted, stopped
 
 
 def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchProgress) -> Any:
-    """Trials in a recycled worker process (bounded memory, crash isolation), or in this process."""
+    """Trials in a recycled trial process (bounded memory, crash isolation), or in this process."""
     if exp.search.trials_per_process > 0:
         from automtl.run.trial_process import ProcessTrialRunner
 
@@ -181,6 +227,42 @@ def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchP
     from automtl.training.runner import TrialRunner
 
     return TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective))
+
+
+# -- phase 4: finish --------------------------------------------------------------------------
+def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> SearchSummary:
+    """Tables, the export of the best trial and the report (by the process that records), then the summary."""
+    records = s.backend.records()
+    if not s.role.records:
+        if s.role.kind == "keras tuner worker" and not s.quiet:
+            s.console.print(f"worker done: ran {len(records)} trial(s); the chief writes trials.csv and exports "
+                            "the best model", highlight=False)
+        best = s.backend.best() if s.role.kind == "keras tuner worker" else None
+        return SearchSummary(s.run_dir, records, best, None, interrupted, stopped=stopped, worker=True)
+    s.write_tables(records)
+    best = s.backend.best()
+    summary = SearchSummary(s.run_dir, records, best, export_best(s, best), interrupted, stopped=stopped)
+    if report and any(r.ok for r in records):
+        summary.report = _write_report(s.run_dir, s.console)
+    print_summary(s.console, summary, s.primaries)
+    return summary
+
+
+def export_best(s: Search, best: TrialRecord | None) -> Path | None:
+    """``RUN_DIR/best``, unless the best trial trained in another run folder sharing the study."""
+    if best is None:
+        return None
+    model_path = trial_dir(s.run_dir, best.number) / "model.keras"
+    if not model_path.exists():
+        s.console.print(f"[yellow]best trial #{best.number} trained in another process sharing the study; its model "
+                        "is in that process's run folder: that process exports it, or run "
+                        f"`automtl export RUN_DIR --trial {best.number} --out DIR` there[/]", highlight=False,
+                        soft_wrap=True)
+        return None
+    from automtl.outputs.export import export_trial
+
+    return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
+                        extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources})
 
 
 def _write_report(run_dir: Path, console: Console) -> Path | None:
@@ -193,50 +275,3 @@ def _write_report(run_dir: Path, console: Console) -> Path | None:
         console.print(f"[yellow]could not write the report: {type(exc).__name__}: {exc}[/] "
                       f"(retry with `automtl report {run_dir}`)")
         return None
-
-
-def _snapshot(exp: Experiment, space_path: Path, run_dir: Path) -> None:
-    """Keep what the run used next to its results."""
-    data = exp.model_dump(mode="json", exclude={"base_dir"})
-    # Absolute paths, so `automtl export RUN_DIR` can refit the plugins from this file alone.
-    data["data"]["train"] = str(exp.path(exp.data.train).resolve())
-    if exp.data.valid is not None:
-        data["data"]["valid"] = str(exp.path(exp.data.valid).resolve())
-    data["search"]["out"] = str(run_dir.resolve())
-    if data["search"].get("storage"):
-        from automtl.backends.optuna.storage import without_password
-
-        data["search"]["storage"] = without_password(data["search"]["storage"])  # never a password on disk
-    # Plugin options may hold paths relative to the experiment file (an image root, say).
-    data["base_dir"] = str(Path(exp.base_dir).resolve())
-    (run_dir / "experiment.resolved.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    target = run_dir / "space.yaml"
-    if space_path.resolve() != target.resolve():
-        shutil.copyfile(space_path, target)
-
-
-def _print_summary(console: Console, s: SearchSummary, primaries: dict[str, str]) -> None:
-    counts: dict[str, int] = {}
-    for r in s.records:
-        counts[r.state] = counts.get(r.state, 0) + 1
-    console.print(f"\n{len(s.records)} trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    top = leaderboard(s.records)
-    if top:
-        console.print(leaderboard_table(top, primaries))
-    if s.best is None:
-        console.print("[red]no trial completed; nothing to export[/] (see trials.csv for the reasons)")
-        return
-    front = sorted(r.number for r in s.records if r.pareto)
-    if front:
-        console.print(f"Pareto front: trials {', '.join(map(str, front))} "
-                      f"(export any with `automtl export {os.path.relpath(s.run_dir)} --trial N --out DIR`)",
-                      highlight=False, soft_wrap=not console.is_terminal)
-    rel = os.path.relpath(s.export_dir) if s.export_dir else ""
-    exported = (f"exported to [bold]{rel}[/]: saved_model/ (serving_default), model.keras, automtl.json"
-                if s.export_dir else "not exported here (it trained in another run folder)")
-    console.print(
-        f"best trial #{s.best.number} (score {s.best.score:.4f}) {exported}\n"
-        f"all trials: {os.path.relpath(s.run_dir / 'trials.csv')}"
-        + (f"\nreport: {os.path.relpath(s.report)}" if s.report else ""),
-        highlight=False,
-    )

@@ -16,7 +16,7 @@ from automtl.trial import TrialHandle, TrialOutcome, trial_dir
 from automtl.devices import configure, set_precision, trial_device
 from automtl.errors import TrialFailed
 from automtl.model.assemble import build_model
-from automtl.params import TrialParams
+from automtl.trial import TrialParams
 from automtl.data.prepare import Prepared
 from automtl.training.trainer import EpochResult, Trainer
 

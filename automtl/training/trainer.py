@@ -20,7 +20,7 @@ from automtl.api import InputEncoder, Task
 from automtl.errors import TrialFailed
 from automtl.model.assemble import Assembled
 from automtl.objective import combine
-from automtl.params import TrialParams
+from automtl.trial import TrialParams
 from automtl.data.prepare import Arrays
 from automtl import registry
 from automtl.training.strategies.base import Strategy

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from automtl.params import Declared, TrialParams
+from automtl.params import Declared
+from automtl.trial import TrialParams
 
 
 @dataclass

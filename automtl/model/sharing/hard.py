@@ -6,7 +6,7 @@ from typing import Any
 
 from automtl.model.blocks import dense_block
 from automtl.model.sharing.base import Shared, SharingScheme
-from automtl.params import TrialParams
+from automtl.trial import TrialParams
 
 
 class HardSharing(SharingScheme):

@@ -6,7 +6,8 @@ from typing import Any
 
 from automtl.model.blocks import dense_block
 from automtl.model.sharing.base import Shared, SharingScheme
-from automtl.params import ParamSpec, TrialParams, positive_int
+from automtl.params import ParamSpec, positive_int
+from automtl.trial import TrialParams
 
 
 class MixtureOfExperts(SharingScheme):

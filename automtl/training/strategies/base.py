@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from automtl.lazy import tf
-from automtl.params import Declared, TrialParams
+from automtl.params import Declared
+from automtl.trial import TrialParams
 
 if TYPE_CHECKING:
     from automtl.api import Task

@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 
 from automtl.lazy import tf
-from automtl.params import Declared, TrialParams
+from automtl.params import Declared
+from automtl.trial import TrialParams
 
 
 class Weighting(Declared):

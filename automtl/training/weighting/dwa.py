@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from automtl.params import TrialParams, positive
+from automtl.params import positive
+from automtl.trial import TrialParams
 from automtl.training.weighting.base import Weighting
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from automtl.params import TrialParams, positive
+from automtl.params import positive
+from automtl.trial import TrialParams
 from automtl.training.weighting.base import Weighting
 
 

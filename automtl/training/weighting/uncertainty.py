@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from automtl.lazy import tf
-from automtl.params import TrialParams
+from automtl.trial import TrialParams
 from automtl.training.weighting.base import Weighting
 
 
