@@ -6,9 +6,10 @@ Each axis is an entry-point group; built-in members register in automtl's own
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Iterator
 
 from automtl.errors import ConfigError
 
@@ -51,8 +52,27 @@ def list_plugins() -> list[PluginInfo]:
     return rows
 
 
+#: Plugins used in this process without being installed (see :func:`registered`).
+_LOCAL: dict[tuple[str, str], Any] = {}
+
+
+@contextlib.contextmanager
+def registered(kind: str, name: str, obj: Any) -> Iterator[None]:
+    """Use ``obj`` as the ``kind`` plugin ``name`` in this process only (contract tests, notebooks).
+
+    Trial processes do not see it: run such searches with ``trials_per_process: 0``.
+    """
+    _LOCAL[(kind, name)] = obj
+    try:
+        yield
+    finally:
+        _LOCAL.pop((kind, name), None)
+
+
 def load(kind: str, type_name: str, *, where: str) -> type[Any]:
     """The plugin class for ``type_name``, or a ConfigError listing the known types."""
+    if (kind, type_name) in _LOCAL:
+        return _LOCAL[(kind, type_name)]
     eps = entry_points(kind)
     if type_name not in eps:
         known = ", ".join(sorted(eps)) or "(none installed)"

@@ -17,15 +17,30 @@ def test_every_command_has_help(cli, command):
     assert "Usage:" in result.output
 
 
-def test_help_and_plugins_do_not_import_tensorflow():
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["spaces"], ["search", "--help"]])
+def test_light_commands_import_no_heavy_library(args):
     code = (
         "import sys; from click.testing import CliRunner; from automtl.cli import cli;"
-        "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0;"
-        "r = CliRunner().invoke(cli, ['plugins']); assert r.exit_code == 0, r.output;"
-        "heavy = [m for m in ('tensorflow', 'keras', 'optuna') if m in sys.modules];"
+        f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output;"
+        "heavy = [m for m in ('tensorflow', 'keras', 'optuna', 'numpy', 'keras_tuner') if m in sys.modules];"
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_python_dash_m_automtl_is_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "automtl", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Usage: python -m automtl" in proc.stdout and "search" in proc.stdout
+
+
+def test_plugins_lists_every_axis():
+    proc = subprocess.run([sys.executable, "-m", "automtl", "plugins"], capture_output=True, text=True,
+                          env={**__import__("os").environ, "COLUMNS": "200"})
+    assert proc.returncode == 0
+    rows = [[cell.strip() for cell in line.split("│")[1:3]] for line in proc.stdout.splitlines() if "│" in line]
+    for kind, name in [("task", "regression"), ("input", "tabular"), ("sharing", "mmoe"), ("weighting", "gradnorm"),
+                       ("strategy", "alternating"), ("backend", "keras-tuner"), ("reader", "coco"), ("demo", "digits")]:
+        assert [kind, name] in rows, (kind, name)
 
 
 def test_cli_subprocess_reports_bad_input_with_exit_2(tmp_path):
