@@ -66,14 +66,14 @@ class SearchConfig(_Strict):
     storage: str | None = None
     out: Path | None = None
     trials_per_process: int = pydantic.Field(
-        25, ge=0, description="trials run in a worker process replaced after this many (0: in the search process)"
+        25, ge=0, description="trials run in a trial process replaced after this many (0: in the search process)"
     )
     device: Literal["auto", "cpu", "gpu"] = pydantic.Field("auto", description="auto: a GPU when TensorFlow sees one")
     precision: Literal["auto", "float32", "mixed"] = pydantic.Field(
         "auto", description="auto: mixed_float16 on GPUs of compute capability >= 7.0, else float32"
     )
     workers: int | Literal["auto"] = pydantic.Field(
-        1, description="worker processes sharing the study (auto: one per GPU, 1 without GPUs)"
+        1, description="search workers sharing the study (auto: one per GPU, 1 without GPUs)"
     )
     heartbeat_interval: int = pydantic.Field(
         10, ge=1, description="seconds between a running trial's heartbeats in the study storage"
