@@ -9,6 +9,7 @@ import pydantic
 import yaml
 
 from automtl.errors import ConfigError
+from automtl.registry import AXES
 
 
 class _Strict(pydantic.BaseModel):
@@ -52,11 +53,11 @@ class TaskConfig(PluginConfig):
 
 
 class SearchConfig(_Strict):
-    backend: str = pydantic.Field("optuna", description="a search backend: see `automtl plugins` (kind backend)")
+    backend: str = pydantic.Field(AXES["backend"].default, description="a search backend: see `automtl plugins` (kind backend)")
     objective: Literal["mean", "pareto"] = pydantic.Field(
         "mean", description="mean: one importance-weighted score; pareto: one objective per task"
     )
-    algorithm: str | None = pydantic.Field(None, description="default: the backend's own (tpe for optuna, bayesian for keras-tuner)")
+    algorithm: str | None = pydantic.Field(None, description="default: the backend's own (see `automtl search --help`)")
     trials: int = pydantic.Field(20, ge=1)
     timeout: float | None = pydantic.Field(None, gt=0)
     epochs: int = pydantic.Field(30, ge=1)

@@ -10,6 +10,12 @@ import click
 
 from automtl.commands.base import quiet_tensorflow, user_errors
 from automtl.plugins import demo_names
+from automtl.registry import AXES, members
+
+
+def _backends() -> dict:
+    """The installed backends' declarations (light: their engines load only when a search starts)."""
+    return members("backend")
 
 
 class _Workers(click.ParamType):
@@ -36,8 +42,9 @@ WORKERS = _Workers()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Experiment YAML file.")
 @click.option("--demo", type=click.Choice(demo_names()), help="Run a built-in demo instead of --config.")
 @click.option("--space", help="Search space: a YAML file or a built-in name (see `automtl spaces`).")
-@click.option("--backend", help="Search engine: optuna (default) or keras-tuner.")
-@click.option("--algorithm", help="optuna: tpe (default), random or nsga2; keras-tuner: bayesian (default), random or hyperband.")
+@click.option("--backend", help=f"Search engine: {' or '.join(_backends())} (default {AXES['backend'].default}).")
+@click.option("--algorithm", help="; ".join(f"{name}: {', '.join(spec.algorithms)} (default {spec.default_algorithm})"
+                                            for name, spec in _backends().items()))
 @click.option("--objective", type=click.Choice(["mean", "pareto"]),
               help="mean: one importance-weighted score; pareto: one objective per task (Pareto front).")
 @click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold.")

@@ -63,7 +63,9 @@ def load_experiment(run_dir: Path) -> Experiment:
 
 
 def backend_name(run_dir: Path) -> str:
-    return str((raw_snapshot(run_dir).get("search") or {}).get("backend", "optuna"))
+    from automtl.registry import AXES
+
+    return str((raw_snapshot(run_dir).get("search") or {}).get("backend", AXES["backend"].default))
 
 
 def study_location(run_dir: Path) -> tuple[str, str]:
