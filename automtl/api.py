@@ -30,6 +30,7 @@ __all__ = [
     "Reader",
     "NoOptions",
     "Options",
+    "PortableInput",
     "Table",
     "Targets",
     "Task",
@@ -90,6 +91,33 @@ class InputSpec:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": [None, *self.shape], **self.meta}
+
+
+@dataclass(frozen=True)
+class PortableInput:
+    """How an input enters a model exported for runtimes without TensorFlow's string and
+    resizing kernels (ONNX, LiteRT).
+
+    The output of the model layer ``layer`` (a ``StringLookup``, a ``TextVectorization``, an
+    image resizing layer) is computed from a new numeric input ``name`` instead of the raw
+    input ``input``: ``feed`` is ``"one_hot"`` (ids -> a one-hot vector as wide as the layer's
+    output) or ``"cast"`` (the new input cast to the layer's output dtype). ``steps`` say how
+    a raw value becomes the new input; the export's pure-Python ``preprocess.py`` runs them
+    (operations: ``lowercase_ascii``, ``regex_replace``, ``split``, ``lookup``, ``pad``,
+    ``image_size``; see :mod:`automtl.outputs.preprocess_ref`).
+    """
+
+    input: str
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    layer: str
+    feed: str
+    steps: tuple[dict[str, Any], ...]
+
+    def describe(self) -> dict[str, Any]:
+        return {"input": self.input, "name": self.name, "dtype": self.dtype, "shape": [None, *self.shape],
+                "steps": list(self.steps)}
 
 
 class _Plugin:
@@ -181,6 +209,21 @@ class Task(_Plugin):
         """Facts for the manifest (classes, target scale, ...)."""
         return {}
 
+    def portable_postprocess(self, raw: Any) -> dict[str, Any]:
+        """The post-processing kept in ONNX and LiteRT exports: numbers only (runtimes have
+        no string kernels). Default: :meth:`postprocess` without its string outputs; a task
+        whose post-processing does not convert (e.g. non-maximum suppression) returns its raw
+        outputs here and says in :meth:`describe` how to decode them."""
+        import tensorflow as tf
+
+        return {k: v for k, v in self.postprocess(raw).items() if tf.as_dtype(v.dtype) != tf.string}
+
+    def label_outputs(self) -> dict[str, tuple[str, list[str]]]:
+        """String outputs that portable exports leave out, as ``{output: (id output, names)}``:
+        ``output = names[id]`` (``""`` where the id is -1). The export's ``preprocess.py``
+        rebuilds them with ``postprocess()``."""
+        return {}
+
 
 class InputEncoder(_Plugin):
     """Turns raw inputs into trunk views inside the model.
@@ -207,6 +250,12 @@ class InputEncoder(_Plugin):
     def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
         """Return views, e.g. ``{"vector": tensor}``, from the raw Keras inputs."""
         raise NotImplementedError
+
+    def portable_inputs(self, model: Any) -> list[PortableInput]:
+        """Inputs that ONNX and LiteRT exports take in another form (string ids, a fixed
+        image size), read from the trained Keras ``model``. Default: none (numeric inputs
+        pass unchanged). A string input without one cannot be exported to those formats."""
+        return []
 
     def augment(self, x: dict[str, Any], y: dict[str, Any], params: TrialParams, rng: Any) -> tuple[dict, dict]:
         """Training-time augmentation of one batch, in the graph (``rng`` is a

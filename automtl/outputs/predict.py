@@ -35,12 +35,20 @@ class PredictSummary:
     seconds: float
 
 
+def saved_model_dir(model_dir: Path) -> Path | None:
+    """``saved_model/`` of an export, or the folder itself in the TF Serving layout (``--layout tf-serving``)."""
+    model_dir = Path(model_dir)
+    if (model_dir / "saved_model").is_dir():
+        return model_dir / "saved_model"
+    return model_dir if (model_dir / "saved_model.pb").exists() else None
+
+
 def load_manifest(model_dir: Path) -> dict[str, Any]:
     model_dir = Path(model_dir)
     path = model_dir / "automtl.json"
     if not model_dir.is_dir():
         raise AutomtlError(f"model folder not found: {model_dir}")
-    if not path.exists() or not (model_dir / "saved_model").is_dir():
+    if not path.exists() or saved_model_dir(model_dir) is None:
         raise AutomtlError(f"{model_dir}: expected an exported model folder (automtl.json and saved_model/), "
                            "such as RUN_DIR/best or the --out of `automtl export`")
     try:
@@ -152,7 +160,7 @@ def run_model(model_dir: Path, inputs: dict[str, np.ndarray], rows: int, batch_s
     """Serve ``inputs`` through the SavedModel in batches; a bar on a terminal for large inputs."""
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(Path(model_dir) / "saved_model")).signatures["serving_default"]
+    serve = tf.saved_model.load(str(saved_model_dir(model_dir))).signatures["serving_default"]
     starts = range(0, rows, batch_size)
     chunks: list[dict[str, np.ndarray]] = []
     bar = None

@@ -168,6 +168,9 @@ class ClassificationTask(Task):
         class_id = tf.argmax(probs, axis=1, output_type=tf.int32)
         return {"class_id": class_id, "label": tf.gather(names, class_id), "probabilities": probs}
 
+    def label_outputs(self) -> dict[str, tuple[str, list[str]]]:
+        return {} if self.mode == "multilabel" else {"label": ("class_id", [str(c) for c in self.classes])}
+
     def describe(self) -> dict[str, Any]:
         mode = "multilabel" if self.mode == "multilabel" else ("binary" if self.binary else "multiclass")
         return {"mode": mode, "classes": [c if isinstance(c, int) else str(c) for c in self.classes]}

@@ -11,7 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from automtl.api import ConfigError, InputEncoder, InputSpec, Options, Table, TrialParams, as_float, is_missing
+from automtl.api import (ConfigError, InputEncoder, InputSpec, Options, PortableInput, Table, TrialParams, as_float,
+                         is_missing)
 
 
 class TabularOptions(Options):
@@ -86,6 +87,18 @@ class TabularInput(InputEncoder):
             parts.append(lookup(inputs[key]))
         vector = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name=f"{self.name}_concat")(parts)
         return {"vector": vector}
+
+    def portable_inputs(self, model: Any) -> list[PortableInput]:
+        """A categorical column enters ONNX/LiteRT models as its id: 0 for a value not in the
+        vocabulary (or empty), else 1 + its place in the vocabulary (the ``StringLookup``'s ids)."""
+        out = []
+        for col in self.categorical:
+            key = self._key(col)
+            layer = model.get_layer(f"{key}_lookup")
+            vocab = [str(v) for v in layer.get_vocabulary()][1:]  # id 0: the out-of-vocabulary bucket
+            step = {"op": "lookup", "vocabulary": vocab, "first_id": 1, "unknown_id": 0}
+            out.append(PortableInput(key, f"{key}_ids", "int32", (), layer.name, "one_hot", (step,)))
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"numeric": self.numeric, "categorical": {c: self.vocab[c] for c in self.categorical}}

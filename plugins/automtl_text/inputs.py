@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import DataError, InputEncoder, InputSpec, Options, Table, TrialParams
+from automtl.api import DataError, InputEncoder, InputSpec, Options, PortableInput, Table, TrialParams
 
 from automtl_text import tokens
 from automtl_text.cells import text_column, text_of, tokens_of
@@ -135,6 +135,21 @@ class TextInput(InputEncoder):
 
     def register_keras_objects(self) -> None:
         from automtl_text import layers  # noqa: F401  (registering is importing)
+
+    def portable_inputs(self, model: Any) -> list[PortableInput]:
+        """ONNX/LiteRT models take the token ids ``[n, sequence_length]`` (0 padding, 1 unknown
+        word, 2 + place in the vocabulary): the tokeniser's rules, spelled out as steps."""
+        layer = model.get_layer(f"{self.name}_vectorize")
+        vocab = [str(v) for v in layer.get_vocabulary()]  # ["", "[UNK]", words...]
+        length = int(layer.get_config()["output_sequence_length"])
+        steps: list[dict[str, Any]] = [{"op": "lowercase_ascii"}] if self.options.lowercase else []
+        steps += [
+            {"op": "regex_replace", "pattern": f"({tokens.PUNCTUATION})", "rewrite": r" \1 "},
+            {"op": "split", "pattern": tokens.WHITESPACE, "rules": f"automtl_text.tokens v{tokens.VERSION}"},
+            {"op": "lookup", "vocabulary": vocab[2:], "first_id": 2, "unknown_id": 1},
+            {"op": "pad", "length": length, "value": 0},
+        ]
+        return [PortableInput(self.name, f"{self.name}_ids", "int32", (length,), layer.name, "cast", tuple(steps))]
 
     def describe(self) -> dict[str, Any]:
         return {"vocabulary_size": len(self.vocabulary), "sequence_length": self.sequence_length}
