@@ -82,6 +82,9 @@ class SearchConfig(_Strict):
     grace_period: int | None = pydantic.Field(
         None, ge=1, description="a running trial without a heartbeat for this long is failed and retried (default 3x interval)"
     )
+    export_formats: list[Literal["saved_model", "onnx", "tflite"]] = pydantic.Field(
+        ["saved_model"], description="formats written to best/ (the SavedModel always; onnx needs the 'onnx' extra)"
+    )
 
     @pydantic.field_validator("workers")
     @classmethod

@@ -71,6 +71,8 @@ class Checked:
     tasks: list
     space: SearchSpace
     space_path: Path
+    #: formats of ``best/`` (``search.export_formats``), their optional dependencies checked
+    formats: list[str] = field(default_factory=lambda: ["saved_model"])
 
 
 @dataclass
@@ -119,10 +121,14 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
 # -- phase 1: check ---------------------------------------------------------------------------
 def check_files(exp: Experiment) -> Checked:
     """Everything that can be wrong with the user's files is found here, before TensorFlow loads."""
+    from automtl.outputs.formats import parse_formats, require_extras
+
+    formats = parse_formats(exp.search.export_formats, "search.export_formats")
+    require_extras(formats)
     encoders, tasks = instantiate(exp)
     space_path = resolve_space_path(exp.space, exp.base_dir)
     space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
-    return Checked(exp, encoders, tasks, space, space_path)
+    return Checked(exp, encoders, tasks, space, space_path, formats)
 
 
 # -- phase 2: prepare -------------------------------------------------------------------------
@@ -259,10 +265,29 @@ def export_best(s: Search, best: TrialRecord | None) -> Path | None:
                         f"`automtl export RUN_DIR --trial {best.number} --out DIR` there[/]", highlight=False,
                         soft_wrap=True)
         return None
+    from automtl.errors import AutomtlError
     from automtl.outputs.export import export_trial
 
-    return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
-                        extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources})
+    def export(formats: list[str]) -> Path:
+        return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
+                            extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources},
+                            formats=formats, rows=s.prepared.valid.x, model_name=s.exp.name)
+
+    # A format that fails (a converter without a kernel, parity beyond tolerance) is reported,
+    # and the SavedModel is still exported.
+    formats = s.checked.formats
+    for attempt in ([formats, ["saved_model"]] if formats != ["saved_model"] else [formats]):
+        try:
+            path = export(attempt)
+        except AutomtlError as exc:
+            s.console.print(f"[red]could not export the best trial:[/] {exc}", highlight=False, soft_wrap=True)
+            continue
+        if attempt != formats:
+            s.console.print(f"[yellow]exported the SavedModel only; retry other formats with `automtl export "
+                            f"{s.run_dir} --trial {best.number} --out DIR --format ...`[/]", highlight=False,
+                            soft_wrap=True)
+        return path
+    return None
 
 
 def _write_report(run_dir: Path, console: Console) -> Path | None:

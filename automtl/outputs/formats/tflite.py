@@ -46,6 +46,12 @@ def convert(export_dir: Path) -> bytes:
 
 def _reason(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
+    if any("TensorListReserve" in line or "tensor list ops" in line for line in lines):
+        # Keras' recurrent layers loop with tensor lists whose batch size is unknown; unrolling
+        # them is no fix (Keras 3.15's unrolled masked bidirectional GRU computes other values).
+        return ("a recurrent layer (the text input's 'bigru' encoder) loops over a batch of unknown size, which "
+                "LiteRT's built-in operators cannot run; export it to ONNX, or search text.encoder conv or "
+                "transformer for LiteRT")
     ops = sorted({line.split("'")[1] for line in lines if "neither a custom op nor a flex op" in line and "'" in line})
     return f"TensorFlow ops without a LiteRT kernel: {', '.join(ops)}" if ops else (lines[-1] if lines else "")
 
