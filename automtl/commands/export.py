@@ -49,7 +49,7 @@ def _summary(folder: Path, number: int) -> None:
         worst = max((o.get("max_abs_diff", 0.0) for o in parity["outputs"].values()), default=0.0) if parity else None
         text = f"  {fmt:<11} {entry['path']}"
         if lat:
-            text += f"  latency {lat['batch_1_ms']:.2f} ms (batch 1), {lat['batch_256_ms']:.1f} ms (batch 256)"
+            text += f"  latency {lat['batch_1_ms']:.3g} ms (batch 1), {lat['batch_256_ms']:.3g} ms (batch 256)"
         if worst is not None:
             text += f"  parity: max abs diff {worst:.2g} over {parity['rows']} validation rows"
         lines.append(text)
