@@ -82,6 +82,9 @@ class SearchConfig(_Strict):
     grace_period: int | None = pydantic.Field(
         None, ge=1, description="a running trial without a heartbeat for this long is failed and retried (default 3x interval)"
     )
+    latency_objective: bool = pydantic.Field(
+        False, description="pareto only: each trained model's serving latency (batch 1, ms) as one more objective, minimised"
+    )
     export_formats: list[Literal["saved_model", "onnx", "tflite"]] = pydantic.Field(
         ["saved_model"], description="formats written to best/ (the SavedModel always; onnx needs the 'onnx' extra)"
     )
@@ -136,6 +139,12 @@ class Experiment(_Strict):
                 raise ValueError(f"{what}: duplicate names {dupes}")
         if self.search.objective == "pareto" and len(self.tasks) < 2:
             raise ValueError("search.objective 'pareto' needs at least two tasks (one objective per task)")
+        if self.search.latency_objective:
+            if self.search.objective != "pareto":
+                raise ValueError("search.latency_objective needs search.objective 'pareto' (latency is one objective "
+                                 "of the Pareto front, next to each task's score)")
+            if any(t.name == "latency" for t in self.tasks):
+                raise ValueError("search.latency_objective: a task is named 'latency', the objective's name; rename it")
         return self
 
     def path(self, p: Path | str) -> Path:

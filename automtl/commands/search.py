@@ -47,6 +47,8 @@ WORKERS = _Workers()
                                             for name, spec in _backends().items()))
 @click.option("--objective", type=click.Choice(["mean", "pareto"]),
               help="mean: one importance-weighted score; pareto: one objective per task (Pareto front).")
+@click.option("--latency-objective/--no-latency-objective", "latency_objective", default=None,
+              help="With --objective pareto: each trial's serving latency (batch 1) is one more objective, minimised.")
 @click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop starting trials after this many seconds.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")

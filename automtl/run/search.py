@@ -155,8 +155,8 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     run_dir = ensure_writable(exp.run_dir)
     if role.records:
         write_snapshot(exp, checked.space_path, run_dir)
-    backend = backends.create(settings, run_dir, checked.space, exp.study_name,
-                              objectives=[t.name for t in checked.tasks])
+    objectives = [t.name for t in checked.tasks] + (["latency"] if settings.latency_objective else [])
+    backend = backends.create(settings, run_dir, checked.space, exp.study_name, objectives=objectives)
     if backend.is_worker:
         role = Role("keras tuner worker")
     progress = SearchProgress(console, {t.name: t.primary_metric for t in checked.tasks}, settings.epochs, quiet=quiet)
@@ -172,7 +172,8 @@ def _print_start(s: Search, where: str) -> None:
         f"[bold]automtl search[/] '{exp.name}': {len(s.prepared.train)} training / {len(s.prepared.valid)} "
         f"validation rows; tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
         f"space {s.checked.space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
-        + ("objective pareto (one per task); " if settings.objective == "pareto" else "")
+        + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
+           if settings.objective == "pareto" else "")
         + f"{settings.trials} trials x up to {settings.epochs} epochs; {where}\nrun folder {s.run_dir}",
         highlight=False,
     )
