@@ -70,6 +70,8 @@ def export_trial(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise AutomtlError(f"unknown export format(s) {', '.join(unknown)}; expected any of {', '.join(FORMATS)}")
+    if rows is None and any(f != "saved_model" for f in formats):
+        raise AutomtlError("ONNX and LiteRT exports are checked against the SavedModel on validation rows: pass rows")
     out_dir = Path(out_dir)
     check_out(out_dir, force=force, serving=layout == "tf-serving")
     target = _serving_version(out_dir, model_name) if layout == "tf-serving" else out_dir

@@ -43,7 +43,7 @@ def require_extras(formats: list[str]) -> None:
             raise AutomtlError(f"format '{fmt}' needs {', '.join(missing)}: pip install 'automtl[{extra}]'")
 
 
-def write_format(fmt: str, export_dir: Path, rows: Mapping[str, Any] | None) -> dict[str, Any]:
+def write_format(fmt: str, export_dir: Path, rows: Mapping[str, Any]) -> dict[str, Any]:
     """Convert ``export_dir/saved_model``'s portable signature to ``fmt``, check parity on ``rows``, time it."""
     if fmt == "onnx":
         from automtl.outputs.formats.onnx import write_onnx

@@ -70,7 +70,7 @@ def run(sess: Any, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, sess.run(names, {k: v for k, v in feed.items() if k in wanted})))
 
 
-def write_onnx(export_dir: Path, rows: Mapping[str, Any] | None) -> dict[str, Any]:
+def write_onnx(export_dir: Path, rows: Mapping[str, Any]) -> dict[str, Any]:
     require_extras(["onnx"])
     model = convert(export_dir)
     path = Path(export_dir) / FILES["onnx"]
@@ -84,8 +84,6 @@ def write_onnx(export_dir: Path, rows: Mapping[str, Any] | None) -> dict[str, An
                     "shape": [d if isinstance(d, int) else None for d in i.shape]} for i in sess.get_inputs()],
         "outputs": [o.name for o in sess.get_outputs()],
     }
-    if rows is None:
-        return entry
     raw = first_rows(rows)
     feed = load_reference(export_dir).preprocess(raw)
     entry["parity"] = parity(export_dir, raw, feed, run(sess, feed), "onnx")

@@ -68,7 +68,7 @@ def interpreter(content: bytes) -> tuple[Any, str]:
             return tf.lite.Interpreter(model_content=content), f"tf.lite (TensorFlow {tf.__version__})"
 
 
-def write_tflite(export_dir: Path, rows: Mapping[str, Any] | None) -> dict[str, Any]:
+def write_tflite(export_dir: Path, rows: Mapping[str, Any]) -> dict[str, Any]:
     content = convert(export_dir)
     path = Path(export_dir) / FILES["tflite"]
     path.write_bytes(content)
@@ -85,8 +85,6 @@ def write_tflite(export_dir: Path, rows: Mapping[str, Any] | None) -> dict[str, 
                    for k, d in sorted(details.items())],
         "outputs": sorted(runner.get_output_details()),
     }
-    if rows is None:
-        return entry
     raw = first_rows(rows)
     feed = load_reference(export_dir).preprocess(raw)
 
