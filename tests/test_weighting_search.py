@@ -1,0 +1,64 @@
+"""The new weighting methods in real searches: both backends, history, export, resume, report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+NEW = ["si", "famo", "dbmtl", "pcgrad", "cagrad"]
+GRADIENT_METHODS = {"dbmtl", "pcgrad", "cagrad"}
+
+SPACE = {
+    "parameters": {"trunk.depth": 1, "trunk.units": 16, "strategy": "joint", "weighting": {"choice": NEW},
+                   "cagrad_c": {"float": [0.2, 0.8], "when": {"weighting": "cagrad"}},
+                   "famo_lr": {"float": [0.01, 0.05], "log": True, "when": {"weighting": "famo"}},
+                   "learning_rate": 0.01, "batch_size": 32},
+    "per_task": {"head.units": 8, "head.depth": 1},
+}
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("backend, algorithm", [("optuna", "random"), ("keras-tuner", "random")])
+def test_new_methods_search_export_and_resume(cli, write_experiment, tmp_path, backend, algorithm):
+    (tmp_path / "weights.yaml").write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    exp = write_experiment(space=str(tmp_path / "weights.yaml"))
+    args = ("search", "--config", exp, "--backend", backend, "--algorithm", algorithm, "--epochs", "2", "--no-report")
+    result = cli(*args, "--trials", "3")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    first = rows(run / "trials.csv")
+    assert [r["state"] for r in first] == ["complete"] * 3
+    for r in first:
+        method = r["param.weighting"]
+        assert method in NEW
+        history = json.loads((run / "trials" / f"{int(r['number']):05d}" / "history.json").read_text())
+        assert all("weight.price" in h and "weight.kind" in h for h in history)
+        assert all(("grad_cosine" in h and "conflict_share" in h) == (method in GRADIENT_METHODS) for h in history)
+    manifest = json.loads((run / "best" / "automtl.json").read_text())
+    assert manifest["trial"]["params"]["weighting"] in NEW
+    assert (run / "best" / "saved_model" / "saved_model.pb").exists()
+    resumed = cli(*args, "--trials", "4")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming" in resumed.output
+    after = rows(run / "trials.csv")
+    assert after[:3] == first and after[3]["state"] == "complete"
+
+
+def test_report_plots_task_gradient_cosine_of_the_best_trial(cli, write_experiment, tmp_path):
+    space = {**SPACE, "parameters": {**SPACE["parameters"], "weighting": "pcgrad"}}
+    del space["parameters"]["cagrad_c"], space["parameters"]["famo_lr"]
+    (tmp_path / "pcgrad.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    result = cli("search", "--config", write_experiment(space=str(tmp_path / "pcgrad.yaml")), "--trials", "1",
+                 "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert ">Task-gradient cosine per epoch<" in html
+    assert "price vs kind" in html and "share of steps with a conflict" in html
