@@ -62,3 +62,25 @@ def test_report_plots_task_gradient_cosine_of_the_best_trial(cli, write_experime
     html = (tmp_path / "run" / "report.html").read_text()
     assert ">Task-gradient cosine per epoch<" in html
     assert "price vs kind" in html and "share of steps with a conflict" in html
+
+
+def test_cosine_plot_falls_back_to_the_best_trial_that_has_gradients(tmp_path):
+    from automtl.outputs.report import gradient_cosines
+    from automtl.outputs.results import RunTrials
+    from automtl.trial import TrialRecord, trial_dir
+
+    def trial(number, score, weighting, history):
+        trial_dir(tmp_path, number).mkdir(parents=True)
+        (trial_dir(tmp_path, number) / "history.json").write_text(json.dumps(history))
+        return TrialRecord(number, "complete", score, {"weighting": weighting}, {}, 1.0)
+
+    plain = [{"epoch": 1, "weight.a.b": 1.0}]
+    cosines = [{"epoch": e, "grad_cosine": c, "grad_cosine.a.b.c": c, "conflict_share": 0.5}
+               for e, c in [(1, -0.2), (2, 0.1)]]
+    run = RunTrials([trial(0, 0.9, "static", plain), trial(1, 0.8, "cagrad", cosines)],
+                    tasks=[{"name": "a.b", "primary_metric": "m"}, {"name": "c", "primary_metric": "m"}])
+    section = gradient_cosines(tmp_path, run)
+    assert "trial 1 (the best trial, 0, used weighting 'static'" in section.figure.layout.title.text
+    pair = section.figure.data[0]
+    assert pair.name == "a.b vs c" and list(pair.y) == [-0.2, 0.1]  # task names may hold dots
+    assert gradient_cosines(tmp_path, RunTrials(run.records[:1], tasks=run.tasks)) is None  # no section

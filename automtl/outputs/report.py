@@ -39,7 +39,8 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     run_dir = Path(run_dir)
     run = read_trials(run_dir)
     study = load_study(run_dir, run)
-    sections = optuna_sections(study, run) + [training_curves(run_dir, run), gradient_cosines(run_dir, run)]
+    cosines = gradient_cosines(run_dir, run)
+    sections = optuna_sections(study, run) + [training_curves(run_dir, run)] + ([cosines] if cosines else [])
     out = Path(out) if out is not None else run_dir / "report.html"
     out.write_text(render(run_dir, run, sections))
     return out
@@ -194,27 +195,21 @@ def training_curves(run_dir: Path, run: RunTrials) -> Section:
     return Section(title, fig)
 
 
-def gradient_cosines(run_dir: Path, run: RunTrials) -> Section:
+def gradient_cosines(run_dir: Path, run: RunTrials) -> Section | None:
     """Cosine between the task gradients on the shared layers per epoch: do the tasks help or fight?
 
     Weightings that compute one gradient per task (PCGrad, CAGrad, DB-MTL) record it in ``history.json``;
     the plot shows the best trial, or the best trial that has it when the best used another weighting.
+    None when no kept trial has it (no section).
     """
-    title = "Task-gradient cosine per epoch"
-    ranked = leaderboard(run.records, top=len(run.records))
-    if not ranked:
-        return Section(title, note="no completed trial")
-    for record in ranked:
+    for record in leaderboard(run.records, top=len(run.records)):
         path = trial_dir(run_dir, record.number) / "history.json"
         history = json.loads(path.read_text()) if path.exists() else []
         if any("grad_cosine" in h for h in history):
             break
     else:
-        from automtl import registry
-
-        methods = [n for n, cls in registry.members("weighting").items() if getattr(cls, "per_task_gradients", False)]
-        return Section(title, note="no kept trial computed one gradient per task; the weightings that do: "
-                       + ", ".join(methods))
+        return None
+    best = leaderboard(run.records, top=1)[0]
     import plotly.graph_objects as go
 
     epochs = [h["epoch"] for h in history]
@@ -227,14 +222,13 @@ def gradient_cosines(run_dir: Path, run: RunTrials) -> Section:
     fig.add_trace(go.Scatter(x=epochs, y=[h.get("conflict_share") for h in history], mode="lines",
                              line={"dash": "dot"}, name="share of steps with a conflict"))
     fig.add_hline(y=0, line_color="grey")
-    best = ranked[0]
-    which = (f"trial {record.number}" if record is best else
+    which = (f"trial {record.number}" if record.number == best.number else
              f"trial {record.number} (the best trial, {best.number}, used weighting "
              f"'{best.params.get('weighting', best.params.get('strategy', '?'))}', which computes no per-task gradients)")
     fig.update_layout(title=f"{which}, weighting {record.params.get('weighting')}: cosine > 0 the tasks agree, "
                             "< 0 they conflict", yaxis={"range": [-1.05, 1.05], "title": "mean cosine"},
                       xaxis={"title": "epoch", "dtick": max(1, math.ceil(len(epochs) / 10))}, height=420)
-    return Section(title, fig)
+    return Section("Task-gradient cosine per epoch", fig)
 
 
 def _pair_name(key: str, tasks: Sequence[str]) -> str:
