@@ -286,3 +286,13 @@ def test_every_new_method_trains_and_keeps_its_history(name):
             assert 0 <= row["conflict_share"] <= 1
         else:
             assert "grad_cosine" not in row
+
+
+def test_max_records_the_share_of_steps_each_task_was_the_worst():
+    w = method("max", ["a", "b"])
+    for losses in ([1.0, 2.0], [3.0, 2.0], [1.0, 5.0], [0.5, 0.7]):
+        w.combine(tf.constant(losses))
+    record = w.epoch_record()
+    assert (record["weight.a"], record["weight.b"]) == (0.25, 0.75)
+    w.combine(tf.constant([2.0, 1.0]))
+    assert w.epoch_record()["weight.a"] == 1.0  # the tallies start afresh each epoch

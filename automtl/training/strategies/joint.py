@@ -71,23 +71,21 @@ class JointTraining(Strategy):
         """One step whose shared update is the weighting's combination of the per-task gradients."""
         T = len(self.tasks)
         scaler = self.optimizer.loss_scale  # float16 compute: scaled gradients, skipped step on overflow
-        scale = tf.identity(scaler.scale) if scaler is not None else tf.constant(1.0)
+        scale = tf.identity(scaler.scale) if scaler is not None else None
         rows = []
         for i in range(T):
-            seed = tf.one_hot(i, T, dtype=terms.dtype) * tf.cast(scale, terms.dtype)
-            grads = tape.gradient(terms, self.shared, output_gradients=seed)
+            seed = tf.one_hot(i, T, dtype=terms.dtype)
+            grads = tape.gradient(terms, self.shared, output_gradients=seed if scale is None else seed * scale)
             rows.append(tf.concat([_flat(g, v) for g, v in zip(grads, self.shared)], axis=0))
-        task_grads = tf.stack(rows) / scale
-        others = tape.gradient(total, self.task_specific, output_gradients=tf.cast(scale, total.dtype))
-        others = [None if g is None else tf.convert_to_tensor(g) / scale for g in others]
+        task_grads = tf.stack(rows)
+        others = tape.gradient(total, self.task_specific, output_gradients=scale)
+        others = [None if g is None else tf.convert_to_tensor(g) for g in others]
         reg_grads = tape.gradient(reg, self.shared) if self.model.losses else [None] * len(self.shared)
-        finite = tf.reduce_all(tf.math.is_finite(task_grads))
-        for g in others:
-            if g is not None:
-                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
-        if scaler is not None:
+        if scale is not None:
+            task_grads = task_grads / scale
+            others = [None if g is None else g / scale for g in others]
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in [task_grads, *others] if g is not None])
             scaler.update(finite)
-            task_grads = tf.where(finite, task_grads, tf.zeros_like(task_grads))
 
         def apply() -> Any:
             direction = self.weighting.shared_update(task_grads)
@@ -98,7 +96,7 @@ class JointTraining(Strategy):
             self.optimizer.apply_gradients(pairs)
             return tf.constant(True)
 
-        if scaler is None:
+        if scale is None:
             apply()
         else:
             tf.cond(finite, apply, lambda: tf.constant(False))
