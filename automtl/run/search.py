@@ -1,8 +1,11 @@
 """One search, in phases: check the files, prepare the data, run the trials, finish.
 
-- **check** (no TensorFlow): the plugins' options and the search space;
-- **prepare**: processes and devices, the data split and the fitted plugins,
-  the run folder and its snapshot, the backend;
+- **check** (no TensorFlow): the plugins' options, the search space, the run
+  folder (who owns it) and the backend's settings (its storage), then the
+  data: read, split, fitted plugins and arrays (numpy and pandas only), so
+  that every bad input is refused in about a second and nothing is written;
+- **prepare**: processes and devices, the run folder, the backend, and only
+  once the backend opened fine the run's snapshot and owner record;
 - **run**: the backend's trials in this process, or search workers sharing
   the study (:mod:`automtl.run.parallel`);
 - **finish**: the tables, the export of the best trial, the report, the summary.
@@ -26,7 +29,7 @@ from automtl.config import Experiment
 from automtl.data.prepare import Prepared, instantiate, prepare
 from automtl.errors import ConfigError, SearchStopped
 from automtl.outputs.results import write_trials_csv, write_trials_json
-from automtl.outputs.rundir import ensure_writable, write_snapshot
+from automtl.outputs.rundir import check_out_folder, check_owner, ensure_writable, record_owner, write_snapshot
 from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.run.summary import SearchSummary, print_summary
@@ -64,13 +67,14 @@ class Role:
 
 @dataclass
 class Checked:
-    """The user's files, checked before TensorFlow loads."""
+    """The user's files, checked before TensorFlow loads, and the data they describe."""
 
     exp: Experiment
     encoders: list
     tasks: list
     space: SearchSpace
     space_path: Path
+    prepared: Prepared
     #: formats of ``best/`` (``search.export_formats``), their optional dependencies checked
     formats: list[str] = field(default_factory=lambda: ["saved_model"])
 
@@ -111,16 +115,26 @@ class Search:
 def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False,
                report: bool = True, worker: bool = False) -> SearchSummary:
     """One search; ``worker``: this process is a search worker of ``--workers N`` (the coordinator exports)."""
-    console = console or Console()
-    checked = check_files(exp)
-    search = prepare_search(checked, console, quiet, search_worker=worker)
+    return run_checked(check_files(exp, worker=worker), console, quiet, report, worker)
+
+
+def run_checked(checked: "Checked", console: Console | None = None, quiet: bool = False,
+                report: bool = True, worker: bool = False) -> SearchSummary:
+    """The phases after the check (the CLI loads TensorFlow in between)."""
+    search = prepare_search(checked, console or Console(), quiet, search_worker=worker)
     interrupted, stopped = run_trials(search)
     return finish(search, interrupted, stopped, report)
 
 
 # -- phase 1: check ---------------------------------------------------------------------------
-def check_files(exp: Experiment) -> Checked:
-    """Everything that can be wrong with the user's files is found here, before TensorFlow loads."""
+def check_files(exp: Experiment, worker: bool = False) -> Checked:
+    """Everything that can be wrong with the user's input is found here, before TensorFlow loads.
+
+    Nothing is written: the run folder is created, and its snapshot written,
+    only once the backend opened fine (a refused rerun leaves the run as it was).
+    ``worker``: a search worker, whose coordinator checked the run folder.
+    """
+    from automtl import backends
     from automtl.outputs.formats import parse_formats, require_extras
 
     formats = parse_formats(exp.search.export_formats, "search.export_formats")
@@ -128,7 +142,24 @@ def check_files(exp: Experiment) -> Checked:
     encoders, tasks = instantiate(exp)
     space_path = resolve_space_path(exp.space, exp.base_dir)
     space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
-    return Checked(exp, encoders, tasks, space, space_path, formats)
+    if not worker:
+        check_out_folder(exp.run_dir)
+        check_owner(exp, exp.run_dir)
+        backends.spec(exp.search.backend).check_settings(exp.search, exp.run_dir)
+    _devices_before_tensorflow(exp.search.device)
+    prepared = prepare(exp, encoders, tasks)
+    return Checked(exp, encoders, tasks, space, space_path, prepared, formats)
+
+
+def _devices_before_tensorflow(device: str) -> None:
+    """What must hold before TensorFlow starts, should a plugin's data preparation start it (image decoding)."""
+    import os
+
+    from automtl.devices import hide_gpus
+
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    if device == "cpu":
+        hide_gpus()
 
 
 # -- phase 2: prepare -------------------------------------------------------------------------
@@ -151,14 +182,15 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     # The coordinator trains nothing itself: keep it off the GPUs its workers use.
     plan = configure(settings.device if role.runs_trials else "cpu",
                      settings.precision if role.runs_trials else "float32")
-    prepared = prepare(exp, checked.encoders, checked.tasks)
+    prepared = checked.prepared
     run_dir = ensure_writable(exp.run_dir)
-    if role.records:
-        write_snapshot(exp, checked.space_path, run_dir)
     objectives = [t.name for t in checked.tasks] + (["latency"] if settings.latency_objective else [])
     backend = backends.create(settings, run_dir, checked.space, exp.study_name, objectives=objectives)
     if backend.is_worker:
         role = Role("keras tuner worker")
+    if role.records:  # the backend opened fine: this run is the folder's (its first use records it)
+        record_owner(exp, run_dir)
+        write_snapshot(exp, checked.space_path, run_dir)
     progress = SearchProgress(console, {t.name: t.primary_metric for t in checked.tasks}, settings.epochs, quiet=quiet)
     search = Search(checked, role, console, quiet, prepared, run_dir, backend, progress, workers, gpus)
     if role.records and not quiet:

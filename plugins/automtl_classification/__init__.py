@@ -55,6 +55,12 @@ class ClassificationTask(Task):
         else:
             col = train.column(self.options.target, needed_by=self._owner())
             present = col[~is_missing(col)]
+            if len(present) == 0:
+                raise DataError(f"{train.source}: {self._owner()} column '{self.options.target}' is empty in every "
+                                "row of the training data: no labels to learn from")
+            if present.dtype.kind == "f" and not np.all(np.isfinite(present)):
+                raise DataError(f"{train.source}: {self._owner()} column '{self.options.target}' holds an infinite "
+                                "value; class labels must be whole numbers or strings")
             if self.options.classes is not None:
                 self.classes = list(self.options.classes)
             elif present.dtype.kind in "fiu":
