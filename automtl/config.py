@@ -47,7 +47,7 @@ class DataConfig(_Strict):
     @classmethod
     def _fraction(cls, v: float) -> float:
         if not 0.0 < v < 1.0:
-            raise ValueError(f"must be between 0 and 1 (exclusive), got {v}")
+            raise ValueError("must be between 0 and 1 (exclusive)")
         return v
 
 
@@ -119,7 +119,7 @@ class SearchConfig(_Strict):
     @classmethod
     def _workers(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v < 1:
-            raise ValueError(f"must be a positive number or 'auto', got {v}")
+            raise ValueError("must be a positive number or 'auto'")
         return v
 
     @pydantic.field_validator("backend")

@@ -197,7 +197,8 @@ def expand(name: str, task: str) -> str:
 
 def _check_name(source: str, section: str, name: Any, known: dict[str, ParamSpec]) -> None:
     if not isinstance(name, str) or name not in known:
-        raise ConfigError(f"{source}: {section}.{name}: unknown parameter; known {section} parameters: "
+        kind = "global" if section == "parameters" else "per-task"
+        raise ConfigError(f"{source}: {section}.{name}: unknown parameter; known {kind} parameters: "
                           f"{', '.join(sorted(known))}")
 
 

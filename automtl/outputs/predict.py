@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -230,24 +229,11 @@ def check_out(out: Path, data_path: Path) -> Path:
     out = Path(out).expanduser()
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise AutomtlError(f"--out {out}: unsupported output type '{out.suffix}'; expected one of {', '.join(OUT_SUFFIXES)}")
-    if out.is_dir():
-        raise AutomtlError(f"--out {out} is a folder; name the file to write, e.g. {out / ('predictions' + out.suffix)}")
     if out.exists() and Path(data_path).exists() and out.resolve() == Path(data_path).resolve():
         raise AutomtlError(f"--out {out} is the --data file; write the predictions to another file")
-    from automtl.outputs.rundir import enclosing_run_folder
+    from automtl.outputs.rundir import check_output_file
 
-    run = enclosing_run_folder(out.parent)
-    if run is not None and out.exists():
-        raise AutomtlError(f"--out {out} would overwrite a file of the run folder {run}; write the predictions "
-                           "elsewhere (or to a new file name)")
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise AutomtlError(f"--out {out} cannot be written: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise AutomtlError(f"--out {out} cannot be written: no permission to write {out if out.exists() else 'in ' + str(folder)}")
-    return out
+    return check_output_file(out)
 
 
 @dataclass

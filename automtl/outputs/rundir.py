@@ -296,3 +296,24 @@ def check_out_folder(run_dir: Path) -> None:
         raise ConfigError(f"output folder {run_dir} cannot be written: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"output folder {run_dir} cannot be written: no permission to write in {existing}")
+
+
+def check_output_file(out: Path, option: str = "--out", *, replaceable: tuple[str, ...] = ()) -> Path:
+    """A file a command will write: not a folder, in a folder that can be written, and not an existing
+    file of a run folder (``replaceable``: names in a run folder this command owns, e.g. ``report.html``)."""
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise ConfigError(f"{option} {out} is a folder; name the file to write, e.g. {out / ('out' + out.suffix)}")
+    run = enclosing_run_folder(out.parent)
+    if run is not None and out.exists() and not (out.parent == run and out.name in replaceable):
+        raise ConfigError(f"{option} {out} would overwrite a file of the run folder {run}; write it elsewhere "
+                          "(or to a new file name)")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {out} cannot be written: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError(f"{option} {out} cannot be written: no permission to write "
+                          f"{out if out.exists() else 'in ' + str(folder)}")
+    return out

@@ -32,11 +32,6 @@ class RegressionTask(Task):
         for c, v in zip(self.columns, cols):
             if v.ndim != 1:
                 v.shape = (len(v), -1)  # an NPZ array of several targets
-            infinite = np.isinf(v).reshape(len(v), -1).any(axis=1)
-            if infinite.any():
-                row = int(np.flatnonzero(infinite)[0])
-                raise DataError(f"{data.source}: {data.row_label(row)}: task '{self.name}' target column '{c}' holds "
-                                "an infinite value; targets must be finite (leave the cell empty for a missing label)")
         return np.column_stack(cols)
 
     def prepare(self, train: Table) -> None:

@@ -71,7 +71,8 @@ def redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        return parsed.render_as_string(hide_password=True) if parsed.password else url
     except Exception:
         return url.split("@")[-1] if "@" in url else url
 
