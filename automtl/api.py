@@ -19,6 +19,7 @@ import pydantic
 from automtl.data.table import Table, as_float, is_missing, object_column
 from automtl.errors import ConfigError, DataError
 from automtl.model.blocks import dense_block
+from automtl.params import ParamSpec
 from automtl.trial import HeadParams, TrialParams
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Reader",
     "NoOptions",
     "Options",
+    "ParamSpec",
     "PortableInput",
     "Table",
     "Targets",
@@ -123,9 +125,11 @@ class PortableInput:
 class _Plugin:
     Options: ClassVar[type[Options]] = NoOptions
     #: Extra search-space parameter names this plugin reads (beyond the core ones):
-    #: a tuple of names, or a mapping of name to its allowed values (None: any value),
-    #: so that a space file with a bad value is refused before any trial.
-    parameters: ClassVar[tuple[str, ...] | Mapping[str, tuple[Any, ...] | None]] = ()
+    #: a tuple of names, or a mapping of name to a :class:`ParamSpec` (its range, e.g.
+    #: ``ParamSpec("text.embedding", 64, low=1, integer=True)``), a tuple of allowed
+    #: values, or None (any value), so that a space file with a bad value is refused
+    #: before any trial.
+    parameters: ClassVar[tuple[str, ...] | Mapping[str, ParamSpec | tuple[Any, ...] | None]] = ()
     kind: ClassVar[str] = "plugin"
     #: The experiment file's folder (set by automtl before ``prepare``): relative
     #: paths in a plugin's options resolve from it, like every path in that file.

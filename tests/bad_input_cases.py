@@ -339,6 +339,8 @@ CASES: list[Case] = [
         "strat.yaml", {"parameters": {"strategy": {"choice": ["joint", "sequential"]}},
                        "per_task": {"task_prob": {"float": [0.5, 2.0], "when": {"strategy": "alternating"}}}})),
          ("strategy: unknown value 'sequential'",)),
+    Case("space-plugin-parameter-out-of-range", search(lambda w: _text_experiment(w, "text_emb.yaml", {
+        "text.embedding": {"choice": [0, 32]}})), ("text.embedding", "out of range", ">= 1")),
     Case("space-when-unknown-parent", search(lambda w: w.space_params("when.yaml", dropout={
         "float": [0.0, 0.5], "when": {"optimizer": "adam"}})), ("dropout", "'when' refers to 'optimizer'")),
     Case("space-list-is-ambiguous", search(lambda w: w.space_params("list.yaml", **{"trunk.units": [16, 32]})),
@@ -416,6 +418,13 @@ def _without(w: Workspace, name: str, key: str) -> Path:
     path = w.path(name)
     path.write_text(yaml.safe_dump(exp))
     return path
+
+
+def _text_experiment(w: Workspace, name: str, params: dict[str, Any]) -> Path:
+    space = w.path(f"space_{name}")
+    space.write_text(yaml.safe_dump({**SPACE, "parameters": {**SPACE["parameters"], **params}}))
+    return w.experiment(name, space=str(space), inputs=[
+        {"name": "features", "type": "tabular", "numeric": ["x*"]}, {"name": "words", "type": "text", "column": "city"}])
 
 
 def _numeric_kind_with_inf(t: Any) -> Any:

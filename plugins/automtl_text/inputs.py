@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import DataError, InputEncoder, InputSpec, Options, PortableInput, Table, TrialParams
+from automtl.api import DataError, InputEncoder, InputSpec, Options, ParamSpec, PortableInput, Table, TrialParams
 
 from automtl_text import tokens
 from automtl_text.cells import text_column, text_of, tokens_of
@@ -47,8 +47,14 @@ class TextInput(InputEncoder):
     """
 
     Options = TextInputOptions
-    parameters = {"text.encoder": ENCODERS, "text.vocab_size": None, "text.sequence_length": None,
-                  "text.embedding": None, "text.word_dropout": None}
+    parameters = {
+        "text.encoder": ENCODERS,
+        "text.vocab_size": ParamSpec("text.vocab_size", 20000, low=1, integer=True, doc="tokens kept"),
+        "text.sequence_length": ParamSpec("text.sequence_length", None, low=1, integer=True, doc="tokens read"),
+        "text.embedding": ParamSpec("text.embedding", 64, low=1, integer=True, doc="embedding width"),
+        "text.word_dropout": ParamSpec("text.word_dropout", 0.1, low=0, high=1, high_open=True,
+                                       doc="training-time rate of words read as unknown"),
+    }
 
     def _owner(self) -> str:
         return f"input '{self.name}'"
