@@ -367,6 +367,12 @@ CASES: list[Case] = [
     Case("storage-sqlite-in-memory", good("--storage", "sqlite:///:memory:"), ("in-memory",)),
     Case("storage-unknown-database", good("--storage", "nosuchdb://u@host/db"), ("--storage", "nosuchdb")),
     Case("storage-journal-is-folder", good("--storage", lambda w: w.folder("dir.journal")), ("dir.journal", "is a folder")),
+    Case("storage-with-keras-tuner", good("--backend", "keras-tuner", "--storage", "sqlite:///x.db"),
+         ("--storage", "Optuna backend's")),
+    Case("workers-with-keras-tuner", good("--backend", "keras-tuner", "--workers", "2"),
+         ("--workers 2", "keras-tuner", "chief and workers")),
+    Case("keras-tuner-project-other-algorithm", good("--out", lambda w: _kt_run(w), "--backend", "keras-tuner", "--algorithm", "random"),
+         ("started with --algorithm bayesian", "--out")),
     Case("demo-over-another-demo", lambda w: ["search", "--demo", "digits", "--out", w.folder(
         "textdemo", {"data/.automtl-demo": "text\n", "data/experiment.yaml": "name: text\n"})], ("holds demo 'text'", "digits")),
     # -- report, trials, export, dashboard --------------------------------------------------
@@ -418,6 +424,21 @@ def _without(w: Workspace, name: str, key: str) -> Path:
     path = w.path(name)
     path.write_text(yaml.safe_dump(exp))
     return path
+
+
+def _kt_run(w: Workspace) -> Path:
+    """A run folder whose Keras Tuner project was started with the Bayesian oracle."""
+    from automtl.config import load_experiment
+    from automtl.outputs.rundir import record_owner, write_snapshot
+
+    run = w.path("kt_run")
+    if not (run / "automtl-run.json").exists():
+        exp = load_experiment(w.good, {"out": run, "backend": "keras-tuner", "algorithm": "bayesian"})
+        (run / "keras_tuner" / "tiny").mkdir(parents=True, exist_ok=True)
+        (run / "keras_tuner" / "tiny" / "automtl_backend.json").write_text('{"algorithm": "bayesian"}')
+        record_owner(exp, run)
+        write_snapshot(exp, w.space_path, run)
+    return run
 
 
 def _text_experiment(w: Workspace, name: str, params: dict[str, Any]) -> Path:

@@ -38,8 +38,8 @@ class BackendSpec:
     optuna_study: bool = False
     #: how several machines share one search, in words
     distributed: str = ""
-    #: ``module:function(settings, run_dir)``, light to import: refuses settings the engine could not
-    #: open (a storage), before TensorFlow loads and before the run folder changes ("": nothing to check)
+    #: ``module:function(settings, run_dir, study)``, light to import: refuses settings the engine could
+    #: not open (a storage), before TensorFlow loads and before the run folder changes ("": nothing to check)
     check: str = ""
 
     def problem(self, algorithm: str, objective: str) -> str | None:
@@ -51,11 +51,11 @@ class BackendSpec:
                     "multi-objective search")
         return None
 
-    def check_settings(self, settings: "SearchConfig", run_dir: Path) -> None:
+    def check_settings(self, settings: "SearchConfig", run_dir: Path, study: str) -> None:
         """Run the backend's light check of ``settings`` (see :attr:`check`); raises ConfigError."""
         if self.check:
             module, _, fn = self.check.partition(":")
-            getattr(importlib.import_module(module), fn)(settings, run_dir)
+            getattr(importlib.import_module(module), fn)(settings, run_dir, study)
 
     def create(self, settings: "SearchConfig", run_dir: Path, space: "SearchSpace", study: str,
                objectives: Sequence[str] = ()) -> "Backend":

@@ -145,10 +145,18 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
     if not worker:
         check_out_folder(exp.run_dir)
         check_owner(exp, exp.run_dir)
-        backends.spec(exp.search.backend).check_settings(exp.search, exp.run_dir)
+        spec = backends.spec(exp.search.backend)
+        spec.check_settings(exp.search, exp.run_dir, exp.study_name)
+        if isinstance(exp.search.workers, int) and exp.search.workers > 1 and not spec.parallel_workers:
+            raise ConfigError(_no_parallel_workers(exp.search.workers, spec))
     _devices_before_tensorflow(exp.search.device)
     prepared = prepare(exp, encoders, tasks)
     return Checked(exp, encoders, tasks, space, space_path, prepared, formats)
+
+
+def _no_parallel_workers(workers: Any, spec: Any) -> str:
+    return (f"--workers {workers} runs search workers on one shared study; backend '{spec.name}' cannot share one "
+            f"this way: it uses {spec.distributed}")
 
 
 def _devices_before_tensorflow(device: str) -> None:
@@ -173,8 +181,7 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     workers, gpus = (1, []) if search_worker else resolve_workers(settings.workers, settings.device)
     spec = backends.spec(settings.backend)
     if workers > 1 and not spec.parallel_workers:
-        raise ConfigError(f"--workers {settings.workers} runs search workers on one shared study; backend "
-                          f"'{settings.backend}' cannot share one this way: it uses {spec.distributed}")
+        raise ConfigError(_no_parallel_workers(settings.workers, spec))
     if workers > 1 and settings.device == "gpu" and not gpus:
         configure("gpu")  # raises the clear "no GPU" error once, before any worker starts
     settings.workers = workers

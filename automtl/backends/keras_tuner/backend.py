@@ -32,6 +32,7 @@ import keras_tuner as kt
 from keras_tuner.engine.base_tuner import BaseTuner
 
 from automtl.backends.base import Backend
+from automtl.backends.keras_tuner import MARKER_FILE  # which algorithm created a project
 from automtl.trial import Objective, TrialOutcome, TrialRecord, trial_dir
 from automtl.backends.keras_tuner.space import params_of, space_signature, to_hyperparameters
 from automtl.config import SearchConfig, check_name
@@ -47,8 +48,6 @@ HYPERBAND_FACTOR = 3
 SEED_FOR_ZERO = 1_000_003
 #: Per trial, in Keras Tuner's trial folder: device, duration and best epoch (the oracle has no place for them).
 OUTCOME_FILE = "automtl_outcome.json"
-#: In the project folder: which algorithm created it, so a resume cannot silently switch.
-MARKER_FILE = "automtl_backend.json"
 POLL_SECONDS = 0.25
 
 STATES = {"COMPLETED": "complete", "FAILED": "fail", "INVALID": "fail", "RUNNING": "running"}

@@ -90,7 +90,7 @@ def without_password(url: str) -> str:
     return parsed._replace(password=None).render_as_string(hide_password=False) if parsed.password else url
 
 
-def check_storage(settings: "SearchConfig", run_dir: Path) -> None:
+def check_storage(settings: "SearchConfig", run_dir: Path, study: str = "") -> None:
     """Refuse a ``--storage`` that cannot be opened, before TensorFlow loads and before the run folder changes.
 
     The run folder's own study file needs nothing (the folder was checked).
