@@ -27,7 +27,7 @@ def commands() -> list[list[str]]:
     """Every ``automtl ...`` line of the README's bash blocks, as arguments (comments and env vars dropped)."""
     found = []
     for block in blocks("bash"):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # continuation lines joined
             line = line.split("  #")[0].strip().rstrip("&").strip()
             words = shlex.split(line, comments=True) if line else []
             while words and "=" in words[0] and not words[0].startswith("-"):

@@ -138,9 +138,12 @@ def write_snapshot(exp: Experiment, space_path: Path, run_dir: Path) -> None:
 
 # -- which run a folder belongs to -------------------------------------------------------------
 def is_run_folder(path: Path) -> bool:
-    """A folder ``automtl search`` wrote (its snapshot or its owner record is there)."""
+    """A folder ``automtl search`` wrote: its owner record, or the files export also looks for
+    (:data:`automtl.outputs.outdir.RUN_MARKERS`: snapshot, ``trials.json``, ``study.db``)."""
+    from automtl.outputs.outdir import is_run_folder as holds_run_files
+
     path = Path(path)
-    return path.is_dir() and ((path / OWNER_FILE).is_file() or (path / SNAPSHOT).is_file())
+    return path.is_dir() and ((path / OWNER_FILE).is_file() or holds_run_files(path))
 
 
 def enclosing_run_folder(path: Path) -> Path | None:
@@ -189,7 +192,13 @@ class RunOwner:
 def owner_for(exp: Experiment, run_dir: Path) -> RunOwner:
     """The owner a search of ``exp`` in ``run_dir`` would be."""
     settings = exp.search
-    return RunOwner(settings.backend, exp.study_name, settings.objective, _storage_key(settings.storage, run_dir))
+    return RunOwner(settings.backend, exp.study_name, _objective(settings.objective, settings.latency_objective),
+                    _storage_key(settings.storage, run_dir))
+
+
+def _objective(objective: str, latency: bool) -> str:
+    """The objective as a study's directions see it: a Pareto search with latency has one more."""
+    return f"{objective} with latency" if latency else objective
 
 
 def _storage_key(storage: str | None, run_dir: Path) -> str | None:
@@ -221,7 +230,8 @@ def owner_of(run_dir: Path) -> RunOwner | None:
     search = raw.get("search") or {}
     storage = search.get("storage")
     return RunOwner(str(search.get("backend") or "optuna"), str(search.get("study") or raw.get("name") or "experiment"),
-                    str(search.get("objective") or "mean"), _storage_key(storage, run_dir) if storage else None)
+                    _objective(str(search.get("objective") or "mean"), bool(search.get("latency_objective"))),
+                    _storage_key(storage, run_dir) if storage else None)
 
 
 def check_owner(exp: Experiment, run_dir: Path) -> None:
