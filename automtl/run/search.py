@@ -30,7 +30,7 @@ from automtl.outputs.rundir import ensure_writable, write_snapshot
 from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.run.summary import SearchSummary, print_summary
-from automtl.space import SearchSpace, load_space, plugin_parameters, resolve_space_path
+from automtl.space import AUTO, SearchSpace, load_space, parse_space, plugin_parameters, resolve_space_path
 from automtl.trial import TrialRecord, trial_dir
 
 
@@ -69,8 +69,11 @@ class Checked:
     exp: Experiment
     encoders: list
     tasks: list
-    space: SearchSpace
-    space_path: Path
+    #: None for ``space: auto`` until the data is prepared (the space is built for its size)
+    space: SearchSpace | None
+    space_path: Path | None
+    #: the ``auto`` space as written to the run's ``space.yaml``
+    space_raw: dict[str, Any] | None = None
     #: formats of ``best/`` (``search.export_formats``), their optional dependencies checked
     formats: list[str] = field(default_factory=lambda: ["saved_model"])
 
@@ -126,9 +129,20 @@ def check_files(exp: Experiment) -> Checked:
     formats = parse_formats(exp.search.export_formats, "search.export_formats")
     require_extras(formats)
     encoders, tasks = instantiate(exp)
+    if exp.space == AUTO:  # built from the plugins (and the data's size) once the data is read
+        return Checked(exp, encoders, tasks, None, None, formats=formats)
     space_path = resolve_space_path(exp.space, exp.base_dir)
     space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
     return Checked(exp, encoders, tasks, space, space_path, formats)
+
+
+def build_auto(checked: Checked, rows: int) -> None:
+    """``space: auto``: the space the inputs and tasks pick, for ``rows`` training rows."""
+    from automtl.autospace import build_auto_space
+
+    checked.space_raw = build_auto_space(checked.encoders, checked.tasks, rows=rows)
+    checked.space = parse_space(checked.space_raw, AUTO, [t.name for t in checked.tasks],
+                                plugin_parameters((*checked.encoders, *checked.tasks)))
 
 
 # -- phase 2: prepare -------------------------------------------------------------------------
@@ -152,9 +166,11 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     plan = configure(settings.device if role.runs_trials else "cpu",
                      settings.precision if role.runs_trials else "float32")
     prepared = prepare(exp, checked.encoders, checked.tasks)
+    if checked.space is None:
+        build_auto(checked, len(prepared.train))
     run_dir = ensure_writable(exp.run_dir)
     if role.records:
-        write_snapshot(exp, checked.space_path, run_dir)
+        write_snapshot(exp, checked.space_path, run_dir, checked.space_raw)
     objectives = [t.name for t in checked.tasks] + (["latency"] if settings.latency_objective else [])
     backend = backends.create(settings, run_dir, checked.space, exp.study_name, objectives=objectives)
     if backend.is_worker:
@@ -171,7 +187,7 @@ def _print_start(s: Search, where: str) -> None:
     s.console.print(
         f"[bold]automtl search[/] '{exp.name}': {len(s.prepared.train)} training / {len(s.prepared.valid)} "
         f"validation rows; tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
-        f"space {s.checked.space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
+        f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
         + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
            if settings.objective == "pareto" else "")
         + f"{settings.trials} trials x up to {settings.epochs} epochs; {where}\nrun folder {s.run_dir}",
