@@ -41,7 +41,7 @@ def test_encoders_fit_on_training_rows_only():
     import keras
 
     from automtl.model.assemble import build_model
-    from automtl.params import TrialParams
+    from automtl.trial import TrialParams
 
     built = {}
     for label, v in (("a", valid), ("b", valid_other)):

@@ -53,7 +53,7 @@ def test_trainer_sets_every_optimizer_rate_per_epoch(strategy, schedule):
     _, trainer, _ = train_once(encoders, tasks, tr, va, params, epochs=2)
     for epoch in range(10):
         trainer.set_learning_rates(epoch, 10)
-        for opt in trainer.step.optimizers:
+        for opt in trainer.strategy.optimizers:
             assert float(opt.learning_rate.numpy()) == pytest.approx(4e-3 * lr_factor(schedule, epoch, 10), rel=1e-5)
 
 
@@ -64,7 +64,7 @@ def test_weight_decay_shrinks_kernels_not_biases(strategy):
     import keras
 
     from automtl.model.assemble import build_model
-    from automtl.params import TrialParams
+    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
 
     final = {}
@@ -84,7 +84,7 @@ def test_weight_decay_shrinks_kernels_not_biases(strategy):
 def test_label_smoothing_from_option_and_per_trial_parameter():
     import keras
 
-    from automtl.params import TrialParams
+    from automtl.trial import TrialParams
     from automtl_classification import ClassificationTask
 
     frame = make_table(60)
@@ -117,16 +117,16 @@ def test_norm_in_dense_blocks_trains(norm, strategy):
 
 BAD_VALUES = [
     ("parameters", "lr_schedule", {"choice": ["cosine", "linear"]}, "linear"),
-    ("parameters", "weight_decay", {"float": [-0.1, 0.1]}, "below the minimum"),
+    ("parameters", "weight_decay", {"float": [-0.1, 0.1]}, "out of range"),
     ("parameters", "norm", "group", "group"),
-    ("parameters", "label_smoothing", 1.0, "above the (exclusive) maximum"),
-    ("per_task", "label_smoothing", {"float": [0.0, 1.5]}, "above the (exclusive) maximum"),
+    ("parameters", "label_smoothing", 1.0, "out of range"),
+    ("per_task", "label_smoothing", {"float": [0.0, 1.5]}, "out of range"),
     ("parameters", "tabular.numeric", {"choice": ["standard", "log"]}, "log"),
     ("parameters", "tabular.categorical", "hashing", "hashing"),
-    ("parameters", "tabular.numeric_bins", {"int": [1, 16]}, "below the minimum"),
+    ("parameters", "tabular.numeric_bins", {"int": [1, 16]}, "out of range"),
     ("parameters", "tabular.numeric_bins", 7.5, "whole number"),
-    ("parameters", "tabular.embedding_dim", {"choice": [0, 8]}, "below the minimum"),
-    ("parameters", "tabular.periodic_sigma", {"float": [0.0, 1.0]}, "below the minimum"),
+    ("parameters", "tabular.embedding_dim", {"choice": [0, 8]}, "out of range"),
+    ("parameters", "tabular.periodic_sigma", {"float": [0.0, 1.0]}, "out of range"),
 ]
 
 
