@@ -152,3 +152,26 @@ def test_bad_new_options_name_the_plugin_and_option(cli, write_experiment, where
     path = write_experiment(**{where: exp[where]})
     assert_user_error(cli("search", "--config", path), "input 'features'" if where == "inputs" else "task 'kind'",
                       option)
+
+
+@pytest.mark.parametrize("backend, algorithm", [("keras-tuner", "random"), ("optuna", "random")])
+def test_new_parameters_search_under_both_backends(cli, tmp_path, write_experiment, backend, algorithm):
+    space = tmp_path / "opts.yaml"
+    space.write_text(yaml.safe_dump({
+        "parameters": {"trunk.units": 16, "strategy": {"choice": ["joint", "alternating"]},
+                       "lr_schedule": {"choice": ["cosine", "onecycle"]}, "weight_decay": {"float": [1e-4, 1e-2], "log": True},
+                       "norm": {"choice": ["batch", "layer"]}, "label_smoothing": {"float": [0.0, 0.2]},
+                       "tabular.numeric": {"choice": ["quantile", "ple", "periodic"]},
+                       "tabular.numeric_bins": {"int": [4, 8]}, "tabular.categorical": {"choice": ["one_hot", "embedding"]},
+                       "batch_size": 32}}))
+    path = write_experiment(space=str(space))
+    result = cli("search", "--config", path, "--backend", backend, "--algorithm", algorithm, "--trials", "2",
+                 "--epochs", "2", "--out", tmp_path / backend)
+    assert result.exit_code == 0, result.output
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / backend / "trials.csv")))
+    assert [r["state"] for r in rows] == ["complete", "complete"]
+    for r in rows:
+        assert r["param.lr_schedule"] in ("cosine", "onecycle") and r["param.tabular.numeric"] in ("quantile", "ple", "periodic")
+        assert 1e-4 <= float(r["param.weight_decay"]) <= 1e-2
