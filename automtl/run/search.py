@@ -133,7 +133,7 @@ def check_files(exp: Experiment) -> Checked:
         return Checked(exp, encoders, tasks, None, None, formats=formats)
     space_path = resolve_space_path(exp.space, exp.base_dir)
     space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
-    return Checked(exp, encoders, tasks, space, space_path, formats)
+    return Checked(exp, encoders, tasks, space, space_path, formats=formats)
 
 
 def build_auto(checked: Checked, rows: int) -> None:
