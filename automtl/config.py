@@ -151,7 +151,7 @@ class Experiment(_Strict):
     data: DataConfig
     inputs: list[PluginConfig] = pydantic.Field(min_length=1)
     tasks: list[TaskConfig] = pydantic.Field(min_length=1)
-    space: str = "default"
+    space: str = pydantic.Field("auto", description="a space file, a ready-made space's name, or auto")
     search: SearchConfig = SearchConfig()
     #: where relative paths resolve from (the experiment file's folder)
     base_dir: Path = Path(".")

@@ -116,8 +116,8 @@ def ensure_writable(run_dir: Path) -> Path:
     return run_dir
 
 
-def write_snapshot(exp: Experiment, space_path: Path, run_dir: Path) -> None:
-    """Keep what the run used next to its results."""
+def write_snapshot(exp: Experiment, space_path: Path | None, run_dir: Path, space_raw: dict | None = None) -> None:
+    """Keep what the run used next to its results (``space_raw``: the ``auto`` space that was chosen)."""
     data = exp.model_dump(mode="json", exclude={"base_dir"})
     # Absolute paths, so `automtl export RUN_DIR` can refit the plugins from this file alone.
     data["data"]["train"] = str(exp.path(exp.data.train).resolve())
@@ -132,7 +132,9 @@ def write_snapshot(exp: Experiment, space_path: Path, run_dir: Path) -> None:
     data["base_dir"] = str(Path(exp.base_dir).resolve())
     (run_dir / "experiment.resolved.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     target = run_dir / "space.yaml"
-    if space_path.resolve() != target.resolve():
+    if space_raw is not None:  # auto: the space that was chosen, as a space file
+        target.write_text(yaml.safe_dump(space_raw, sort_keys=False, width=100))
+    elif space_path is not None and space_path.resolve() != target.resolve():
         shutil.copyfile(space_path, target)
 
 

@@ -33,7 +33,7 @@ from automtl.outputs.rundir import check_out_folder, check_owner, ensure_writabl
 from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.run.summary import SearchSummary, print_summary
-from automtl.space import SearchSpace, load_space, plugin_parameters, resolve_space_path
+from automtl.space import AUTO, SearchSpace, load_space, parse_space, plugin_parameters, resolve_space_path
 from automtl.trial import TrialRecord, trial_dir
 
 
@@ -72,9 +72,13 @@ class Checked:
     exp: Experiment
     encoders: list
     tasks: list
-    space: SearchSpace
-    space_path: Path
+    #: built from the plugins and the data's size for ``space: auto``
+    space: SearchSpace | None
+    #: None for ``space: auto``
+    space_path: Path | None
     prepared: Prepared
+    #: the ``auto`` space as written to the run's ``space.yaml``
+    space_raw: dict[str, Any] | None = None
     #: formats of ``best/`` (``search.export_formats``), their optional dependencies checked
     formats: list[str] = field(default_factory=lambda: ["saved_model"])
 
@@ -140,8 +144,10 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
     formats = parse_formats(exp.search.export_formats, "search.export_formats")
     require_extras(formats)
     encoders, tasks = instantiate(exp)
-    space_path = resolve_space_path(exp.space, exp.base_dir)
-    space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
+    space, space_path = None, None
+    if exp.space != AUTO:  # ``auto`` is built from the plugins (and the data's size) once the data is read
+        space_path = resolve_space_path(exp.space, exp.base_dir)
+        space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
     if not worker:
         check_out_folder(exp.run_dir)
         check_owner(exp, exp.run_dir)
@@ -151,7 +157,10 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
             raise ConfigError(_no_parallel_workers(exp.search.workers, spec))
     _devices_before_tensorflow(exp.search.device)
     prepared = prepare(exp, encoders, tasks)
-    return Checked(exp, encoders, tasks, space, space_path, prepared, formats)
+    checked = Checked(exp, encoders, tasks, space, space_path, prepared, formats=formats)
+    if checked.space is None:
+        build_auto(checked, len(prepared.train))
+    return checked
 
 
 def _no_parallel_workers(workers: Any, spec: Any) -> str:
@@ -168,6 +177,15 @@ def _devices_before_tensorflow(device: str) -> None:
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     if device == "cpu":
         hide_gpus()
+
+
+def build_auto(checked: Checked, rows: int) -> None:
+    """``space: auto``: the space the inputs and tasks pick, for ``rows`` training rows."""
+    from automtl.autospace import build_auto_space
+
+    checked.space_raw = build_auto_space(checked.encoders, checked.tasks, rows=rows)
+    checked.space = parse_space(checked.space_raw, AUTO, [t.name for t in checked.tasks],
+                                plugin_parameters((*checked.encoders, *checked.tasks)))
 
 
 # -- phase 2: prepare -------------------------------------------------------------------------
@@ -197,7 +215,7 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
         role = Role("keras tuner worker")
     if role.records:  # the backend opened fine: this run is the folder's (its first use records it)
         record_owner(exp, run_dir)
-        write_snapshot(exp, checked.space_path, run_dir)
+        write_snapshot(exp, checked.space_path, run_dir, checked.space_raw)
     progress = SearchProgress(console, {t.name: t.primary_metric for t in checked.tasks}, settings.epochs, quiet=quiet)
     search = Search(checked, role, console, quiet, prepared, run_dir, backend, progress, workers, gpus)
     if role.records and not quiet:
@@ -210,7 +228,7 @@ def _print_start(s: Search, where: str) -> None:
     s.console.print(
         f"[bold]automtl search[/] '{exp.name}': {len(s.prepared.train)} training / {len(s.prepared.valid)} "
         f"validation rows; tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
-        f"space {s.checked.space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
+        f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
         + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
            if settings.objective == "pareto" else "")
         + f"{settings.trials} trials x up to {settings.epochs} epochs; {where}\nrun folder {s.run_dir}",
