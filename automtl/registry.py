@@ -109,6 +109,7 @@ def exclusive_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 def refresh() -> None:
     """Forget loaded declarations (after packages were installed in this process, e.g. in tests)."""
+    plugins.refresh()
     members.cache_clear()
     _specs.cache_clear()
     exclusive_groups.cache_clear()
