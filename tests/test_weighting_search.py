@@ -28,14 +28,20 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("backend, algorithm", [("optuna", "random"), ("keras-tuner", "random")])
 def test_new_methods_search_export_and_resume(cli, write_experiment, tmp_path, backend, algorithm):
-    (tmp_path / "weights.yaml").write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    # Optuna runs the start points first: every new method trains in this search (Keras Tuner ignores them
+    # and draws three at random)
+    n = len(NEW) if backend == "optuna" else 3
+    space = {**SPACE, "start": [{"weighting": m} for m in NEW]} if backend == "optuna" else SPACE
+    (tmp_path / "weights.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
     exp = write_experiment(space=str(tmp_path / "weights.yaml"))
     args = ("search", "--config", exp, "--backend", backend, "--algorithm", algorithm, "--epochs", "2", "--no-report")
-    result = cli(*args, "--trials", "3")
+    result = cli(*args, "--trials", str(n))
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
     first = rows(run / "trials.csv")
-    assert [r["state"] for r in first] == ["complete"] * 3
+    assert [r["state"] for r in first] == ["complete"] * n
+    if backend == "optuna":
+        assert sorted(r["param.weighting"] for r in first) == sorted(NEW)
     for r in first:
         method = r["param.weighting"]
         assert method in NEW
@@ -45,13 +51,13 @@ def test_new_methods_search_export_and_resume(cli, write_experiment, tmp_path, b
     manifest = json.loads((run / "best" / "automtl.json").read_text())
     assert manifest["trial"]["params"]["weighting"] in NEW
     assert (run / "best" / "saved_model" / "saved_model.pb").exists()
-    resumed = cli(*args, "--trials", "4")
+    resumed = cli(*args, "--trials", str(n + 1))
     assert resumed.exit_code == 0, resumed.output
     assert "resuming" in resumed.output
     after = rows(run / "trials.csv")
     # the finished trials are kept as they were (a column a later trial added is empty for them)
-    assert [{k: r[k] for k in first[0]} for r in after[:3]] == first and after[3]["state"] == "complete"
-    assert all(v == "" for r in after[:3] for k, v in r.items() if k not in first[0])
+    assert [{k: r[k] for k in first[0]} for r in after[:n]] == first and after[n]["state"] == "complete"
+    assert all(v == "" for r in after[:n] for k, v in r.items() if k not in first[0])
 
 
 def test_report_plots_task_gradient_cosine_of_the_best_trial(cli, write_experiment, tmp_path):
