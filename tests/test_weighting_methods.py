@@ -271,6 +271,39 @@ def test_a_space_searches_weights_or_logits_not_both():
     assert space.names() == ["loss_logit.a", "loss_logit.b"]
 
 
+# -- training options on the per-task gradient step ------------------------------------------------
+def test_gradient_manipulation_step_applies_decoupled_weight_decay():
+    """AdamW's ``var -= lr * weight_decay * var`` reaches shared and head kernels alike in the per-task gradient
+    step (the same for every gradient manipulation): one step with and one
+    without weight decay, from the same start on the same batch, differ by exactly that on every kernel."""
+    import keras
+
+    from automtl.model.assemble import build_model
+    from automtl.training.trainer import Trainer
+
+    encs = [TabularInput("features", {"numeric": ["x*"], "categorical": ["city"]})]
+    tasks = [RegressionTask("price", {"target": "price"}), ClassificationTask("kind", {"target": "kind"})]
+    train, valid = prepared(encs, tasks, *split(make_table(200)))
+    lr = 0.01
+    after, before = {}, None
+    for decay in (0.0, 0.3):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        params = TrialParams({"weighting": "pcgrad", "dropout": 0.0, "trunk.units": 16, "head.units": 8,
+                              "learning_rate": lr, "weight_decay": decay})
+        assembled = build_model(encs, tasks, params)
+        trainer = Trainer(assembled, tasks, params, train, valid, {"price": 1.0, "kind": 1.0}, seed=0, encoders=encs)
+        kernels = [v for v in assembled.model.trainable_variables if len(v.shape) == 2]
+        shared = {id(v) for v in assembled.shared_variables()}
+        assert any(id(v) in shared for v in kernels) and any(id(v) not in shared for v in kernels)
+        before = [v.numpy() for v in kernels]
+        batch = [{k: tf.constant(v[:64]) for k, v in part.items()} for part in (train.x, train.y, train.mask)]
+        tf.function(trainer.strategy.step)(*batch)
+        after[decay] = [v.numpy() for v in kernels]
+    for start, plain, decayed in zip(before, after[0.0], after[0.3]):
+        np.testing.assert_allclose(decayed - plain, -lr * 0.3 * start, atol=1e-6)
+
+
 # -- history ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["si", "famo", "dbmtl", "pcgrad", "cagrad"])
 def test_every_new_method_trains_and_keeps_its_history(name):
