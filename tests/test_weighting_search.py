@@ -92,3 +92,34 @@ def test_cosine_plot_falls_back_to_the_best_trial_that_has_gradients(tmp_path):
     pair = section.figure.data[0]
     assert pair.name == "a.b vs c" and list(pair.y) == [-0.2, 0.1]  # task names may hold dots
     assert gradient_cosines(tmp_path, RunTrials(run.records[:1], tasks=run.tasks)) is None  # no section
+
+
+@pytest.mark.parametrize("stem", ["weighting", "full"])
+def test_ready_made_spaces_offer_every_method_with_its_own_parameters_under_both_backends(stem):
+    """Each weighting's parameters are active exactly when it is chosen, as Optuna walks the space and as
+    Keras Tuner's conditional scopes declare it."""
+    pytest.importorskip("keras_tuner")
+    from automtl import registry
+    from automtl.backends.keras_tuner.space import params_of, to_hyperparameters
+    from automtl.space import builtin_spaces, load_space
+
+    space = load_space(next(p for p in builtin_spaces() if p.stem == stem), ["a", "b"])
+    hp = to_hyperparameters(space)
+    methods = registry.names("weighting")
+    assert sorted(next(p for p in hp.space if p.name == "weighting").values) == sorted(methods)
+
+    def base(names) -> set[str]:  # per-task names (loss_logit.a) by their declared name
+        return {n.rsplit(".", 1)[0] if n.startswith("loss_") else n for n in names}
+
+    def declared(method: str) -> set[str]:
+        return {s.name for s in registry.member("weighting", method).parameters}
+
+    in_space = base(p.name for p in space.params)
+    for method in methods:
+        values = {p.name: p.default for p in hp.space} | {"weighting": method, "strategy": "joint"}
+        chosen = base(params_of(space, values))
+        assert chosen == base(space.sample_with(lambda p: values[p.name]))  # Optuna walks the same way
+        assert declared(method) & in_space <= chosen, method
+        for other in methods:
+            if other != method:
+                assert not (declared(other) - declared(method)) & chosen, (method, other)
