@@ -233,7 +233,8 @@ def _search(s: "Search", best: TrialRecord, task: "Task") -> tuple[TaskBaseline 
     folder = baseline_folder(s.run_dir, task.name)
     n_trials = settings.baseline_trials or max(1, settings.trials // len(s.checked.tasks))
     update: dict[str, Any] = {"trials": n_trials, "study": f"{s.exp.study_name}/single/{task.name}",
-                              "out": folder.resolve(), "baselines": "off", "ensemble": 0, "objective": "mean"}
+                              "out": folder.resolve(), "baselines": "off", "ensemble": 0, "objective": "mean",
+                              "latency_objective": False, "export_formats": ["saved_model"]}
     storage = getattr(s.backend, "storage_url", None)
     if storage is not None:
         update["storage"] = storage
