@@ -154,7 +154,7 @@ def test_baselines_search_runs_a_resumable_single_task_study_per_task(write_expe
     import optuna
 
     storage = f"sqlite:///{run / 'study.db'}"
-    names = {s.study_name: len(s.trials) for s in optuna.get_all_study_summaries(storage)}
+    names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     assert names == {"tiny": 2, "tiny/single/price": 1, "tiny/single/kind": 1}
     params = optuna.load_study(study_name="tiny/single/kind", storage=storage).trials[0].params
     assert not any(k.startswith(("loss_weight", "task_prob", "weighting")) for k in params)
@@ -163,6 +163,6 @@ def test_baselines_search_runs_a_resumable_single_task_study_per_task(write_expe
     assert doc["mode"] == "search" and doc["trainings"] == 2
     again = cli("search", "--config", exp, "--no-report", "--baseline-trials", "2")  # resumes every study
     assert again.exit_code == 0, again.output
-    names = {s.study_name: len(s.trials) for s in optuna.get_all_study_summaries(storage)}
+    names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     assert names == {"tiny": 2, "tiny/single/price": 2, "tiny/single/kind": 2}
     assert json.loads((run / "baselines.json").read_text())["trainings"] == 2  # one new trial per task
