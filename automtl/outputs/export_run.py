@@ -50,9 +50,17 @@ def export_run_trial(run_dir: Path, number: int, out_dir: Path, formats: Sequenc
     return export_trial(
         trial_dir(run_dir, number) / "model.keras", encoders, tasks, record, Path(out_dir),
         extra={"experiment": exp.name, "study": exp.study_name, "data": prepared.sources,
-               "exported_from": str(run_dir.resolve())},
+               "exported_from": str(run_dir.resolve()), **_run_baselines(run_dir)},
         formats=formats, rows=prepared.valid.x, layout=layout, model_name=exp.name, force=force,
     )
+
+
+def _run_baselines(run_dir: Path) -> dict:
+    """The run's single-task baselines and delta-m, as ``best/automtl.json`` holds them."""
+    from automtl.outputs.baselines import read_baselines
+
+    found = read_baselines(run_dir)
+    return {"baselines": found.to_json()} if found is not None else {}
 
 
 def _list(numbers: list[int]) -> str:
