@@ -124,6 +124,8 @@ def one_run(problem: str, seed: int, args: argparse.Namespace, root: Path) -> di
     summary = run_search(exp, console=Console(quiet=True), quiet=True, report=False)
     search_s = time.perf_counter() - started
     run = folder / "run"
+    if not (run / "ensemble" / "automtl.json").exists():
+        raise RuntimeError(f"{problem} seed {seed}: no ensemble was exported: {summary.notes}")
     started = time.perf_counter()
     result = distill(run, folder / "student", teacher="ensemble", student=args.student, temperature=args.temperature,
                      init=args.init)
@@ -192,12 +194,14 @@ def main() -> None:
     ap.add_argument("--student", default="best")
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--init", default="trial", help="the student starts from the best trial's weights, or scratch")
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
+    ap.add_argument("--merge", type=Path, nargs="*", default=[], help="earlier --json files to report with these runs")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="automtl-ens-"))
-    rows = []
+    rows = [row for f in args.merge for row in json.loads(f.read_text())]
     for problem in args.problems.split(","):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             print(f"{problem} seed {seed} ...", flush=True, file=sys.stderr)
             rows.append(one_run(problem, seed, args, root))
             if args.json:
