@@ -87,7 +87,9 @@ def single_task_space(space: SearchSpace, tasks: Sequence[str]) -> SearchSpace:
             kept.append(type(p)(**{**p.__dict__, "when": tuple(conditions)}))
         else:
             dropped.add(p.name)
-    return SearchSpace(space.source, kept, space.description)
+    names = {p.name for p in kept}
+    start = [point for point in ({k: v for k, v in pt.items() if k in names} for pt in space.start) if point]
+    return SearchSpace(space.source, kept, space.description, start)
 
 
 # -- comparing a baseline with the best trial -------------------------------------------------
@@ -225,9 +227,10 @@ def _train(s: "Search", task: str, folder: Path, handle: _Handle) -> Any:
 
 def _search(s: "Search", best: TrialRecord, task: "Task") -> tuple[TaskBaseline | None, int]:
     """A single-task search for ``task`` in study ``<study>/single/<task>`` of the same storage."""
-    from automtl.data.prepare import instantiate
+    from dataclasses import replace
+
     from automtl.run.search import Checked, prepare_search, run_trials
-    from automtl.space import load_space, plugin_parameters
+    from automtl.space import AUTO, load_space, parse_space, plugin_parameters
 
     settings = s.exp.search
     folder = baseline_folder(s.run_dir, task.name)
@@ -245,9 +248,15 @@ def _search(s: "Search", best: TrialRecord, task: "Task") -> tuple[TaskBaseline 
     exp = s.exp.model_copy(update={"name": f"{s.exp.name}-single-{task.name}",
                                    "tasks": [c for c in s.exp.tasks if c.name == task.name],
                                    "search": settings.model_copy(update=update)})
-    encoders, tasks = instantiate(exp)
-    space = load_space(s.checked.space_path, [task.name], plugin_parameters((*encoders, *tasks)))
-    checked = Checked(exp, encoders, tasks, single_task_space(space, [task.name]), s.checked.space_path)
+    # The same fitted plugins and seeded split as the main search, on the rows labelled for this task.
+    prepared = replace(s.prepared.only(task.name), experiment=exp)
+    known = plugin_parameters((*prepared.encoders, *prepared.tasks))
+    if s.checked.space_path is not None:
+        space = load_space(s.checked.space_path, [task.name], known)
+    else:  # space: auto -- the space the main search chose, for this task alone
+        space = parse_space(s.checked.space_raw, AUTO, [task.name], known)
+    checked = Checked(exp, prepared.encoders, prepared.tasks, single_task_space(space, [task.name]),
+                      s.checked.space_path, prepared, space_raw=s.checked.space_raw, formats=["saved_model"])
     if not s.quiet:
         s.console.print(f"single-task search for '{task.name}': {n_trials} trial(s), study "
                         f"'{exp.study_name}'", highlight=False)
