@@ -11,7 +11,8 @@ from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
 
 @click.command()
 @RUN_DIR
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the student to (replaced if present).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to write the student to: new, or an earlier automtl export (replaced); never a run folder.")
 @click.option("--teacher", default="ensemble", show_default=True,
               help="ensemble (RUN_DIR/ensemble) or best (the best trial).")
 @click.option("--student", default="best", show_default=True,
@@ -24,9 +25,11 @@ from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
               help="Trials of the student search when --student is a space file.")
 @click.option("--init", default="trial", show_default=True,
               help="trial: a best or smallest student starts from that trial's trained weights; scratch: fresh weights.")
+@click.option("--force", is_flag=True, help="Replace an existing --out folder that is not an automtl export "
+              "(a run folder, or a folder holding or inside one, is never replaced).")
 @user_errors
 def distill(run_dir: Path, out: Path, teacher: str, student: str, epochs: int | None, temperature: float,
-            trials: int, init: str) -> None:
+            trials: int, init: str, force: bool) -> None:
     """Distil the run's ensemble (or best trial) into one small multi-task student.
 
     The student learns from the hard labels plus the teacher's soft outputs on
@@ -38,13 +41,13 @@ def distill(run_dir: Path, out: Path, teacher: str, student: str, epochs: int | 
 
     from automtl.outputs.distill import check_request
 
-    check_request(run_dir, teacher, student, epochs, temperature, init)  # bad arguments fail before TensorFlow starts
+    check_request(run_dir, teacher, student, epochs, temperature, init, out, force)  # bad arguments fail before TensorFlow
     quiet_tensorflow()
     from automtl.outputs.distill import distill as run_distill
 
     console = Console()
     result = run_distill(run_dir, out, teacher=teacher, student=student, epochs=epochs, temperature=temperature,
-                         trials=trials, init=init, console=console)
+                         trials=trials, init=init, console=console, force=force)
     print_result(console, result)
 
 

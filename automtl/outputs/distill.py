@@ -71,8 +71,13 @@ class _Handle:
 
 # -- checks before TensorFlow starts ----------------------------------------------------------
 def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None, temperature: float,
-                  init: str = "trial") -> list[TrialRecord]:
-    """Every bad argument is refused here, with the reason; returns the run's completed trials."""
+                  init: str = "trial", out: Path | None = None, force: bool = False) -> list[TrialRecord]:
+    """Every bad argument is refused here, with the reason; returns the run's completed trials.
+
+    ``out`` is checked like ``automtl export --out`` (a run folder, or a folder
+    the user owns that is not an earlier export, is never replaced), so a bad
+    one fails in a second rather than after the student's training.
+    """
     if init not in INITS:
         raise ConfigError(f"--init {init!r}: expected one of {', '.join(INITS)}")
     if teacher not in TEACHERS:
@@ -91,14 +96,19 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
     if teacher == "ensemble" and not (Path(run_dir) / "ensemble" / "automtl.json").exists():
         raise AutomtlError(f"{run_dir}: no ensemble here (ensemble/automtl.json); use --teacher best, or rerun the "
                            "search with --ensemble K (it resumes the finished study and only adds the ensemble)")
+    if out is not None:
+        from automtl.outputs.outdir import check_out
+
+        check_out(out, force=force)
     return done
 
 
 # -- the work ------------------------------------------------------------------------------------
 def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str = "best", epochs: int | None = None,
-            temperature: float = 2.0, trials: int = 8, init: str = "trial", console: Any = None) -> DistillResult:
+            temperature: float = 2.0, trials: int = 8, init: str = "trial", console: Any = None,
+            force: bool = False) -> DistillResult:
     run_dir = Path(run_dir)
-    done = check_request(run_dir, teacher, student, epochs, temperature, init)
+    done = check_request(run_dir, teacher, student, epochs, temperature, init, out, force)
     from automtl.data.prepare import Prepared, instantiate, prepare
     from automtl.outputs.ensemble import EnsembleResult, combine_outputs, evaluate_outputs
     from automtl.outputs.ensemble_export import load_members, read_ensemble
@@ -177,6 +187,7 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
                                     "fill_weight": FILL_WEIGHT, "filled_rows": filled,
                                     "initial_weights": str(start_from) if start_from else None,
                                     "epochs": epochs or exp.search.epochs}},
+            force=force,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
