@@ -166,3 +166,20 @@ def test_baselines_search_runs_a_resumable_single_task_study_per_task(write_expe
     names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     assert names == {"tiny": 2, "tiny/single/price": 2, "tiny/single/kind": 2}
     assert json.loads((run / "baselines.json").read_text())["trainings"] == 2  # one new trial per task
+
+
+def test_baselines_search_with_space_auto_under_keras_tuner(write_experiment, cli, tmp_path):
+    """The single-task searches use the auto space the main search chose, each without the parameters only
+    the other task's plugin declares, in a Keras Tuner project named for the task inside its own folder."""
+    run = tmp_path / "run"
+    exp = write_experiment(space="auto", search={"trials": 1, "epochs": 1, "seed": 0, "trials_per_process": 0,
+                                                 "out": str(run), "backend": "keras-tuner", "algorithm": "random",
+                                                 "baselines": "search", "baseline_trials": 1, "ensemble": 0})
+    result = cli("search", "--config", exp, "--no-report")
+    assert result.exit_code == 0, result.output
+    assert "could not train" not in result.output
+    doc = json.loads((run / "baselines.json").read_text())
+    params = {t["task"]: t["params"] for t in doc["tasks"]}
+    assert set(params) == {"price", "kind"}
+    assert "label_smoothing" in params["kind"] and "label_smoothing" not in params["price"]
+    assert (run / "baselines" / "price" / "keras_tuner" / "tiny-single-price").is_dir()

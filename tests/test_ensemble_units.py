@@ -235,3 +235,28 @@ def test_distilled_box_targets_survive_augmentation_with_their_flag():
     np.testing.assert_allclose(moved[0, 1, :4], [0.7, 0.2, 0.9, 0.4], rtol=1e-6)  # hard box mirrored
     np.testing.assert_allclose(moved[1, 2, :4], [0.2, 0.1, 0.4, 0.3], rtol=1e-6)  # teacher box mirrored
     np.testing.assert_array_equal(student.hard_labels(moved)[0, 0, 4], 0)
+
+
+# -- the single-task space of a baseline search -------------------------------------------------
+def test_single_task_space_drops_multi_task_and_other_tasks_parameters_and_keeps_start_points():
+    from automtl.params import ParamSpec
+    from automtl.run.baselines import single_task_params, single_task_space
+    from automtl.space import parse_space
+
+    smoothing = {"label_smoothing": ParamSpec("label_smoothing", default=0.0, low=0.0, high=0.3)}
+    raw = {"parameters": {"trunk.units": {"choice": [16, 32]}, "strategy": {"choice": ["joint", "alternating"]},
+                          "weighting": {"choice": ["static", "uncertainty"]},
+                          "label_smoothing": {"float": [0.0, 0.2]}},
+           "per_task": {"head.units": {"choice": [8, 16]}, "loss_weight": {"float": [0.5, 2.0]}},
+           "start": [{"trunk.units": 32, "weighting": "uncertainty", "label_smoothing": 0.1}, {"weighting": "static"}]}
+    space = parse_space(raw, "space.yaml", ["price"], smoothing)
+    # 'price' is a regression task: classification's label_smoothing is another task's parameter
+    single = single_task_space(space, ["price"], foreign=smoothing)
+    assert single.names() == ["trunk.units", "strategy", "head.price.units"]
+    assert single.start == [{"trunk.units": 32}]  # a point left with nothing to set goes
+    params = {"trunk.units": 32, "weighting": "uncertainty", "label_smoothing": 0.1, "head.price.units": 8,
+              "head.kind.units": 16, "loss_weight.price": 1.5, "loss_weight.kind": 0.7}
+    assert single_task_params(params, "price", ["price", "kind"], smoothing) == {"trunk.units": 32,
+                                                                                 "head.price.units": 8}
+    assert single_task_params(params, "kind", ["price", "kind"]) == {"trunk.units": 32, "label_smoothing": 0.1,
+                                                                      "head.kind.units": 16}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -56,21 +56,26 @@ def multi_task_only(name: str, tasks: Sequence[str]) -> bool:
     return bool(spec is not None and spec.multi_task)
 
 
-def single_task_params(params: dict[str, Any], task: str, tasks: Sequence[str]) -> dict[str, Any]:
-    """A trial's values for ``task`` alone: other tasks' and multi-task-only parameters dropped."""
+def single_task_params(params: dict[str, Any], task: str, tasks: Sequence[str],
+                       foreign: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A trial's values for ``task`` alone: other tasks', multi-task-only and ``foreign`` parameters
+    (declared only by the plugins of the other tasks) dropped."""
     out = {}
     for name, value in params.items():
         _, owner = _split_name(name, tasks)
-        if (owner is None or owner == task) and not multi_task_only(name, tasks):
+        if (owner is None or owner == task) and not multi_task_only(name, tasks) and name not in (foreign or {}):
             out[name] = value
     return out
 
 
-def single_task_space(space: SearchSpace, tasks: Sequence[str]) -> SearchSpace:
-    """The space without its multi-task-only parameters; a condition on a dropped one holds
-    when the dropped parameter's default satisfies it (else the conditioned parameter goes too)."""
-    specs = {**registry.parameter_specs(), **registry.per_task_specs()}
-    dropped = {p.name for p in space.params if multi_task_only(p.name, tasks)}
+def single_task_space(space: SearchSpace, tasks: Sequence[str], foreign: Mapping[str, Any] | None = None) -> SearchSpace:
+    """The space without its multi-task-only parameters, nor ``foreign`` ones (declared by the plugins of
+    tasks left out, e.g. classification's ``label_smoothing`` in a regression task's search: they
+    would be sampled and change nothing); a condition on a dropped one holds when the dropped
+    parameter's default satisfies it (else the conditioned parameter goes too)."""
+    foreign = dict(foreign or {})
+    specs = {**foreign, **registry.parameter_specs(), **registry.per_task_specs()}
+    dropped = {p.name for p in space.params if multi_task_only(p.name, tasks) or p.name in foreign}
     kept = []
     for p in space.params:
         if p.name in dropped:
@@ -188,10 +193,19 @@ def _entry(s: "Search", best: TrialRecord, task: "Task", record: TrialRecord, fo
     )
 
 
+def foreign_parameters(s: "Search", task: str) -> dict[str, Any]:
+    """Parameters declared by the plugins of the other tasks only (none of ``task``'s nor the inputs')."""
+    from automtl.space import plugin_parameters
+
+    known = plugin_parameters((*s.checked.encoders, *s.checked.tasks))
+    mine = plugin_parameters((*s.checked.encoders, *(t for t in s.checked.tasks if t.name == task)))
+    return {k: v for k, v in known.items() if k not in mine}
+
+
 def _auto(s: "Search", best: TrialRecord, task: "Task", previous: Baselines | None) -> tuple[TaskBaseline | None, int]:
     folder = baseline_folder(s.run_dir, task.name)
     names = [t.name for t in s.checked.tasks]
-    params = single_task_params(best.params, task.name, names)
+    params = single_task_params(best.params, task.name, names, foreign_parameters(s, task.name))
     old = previous.task(task.name) if previous is not None and previous.mode == "auto" else None
     if (old is not None and previous.best_trial == best.number and old.params == params
             and (trial_dir(folder, best.number) / "model.keras").exists()):
@@ -229,33 +243,38 @@ def _search(s: "Search", best: TrialRecord, task: "Task") -> tuple[TaskBaseline 
     """A single-task search for ``task`` in study ``<study>/single/<task>`` of the same storage."""
     from dataclasses import replace
 
+    from automtl import backends
     from automtl.run.search import Checked, prepare_search, run_trials
     from automtl.space import AUTO, load_space, parse_space, plugin_parameters
 
     settings = s.exp.search
     folder = baseline_folder(s.run_dir, task.name)
     n_trials = settings.baseline_trials or max(1, settings.trials // len(s.checked.tasks))
-    update: dict[str, Any] = {"trials": n_trials, "study": f"{s.exp.study_name}/single/{task.name}",
+    # Optuna: a study of the same storage; Keras Tuner names a project folder (a name, not a path)
+    # inside the baseline's own run folder.
+    study = (f"{s.exp.study_name}/single/{task.name}" if backends.spec(settings.backend).optuna_study
+             else f"{s.exp.study_name}-single-{task.name}")
+    update: dict[str, Any] = {"trials": n_trials, "study": study,
                               "out": folder.resolve(), "baselines": "off", "ensemble": 0, "objective": "mean",
                               "latency_objective": False, "export_formats": ["saved_model"]}
     storage = getattr(s.backend, "storage_url", None)
     if storage is not None:
         update["storage"] = storage
     if settings.objective == "pareto":
-        from automtl import backends
-
         update["algorithm"] = backends.spec(settings.backend).default_algorithm
     exp = s.exp.model_copy(update={"name": f"{s.exp.name}-single-{task.name}",
                                    "tasks": [c for c in s.exp.tasks if c.name == task.name],
                                    "search": settings.model_copy(update=update)})
     # The same fitted plugins and seeded split as the main search, on the rows labelled for this task.
     prepared = replace(s.prepared.only(task.name), experiment=exp)
-    known = plugin_parameters((*prepared.encoders, *prepared.tasks))
+    # The main search's space (every plugin's parameters known), for this task alone.
+    known = plugin_parameters((*s.checked.encoders, *s.checked.tasks))
+    foreign = foreign_parameters(s, task.name)
     if s.checked.space_path is not None:
         space = load_space(s.checked.space_path, [task.name], known)
-    else:  # space: auto -- the space the main search chose, for this task alone
+    else:  # space: auto -- the space the main search chose
         space = parse_space(s.checked.space_raw, AUTO, [task.name], known)
-    checked = Checked(exp, prepared.encoders, prepared.tasks, single_task_space(space, [task.name]),
+    checked = Checked(exp, prepared.encoders, prepared.tasks, single_task_space(space, [task.name], foreign),
                       s.checked.space_path, prepared, space_raw=s.checked.space_raw, formats=["saved_model"])
     if not s.quiet:
         s.console.print(f"single-task search for '{task.name}': {n_trials} trial(s), study "
