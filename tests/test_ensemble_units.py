@@ -84,6 +84,16 @@ def test_each_task_gets_its_own_members():
     assert sum(m["weight"] for m in result.members) == pytest.approx(1.0)
 
 
+def test_a_tie_for_a_task_goes_to_the_better_trial_by_the_run_score():
+    # 'a' is predicted perfectly by all three trials; #2 is the run's best (its 'b' is best): 'a' is served by #2,
+    # not by the first trial number that ties, and needs no other member
+    a, b = Squared("a"), Squared("b")
+    n = 4
+    preds = {k: {"a": np.zeros(n), "b": np.full(n, v)} for k, v in ((0, 3.0), (1, 2.0), (2, 0.5))}
+    result = select([a, b], _valid(n, ("a", "b")), {"a": 1.0, "b": 1.0}, preds, {0: -4.5, 1: -2.0, 2: -0.125}, size=3)
+    assert result.tasks["a"] == [{"trial": 2, "count": 1, "weight": 1.0}]
+
+
 def test_selection_never_scores_below_the_best_trial_and_names_tasks_it_cannot_average():
     task, other = Squared("t"), Uncombinable("u")
     assert combines(task) and not combines(other)

@@ -178,7 +178,10 @@ def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, fl
     for task in tasks:
         own = {n: float(task.score(task.evaluate(valid.y[task.name], valid.mask[task.name],
                                                  np.asarray(preds[n][task.name], np.float64)))) for n in order}
-        task_order = sorted(order, key=lambda n: (-own[n] if math.isfinite(own[n]) else math.inf, n))
+        # Ties (several trials at 100 % accuracy on a small validation split) go to the better trial
+        # by the run's score: the evidence does not prefer the other, and the best trial is the default.
+        task_order = sorted(order, key=lambda n: (-own[n] if math.isfinite(own[n]) else math.inf,
+                                                  -single_scores[n], n))
         counts, history = _greedy(task, valid, preds, task_order, 1 if task.name in cannot else size)
         if task.name in cannot:
             solo[task.name] = task_order[0]
