@@ -96,6 +96,14 @@ def test_ensemble_served_by_plain_tensorflow_is_the_weighted_average_of_its_memb
     price = next(t for t in manifest["tasks"] if t["name"] == "price")
     np.testing.assert_allclose(served["kind.probabilities"], probs, atol=1e-5)
     np.testing.assert_allclose(served["price.value"], value * price["std"][0] + price["mean"][0], rtol=1e-4, atol=1e-3)
+    # `automtl predict` takes the ensemble folder like best/
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    result = _invoke("predict", run / "ensemble", "--data", tmp_path / "rows.csv", "--out", tmp_path / "pred.csv")
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    written = pd.read_csv(tmp_path / "pred.csv")
+    np.testing.assert_allclose(written["price.value"], served["price.value"], rtol=1e-4, atol=1e-3)
 
 
 def test_export_a_baseline_like_best(finished, tmp_path):
@@ -117,7 +125,9 @@ def test_distill_fills_missing_labels_with_the_teacher_and_serves(finished, tmp_
     assert "parameters" in result.output
     manifest = json.loads((tmp_path / "student" / "automtl.json").read_text())
     assert manifest["teacher"]["kind"] == "ensemble"
-    assert manifest["teacher"]["members"] == json.loads((run / "ensemble" / "automtl.json").read_text())["ensemble"]["members"] or True
+    ensemble_members = json.loads((run / "ensemble" / "automtl.json").read_text())["ensemble"]["members"]
+    assert [(m["trial"], pytest.approx(m["weight"])) for m in manifest["teacher"]["members"]] == [
+        (m["trial"], m["weight"]) for m in ensemble_members]
     filled = manifest["distillation"]["filled_rows"]
     assert filled["kind"] > 0 and filled["price"] == 0  # 'kind' unlabelled on a third of the rows
     assert f"task 'kind': the teacher filled in {filled['kind']}" in result.output
