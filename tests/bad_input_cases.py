@@ -413,7 +413,7 @@ CASES: list[Case] = [
     Case("distill-teacher-unknown", lambda w: ["distill", _kept_run(w), "--out", w.path("student"), "--teacher", "nobody"],
          ("--teacher 'nobody'", "ensemble, best")),
     Case("distill-student-missing", lambda w: ["distill", _kept_run(w), "--out", w.path("student"), "--student",
-                                               w.path("nospace.yaml")], ("--student", "not found")),
+                                               w.path("no_student_space.yaml")], ("--student", "not found")),
     Case("distill-temperature-zero", lambda w: ["distill", _kept_run(w), "--out", w.path("student"), "--temperature", "0"],
          ("--temperature 0", "positive")),
     Case("distill-epochs-zero", lambda w: ["distill", _kept_run(w), "--out", w.path("student"), "--epochs", "0"],
