@@ -3,7 +3,9 @@
 Keras 3's optimizers trace a long chain of ops per variable; in a search of
 many short trials that tracing is a large share of each trial. The fused
 kernel is TensorFlow's own Adam update, one op per variable, with the same
-maths and defaults as ``keras.optimizers.Adam``.
+maths and defaults as ``keras.optimizers.Adam``. ``lr_scales`` gives a
+variable its own multiplier of the learning rate (a pretrained backbone
+fine-tuned slower than the new layers on top of it).
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ class FusedAdam:
     """Minimal Adam with slots per variable, built eagerly before any tracing."""
 
     def __init__(self, learning_rate: float, variables: Sequence, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7) -> None:
+                 epsilon: float = 1e-7, lr_scales: Sequence[float] | None = None) -> None:
         self.learning_rate = tf.constant(learning_rate, tf.float32)
         self.beta_1, self.beta_2, self.epsilon = (tf.constant(x, tf.float32) for x in (beta_1, beta_2, epsilon))
         self.variables = [_tf_variable(v) for v in variables]
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.lr_scales = [float(s) for s in lr_scales] if lr_scales is not None else [1.0] * len(self.variables)
+        if len(self.lr_scales) != len(self.variables):
+            raise ValueError(f"{len(self.lr_scales)} learning-rate scales for {len(self.variables)} variables")
         self._index = {id(v): i for i, v in enumerate(variables)}
         self._index.update({id(v): i for i, v in enumerate(self.variables)})
         # float16 compute (mixed precision): gradients need loss scaling (see loss_scale.py)
@@ -42,8 +47,10 @@ class FusedAdam:
         b1_power, b2_power = tf.pow(self.beta_1, step), tf.pow(self.beta_2, step)
         for grad, var in pairs:
             i = self._index[id(var)]
+            scale = self.lr_scales[i]
+            lr = self.learning_rate if scale == 1.0 else self.learning_rate * scale
             tf.raw_ops.ResourceApplyAdam(
                 var=self.variables[i].handle, m=self.m[i].handle, v=self.v[i].handle,
-                beta1_power=b1_power, beta2_power=b2_power, lr=self.learning_rate,
+                beta1_power=b1_power, beta2_power=b2_power, lr=lr,
                 beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon,
                 grad=tf.convert_to_tensor(grad), use_locking=False)
