@@ -32,3 +32,43 @@ class ResizeImages(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "height": self.height, "width": self.width}
+
+
+#: ImageNet channel means (BGR) that "caffe"-style backbones (ResNet50) subtract.
+CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BackbonePixels(keras.layers.Layer):
+    """Images -> the pixels a pretrained backbone expects, inside the model (so a SavedModel takes raw images).
+
+    Grey images are repeated to three channels; ``scale`` brings the pixels to
+    0..255 (255 for float images in [0, 1]); ``mode`` is the backbone's own
+    convention: ``internal`` (0..255 RGB: the backbone rescales itself),
+    ``tf`` ([-1, 1]) or ``caffe`` (BGR minus the ImageNet means).
+    """
+
+    def __init__(self, mode: str, scale: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("internal", "tf", "caffe"):
+            raise ValueError(f"unknown backbone pixel mode '{mode}'")
+        self.mode, self.scale = mode, float(scale)
+
+    def call(self, images: Any) -> Any:
+        x = keras.ops.cast(images, self.compute_dtype)
+        if x.shape[-1] == 1:
+            x = keras.ops.repeat(x, 3, axis=-1)
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "caffe":
+            means = keras.ops.convert_to_tensor(CAFFE_MEANS_BGR, dtype=x.dtype)
+            return keras.ops.flip(x, axis=-1) - means
+        return x
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:-1], 3)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode, "scale": self.scale}
