@@ -5,7 +5,9 @@ vocabulary is counted on the training split only, with the tokeniser of
 :mod:`automtl_text.tokens`; the exported SavedModel therefore takes raw
 strings. After the embedding a searchable sequence encoder (``conv``,
 ``bigru`` or ``transformer``) takes its depth and width from the trunk
-parameters.
+parameters. With ``embeddings: PATH`` the embedding layer starts from
+pretrained word vectors (GloVe, word2vec or fastText text files), kept
+frozen or fine-tuned as ``text.freeze_embeddings`` says.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import DataError, InputEncoder, InputSpec, Options, Table, TrialParams
+from automtl.api import ConfigError, DataError, InputEncoder, InputSpec, Options, Table, TrialParams
 
 from automtl_text import tokens
 from automtl_text.cells import text_column, text_of, tokens_of
@@ -35,20 +37,24 @@ class TextInputOptions(Options):
     embedding: int = pydantic.Field(64, ge=1)
     word_dropout: float = pydantic.Field(0.1, ge=0.0, lt=1.0, description="training-time rate of words read as unknown")
     lowercase: bool = True
+    embeddings: str | None = pydantic.Field(None, description="word vectors: a .txt or .vec file, optionally .gz")
+    freeze_embeddings: bool = False
 
 
 class TextInput(InputEncoder):
     """A text column (strings, or token lists joined by spaces) -> views "sequence" and "vector".
 
     Searched values (``text.encoder``, ``text.vocab_size``,
-    ``text.sequence_length``, ``text.embedding``, ``text.word_dropout``)
-    override the options of the same name; the vocabulary size is capped by
-    the number of distinct training tokens.
+    ``text.sequence_length``, ``text.embedding``, ``text.word_dropout``,
+    ``text.freeze_embeddings``) override the options of the same name; the
+    vocabulary size is capped by the number of distinct training tokens. With
+    pretrained vectors the embedding width is theirs.
     """
 
     Options = TextInputOptions
     parameters = {"text.encoder": ENCODERS, "text.vocab_size": None, "text.sequence_length": None,
-                  "text.embedding": None, "text.word_dropout": None}
+                  "text.embedding": None, "text.word_dropout": None, "text.freeze_embeddings": (True, False)}
+    vectors: dict[str, np.ndarray] | None = None
 
     def _owner(self) -> str:
         return f"input '{self.name}'"
@@ -69,11 +75,32 @@ class TextInput(InputEncoder):
         self.vocabulary = [t for t, _ in ranked[: self.options.vocab_size]]
         self.longest = longest
         self.sequence_length = self.options.sequence_length or min(longest, DEFAULT_MAX_LENGTH)
+        if self.options.embeddings is not None:
+            self._read_vectors()
         for task in self.tasks:
             if isinstance(task, TextTask):
                 task.text_input = self.name
                 if task.options.tokens != self.options.column:
                     self._check_alignment(train, task)
+
+    def _read_vectors(self) -> None:
+        """The vectors of the vocabulary's words (and their lower-case forms) from the ``embeddings`` file."""
+        from automtl_text.vectors import SUFFIXES, lookup, read_vectors
+
+        path = self.resolve_path(self.options.embeddings)
+        if not path.is_file():
+            raise ConfigError(f"{self._owner()}: option 'embeddings': {path} not found (expected a word-vector "
+                              f"file: {', '.join(SUFFIXES)})")
+        if not path.name.lower().endswith(SUFFIXES):
+            raise ConfigError(f"{self._owner()}: option 'embeddings': {path.name} is not a word-vector text file "
+                              f"({', '.join(SUFFIXES)}; binary word2vec files are not read)")
+        words = set(self.vocabulary) | {w.lower() for w in self.vocabulary}
+        self.vectors, self.vector_dim = read_vectors(path, words)
+        found = sum(v is not None for v in lookup(self.vocabulary, self.vectors))
+        if self.vocabulary and not found:
+            raise DataError(f"{path}: none of the {len(self.vocabulary)} training words has a vector in this file "
+                            f"(words such as {', '.join(self.vocabulary[:5])}); is it the data's language?")
+        self.coverage = found / max(1, len(self.vocabulary))
 
     def _check_alignment(self, train: Table, task: TextTask) -> None:
         """A tagging task reading other columns than this input must see the same tokens."""
@@ -108,7 +135,8 @@ class TextInput(InputEncoder):
             "sequence_length": int(params.get("text.sequence_length", self.sequence_length)),
             "embedding": int(params.get("text.embedding", self.options.embedding)),
             "word_dropout": float(params.get("text.word_dropout", self.options.word_dropout)),
-        }
+            "freeze_embeddings": bool(params.get("text.freeze_embeddings", self.options.freeze_embeddings)),
+        } | ({"embedding": self.vector_dim} if self.vectors is not None else {})
 
     def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
         import keras
@@ -125,7 +153,15 @@ class TextInput(InputEncoder):
         mask = layers.TokenMask(name=f"{name}_mask")(ids)
         if s["word_dropout"] > 0:
             ids = layers.WordDropout(s["word_dropout"], name=f"{name}_word_dropout")(ids)
-        x = keras.layers.Embedding(s["vocab_size"] + 2, s["embedding"], name=f"{name}_embedding")(ids)
+        if self.vectors is not None:
+            from automtl_text.vectors import embedding_table
+
+            table, found = embedding_table(self.vocabulary[: s["vocab_size"]], self.vectors, self.vector_dim)
+            embed = layers.PretrainedEmbedding(len(table), self.vector_dim, int((~found).sum()), s["freeze_embeddings"],
+                                               table, found, name=f"{name}_embedding")
+        else:
+            embed = keras.layers.Embedding(s["vocab_size"] + 2, s["embedding"], name=f"{name}_embedding")
+        x = embed(ids)
         x = layers.sequence_encoder(x, mask, s["encoder"], params.trunk_units, max(1, params.trunk_depth),
                                     params.dropout, params.l2, length, f"{name}_{s['encoder']}")
         return {
@@ -137,4 +173,8 @@ class TextInput(InputEncoder):
         from automtl_text import layers  # noqa: F401  (registering is importing)
 
     def describe(self) -> dict[str, Any]:
-        return {"vocabulary_size": len(self.vocabulary), "sequence_length": self.sequence_length}
+        out = {"vocabulary_size": len(self.vocabulary), "sequence_length": self.sequence_length}
+        if self.vectors is not None:
+            out |= {"embeddings": str(self.options.embeddings), "embedding_dim": self.vector_dim,
+                    "words_with_vectors": round(self.coverage, 4)}
+        return out
