@@ -1,11 +1,13 @@
 """Per-trial training time: automtl's trial runner vs keras Model.fit vs a bare tf.function loop.
 
-Same architecture, epochs and batch size on the digits demo, measured side
-by side in one process. Also compares the streamed (tf.data) path with
-Model.fit. The last line is machine-readable:
-``automtl vs Model.fit: N.Nx faster; automtl vs bare loop: M.Mx``.
+Same architecture, epochs and batch size, measured side by side in one
+process. The tabular case is the digits demo (a dense trunk); it also
+compares the streamed (tf.data) path with Model.fit. The image cases are the
+same digits as 28x28 and 64x64 images through the image input's conv trunk
+(2 stages of 16 and 32 filters). One machine-readable line per case:
+``<case>: automtl vs Model.fit: N.Nx faster; automtl vs bare loop: M.Mx``.
 
-    python bench/trial_speed.py [--epochs 20] [--repeats 3]
+    python bench/trial_speed.py [--epochs 20] [--repeats 3] [--cases tabular,image28,image64]
 """
 
 from __future__ import annotations
@@ -29,19 +31,50 @@ from automtl.training.trainer import Trainer, to_tensors  # noqa: E402
 
 PARAMS = {"trunk.depth": 2, "trunk.units": 128, "head.units": 64, "head.depth": 1, "dropout": 0.1,
           "learning_rate": 1e-3, "batch_size": 64, "strategy": "joint"}
+IMAGE_PARAMS = {"image.backbone": "conv", "image.stages": 2, "image.filters": 16, "trunk.depth": 1, "trunk.units": 64,
+                "head.units": 32, "head.depth": 1, "dropout": 0.1, "learning_rate": 1e-3, "batch_size": 64,
+                "strategy": "joint"}
+
+
+def image_prepared(side: int):
+    """The digits demo's images (8x8, scikit-learn) upscaled to ``side`` pixels, as uint8 NPZ-style arrays,
+    with the demo's two tasks; prepared as a search would."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from automtl.data.demo import digit_slant
+    from automtl.data.prepare import Prepared, to_arrays
+    from automtl.data.split import split_fraction
+    from automtl.data.table import Table
+    from automtl_classification import ClassificationTask
+    from automtl_image import ImageInput
+    from automtl_regression import RegressionTask
+
+    digits = load_digits()
+    small = (digits.images * (255 / 16)).astype(np.float32)[..., None]
+    pixels = tf.cast(tf.round(tf.image.resize(small, (side, side), antialias=True)), tf.uint8).numpy()
+    table = Table("digits.npz", {"pixels": pixels, "digit": digits.target, "slant": digit_slant(digits.images)})
+    train_t, valid_t = split_fraction(table, 0.2, 0)
+    encoders = [ImageInput("pixels", {"array": "pixels"})]
+    tasks = [ClassificationTask("digit", {"target": "digit"}), RegressionTask("slant", {"target": "slant"})]
+    for plugin in (*encoders, *tasks):
+        plugin.prepare(train_t)
+    return Prepared(experiment=None, encoders=encoders, tasks=tasks, train=to_arrays(encoders, tasks, train_t),
+                    valid=to_arrays(encoders, tasks, valid_t), importance={t.name: 1.0 for t in tasks})
 
 
 def fresh(prep, seed: int = 0):
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    params = TrialParams(PARAMS)
+    params = TrialParams(prep.bench_params)
     return params, build_model(prep.encoders, prep.tasks, params)
 
 
 def run_automtl(prep, epochs: int, streaming: bool = False) -> float:
     start = time.perf_counter()
     params, assembled = fresh(prep)
-    trainer = Trainer(assembled, prep.tasks, params, prep.train, prep.valid, prep.importance, streaming=streaming)
+    trainer = Trainer(assembled, prep.tasks, params, prep.train, prep.valid, prep.importance, streaming=streaming,
+                      encoders=prep.encoders)
     trainer.fit(epochs, patience=None)
     return time.perf_counter() - start
 
@@ -104,27 +137,49 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
 
 
+def run_case(name: str, prep, epochs: int, repeats: int, streamed: bool) -> None:
+    t_auto = median_time(lambda: run_automtl(prep, epochs), repeats)
+    t_fit = median_time(lambda: run_fit(prep, epochs), repeats)
+    t_bare = median_time(lambda: run_bare(prep, epochs), repeats)
+    rows = [("automtl trial runner (in memory)", t_auto)]
+    if streamed:
+        t_stream = median_time(lambda: run_automtl(prep, epochs, streaming=True), repeats)
+        rows.append(("automtl trial runner (streamed tf.data)", t_stream))
+    rows += [("keras Model.fit", t_fit), ("bare tf.function loop", t_bare)]
+    for label, t in rows:
+        print(f"  {label:<42} {t:7.2f} s/trial  {1000 * t / epochs:7.1f} ms/epoch")
+    if streamed:
+        print(f"  streamed automtl vs Model.fit: {t_fit / t_stream:.1f}x faster")
+    print(f"{name}: automtl vs Model.fit: {t_fit / t_auto:.1f}x faster; automtl vs bare loop: {t_auto / t_bare:.1f}x",
+          flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cases", default="tabular,image28,image64", help="comma-separated: tabular, image28, image64")
     args = ap.parse_args()
-    prep = demo_prepared()
+    e, r = args.epochs, args.repeats
     gc.collect()
     gc.freeze()  # as automtl's trial runner does: per-trial clean-up skips long-lived objects
-    e, r = args.epochs, args.repeats
-    print(f"digits demo: {len(prep.train)} training rows, batch {PARAMS['batch_size']}, {e} epochs, "
-          f"trunk {PARAMS['trunk.depth']}x{PARAMS['trunk.units']}; median of {r} trials each")
-    t_auto = median_time(lambda: run_automtl(prep, e), r)
-    t_fit = median_time(lambda: run_fit(prep, e), r)
-    t_bare = median_time(lambda: run_bare(prep, e), r)
-    t_stream = median_time(lambda: run_automtl(prep, e, streaming=True), r)
-    rows = [("automtl trial runner (in memory)", t_auto), ("automtl trial runner (streamed tf.data)", t_stream),
-            ("keras Model.fit", t_fit), ("bare tf.function loop", t_bare)]
-    for name, t in rows:
-        print(f"{name:<42} {t:7.2f} s/trial  {1000 * t / e:7.1f} ms/epoch")
-    print(f"streamed automtl vs Model.fit: {t_fit / t_stream:.1f}x faster")
-    print(f"automtl vs Model.fit: {t_fit / t_auto:.1f}x faster; automtl vs bare loop: {t_auto / t_bare:.1f}x")
+    for case in args.cases.split(","):
+        if case == "tabular":
+            prep = demo_prepared()
+            prep.bench_params = PARAMS
+            print(f"tabular (digits demo): {len(prep.train)} training rows, batch {PARAMS['batch_size']}, {e} epochs, "
+                  f"trunk {PARAMS['trunk.depth']}x{PARAMS['trunk.units']}; median of {r} trials each")
+            run_case(case, prep, e, r, streamed=True)
+        elif case.startswith("image"):
+            side = int(case[len("image"):])
+            prep = image_prepared(side)
+            prep.bench_params = IMAGE_PARAMS
+            print(f"{case} (digits as {side}x{side} images): {len(prep.train)} training images, batch "
+                  f"{IMAGE_PARAMS['batch_size']}, {e} epochs, conv trunk {IMAGE_PARAMS['image.stages']} stages from "
+                  f"{IMAGE_PARAMS['image.filters']} filters; median of {r} trials each")
+            run_case(case, prep, e, r, streamed=False)
+        else:
+            raise SystemExit(f"unknown case {case!r}; expected tabular, image28 or image64")
 
 
 if __name__ == "__main__":

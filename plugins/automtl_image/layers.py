@@ -25,6 +25,20 @@ class ResizeImages(keras.layers.Layer):
 
     def call(self, images: Any) -> Any:
         images = keras.ops.cast(images, self.compute_dtype)
+        h, w = images.shape[1], images.shape[2]
+        if (h, w) == (self.height, self.width):  # training batches, already resized by the data pipeline
+            return images
+        if h is not None and w is not None:
+            return self._resize(images)
+        import tensorflow as tf  # a serving batch of unknown size: resize only when it differs
+
+        shape = tf.shape(images)
+        same = tf.logical_and(tf.equal(shape[1], self.height), tf.equal(shape[2], self.width))
+        out = tf.cond(same, lambda: images, lambda: self._resize(images))
+        out.set_shape([None, self.height, self.width, images.shape[-1]])
+        return out
+
+    def _resize(self, images: Any) -> Any:
         return keras.ops.image.resize(images, (self.height, self.width), interpolation="bilinear", antialias=True)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
