@@ -183,3 +183,13 @@ def test_every_backbone_offers_strides_8_16_32_and_blocks(name):
     assert [tuple(app.layers[taps[s]].output.shape[1:3]) for s in (8, 16, 32)] == [(8, 8), (4, 4), (2, 2)]
     blocks = [b for b, _ in blocks_of(app, name)]
     assert blocks[0] == "stem" and len(blocks) == len(set(blocks)) and len(blocks) >= 10
+
+
+def test_bad_backbone_values_in_a_space_are_refused_before_any_trial():
+    from automtl.errors import ConfigError
+    from automtl.space import parse_space
+    from automtl_image import ImageInput
+
+    for key, value in (("image.backbone", "vgg99"), ("image.fine_tune", "half"), ("image.stride", 4)):
+        with pytest.raises(ConfigError, match=rf"s.yaml: {key}: unknown value\(s\) \[{value!r}\]"):
+            parse_space({"parameters": {key: {"choice": [value]}}}, "s.yaml", ["t"], ImageInput.parameters)

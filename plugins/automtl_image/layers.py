@@ -39,7 +39,8 @@ class ResizeImages(keras.layers.Layer):
         return out
 
     def _resize(self, images: Any) -> Any:
-        return keras.ops.image.resize(images, (self.height, self.width), interpolation="bilinear", antialias=True)
+        out = keras.ops.image.resize(images, (self.height, self.width), interpolation="bilinear", antialias=True)
+        return keras.ops.cast(out, images.dtype)  # TensorFlow resizes to float32 whatever comes in
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.height, self.width, input_shape[-1])
