@@ -21,6 +21,7 @@ from automtl.data.table import Table, as_float, is_missing, object_column
 from automtl.errors import ConfigError, DataError
 from automtl.model.blocks import dense_block
 from automtl.model.lr_scale import scale_learning_rate
+from automtl.params import ParamSpec
 from automtl.trial import HeadParams, TrialParams
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "StreamedArray",
     "NoOptions",
     "Options",
+    "ParamSpec",
     "Table",
     "Targets",
     "Task",

@@ -85,7 +85,7 @@ def epoch_times(encoders, tasks, train, valid, epochs: int) -> tuple[list[float]
     import keras
 
     from automtl.model.assemble import build_model
-    from automtl.params import TrialParams
+    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
 
     keras.backend.clear_session()

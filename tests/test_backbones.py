@@ -111,7 +111,7 @@ def test_backbone_layers_learn_at_the_scaled_learning_rate(weights_dir):
 
     enc, (assembled, trainer, _) = backbone_trial(str(weights_dir), {"image.fine_tune": "all",
                                                                     "image.backbone_lr_scale": 0.25}, epochs=1)
-    variables = trainer.step.variables
+    variables = trainer.strategy.variables
     scales = assembled.lr_scales(variables)
     backbone = {id(v) for v in assembled.model.get_layer("img_backbone").trainable_variables}
     assert backbone and {s for v, s in zip(variables, scales) if id(v) in backbone} == {0.25}
@@ -127,7 +127,7 @@ def test_backbone_layers_learn_at_the_scaled_learning_rate(weights_dir):
 def test_spatial_view_has_the_searched_stride_and_small_images_are_upscaled(weights_dir):
     import keras
 
-    from automtl.params import TrialParams
+    from automtl.trial import TrialParams
     from automtl_image import ImageInput
 
     enc = ImageInput("img", {"array": "pixels", "backbone": BACKBONE, "weights": "none"})
@@ -191,5 +191,8 @@ def test_bad_backbone_values_in_a_space_are_refused_before_any_trial():
     from automtl_image import ImageInput
 
     for key, value in (("image.backbone", "vgg99"), ("image.fine_tune", "half"), ("image.stride", 4)):
-        with pytest.raises(ConfigError, match=rf"s.yaml: {key}: unknown value\(s\) \[{value!r}\]"):
+        with pytest.raises(ConfigError, match=rf"s.yaml: {key}: unknown value {value!r}; expected one of"):
+            parse_space({"parameters": {key: {"choice": [value]}}}, "s.yaml", ["t"], ImageInput.parameters)
+    for key, value, why in (("image.trainable_blocks", 0, ">= 1"), ("image.backbone_lr_scale", 0.0, r"lie in \(0, 10\]")):
+        with pytest.raises(ConfigError, match=rf"s.yaml: {key}: .*{why}"):
             parse_space({"parameters": {key: {"choice": [value]}}}, "s.yaml", ["t"], ImageInput.parameters)

@@ -33,8 +33,8 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import (ConfigError, DataError, InputEncoder, InputSpec, MappedArray, Options, StreamedArray, Table,
-                         TrialParams, is_missing, memory_budget_bytes, scale_learning_rate)
+from automtl.api import (ConfigError, DataError, InputEncoder, InputSpec, MappedArray, Options, ParamSpec, StreamedArray,
+                         Table, TrialParams, is_missing, memory_budget_bytes, scale_learning_rate)
 
 from .backbones import BACKBONES, FINE_TUNE, MIN_SIDE, STRIDES
 
@@ -44,9 +44,19 @@ CACHE_MODES = ("auto", "memory", "disk", "none")
 STATS_SAMPLE = 2048
 
 PARAMETERS = {
-    "image.stages": None, "image.filters": None, "image.flip": (True, False), "image.shift": None,
-    "image.backbone": TRUNKS, "image.fine_tune": FINE_TUNE, "image.trainable_blocks": None,
-    "image.backbone_lr_scale": None, "image.stride": STRIDES,
+    "image.stages": ParamSpec("image.stages", None, low=1, integer=True, doc="conv trunk: blocks (else trunk.depth)"),
+    "image.filters": ParamSpec("image.filters", None, low=1, integer=True,
+                               doc="conv trunk: filters of the first block, doubling per block (else trunk.units)"),
+    "image.flip": ParamSpec("image.flip", False, choices=(True, False), doc="random horizontal flips"),
+    "image.shift": ParamSpec("image.shift", 0.0, low=0, high=0.5, high_open=True,
+                             doc="random shifts, up to this share of the image size"),
+    "image.backbone": ParamSpec("image.backbone", "conv", choices=TRUNKS, doc="the trunk: conv or a pretrained backbone"),
+    "image.fine_tune": ParamSpec("image.fine_tune", "top", choices=FINE_TUNE, doc="what of a backbone trains"),
+    "image.trainable_blocks": ParamSpec("image.trainable_blocks", 2, low=1, integer=True,
+                                        doc="fine_tune top: how many of the last blocks train"),
+    "image.backbone_lr_scale": ParamSpec("image.backbone_lr_scale", 0.1, low=0, low_open=True, high=10,
+                                         doc="backbone learning rate = learning_rate x this"),
+    "image.stride": ParamSpec("image.stride", 16, choices=STRIDES, doc="a backbone's spatial view: stride 8, 16 or 32"),
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import ConfigError, DataError, InputEncoder, InputSpec, Options, Table, TrialParams
+from automtl.api import ConfigError, DataError, InputEncoder, InputSpec, Options, ParamSpec, Table, TrialParams
 
 from automtl_text import tokens
 from automtl_text.cells import text_column, text_of, tokens_of
@@ -53,7 +53,9 @@ class TextInput(InputEncoder):
 
     Options = TextInputOptions
     parameters = {"text.encoder": ENCODERS, "text.vocab_size": None, "text.sequence_length": None,
-                  "text.embedding": None, "text.word_dropout": None, "text.freeze_embeddings": (True, False)}
+                  "text.embedding": None, "text.word_dropout": None,
+                  "text.freeze_embeddings": ParamSpec("text.freeze_embeddings", False, choices=(True, False),
+                                                      doc="pretrained vectors: keep them (true) or fine-tune")}
     vectors: dict[str, np.ndarray] | None = None
 
     def _owner(self) -> str:
