@@ -226,7 +226,7 @@ class InputEncoder(_Plugin):
 
     @classmethod
     def serving_arrays(cls, spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], source: Path,
-                       root: Path | None) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+                       root: Path | None) -> tuple[np.ndarray | StreamedArray, dict[str, np.ndarray]] | None:
         """For ``automtl predict``: this input's SavedModel array built from a data file's columns,
         plus facts per row that help read the outputs (e.g. each image's original size), or None
         to let automtl map the columns itself (numeric and text columns, NPZ arrays). ``spec`` is

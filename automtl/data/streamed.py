@@ -47,11 +47,6 @@ class StreamedArray:
     def ndim(self) -> int:
         return len(self.shape)
 
-    @property
-    def decoded_nbytes(self) -> int:
-        """What the rows would take in memory."""
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-
     def read(self, indices: Any) -> Any:
         """Rows at ``indices`` (an int64 tensor ``[b]``) as a ``[b, *row_shape]`` tensor."""
         raise NotImplementedError

@@ -11,9 +11,10 @@ def short_params(params: dict[str, Any]) -> str:
         bits.append(str(params["strategy"]))
     if "trunk.depth" in params or "trunk.units" in params:
         bits.append(f"trunk {params.get('trunk.depth', '?')}x{params.get('trunk.units', '?')}")
-    for key in ("image.backbone", "text.encoder"):  # the input trunk, when searched
-        if key in params:
-            bits.append(str(params[key]) + (f" {params['image.fine_tune']}" if key == "image.backbone" and "image.fine_tune" in params else ""))
+    if "image.backbone" in params:  # the input's trunk, when searched
+        bits.append(" ".join(str(params[k]) for k in ("image.backbone", "image.fine_tune") if k in params))
+    if "text.encoder" in params:
+        bits.append(str(params["text.encoder"]))
     if "learning_rate" in params:
         bits.append(f"lr {params['learning_rate']:.2g}")
     return ", ".join(bits)
