@@ -196,3 +196,22 @@ def test_bad_backbone_values_in_a_space_are_refused_before_any_trial():
     for key, value, why in (("image.trainable_blocks", 0, ">= 1"), ("image.backbone_lr_scale", 0.0, r"lie in \(0, 10\]")):
         with pytest.raises(ConfigError, match=rf"s.yaml: {key}: .*{why}"):
             parse_space({"parameters": {key: {"choice": [value]}}}, "s.yaml", ["t"], ImageInput.parameters)
+
+
+def test_a_detection_head_trains_on_a_backbones_stride_8_map():
+    from automtl.api import object_column
+    from automtl_detection import DetectionTask
+    from automtl_detection.demo import make_canvases
+    from automtl_image import ImageInput
+
+    images, boxes = make_canvases(24, seed=3, canvas=32, scale=1)
+    table = Table("canvas.npz", {"pixels": images, "width": np.full(24, 32.0), "height": np.full(24, 32.0),
+                                 "objects": object_column([[(*b[:4], str(b[4])) for b in bs] for bs in boxes])})
+    enc = ImageInput("img", {"array": "pixels", "backbone": BACKBONE, "weights": "none"})
+    task = DetectionTask("digits", {"classes": [str(d) for d in range(10)]})
+    enc.tasks = (task,)
+    train, valid = prepared([enc], [task], table, table)
+    assembled, _, fit = train_once([enc], [task], train, valid, {"image.stride": 8, "trunk.depth": 0, "batch_size": 8,
+                                                                 "head.units": 8, "head.depth": 1}, epochs=1)
+    assert tuple(assembled.model.output["digits"].shape[1:3]) == (4, 4)  # a 4x4 grid of cells on 32x32 images
+    assert np.isfinite(fit.metrics["digits"]["map50"])

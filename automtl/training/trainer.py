@@ -50,6 +50,14 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+#: Images at least this many pixels (height x width) train step by step on CPU (see Trainer).
+STEPWISE_IMAGE_PIXELS = 48 * 48
+
+
+def _large_images(arrays: Arrays) -> bool:
+    return any(v.ndim == 4 and v.shape[1] * v.shape[2] >= STEPWISE_IMAGE_PIXELS for v in arrays.x.values())
+
+
 def to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
     return {k: tf.constant(v.astype(str) if v.dtype == object else v) for k, v in arrays.items()}
 
@@ -79,6 +87,11 @@ class Trainer:
         self.steps = math.ceil(self.n / self.batch)
         self.streaming = train.nbytes() > INMEMORY_LIMIT_MB * 2**20 if streaming is None else streaming
         self.streaming = self.streaming or train.streamed  # inputs read from disk always stream
+        if streaming is None and not self.streaming and _large_images(train) and not tf.config.list_logical_devices("GPU"):
+            # On CPU, convolutions over 64x64 images ran 1.3-1.6x faster step by step (tf.data) than
+            # inside the compiled epoch loop (bench/trial_speed.py image64, bench/image_pipeline.py);
+            # 28x28 images and tabular data run faster in the loop.
+            self.streaming = True
         self.rng = tf.random.Generator.from_seed(seed)
         self.np_rng = np.random.default_rng(seed)
         self.augmenters = [e for e in encoders if type(e).augment is not InputEncoder.augment]
