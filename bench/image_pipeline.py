@@ -4,7 +4,8 @@ Generates a set of PNGs (coloured shapes on noise, several sizes; the task
 is the shape), then trains the same conv-trunk model three ways, side by side
 in one process, with the image input's ``cache`` option:
 
-- ``memory``: decoded once into memory, epochs compiled over in-memory tensors;
+- ``memory``: decoded once into memory (the trainer runs its epochs as it chooses: on a CPU, step by
+  step for images this size, see ``STEPWISE_IMAGE_PIXELS`` in the trainer);
 - ``none``: decoded and resized from the files every epoch (parallel tf.data map, prefetched);
 - ``disk``: decoded once into a memory-mapped cache under the run folder, read per batch.
 
