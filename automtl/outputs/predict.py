@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,12 +47,20 @@ class PredictSummary:
     seconds: float
 
 
+def saved_model_dir(model_dir: Path) -> Path | None:
+    """``saved_model/`` of an export, or the folder itself in the TF Serving layout (``--layout tf-serving``)."""
+    model_dir = Path(model_dir)
+    if (model_dir / "saved_model").is_dir():
+        return model_dir / "saved_model"
+    return model_dir if (model_dir / "saved_model.pb").exists() else None
+
+
 def load_manifest(model_dir: Path) -> dict[str, Any]:
     model_dir = Path(model_dir)
     path = model_dir / "automtl.json"
     if not model_dir.is_dir():
         raise AutomtlError(f"model folder not found: {model_dir}")
-    if not path.exists() or not (model_dir / "saved_model").is_dir():
+    if not path.exists() or saved_model_dir(model_dir) is None:
         raise AutomtlError(f"{model_dir}: expected an exported model folder (automtl.json and saved_model/), "
                            "such as RUN_DIR/best or the --out of `automtl export`")
     try:
@@ -222,7 +230,7 @@ def run_model(model_dir: Path, inputs: dict[str, np.ndarray], rows: int, batch_s
     """Serve ``inputs`` through the SavedModel in batches; a bar on a terminal for large inputs."""
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(Path(model_dir) / "saved_model")).signatures["serving_default"]
+    serve = tf.saved_model.load(str(saved_model_dir(model_dir))).signatures["serving_default"]
     starts = range(0, rows, batch_size)
     chunks: list[dict[str, np.ndarray]] = []
     bar = None
@@ -351,20 +359,43 @@ def image_ids(data: dict[str, np.ndarray], rows: int) -> list[Any]:
     return list(range(1, rows + 1))
 
 
-def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int | None = None,
-            keep: Sequence[str] = (), console: Any = None, root: Path | None = None,
-            format: str = "table") -> PredictSummary:
-    """Read, map, serve and write; every user mistake is caught before TensorFlow starts."""
-    import time
-
-    started = time.perf_counter()
-    out = Path(out)
+def check_out(out: Path, data_path: Path, format: str = "table") -> Path:
+    """``--out`` can be written and overwrites nothing a user or a run needs; checked before any work."""
+    out = Path(out).expanduser()
     if format not in FORMATS:
         raise AutomtlError(f"--format {format}: expected one of {', '.join(FORMATS)}")
     if format == "coco" and out.suffix.lower() != ".json":
         raise AutomtlError(f"--out {out}: --format coco writes a JSON file; give a .json path")
     if format == "table" and out.suffix.lower() not in OUT_SUFFIXES:
         raise AutomtlError(f"--out {out}: unsupported output type '{out.suffix}'; expected one of {', '.join(OUT_SUFFIXES)}")
+    if out.exists() and Path(data_path).exists() and out.resolve() == Path(data_path).resolve():
+        raise AutomtlError(f"--out {out} is the --data file; write the predictions to another file")
+    from automtl.outputs.rundir import check_output_file
+
+    return check_output_file(out)
+
+
+@dataclass
+class PredictPlan:
+    """Everything checked and read, ready to run through the model."""
+
+    model_dir: Path
+    manifest: dict[str, Any]
+    inputs: dict[str, Any]
+    rows: int
+    out: Path
+    keep: dict[str, np.ndarray]
+    #: what an input plugin says about each row (an image's own width and height), by input name
+    facts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: COCO image id of each row (``--format coco`` only)
+    image_ids: list[Any] = field(default_factory=list)
+    batch_size: int = DEFAULT_BATCH
+
+
+def plan_predict(model_dir: Path, data_path: Path, out: Path, keep: Sequence[str] = (), *,
+                 root: Path | None = None, format: str = "table", batch_size: int | None = None) -> PredictPlan:
+    """Read and map the data and check the output path: every user mistake is found here, before TensorFlow."""
+    out = check_out(out, data_path, format)
     manifest = load_manifest(model_dir)
     detections = detection_tasks(manifest)
     if format == "coco" and len(detections) != 1:
@@ -383,24 +414,41 @@ def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int | No
     inputs = model_inputs(manifest, data, str(data_path), root, facts)
     if batch_size is None:  # images are large: fewer of them per batch
         batch_size = IMAGE_BATCH if any(s.get("image") for s in manifest["inputs"]) else DEFAULT_BATCH
-    outputs = run_model(model_dir, inputs, rows, batch_size, console)
-    rescale_boxes(manifest, outputs, facts)
-    order = output_order(manifest, outputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if format == "coco":
-        out.write_text(json.dumps(coco_results(detections[0], outputs, image_ids(data, rows)), default=str))
-        return PredictSummary(rows, [f"{detections[0]['name']} (COCO results)"], out, time.perf_counter() - started)
     kept = {c: data[c] for c in keep}
     if source.images and PATH_COLUMN not in kept:
         kept = {PATH_COLUMN: data[PATH_COLUMN], **kept}  # which row is which image
-    if out.suffix.lower() != ".npz":  # boxes per image as one list, not padded arrays
+    ids = image_ids(data, rows) if format == "coco" else []
+    return PredictPlan(Path(model_dir), manifest, inputs, rows, out, kept, facts, ids, batch_size)
+
+
+def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int | None = None,
+            keep: Sequence[str] = (), console: Any = None, root: Path | None = None,
+            format: str = "table") -> PredictSummary:
+    """Check and read (no TensorFlow), then serve and write."""
+    import time
+
+    from automtl.tfimport import import_tensorflow_quietly
+
+    started = time.perf_counter()
+    plan = plan_predict(model_dir, data_path, out, keep, root=root, format=format, batch_size=batch_size)
+    import_tensorflow_quietly()
+    outputs = run_model(plan.model_dir, plan.inputs, plan.rows, plan.batch_size, console)
+    rescale_boxes(plan.manifest, outputs, plan.facts)
+    order = output_order(plan.manifest, outputs)
+    detections = detection_tasks(plan.manifest)
+    plan.out.parent.mkdir(parents=True, exist_ok=True)
+    if format == "coco":
+        plan.out.write_text(json.dumps(coco_results(detections[0], outputs, plan.image_ids), default=str))
+        return PredictSummary(plan.rows, [f"{detections[0]['name']} (COCO results)"], plan.out,
+                              time.perf_counter() - started)
+    if plan.out.suffix.lower() != ".npz":  # boxes per image as one list, not padded arrays
         for task in detections:
             outputs[f"{task['name']}.detections"] = _object_array(detection_lists(task, outputs))
             d, prefix = task["detections"], task["name"] + "."
             padded = {prefix + d[k] for k in ("boxes", "scores", "labels", "class_ids")}
             order = [o for o in order if o not in padded] + [prefix + "detections"]
-    write_outputs(out, outputs, order, kept)
-    return PredictSummary(rows, order, out, time.perf_counter() - started)
+    write_outputs(plan.out, outputs, order, plan.keep)
+    return PredictSummary(plan.rows, order, plan.out, time.perf_counter() - started)
 
 
 def _route_folder(manifest: dict[str, Any], data: dict[str, np.ndarray], path: Path) -> None:

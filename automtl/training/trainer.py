@@ -24,6 +24,7 @@ from automtl.trial import TrialParams
 from automtl.data.prepare import Arrays
 from automtl.data.streamed import memory_budget_bytes
 from automtl import registry
+from automtl.training.schedules import SCHEDULES, lr_factor
 from automtl.training.strategies.base import Strategy
 
 INMEMORY_LIMIT_MB = memory_budget_bytes() / 2**20
@@ -95,6 +96,8 @@ class Trainer:
         self.rng = tf.random.Generator.from_seed(seed)
         self.np_rng = np.random.default_rng(seed)
         self.augmenters = [e for e in encoders if type(e).augment is not InputEncoder.augment]
+        if params.lr_schedule not in SCHEDULES:
+            raise TrialFailed(f"unknown lr_schedule '{params.lr_schedule}'; known: {', '.join(SCHEDULES)}")
         strategy = registry.member("strategy", params.strategy)
         self.strategy: Strategy = strategy(assembled, self.tasks, params, train, self.rng, self.np_rng, self._augment)
         self.weighting = self.strategy.weighting
@@ -147,6 +150,12 @@ class Trainer:
             scores[t.name] = float(t.score(metrics[t.name]))
         return metrics, scores, combine(scores, self.importance)
 
+    def set_learning_rates(self, epoch: int, epochs: int) -> None:
+        """Every optimizer's rate for ``epoch`` (0-based) under the trial's ``lr_schedule``."""
+        factor = lr_factor(self.params.lr_schedule, epoch, epochs)
+        for optimizer in self.strategy.optimizers:
+            optimizer.scale_learning_rate(factor)
+
     # -- the loop -------------------------------------------------------------------------
     def fit(self, epochs: int, patience: int | None = None, report: Callable[[EpochResult], None] | None = None) -> FitResult:
         best: FitResult | None = None
@@ -154,6 +163,7 @@ class Trainer:
         history: list[dict[str, float]] = []
         since_best = 0
         for epoch in range(1, epochs + 1):
+            self.set_learning_rates(epoch - 1, epochs)
             losses = self._epoch_fn().numpy()
             names = [t.name for t in self.tasks]
             if not np.all(np.isfinite(losses)):

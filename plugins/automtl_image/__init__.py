@@ -33,8 +33,9 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import (ConfigError, DataError, InputEncoder, InputSpec, MappedArray, Options, ParamSpec, StreamedArray,
-                         Table, TrialParams, is_missing, memory_budget_bytes, scale_learning_rate)
+from automtl.api import (ConfigError, DataError, InputEncoder, InputSpec, MappedArray, Options, ParamSpec,
+                         PortableInput, StreamedArray, Table, TrialParams, is_missing, memory_budget_bytes,
+                         scale_learning_rate)
 
 from .backbones import BACKBONES, FINE_TUNE, MIN_SIDE, STRIDES
 
@@ -307,6 +308,15 @@ class ImageInput(InputEncoder):
         from .serving import serving_images
 
         return serving_images(spec, columns, Path(source), root)
+
+    def portable_inputs(self, model: Any) -> list[PortableInput]:
+        """ONNX and LiteRT have no antialiased resize: their models take images already at
+        the training size (``size``), which the model's resizing layer leaves unchanged."""
+        h, w = self.size
+        step = {"op": "image_size", "size": [h, w], "channels": self.channels,
+                "resize": "bilinear with antialiasing, as tf.image.resize(images, size, antialias=True)"}
+        return [PortableInput(self.name, self.name, self.dtype, (h, w, self.channels), f"{self.name}_resize", "cast",
+                              (step,))]
 
     def register_keras_objects(self) -> None:
         from . import layers  # noqa: F401  (registers ResizeImages, BackbonePixels)
