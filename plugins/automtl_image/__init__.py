@@ -61,6 +61,16 @@ PARAMETERS = {
 }
 
 
+#: What ``space: auto`` searches for an input whose option ``backbone`` names a pretrained backbone.
+BACKBONE_AUTO = {
+    "image.fine_tune": {"choice": list(FINE_TUNE)},
+    "image.trainable_blocks": {"int": [1, 4], "when": {"image.fine_tune": "top"}},
+    "image.backbone_lr_scale": {"float": [0.01, 0.3], "log": True, "when": {"image.fine_tune": ["top", "all"]}},
+    "learning_rate": {"float": [1.0e-4, 3.0e-3], "log": True},
+    "batch_size": {"choice": [16, 32, 64]},
+}
+
+
 class ImageOptions(Options):
     column: str | None = None
     array: str | None = None
@@ -94,6 +104,20 @@ class ImageInput(InputEncoder):
         self._cache: tuple[Table, np.ndarray | StreamedArray] | None = None
         self.storage = "memory"
         self.pixel_scale = 1.0
+
+    def auto_space(self) -> dict[str, Any]:
+        """``space: auto``: the conv trunk's fragment (``auto_space.yaml``); with a pretrained ``backbone``
+        option, the fine-tuning depth and the backbone's learning rate instead of conv trunk widths."""
+        fragment = super().auto_space()
+        if self.options.backbone == "conv":
+            return fragment
+        parameters = {k: v for k, v in (fragment.get("parameters") or {}).items()
+                      if k not in ("image.stages", "image.filters")}
+        parameters |= BACKBONE_AUTO
+        return {**fragment, "parameters": parameters,
+                "description": f"the {self.options.backbone} backbone (option backbone) fine-tuned as searched: "
+                               "frozen, the last 1-4 blocks or all, the backbone at a searched share of the "
+                               "learning rate; a shallow dense trunk on the pooled features"}
 
     def weights(self) -> Path | str | None:
         """The ``weights`` option: "imagenet", None, or the file or folder it names (checked to exist)."""

@@ -70,6 +70,16 @@ class TextInput(InputEncoder):
     }
     vectors: dict[str, np.ndarray] | None = None
 
+    def auto_space(self) -> dict[str, Any]:
+        """``space: auto``: the fragment of ``auto_space.yaml``; with pretrained ``embeddings``, whether
+        to freeze them is searched and the embedding width is theirs (not searched)."""
+        fragment = super().auto_space()
+        if self.options.embeddings is None:
+            return fragment
+        parameters = {k: v for k, v in (fragment.get("parameters") or {}).items() if k != "text.embedding"}
+        parameters["text.freeze_embeddings"] = {"choice": [True, False]}
+        return {**fragment, "parameters": parameters}
+
     def _owner(self) -> str:
         return f"input '{self.name}'"
 
