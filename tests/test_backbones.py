@@ -215,3 +215,17 @@ def test_a_detection_head_trains_on_a_backbones_stride_8_map():
                                                                  "head.units": 8, "head.depth": 1}, epochs=1)
     assert tuple(assembled.model.output["digits"].shape[1:3]) == (4, 4)  # a 4x4 grid of cells on 32x32 images
     assert np.isfinite(fit.metrics["digits"]["map50"])
+
+
+def test_weight_decay_follows_each_variables_scaled_learning_rate():
+    """AdamW's decoupled decay (var -= lr * weight_decay * var) uses the variable's own (scaled) rate."""
+    import tensorflow as tf
+
+    from automtl.training.optimizer import FusedAdam
+
+    fresh, backbone = tf.Variable(tf.ones((2, 2))), tf.Variable(tf.ones((2, 2)))
+    opt = FusedAdam(0.1, [fresh, backbone], weight_decay=0.5, lr_scales=[1.0, 0.1])
+    zero = tf.zeros((2, 2))
+    opt.apply_gradients([(zero, fresh), (zero, backbone)])  # a zero gradient: Adam moves nothing, decay does
+    np.testing.assert_allclose(fresh.numpy(), 1 - 0.1 * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(backbone.numpy(), 1 - 0.01 * 0.5, rtol=1e-6)
