@@ -229,3 +229,25 @@ def test_weight_decay_follows_each_variables_scaled_learning_rate():
     opt.apply_gradients([(zero, fresh), (zero, backbone)])  # a zero gradient: Adam moves nothing, decay does
     np.testing.assert_allclose(fresh.numpy(), 1 - 0.1 * 0.5, rtol=1e-6)
     np.testing.assert_allclose(backbone.numpy(), 1 - 0.01 * 0.5, rtol=1e-6)
+
+
+@pytest.mark.slow  # converts a MobileNet twice (~45 s of CPU)
+def test_a_backbone_on_small_images_exports_to_onnx_and_litert_at_the_training_size(weights_dir, tmp_path):
+    """12x12 images are upscaled to the backbone's 32x32 inside the model, after the cut where ONNX and
+    LiteRT take their images: those take the training size, with the SavedModel's outputs."""
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    from automtl_image import ImageInput
+    from test_export_formats import assert_parity, assert_runtimes_match_saved_model, export
+
+    enc = ImageInput("img", {"array": "pixels", "backbone": BACKBONE, "weights": str(weights_dir),
+                             "fine_tune": "frozen"})
+    enc.base_dir = Path(".")
+    task = ClassificationTask("label", {"target": "label"})
+    train, valid = prepared([enc], [task], squares(32, side=12), squares(8, seed=1, side=12))
+    out, manifest = export(tmp_path, [enc], [task], train, valid,
+                           {"trunk.depth": 0, "batch_size": 16, "head.units": 8}, epochs=1)
+    assert_parity(manifest)
+    image = next(i for i in manifest["formats"]["onnx"]["inputs"] if i["name"] == "img")
+    assert image["shape"] == [None, 12, 12, 1]
+    assert_runtimes_match_saved_model(out, valid.x)

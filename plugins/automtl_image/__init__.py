@@ -294,7 +294,9 @@ class ImageInput(InputEncoder):
         built = backbones.build(name, size, weights, s["fine_tune"], s["trainable_blocks"], f"{self.name}_backbone")
         if weights is not None and s["backbone_lr_scale"] != 1.0:
             scale_learning_rate(built.features, s["backbone_lr_scale"])
-        x = ResizeImages(*size, name=f"{self.name}_resize")(images)
+        x = ResizeImages(*self.size, name=f"{self.name}_resize")(images)  # the training size (portable exports)
+        if size != tuple(self.size):  # then up to the backbone's minimum side: bilinear, as antialiasing is upwards
+            x = ResizeImages(*size, antialias=False, name=f"{self.name}_upscale")(x)
         x = BackbonePixels(BACKBONES[name].preprocess, self.pixel_scale, name=f"{self.name}_pixels")(x)
         maps = dict(zip(built.strides, built.features(x)))
         vector = keras.layers.GlobalAveragePooling2D(name=f"{self.name}_avg")(maps[max(built.strides)])

@@ -14,14 +14,16 @@ class ResizeImages(keras.layers.Layer):
     """Raw images of any size (uint8 or float) -> float images of one size.
 
     Bilinear with antialiasing, the same interpolation as the ``tf.data``
-    pipeline that prepares the training images. (Keras's ``Resizing`` layer
+    pipeline that prepares the training images (``antialias=False`` for an
+    upscale, where both agree and plain bilinear converts to ONNX and LiteRT). (Keras's ``Resizing`` layer
     is a data layer whose graph mode breaks SavedModel export when the model
     also holds a Dropout layer, hence this plain layer.)
     """
 
-    def __init__(self, height: int, width: int, **kwargs: Any) -> None:
+    def __init__(self, height: int, width: int, antialias: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.height, self.width = int(height), int(width)
+        self.antialias = bool(antialias)
 
     def call(self, images: Any) -> Any:
         images = keras.ops.cast(images, self.compute_dtype)
@@ -39,14 +41,14 @@ class ResizeImages(keras.layers.Layer):
         return out
 
     def _resize(self, images: Any) -> Any:
-        out = keras.ops.image.resize(images, (self.height, self.width), interpolation="bilinear", antialias=True)
+        out = keras.ops.image.resize(images, (self.height, self.width), interpolation="bilinear", antialias=self.antialias)
         return keras.ops.cast(out, images.dtype)  # TensorFlow resizes to float32 whatever comes in
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.height, self.width, input_shape[-1])
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "height": self.height, "width": self.width}
+        return {**super().get_config(), "height": self.height, "width": self.width, "antialias": self.antialias}
 
 
 #: ImageNet channel means (BGR) that "caffe"-style backbones (ResNet50) subtract.
