@@ -9,6 +9,8 @@ def short_params(params: dict[str, Any]) -> str:
     bits = []
     if "strategy" in params:
         bits.append(str(params["strategy"]))
+    if "weighting" in params:
+        bits.append(str(params["weighting"]))
     if "trunk.depth" in params or "trunk.units" in params:
         bits.append(f"trunk {params.get('trunk.depth', '?')}x{params.get('trunk.units', '?')}")
     if "image.backbone" in params:  # the input's trunk, when searched
