@@ -16,9 +16,11 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import pydantic
 
+from automtl.data.streamed import MappedArray, StreamedArray, memory_budget_bytes
 from automtl.data.table import Table, as_float, is_missing, object_column
 from automtl.errors import ConfigError, DataError
 from automtl.model.blocks import dense_block
+from automtl.model.lr_scale import scale_learning_rate
 from automtl.params import ParamSpec
 from automtl.trial import HeadParams, TrialParams
 
@@ -28,7 +30,9 @@ __all__ = [
     "HeadParams",
     "InputEncoder",
     "InputSpec",
+    "MappedArray",
     "Reader",
+    "StreamedArray",
     "NoOptions",
     "Options",
     "ParamSpec",
@@ -42,7 +46,9 @@ __all__ = [
     "dense_block",
     "distills",
     "is_missing",
+    "memory_budget_bytes",
     "object_column",
+    "scale_learning_rate",
     "NanToZero",
 ]
 
@@ -289,13 +295,19 @@ class InputEncoder(_Plugin):
     """Turns raw inputs into trunk views inside the model.
 
     Preprocessing (normalisation, vocabularies) must be layers of the model so
-    the exported SavedModel takes raw values.
+    the exported SavedModel takes raw values. Layers that should learn slower
+    or faster than the rest (a pretrained backbone) are marked with
+    :func:`scale_learning_rate`; the trainer's optimizer applies the scale.
     """
 
     kind = "input"
     #: The experiment's tasks (set by automtl before ``prepare``), e.g. so that
     #: :meth:`augment` knows which targets are boxes (``Task.box_targets``).
     tasks: tuple[Task, ...] = ()
+    #: A folder for this input's caches (decoded images), under the run folder and shared
+    #: by the run's trials and worker processes; set by automtl before ``prepare`` (None:
+    #: no run folder, e.g. in a unit test).
+    cache_dir: Path | None = None
 
     def prepare(self, train: Table) -> None:
         """Learn statistics and vocabularies from the training split."""
@@ -303,13 +315,25 @@ class InputEncoder(_Plugin):
     def specs(self) -> list[InputSpec]:
         raise NotImplementedError
 
-    def arrays(self, data: Table) -> dict[str, np.ndarray]:
-        """Raw model-input arrays for ``data``, keyed by :class:`InputSpec` name."""
+    def arrays(self, data: Table) -> dict[str, np.ndarray | StreamedArray]:
+        """Raw model-input arrays for ``data``, keyed by :class:`InputSpec` name. An input whose
+        decoded rows would not fit in memory (see :func:`memory_budget_bytes`) may return a
+        :class:`StreamedArray` instead: the trainer then reads its rows batch by batch."""
         raise NotImplementedError
 
     def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
         """Return views, e.g. ``{"vector": tensor}``, from the raw Keras inputs."""
         raise NotImplementedError
+
+    @classmethod
+    def serving_arrays(cls, spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], source: Path,
+                       root: Path | None) -> tuple[np.ndarray | StreamedArray, dict[str, np.ndarray]] | None:
+        """For ``automtl predict``: this input's SavedModel array built from a data file's columns,
+        plus facts per row that help read the outputs (e.g. each image's original size), or None
+        to let automtl map the columns itself (numeric and text columns, NPZ arrays). ``spec`` is
+        the input's manifest entry (:meth:`InputSpec.describe` plus ``input`` and ``type``);
+        ``source`` the data file (or folder); ``root`` the ``--root`` option."""
+        return None
 
     def portable_inputs(self, model: Any) -> list[PortableInput]:
         """Inputs that ONNX and LiteRT exports take in another form (string ids, a fixed

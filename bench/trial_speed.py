@@ -1,15 +1,19 @@
 """Per-trial training time: automtl's trial runner vs keras Model.fit vs a bare tf.function loop.
 
-Same architecture, epochs and batch size on the digits demo, measured side
-by side in one process. Also compares the streamed (tf.data) path with
-Model.fit. ``--text`` adds the text case: the text demo's intent + slot
-requests (``--text-rows`` training rows), one trial per sequence encoder
-(conv, bigru, transformer) under automtl's trial runner and under
-``Model.fit`` on the same model, with the sequence length automtl picks
-(95th percentile of the training lengths). The last line is machine-readable:
-``automtl vs Model.fit: N.Nx faster; automtl vs bare loop: M.Mx``.
+Same architecture, epochs and batch size, measured side by side in one
+process. The tabular case is the digits demo (a dense trunk); it also
+compares the streamed (tf.data) path with Model.fit. The image cases are the
+same digits as 28x28 and 64x64 images through the image input's conv trunk
+(2 stages of 16 and 32 filters). One machine-readable line per case:
+``<case>: automtl vs Model.fit: N.Nx faster; automtl vs bare loop: M.Mx``.
+``--text`` adds the text case: the text demo's intent + slot requests
+(``--text-rows`` training rows), one trial per sequence encoder (conv, bigru,
+transformer) under automtl's trial runner and under ``Model.fit`` on the same
+model, with the sequence length automtl picks (95th percentile of the
+training lengths); ``--text-only`` runs only that case.
 
-    python bench/trial_speed.py [--epochs 20] [--repeats 3] [--text] [--text-rows 10000] [--text-epochs 3]
+    python bench/trial_speed.py [--epochs 20] [--repeats 3] [--cases tabular,image28,image64]
+                                [--text] [--text-only] [--text-rows 10000] [--text-epochs 3]
 """
 
 from __future__ import annotations
@@ -33,19 +37,51 @@ from automtl.training.trainer import Trainer, to_tensors  # noqa: E402
 
 PARAMS = {"trunk.depth": 2, "trunk.units": 128, "head.units": 64, "head.depth": 1, "dropout": 0.1,
           "learning_rate": 1e-3, "batch_size": 64, "strategy": "joint"}
+IMAGE_PARAMS = {"image.backbone": "conv", "image.stages": 2, "image.filters": 16, "trunk.depth": 1, "trunk.units": 64,
+                "head.units": 32, "head.depth": 1, "dropout": 0.1, "learning_rate": 1e-3, "batch_size": 64,
+                "strategy": "joint"}
+
+
+def image_prepared(side: int):
+    """The digits demo's images (8x8, scikit-learn) upscaled to ``side`` pixels, as uint8 NPZ-style arrays,
+    with the demo's two tasks; prepared as a search would."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from automtl.data.demo import digit_slant
+    from automtl.data.prepare import Prepared, to_arrays
+    from automtl.data.split import split_fraction
+    from automtl.data.table import Table
+    from automtl_classification import ClassificationTask
+    from automtl_image import ImageInput
+    from automtl_regression import RegressionTask
+
+    digits = load_digits()
+    small = (digits.images * (255 / 16)).astype(np.float32)[..., None]
+    pixels = tf.cast(tf.round(tf.image.resize(small, (side, side), antialias=True)), tf.uint8).numpy()
+    table = Table("digits.npz", {"pixels": pixels, "digit": digits.target, "slant": digit_slant(digits.images)})
+    train_t, valid_t = split_fraction(table, 0.2, 0)
+    encoders = [ImageInput("pixels", {"array": "pixels"})]
+    tasks = [ClassificationTask("digit", {"target": "digit"}), RegressionTask("slant", {"target": "slant"})]
+    for plugin in (*encoders, *tasks):
+        plugin.prepare(train_t)
+    return Prepared(experiment=None, encoders=encoders, tasks=tasks, train=to_arrays(encoders, tasks, train_t),
+                    valid=to_arrays(encoders, tasks, valid_t), importance={t.name: 1.0 for t in tasks})
 
 
 def fresh(prep, seed: int = 0):
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    params = TrialParams(PARAMS)
+    params = TrialParams(prep.bench_params)
     return params, build_model(prep.encoders, prep.tasks, params)
 
 
 def run_automtl(prep, epochs: int, streaming: bool = False) -> float:
+    """One trial; ``streaming`` False: the compiled epoch loop over in-memory tensors, True: tf.data steps."""
     start = time.perf_counter()
     params, assembled = fresh(prep)
-    trainer = Trainer(assembled, prep.tasks, params, prep.train, prep.valid, prep.importance, streaming=streaming)
+    trainer = Trainer(assembled, prep.tasks, params, prep.train, prep.valid, prep.importance, streaming=streaming,
+                      encoders=prep.encoders)
     trainer.fit(epochs, patience=None)
     return time.perf_counter() - start
 
@@ -108,6 +144,50 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
 
 
+def breakdown(prep, epochs: int) -> str:
+    """Where one automtl trial's time goes: building, the first epoch (tracing), later epochs, validation."""
+    start = time.perf_counter()
+    params, assembled = fresh(prep)
+    trainer = Trainer(assembled, prep.tasks, params, prep.train, prep.valid, prep.importance, encoders=prep.encoders)
+    built = time.perf_counter()
+    trainer._epoch_fn().numpy()
+    first = time.perf_counter()
+    for _ in range(epochs - 1):
+        trainer._epoch_fn().numpy()
+    later = time.perf_counter()
+    for _ in range(epochs):
+        trainer.evaluate()
+    done = time.perf_counter()
+    return (f"  automtl trial: build {built - start:.2f}s, first epoch (tracing) {first - built:.2f}s, "
+            f"later epochs {1000 * (later - first) / max(1, epochs - 1):.0f} ms each, "
+            f"validation {1000 * (done - later) / epochs:.0f} ms per epoch")
+
+
+def default_path(prep) -> bool:
+    """Whether the trainer, left to choose, streams this data (step by step) or runs its compiled epoch loop."""
+    params, assembled = fresh(prep)
+    return Trainer(assembled, prep.tasks, params, prep.train, prep.valid, prep.importance,
+                   encoders=prep.encoders).streaming
+
+
+def run_case(name: str, prep, epochs: int, repeats: int) -> None:
+    t_auto = median_time(lambda: run_automtl(prep, epochs), repeats)
+    t_stream = median_time(lambda: run_automtl(prep, epochs, streaming=True), repeats)
+    t_fit = median_time(lambda: run_fit(prep, epochs), repeats)
+    t_bare = median_time(lambda: run_bare(prep, epochs), repeats)
+    rows = [("automtl trial runner (in memory)", t_auto), ("automtl trial runner (streamed tf.data)", t_stream),
+            ("keras Model.fit", t_fit), ("bare tf.function loop", t_bare)]
+    for label, t in rows:
+        print(f"  {label:<42} {t:7.2f} s/trial  {1000 * t / epochs:7.1f} ms/epoch")
+    print(f"  streamed automtl vs Model.fit: {t_fit / t_stream:.1f}x faster")
+    print(breakdown(prep, epochs))
+    streams = default_path(prep)
+    chosen = t_stream if streams else t_auto
+    print(f"{name}: automtl vs Model.fit: {t_fit / chosen:.1f}x faster (the trainer's own choice: "
+          f"{'streamed, step by step' if streams else 'in memory, compiled epoch loop'}); "
+          f"automtl vs bare loop: {chosen / t_bare:.1f}x", flush=True)
+
+
 TEXT_PARAMS = {"trunk.depth": 1, "trunk.units": 64, "head.units": 32, "head.depth": 1, "dropout": 0.1,
                "learning_rate": 3e-3, "batch_size": 64, "strategy": "joint", "text.embedding": 64}
 
@@ -163,6 +243,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cases", default="tabular,image28,image64", help="comma-separated: tabular, image28, image64")
     ap.add_argument("--text", action="store_true", help="also time text trials (conv, bigru, transformer)")
     ap.add_argument("--text-only", action="store_true", help="only the text case")
     ap.add_argument("--text-rows", type=int, default=10000)
@@ -171,24 +252,28 @@ def main() -> None:
     if args.text_only:
         text_case(args.text_rows, args.text_epochs)
         return
-    prep = demo_prepared()
+    e, r = args.epochs, args.repeats
     gc.collect()
     gc.freeze()  # as automtl's trial runner does: per-trial clean-up skips long-lived objects
-    e, r = args.epochs, args.repeats
-    print(f"digits demo: {len(prep.train)} training rows, batch {PARAMS['batch_size']}, {e} epochs, "
-          f"trunk {PARAMS['trunk.depth']}x{PARAMS['trunk.units']}; median of {r} trials each")
-    t_auto = median_time(lambda: run_automtl(prep, e), r)
-    t_fit = median_time(lambda: run_fit(prep, e), r)
-    t_bare = median_time(lambda: run_bare(prep, e), r)
-    t_stream = median_time(lambda: run_automtl(prep, e, streaming=True), r)
-    rows = [("automtl trial runner (in memory)", t_auto), ("automtl trial runner (streamed tf.data)", t_stream),
-            ("keras Model.fit", t_fit), ("bare tf.function loop", t_bare)]
-    for name, t in rows:
-        print(f"{name:<42} {t:7.2f} s/trial  {1000 * t / e:7.1f} ms/epoch")
-    print(f"streamed automtl vs Model.fit: {t_fit / t_stream:.1f}x faster")
+    for case in args.cases.split(","):
+        if case == "tabular":
+            prep = demo_prepared()
+            prep.bench_params = PARAMS
+            print(f"tabular (digits demo): {len(prep.train)} training rows, batch {PARAMS['batch_size']}, {e} epochs, "
+                  f"trunk {PARAMS['trunk.depth']}x{PARAMS['trunk.units']}; median of {r} trials each")
+            run_case(case, prep, e, r)
+        elif case.startswith("image"):
+            side = int(case[len("image"):])
+            prep = image_prepared(side)
+            prep.bench_params = IMAGE_PARAMS
+            print(f"{case} (digits as {side}x{side} images): {len(prep.train)} training images, batch "
+                  f"{IMAGE_PARAMS['batch_size']}, {e} epochs, conv trunk {IMAGE_PARAMS['image.stages']} stages from "
+                  f"{IMAGE_PARAMS['image.filters']} filters; median of {r} trials each")
+            run_case(case, prep, e, r)
+        else:
+            raise SystemExit(f"unknown case {case!r}; expected tabular, image28 or image64")
     if args.text:
         text_case(args.text_rows, args.text_epochs)
-    print(f"automtl vs Model.fit: {t_fit / t_auto:.1f}x faster; automtl vs bare loop: {t_auto / t_bare:.1f}x")
 
 
 if __name__ == "__main__":

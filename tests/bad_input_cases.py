@@ -450,7 +450,42 @@ CASES: list[Case] = [
          ("would overwrite a file of the run folder", "owned_run")),
     Case("predict-out-below-a-file", lambda w: ["predict", w.model, "--data", w.data, "--out", w.file("pblock") / "p.csv"],
          ("cannot be written", "pblock")),
+    Case("predict-coco-out-not-json", lambda w: ["predict", w.model, "--data", w.data, "--out", w.path("p.csv"),
+                                                 "--format", "coco"], ("--format coco writes a JSON file",)),
+    Case("predict-coco-without-detection", lambda w: ["predict", w.model, "--data", w.data, "--out", w.path("p.json"),
+                                                      "--format", "coco"], ("one detection task",)),
+    Case("predict-root-missing", lambda w: ["predict", w.model, "--data", w.data, "--out", w.path("p.csv"),
+                                            "--root", w.path("no_root")], ("--root", "no_root", "folder not found")),
+    Case("predict-folder-without-images", lambda w: ["predict", w.model, "--data", w.folder("no_images", {"a.txt": "x"}),
+                                                     "--out", w.path("p.csv")], ("no_images", "no image files")),
+    # -- pretrained weights and word vectors ------------------------------------------------
+    Case("image-weights-missing", search(lambda w: _image_experiment(w, "imgw.yaml", weights="missing.weights.h5")),
+         ("input 'img'", "option 'weights'", "missing.weights.h5", "not found")),
+    Case("image-backbone-unknown", search(lambda w: _image_experiment(w, "imgb.yaml", backbone="vgg99")),
+         ("input 'img'", "option 'backbone'", "mobilenet_v3_small")),
+    Case("image-fine-tune-searched-unknown", search(lambda w: _image_experiment(
+        w, "imgft.yaml", space={"parameters": {"image.fine_tune": {"choice": ["frozen", "sometimes"]}}})),
+         ("image.fine_tune", "sometimes")),
+    Case("text-embeddings-missing", search(lambda w: w.experiment("emb.yaml", inputs=[
+        {"name": "words", "type": "text", "column": "city", "embeddings": "missing_vectors.txt"}])),
+         ("input 'words'", "option 'embeddings'", "missing_vectors.txt", "not found")),
 ]
+
+
+def _image_experiment(w: Workspace, name: str, space: dict[str, Any] | None = None, **options: Any) -> Path:
+    """An experiment on tiny NPZ images (``images.npz``) with these image input options (and space)."""
+    data = w.path("images.npz")
+    if not data.exists():
+        rng = np.random.default_rng(0)
+        np.savez(data, pixels=rng.integers(0, 255, size=(40, 8, 8), dtype=np.uint8), label=rng.integers(0, 2, 40))
+    updates: dict[str, Any] = {}
+    if space is not None:
+        path = w.path(f"space_{name}")
+        path.write_text(yaml.safe_dump(space))
+        updates["space"] = str(path)
+    return w.experiment(name, data={"train": str(data), "valid_fraction": 0.25},
+                        inputs=[{"name": "img", "type": "image", "array": "pixels", **options}],
+                        tasks=[{"name": "label", "type": "classification", "target": "label"}], **updates)
 
 
 def _without(w: Workspace, name: str, key: str) -> Path:

@@ -138,3 +138,22 @@ def test_start_points_are_checked_and_run_first(tmp_path):
 
     backend.optimize(objective, 2, None, lambda record: None)
     assert seen[0]["trunk.units"] == 16 and seen[0]["head.a.units"] == 5 and seen[0]["head.b.units"] == 5
+
+
+def test_image_with_a_pretrained_backbone_searches_its_fine_tuning_not_conv_widths():
+    params, raw = auto_for([{"name": "img", "type": "image", "array": "pixels", "backbone": "mobilenet_v3_small",
+                             "weights": "none"}],
+                           [{"name": "digit", "type": "classification", "target": "digit"}])
+    assert set(params["image.fine_tune"].values) == {"frozen", "top", "all"}
+    assert {"image.trainable_blocks", "image.backbone_lr_scale"} <= set(params)
+    assert "image.stages" not in params and "image.filters" not in params
+    assert "mobilenet_v3_small" in raw["description"]
+
+
+def test_text_with_pretrained_vectors_searches_freezing_not_the_embedding_width(tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("hello 0.1 0.2\nworld 0.3 0.4\n")
+    params, _ = auto_for([{"name": "msg", "type": "text", "column": "text", "embeddings": str(vectors)}],
+                         [{"name": "intent", "type": "classification", "target": "intent"}])
+    assert set(params["text.freeze_embeddings"].values) == {True, False}
+    assert "text.embedding" not in params

@@ -335,7 +335,12 @@ def test_detection_demo_writes_coco_data_that_reads(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "IMAGES", 30)
     exp_path = demo.detection_demo(tmp_path)
     exp = yaml.safe_load(exp_path.read_text())
-    assert exp["space"] == "detection" and {t["type"] for t in exp["tasks"]} == {"detection", "classification"}
+    assert {t["type"] for t in exp["tasks"]} == {"detection", "classification"}
+    from automtl.space import load_space
+    from automtl_image import ImageInput
+
+    space = load_space(tmp_path / exp["space"], ["digits", "count"], ImageInput.parameters)
+    assert {p.name: getattr(p, "value", None) for p in space.params}["image.backbone"] == "conv"  # runs offline
     table = read_table(tmp_path / exp["data"]["train"])
     assert len(table) == 30
     counts = table.columns["count"].astype(int)

@@ -12,14 +12,20 @@ from automtl.commands.base import user_errors
 @click.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
-              help="CSV, Parquet, JSONL or NPZ file with the model's input columns/arrays.")
+              help="CSV, Parquet, JSONL, NPZ or COCO JSON file with the model's inputs, or a folder of images.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output file (.csv, .parquet, .jsonl or .npz): one column per task output.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
+              help="Output file (.csv, .parquet, .jsonl or .npz): one column per task output; .json with --format coco.")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Folder that relative image paths start from (default: the data file's folder).")
+@click.option("--format", "fmt", type=click.Choice(["table", "coco"]), default="table", show_default=True,
+              help="coco: a detection model's boxes as a COCO results JSON file (pycocotools' loadRes).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Rows per batch (default 1024; 64 for a model with an image input).")
 @click.option("--keep", multiple=True, help="Copy this data column (an id) into the output; repeatable.")
 @user_errors
-def predict(model_dir: Path, data_path: Path, out: Path, batch_size: int, keep: tuple[str, ...]) -> None:
-    """Run an exported model (RUN_DIR/best or an `export` folder) over a data file.
+def predict(model_dir: Path, data_path: Path, out: Path, root: Path | None, fmt: str, batch_size: int | None,
+            keep: tuple[str, ...]) -> None:
+    """Run an exported model (RUN_DIR/best or an `export` folder) over a data file or a folder of images.
 
     The data and --out are checked before TensorFlow loads.
     """
@@ -27,5 +33,6 @@ def predict(model_dir: Path, data_path: Path, out: Path, batch_size: int, keep: 
 
     from automtl.outputs.predict import predict as run_predict
 
-    result = run_predict(model_dir, data_path, out, batch_size=batch_size, keep=keep, console=Console(stderr=True))
+    result = run_predict(model_dir, data_path, out, batch_size=batch_size, keep=keep, console=Console(stderr=True),
+                         root=root, format=fmt)
     click.echo(f"{result.rows} rows -> {result.out} ({', '.join(result.outputs)}) in {result.seconds:.1f}s")

@@ -19,4 +19,4 @@ def spaces() -> None:
         click.echo(f"{'':<16}{kind} {name}: {desc}")
     for path in builtin_spaces():
         desc = " ".join(str((yaml.safe_load(path.read_text()) or {}).get("description", "")).split())
-        click.echo(f"{path.stem:<14} {desc}")
+        click.echo(f"{path.stem:<18} {desc}")

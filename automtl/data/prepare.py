@@ -7,6 +7,7 @@ in a second, not after a framework start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from automtl import plugins
 from automtl.config import Experiment
 from automtl.data.readers import read_table
 from automtl.data.split import split_fraction
+from automtl.data.streamed import is_streamed
 from automtl.data.table import Table
 from automtl.errors import ConfigError, DataError
 
@@ -50,8 +52,14 @@ class Arrays:
         return kept if len(rows) == len(self) else kept.take(rows)
 
     def nbytes(self) -> int:
-        arrays = [*self.x.values(), *self.y.values(), *self.mask.values()]
+        """Bytes held in memory (streamed inputs are not: they are read per batch)."""
+        arrays = [a for a in (*self.x.values(), *self.y.values(), *self.mask.values()) if not is_streamed(a)]
         return int(sum(a.nbytes if a.dtype != object else 64 * a.size for a in arrays))
+
+    @property
+    def streamed(self) -> bool:
+        """True when an input is read from disk per batch (:class:`~automtl.data.streamed.StreamedArray`)."""
+        return any(is_streamed(a) for a in self.x.values())
 
 
 @dataclass
@@ -80,6 +88,7 @@ def instantiate(exp: Experiment) -> tuple[list[InputEncoder], list[Task]]:
     for plugin, cfg in zip([*encoders, *tasks], [*exp.inputs, *exp.tasks]):
         plugin.type_name = cfg.type  # the entry-point name, for the manifest
         plugin.base_dir = exp.base_dir  # option paths resolve like the experiment file's
+        plugin.cache_dir = Path(exp.run_dir).resolve() / "cache"  # shared by the run's trials and workers
     for enc in encoders:
         enc.tasks = tuple(tasks)  # e.g. so image augmentation can move box targets
     return encoders, tasks
@@ -169,7 +178,7 @@ def check_finite(encoders: list[InputEncoder], tasks: list[Task], arrays: Arrays
     for enc in encoders:
         for spec in enc.specs():
             values = arrays.x.get(spec.name)
-            if values is None or values.dtype.kind != "f":
+            if values is None or is_streamed(values) or values.dtype.kind != "f":  # streamed: read per batch
                 continue
             flat = values.reshape(len(values), -1)
             bad = np.isinf(flat)

@@ -28,6 +28,13 @@ class Assembled:
         head_ids = {id(v) for h in self.heads.values() for v in h.trainable_variables}
         return [v for v in self.model.trainable_variables if id(v) not in head_ids]
 
+    def lr_scales(self, variables: list[Any]) -> list[float]:
+        """Each variable's learning-rate multiplier (see :mod:`automtl.model.lr_scale`; 1.0 unmarked)."""
+        from automtl.model.lr_scale import variable_scales
+
+        scales = variable_scales(self.model)
+        return [scales.get(id(v), 1.0) for v in variables]
+
     def last_shared_variables(self) -> list[Any]:
         """Kernels of the last shared layers (all shared variables if there are none)."""
         found = [self.model.get_layer(n).kernel for n in self.last_shared_layers]

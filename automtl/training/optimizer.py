@@ -7,7 +7,9 @@ maths and defaults as ``keras.optimizers.Adam``. Decoupled weight decay
 (AdamW, Loshchilov & Hutter 2019, as ``keras.optimizers.AdamW`` applies it:
 ``var -= lr * weight_decay * var`` before the Adam step) is one more fused op
 per decayed variable. The learning rate is a variable, so a schedule changes
-it between epochs without retracing.
+it between epochs without retracing. ``lr_scales`` gives a variable its own
+multiplier of the learning rate (a pretrained backbone fine-tuned slower than
+the new layers on top of it); its weight decay follows its learning rate.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class FusedAdam:
     """Minimal Adam with slots per variable, built eagerly before any tracing."""
 
     def __init__(self, learning_rate: float, variables: Sequence, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, weight_decay: float = 0.0) -> None:
+                 epsilon: float = 1e-7, weight_decay: float = 0.0,
+                 lr_scales: Sequence[float] | None = None) -> None:
         self.base_learning_rate = float(learning_rate)
         self.learning_rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False)
         self.weight_decay = float(weight_decay)
@@ -38,6 +41,9 @@ class FusedAdam:
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.lr_scales = [float(s) for s in lr_scales] if lr_scales is not None else [1.0] * len(self.variables)
+        if len(self.lr_scales) != len(self.variables):
+            raise ValueError(f"{len(self.lr_scales)} learning-rate scales for {len(self.variables)} variables")
         self._index = {id(v): i for i, v in enumerate(variables)}
         self._index.update({id(v): i for i, v in enumerate(self.variables)})
         # Kernels and embeddings decay; biases and normalisation scales do not (as is usual for AdamW).
@@ -50,13 +56,15 @@ class FusedAdam:
         b1_power, b2_power = tf.pow(self.beta_1, step), tf.pow(self.beta_2, step)
         for grad, var in pairs:
             i = self._index[id(var)]
+            scale = self.lr_scales[i]
+            lr = self.learning_rate if scale == 1.0 else self.learning_rate * scale
             if self._decays[i]:
                 tf.raw_ops.ResourceApplyGradientDescent(
-                    var=self.variables[i].handle, alpha=self.learning_rate * self.weight_decay,
+                    var=self.variables[i].handle, alpha=lr * self.weight_decay,
                     delta=self.variables[i].read_value(), use_locking=False)
             tf.raw_ops.ResourceApplyAdam(
                 var=self.variables[i].handle, m=self.m[i].handle, v=self.v[i].handle,
-                beta1_power=b1_power, beta2_power=b2_power, lr=self.learning_rate,
+                beta1_power=b1_power, beta2_power=b2_power, lr=lr,
                 beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon,
                 grad=tf.convert_to_tensor(grad), use_locking=False)
 

@@ -2,14 +2,14 @@
 
 Per-step Python and per-epoch set-up dominate small trials under
 ``Model.fit``; here an epoch (shuffle, batches, steps) is one graph call.
-Data above ``AUTOMTL_INMEMORY_MB`` streams through ``tf.data`` instead,
-with the same step functions.
+Data above ``AUTOMTL_INMEMORY_MB``, or with an input read from disk per batch
+(images streamed from their files), streams through ``tf.data`` instead, with
+the same step functions (see :mod:`automtl.training.streams`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -22,12 +22,15 @@ from automtl.model.assemble import Assembled
 from automtl.objective import combine
 from automtl.trial import TrialParams
 from automtl.data.prepare import Arrays
+from automtl.data.streamed import memory_budget_bytes
 from automtl import registry
 from automtl.training.schedules import SCHEDULES, lr_factor
 from automtl.training.strategies.base import Strategy
 
-INMEMORY_LIMIT_MB = float(os.environ.get("AUTOMTL_INMEMORY_MB", "1024"))
+INMEMORY_LIMIT_MB = memory_budget_bytes() / 2**20
 PREDICT_BATCH = 8192
+#: Rows per prediction batch for streamed inputs (images): a few training batches.
+STREAMED_PREDICT_BATCHES = 4
 
 
 @dataclass
@@ -48,6 +51,14 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     #: the kept epoch's raw outputs on the validation rows, per task (for ensemble selection)
     valid_pred: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+#: Images at least this many pixels (height x width) train step by step on CPU (see Trainer).
+STEPWISE_IMAGE_PIXELS = 48 * 48
+
+
+def _large_images(arrays: Arrays) -> bool:
+    return any(v.ndim == 4 and v.shape[1] * v.shape[2] >= STEPWISE_IMAGE_PIXELS for v in arrays.x.values())
 
 
 def to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
@@ -78,6 +89,12 @@ class Trainer:
         self.batch = max(1, min(params.batch_size, self.n))
         self.steps = math.ceil(self.n / self.batch)
         self.streaming = train.nbytes() > INMEMORY_LIMIT_MB * 2**20 if streaming is None else streaming
+        self.streaming = self.streaming or train.streamed  # inputs read from disk always stream
+        if streaming is None and not self.streaming and _large_images(train) and not tf.config.list_logical_devices("GPU"):
+            # On CPU, convolutions over 64x64 images ran 1.3-1.6x faster step by step (tf.data) than
+            # inside the compiled epoch loop (bench/trial_speed.py image64, bench/image_pipeline.py);
+            # 28x28 images and tabular data run faster in the loop.
+            self.streaming = True
         self.rng = tf.random.Generator.from_seed(seed)
         self.np_rng = np.random.default_rng(seed)
         self.augmenters = [e for e in encoders if type(e).augment is not InputEncoder.augment]
@@ -87,15 +104,14 @@ class Trainer:
         self.strategy: Strategy = strategy(assembled, self.tasks, params, train, self.rng, self.np_rng, self._augment)
         self.weighting = self.strategy.weighting
         if self.streaming:
-            a = train
-            ds = tf.data.Dataset.from_tensor_slices((to_tensors(a.x), to_tensors(a.y), to_tensors(a.mask)))
-            ds = ds.shuffle(min(self.n, 65536), reshuffle_each_iteration=True).batch(self.batch)
-            dataset = ds.prefetch(tf.data.AUTOTUNE)
+            from automtl.training.streams import training_batches
+
+            dataset = training_batches(train, self.batch, seed)
             self._epoch_fn = lambda: tf.constant(self.strategy.streamed_epoch(dataset), tf.float32)
         else:
             x, y, m = to_tensors(train.x), to_tensors(train.y), to_tensors(train.mask)
             self._epoch_fn = self.strategy.in_memory_epoch(x, y, m, self.batch, self.steps)
-        self._valid_x = to_tensors(valid.x)
+        self._valid_x = None if valid.streamed else to_tensors(valid.x)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     def _augment(self, x: dict, y: dict, m: dict) -> tuple[dict, dict, dict]:
@@ -112,8 +128,25 @@ class Trainer:
             chunks.append({k: v.numpy() for k, v in self._predict(part).items()})
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
+    def predict_batches(self, batches: tf.data.Dataset) -> dict[str, np.ndarray]:
+        """Predictions over a dataset of input batches (streamed images), in its order."""
+        run = getattr(self, "_predict_batch", self._predict)
+        chunks = [{k: v.numpy() for k, v in run(part).items()} for part in batches]
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
     def evaluate(self) -> tuple[dict[str, dict[str, float]], dict[str, float], float]:
-        pred = self.last_pred = self.predict(self._valid_x, len(self.valid))
+        if self._valid_x is None:
+            if not hasattr(self, "_valid_batches"):
+                from automtl.training.streams import ordered_batches
+
+                size = max(1, STREAMED_PREDICT_BATCHES * self.batch)
+                self._valid_batches = ordered_batches(self.valid.x, len(self.valid), size)
+                self._predict_batch = tf.function(lambda x: self.model(x, training=False),
+                                                  input_signature=[self._valid_batches.element_spec])
+            pred = self.predict_batches(self._valid_batches)
+        else:
+            pred = self.predict(self._valid_x, len(self.valid))
+        self.last_pred = pred
         metrics, scores = {}, {}
         for t in self.tasks:
             metrics[t.name] = t.evaluate(self.valid.y[t.name], self.valid.mask[t.name], pred[t.name].astype(np.float64))

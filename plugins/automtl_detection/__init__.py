@@ -53,10 +53,12 @@ class DetectionTask(Task):
 
     # -- labels -----------------------------------------------------------------------------
     def prepare(self, train: Table) -> None:
+        self.category_ids: list[Any] | None = None
         if self.options.classes is not None:
             self.classes = [str(c).strip() for c in self.options.classes]
         elif train.meta.get("categories"):
             self.classes = [str(c) for c in train.meta["categories"]]
+            self.category_ids = train.meta.get("category_ids")  # COCO ids, for results files that score
         else:
             cells = train.column(self.options.objects, needed_by=self._owner())
             self.classes = sorted({str(o[4]).strip() for cell in cells if _present(cell) for o in cell})
@@ -241,6 +243,11 @@ class DetectionTask(Task):
             "outputs_note": "boxes [n, max_detections, 4], scores, class_id (-1 = padding) and label per "
                             "detection; num_detections [n] says how many are real",
             "max_detections": o.max_detections,
+            # how `automtl predict` reads the outputs: one list of boxes per image, or COCO results
+            "detections": {"boxes": "boxes", "scores": "scores", "labels": "label", "class_ids": "class_id",
+                           "count": "num_detections", "image_input": self.boxes_input},
+            "category_ids": list(self.category_ids) if getattr(self, "category_ids", None) else
+            list(range(1, len(self.classes) + 1)),
             "score_threshold": o.score_threshold,
             "iou_threshold": o.iou_threshold,
             "portable_outputs_note": "ONNX/LiteRT exports return candidate_boxes [n, cells, 4] (xmin, ymin, xmax, "

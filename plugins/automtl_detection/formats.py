@@ -128,7 +128,8 @@ def read_coco(path: Path) -> Table:
         values = [img.get(key) for img in images]
         columns[key] = _scalar_column(values)
     records = [f"image id {img['id']!r} ({img['file_name']})" for img in images]
-    return Table(str(path), columns, meta={"categories": list(categories.values()), "records": records})
+    return Table(str(path), columns, meta={"categories": list(categories.values()), "category_ids": list(categories),
+                                           "records": records})
 
 
 def _ann_name(ann: Any, k: int) -> str:

@@ -1,4 +1,4 @@
-"""The built-in ``image`` input: image files or NPZ arrays -> a convolutional trunk.
+"""The built-in ``image`` input: image files or NPZ arrays -> a convolutional trunk or a pretrained backbone.
 
 Sources: a column of image paths (CSV, box CSV, COCO JSON; PNG, JPEG and the
 other formats ``tf.io.decode_image`` reads) or an NPZ array ``[n, h, w(, c)]``
@@ -6,11 +6,22 @@ of uint8 or float pixels. Decoding and resizing run in a ``tf.data`` pipeline;
 resizing and scaling are also layers of the model, so the exported model takes
 raw images of any size.
 
-The trunk has ``image.stages`` stages (else ``trunk.depth``), each a 3x3
-convolution, batch normalisation, ReLU and 2x2 max pooling, with
-``image.filters`` filters (else ``trunk.units``) doubling per stage. It offers
-two views: ``spatial`` (the last feature map, for detection) and ``vector``
-(global average and max pooling, for the image-level heads).
+Image files are decoded into memory, or, when the decoded training images
+would exceed ``AUTOMTL_INMEMORY_MB`` (or with the option ``cache: disk`` or
+``none``), streamed: decoded once into an on-disk cache under the run folder
+and read batch by batch, or decoded from their files every epoch.
+
+``image.backbone`` picks the trunk. ``conv`` (the default) is a small
+convolutional net trained from scratch: ``image.stages`` blocks (else
+``trunk.depth``), each a 3x3 convolution, batch normalisation, ReLU and 2x2
+max pooling, with ``image.filters`` filters (else ``trunk.units``) doubling
+per block. The others are ``keras.applications`` models (see
+:mod:`automtl_image.backbones`) with ``weights`` (ImageNet, a file or folder,
+or none), fine-tuned as ``image.fine_tune`` says (``frozen``, the last
+``image.trainable_blocks`` blocks, or ``all``) at ``learning_rate *
+image.backbone_lr_scale``. Views: ``spatial`` (the last map of the conv trunk,
+or the backbone's stride-``image.stride`` map, for detection) and ``vector``
+(global pooling of the last map, for the image-level heads).
 """
 
 from __future__ import annotations
@@ -22,10 +33,42 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import (ConfigError, DataError, InputEncoder, InputSpec, Options, PortableInput, Table, TrialParams,
-                         is_missing)
+from automtl.api import (ConfigError, DataError, InputEncoder, InputSpec, MappedArray, Options, ParamSpec,
+                         PortableInput, StreamedArray, Table, TrialParams, is_missing, memory_budget_bytes,
+                         scale_learning_rate)
 
-PARAMETERS = {"image.stages": None, "image.filters": None, "image.flip": (True, False), "image.shift": None}
+from .backbones import BACKBONES, FINE_TUNE, MIN_SIDE, STRIDES
+
+TRUNKS = ("conv", *BACKBONES)
+CACHE_MODES = ("auto", "memory", "disk", "none")
+#: Images sampled for the per-channel statistics when they are decoded every epoch (cache: none).
+STATS_SAMPLE = 2048
+
+PARAMETERS = {
+    "image.stages": ParamSpec("image.stages", None, low=1, integer=True, doc="conv trunk: blocks (else trunk.depth)"),
+    "image.filters": ParamSpec("image.filters", None, low=1, integer=True,
+                               doc="conv trunk: filters of the first block, doubling per block (else trunk.units)"),
+    "image.flip": ParamSpec("image.flip", False, choices=(True, False), doc="random horizontal flips"),
+    "image.shift": ParamSpec("image.shift", 0.0, low=0, high=0.5, high_open=True,
+                             doc="random shifts, up to this share of the image size"),
+    "image.backbone": ParamSpec("image.backbone", "conv", choices=TRUNKS, doc="the trunk: conv or a pretrained backbone"),
+    "image.fine_tune": ParamSpec("image.fine_tune", "top", choices=FINE_TUNE, doc="what of a backbone trains"),
+    "image.trainable_blocks": ParamSpec("image.trainable_blocks", 2, low=1, integer=True,
+                                        doc="fine_tune top: how many of the last blocks train"),
+    "image.backbone_lr_scale": ParamSpec("image.backbone_lr_scale", 0.1, low=0, low_open=True, high=10,
+                                         doc="backbone learning rate = learning_rate x this"),
+    "image.stride": ParamSpec("image.stride", 16, choices=STRIDES, doc="a backbone's spatial view: stride 8, 16 or 32"),
+}
+
+
+#: What ``space: auto`` searches for an input whose option ``backbone`` names a pretrained backbone.
+BACKBONE_AUTO = {
+    "image.fine_tune": {"choice": list(FINE_TUNE)},
+    "image.trainable_blocks": {"int": [1, 4], "when": {"image.fine_tune": "top"}},
+    "image.backbone_lr_scale": {"float": [0.01, 0.3], "log": True, "when": {"image.fine_tune": ["top", "all"]}},
+    "learning_rate": {"float": [1.0e-4, 3.0e-3], "log": True},
+    "batch_size": {"choice": [16, 32, 64]},
+}
 
 
 class ImageOptions(Options):
@@ -34,6 +77,13 @@ class ImageOptions(Options):
     root: str | None = None
     size: tuple[pydantic.PositiveInt, pydantic.PositiveInt] | None = None
     channels: Literal[1, 3] | None = None
+    backbone: Literal[TRUNKS] = "conv"  # type: ignore[valid-type]
+    weights: str = pydantic.Field("imagenet", description="imagenet, none, or a weights file or folder")
+    fine_tune: Literal[FINE_TUNE] = "top"  # type: ignore[valid-type]
+    trainable_blocks: pydantic.PositiveInt = 2
+    backbone_lr_scale: float = pydantic.Field(0.1, gt=0.0, le=10.0)
+    stride: Literal[STRIDES] = 16  # type: ignore[valid-type]
+    cache: Literal[CACHE_MODES] = "auto"  # type: ignore[valid-type]
 
 
 class ImageInput(InputEncoder):
@@ -46,9 +96,39 @@ class ImageInput(InputEncoder):
         super().__init__(name, options)
         if self.options.column is not None and self.options.array is not None:
             raise ConfigError(f"input '{name}': give either 'column' (image paths) or 'array' (NPZ pixels), not both")
+        if self.options.array is not None and self.options.cache not in ("auto", "memory"):
+            raise ConfigError(f"input '{name}': option 'cache: {self.options.cache}' is for image files; NPZ "
+                              f"array '{self.options.array}' is read into memory")
         self.from_files = self.options.array is None
         self.column = self.options.column or "image_path"
-        self._cache: tuple[Table, np.ndarray] | None = None
+        self._cache: tuple[Table, np.ndarray | StreamedArray] | None = None
+        self.storage = "memory"
+        self.pixel_scale = 1.0
+
+    def auto_space(self) -> dict[str, Any]:
+        """``space: auto``: the conv trunk's fragment (``auto_space.yaml``); with a pretrained ``backbone``
+        option, the fine-tuning depth and the backbone's learning rate instead of conv trunk widths."""
+        fragment = super().auto_space()
+        if self.options.backbone == "conv":
+            return fragment
+        parameters = {k: v for k, v in (fragment.get("parameters") or {}).items()
+                      if k not in ("image.stages", "image.filters")}
+        parameters |= BACKBONE_AUTO
+        return {**fragment, "parameters": parameters,
+                "description": f"the {self.options.backbone} backbone (option backbone) fine-tuned as searched: "
+                               "frozen, the last 1-4 blocks or all, the backbone at a searched share of the "
+                               "learning rate; a shallow dense trunk on the pooled features"}
+
+    def weights(self) -> Path | str | None:
+        """The ``weights`` option: "imagenet", None, or the file or folder it names (checked to exist)."""
+        value = self.options.weights.strip()
+        if value.lower() in ("imagenet", "none", "null", ""):
+            return None if value.lower() != "imagenet" else "imagenet"
+        path = self.resolve_path(value)
+        if not path.exists():
+            raise ConfigError(f"input '{self.name}': option 'weights': {path} not found (expected imagenet, none, "
+                              "or a weights file or folder)")
+        return path
 
     # -- data -------------------------------------------------------------------------------
     def _owner(self) -> str:
@@ -97,13 +177,27 @@ class ImageInput(InputEncoder):
                             "infinite pixels")
         return values
 
+    def _storage(self, rows: int) -> str:
+        """Where decoded training images live: ``memory``, ``disk`` (a cache read per batch) or ``none``
+        (decoded from their files every epoch). ``auto`` streams what would not fit in memory."""
+        mode = self.options.cache
+        if mode == "auto":
+            decoded = rows * self.size[0] * self.size[1] * self.channels
+            if decoded <= memory_budget_bytes():
+                return "memory"
+            mode = "disk" if self.cache_dir is not None else "none"
+        return mode
+
     def prepare(self, train: Table) -> None:
+        if self.options.weights.strip().lower() not in ("imagenet", "none", "null", ""):
+            self.weights()  # a missing weights path is refused before any image is decoded
         if self.from_files:
             files = self._files(train)
             h, w, c = _probe(files[0], lambda: f"{train.source}: {train.row_label(0)}")
             self.size = tuple(self.options.size or (h, w))
             self.channels = int(self.options.channels or c)
             self.dtype = "uint8"
+            self.storage = self._storage(len(files))
         else:
             raw = self._pixels(train)
             self.size = tuple(self.options.size or raw.shape[1:3])
@@ -112,18 +206,26 @@ class ImageInput(InputEncoder):
                 raise ConfigError(f"input '{self.name}': channels is {self.options.channels}, but array "
                                   f"'{self.options.array}' has {self.channels}")
             self.dtype = "uint8" if raw.dtype == np.uint8 else "float32"
+            # pretrained backbones want 0..255: float pixels in [0, 1] are scaled up inside the model
+            self.pixel_scale = 255.0 if self.dtype == "float32" and float(raw.max(initial=0.0)) <= 1.0 else 1.0
         images = self.arrays(train)[self.name]
         self._cache = (train, images)
         self.mean, self.variance = _channel_stats(images)
 
-    def arrays(self, data: Table) -> dict[str, np.ndarray]:
+    def arrays(self, data: Table) -> dict[str, np.ndarray | StreamedArray]:
         if self._cache is not None and self._cache[0] is data:
             return {self.name: self._cache[1]}
-        from .decode import load_files, resize_arrays
+        from .decode import ImageFiles, cached_files, load_files, resize_arrays
 
         if self.from_files:
-            images = load_files(self._files(data), self.channels, self.size,
-                                lambda i: f"{data.source}: {data.row_label(i)}")
+            files = self._files(data)
+            where = lambda i: f"{data.source}: {data.row_label(i)}"  # noqa: E731
+            if self.storage == "none":
+                return {self.name: ImageFiles(files, self.channels, self.size)}
+            if self.storage == "disk":
+                folder = self.cache_dir if self.cache_dir is not None else Path(data.meta.get("path", data.source)).parent / ".automtl-cache"
+                return {self.name: cached_files(files, self.channels, self.size, Path(folder), where)}
+            images = load_files(files, self.channels, self.size, where)
         else:
             raw = self._pixels(data)
             if raw.shape[-1] != self.channels:
@@ -139,8 +241,30 @@ class ImageInput(InputEncoder):
         return [InputSpec(self.name, self.dtype, (None, None, self.channels), meta)]
 
     # -- model ------------------------------------------------------------------------------
+    def settings(self, params: TrialParams) -> dict[str, Any]:
+        """This trial's trunk settings: searched values over options."""
+        o = self.options
+        return {
+            "backbone": str(params.get("image.backbone", o.backbone)),
+            "fine_tune": str(params.get("image.fine_tune", o.fine_tune)),
+            "trainable_blocks": int(params.get("image.trainable_blocks", o.trainable_blocks)),
+            "backbone_lr_scale": float(params.get("image.backbone_lr_scale", o.backbone_lr_scale)),
+            "stride": int(params.get("image.stride", o.stride)),
+        }
+
     def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
+        s = self.settings(params)
+        if s["backbone"] == "conv":
+            return self._build_conv(inputs[self.name], params)
+        if s["backbone"] not in BACKBONES:
+            raise ValueError(f"unknown image.backbone '{s['backbone']}'; expected one of {', '.join(TRUNKS)}")
+        return self._build_backbone(inputs[self.name], s)
+
+    def _build_conv(self, images: Any, params: TrialParams) -> dict[str, Any]:
         import keras
+
+        from .layers import ResizeImages
+        from .trunk import conv_trunk, pooled
 
         stages = int(params.get("image.stages", params.trunk_depth))
         filters = int(params.get("image.filters", params.trunk_units))
@@ -149,22 +273,34 @@ class ImageInput(InputEncoder):
                              f"got {stages} and {filters}")
         if min(self.size) < 2**stages:
             raise ValueError(f"{stages} stages halve a {self.size[0]}x{self.size[1]} image below one pixel")
-        reg = keras.regularizers.L2(params.l2) if params.l2 > 0 else None
-        from .layers import ResizeImages
-
-        x = ResizeImages(*self.size, name=f"{self.name}_resize")(inputs[self.name])
+        x = ResizeImages(*self.size, name=f"{self.name}_resize")(images)
         x = keras.layers.Normalization(mean=self.mean, variance=self.variance, name=f"{self.name}_scale")(x)
-        for s in range(stages):
-            x = keras.layers.Conv2D(filters * 2**s, 3, padding="same", use_bias=False, kernel_regularizer=reg,
-                                    name=f"{self.name}_conv{s}")(x)
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"{self.name}_bn{s}")(x)
-            x = keras.layers.ReLU(name=f"{self.name}_relu{s}")(x)
-            x = keras.layers.MaxPooling2D(2, name=f"{self.name}_pool{s}")(x)
-        pooled = keras.layers.Concatenate(name=f"{self.name}_pooled")([
-            keras.layers.GlobalAveragePooling2D(name=f"{self.name}_avg")(x),
-            keras.layers.GlobalMaxPooling2D(name=f"{self.name}_max")(x),
-        ])
-        return {"spatial": x, "vector": pooled}
+        maps = conv_trunk(x, stages, filters, params.l2, self.name)
+        return {"spatial": maps[-1], "vector": pooled(maps[-1], self.name)}
+
+    def _build_backbone(self, images: Any, s: Mapping[str, Any]) -> dict[str, Any]:
+        import keras
+
+        from . import backbones
+        from .layers import BackbonePixels, ResizeImages
+
+        name = s["backbone"]
+        if s["fine_tune"] not in backbones.FINE_TUNE:
+            raise ValueError(f"unknown image.fine_tune '{s['fine_tune']}'; expected one of {', '.join(FINE_TUNE)}")
+        if s["stride"] not in STRIDES:
+            raise ValueError(f"image.stride must be one of {', '.join(map(str, STRIDES))}, got {s['stride']}")
+        size = tuple(max(MIN_SIDE, side) for side in self.size)  # small images are upscaled for the backbone
+        weights = self.weights()
+        built = backbones.build(name, size, weights, s["fine_tune"], s["trainable_blocks"], f"{self.name}_backbone")
+        if weights is not None and s["backbone_lr_scale"] != 1.0:
+            scale_learning_rate(built.features, s["backbone_lr_scale"])
+        x = ResizeImages(*self.size, name=f"{self.name}_resize")(images)  # the training size (portable exports)
+        if size != tuple(self.size):  # then up to the backbone's minimum side: bilinear, as antialiasing is upwards
+            x = ResizeImages(*size, antialias=False, name=f"{self.name}_upscale")(x)
+        x = BackbonePixels(BACKBONES[name].preprocess, self.pixel_scale, name=f"{self.name}_pixels")(x)
+        maps = dict(zip(built.strides, built.features(x)))
+        vector = keras.layers.GlobalAveragePooling2D(name=f"{self.name}_avg")(maps[max(built.strides)])
+        return {"spatial": maps[s["stride"]], "vector": vector}
 
     def augment(self, x: dict[str, Any], y: dict[str, Any], params: TrialParams, rng: Any) -> tuple[dict, dict]:
         """Random horizontal flips (``image.flip``) and shifts of up to ``image.shift`` of the
@@ -189,6 +325,16 @@ class ImageInput(InputEncoder):
             images, boxes = translate(images, boxes, dx, dy)
         return {**x, self.name: images}, {**y, **dict(zip(names, boxes))}
 
+    @classmethod
+    def serving_arrays(cls, spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], source: Path,
+                       root: Path | None) -> tuple[Any, dict[str, np.ndarray]] | None:
+        """Image files named in the manifest's column (relative to ``root``, else to the data file's
+        folder), decoded and resized to the training size as in training; also each image's own
+        width and height, so that boxes can be given back in its pixels."""
+        from .serving import serving_images
+
+        return serving_images(spec, columns, Path(source), root)
+
     def portable_inputs(self, model: Any) -> list[PortableInput]:
         """ONNX and LiteRT have no antialiased resize: their models take images already at
         the training size (``size``), which the model's resizing layer leaves unchanged."""
@@ -199,10 +345,10 @@ class ImageInput(InputEncoder):
                               (step,))]
 
     def register_keras_objects(self) -> None:
-        from . import layers  # noqa: F401  (registers ResizeImages)
+        from . import layers  # noqa: F401  (registers ResizeImages, BackbonePixels)
 
     def describe(self) -> dict[str, Any]:
-        return {"size": list(self.size), "channels": self.channels, "dtype": self.dtype}
+        return {"size": list(self.size), "channels": self.channels, "dtype": self.dtype, "storage": self.storage}
 
 
 def _probe(path: str, where: Any) -> tuple[int, int, int]:
@@ -217,8 +363,15 @@ def _probe(path: str, where: Any) -> tuple[int, int, int]:
         raise DataError(f"{where()}: cannot read image {path}: {exc}") from None
 
 
-def _channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and variance of the training pixels (for the scaling layer)."""
+def _channel_stats(images: np.ndarray | StreamedArray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and variance of the training pixels (for the conv trunk's scaling layer);
+    of a random sample when the images are decoded from their files every epoch."""
+    if isinstance(images, MappedArray):
+        images = images.array  # memory-mapped: read in chunks below
+    elif isinstance(images, StreamedArray):
+        n = len(images)
+        pick = np.arange(n) if n <= STATS_SAMPLE else np.sort(np.random.default_rng(0).choice(n, STATS_SAMPLE, replace=False))
+        images = images.take(pick)
     c = images.shape[-1]
     total, sq, count = np.zeros(c), np.zeros(c), 0
     for start in range(0, len(images), 512):

@@ -5,7 +5,9 @@ vocabulary is counted on the training split only, with the tokeniser of
 :mod:`automtl_text.tokens`; the exported SavedModel therefore takes raw
 strings. After the embedding a searchable sequence encoder (``conv``,
 ``bigru`` or ``transformer``) takes its depth and width from the trunk
-parameters.
+parameters. With ``embeddings: PATH`` the embedding layer starts from
+pretrained word vectors (GloVe, word2vec or fastText text files), kept
+frozen or fine-tuned as ``text.freeze_embeddings`` says.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import DataError, InputEncoder, InputSpec, Options, ParamSpec, PortableInput, Table, TrialParams
+from automtl.api import (ConfigError, DataError, InputEncoder, InputSpec, Options, ParamSpec, PortableInput, Table,
+                         TrialParams)
 
 from automtl_text import tokens
 from automtl_text.cells import text_column, text_of, tokens_of
@@ -40,15 +43,18 @@ class TextInputOptions(Options):
     embedding: int = pydantic.Field(64, ge=1)
     word_dropout: float = pydantic.Field(0.1, ge=0.0, lt=1.0, description="training-time rate of words read as unknown")
     lowercase: bool = True
+    embeddings: str | None = pydantic.Field(None, description="word vectors: a .txt or .vec file, optionally .gz")
+    freeze_embeddings: bool = False
 
 
 class TextInput(InputEncoder):
     """A text column (strings, or token lists joined by spaces) -> views "sequence" and "vector".
 
     Searched values (``text.encoder``, ``text.vocab_size``,
-    ``text.sequence_length``, ``text.embedding``, ``text.word_dropout``)
-    override the options of the same name; the vocabulary size is capped by
-    the number of distinct training tokens.
+    ``text.sequence_length``, ``text.embedding``, ``text.word_dropout``,
+    ``text.freeze_embeddings``) override the options of the same name; the
+    vocabulary size is capped by the number of distinct training tokens. With
+    pretrained vectors the embedding width is theirs.
     """
 
     Options = TextInputOptions
@@ -59,7 +65,20 @@ class TextInput(InputEncoder):
         "text.embedding": ParamSpec("text.embedding", 64, low=1, integer=True, doc="embedding width"),
         "text.word_dropout": ParamSpec("text.word_dropout", 0.1, low=0, high=1, high_open=True,
                                        doc="training-time rate of words read as unknown"),
+        "text.freeze_embeddings": ParamSpec("text.freeze_embeddings", False, choices=(True, False),
+                                            doc="pretrained vectors: keep them (true) or fine-tune"),
     }
+    vectors: dict[str, np.ndarray] | None = None
+
+    def auto_space(self) -> dict[str, Any]:
+        """``space: auto``: the fragment of ``auto_space.yaml``; with pretrained ``embeddings``, whether
+        to freeze them is searched and the embedding width is theirs (not searched)."""
+        fragment = super().auto_space()
+        if self.options.embeddings is None:
+            return fragment
+        parameters = {k: v for k, v in (fragment.get("parameters") or {}).items() if k != "text.embedding"}
+        parameters["text.freeze_embeddings"] = {"choice": [True, False]}
+        return {**fragment, "parameters": parameters}
 
     def _owner(self) -> str:
         return f"input '{self.name}'"
@@ -82,11 +101,32 @@ class TextInput(InputEncoder):
         tags = any(isinstance(task, TextTask) for task in self.tasks)  # tagging needs every token
         cover = longest if tags else int(np.ceil(np.percentile(lengths, LENGTH_PERCENTILE))) if lengths else 1
         self.sequence_length = self.options.sequence_length or max(1, min(cover, DEFAULT_MAX_LENGTH))
+        if self.options.embeddings is not None:
+            self._read_vectors()
         for task in self.tasks:
             if isinstance(task, TextTask):
                 task.text_input = self.name
                 if task.options.tokens != self.options.column:
                     self._check_alignment(train, task)
+
+    def _read_vectors(self) -> None:
+        """The vectors of the vocabulary's words (and their lower-case forms) from the ``embeddings`` file."""
+        from automtl_text.vectors import SUFFIXES, lookup, read_vectors
+
+        path = self.resolve_path(self.options.embeddings)
+        if not path.is_file():
+            raise ConfigError(f"{self._owner()}: option 'embeddings': {path} not found (expected a word-vector "
+                              f"file: {', '.join(SUFFIXES)})")
+        if not path.name.lower().endswith(SUFFIXES):
+            raise ConfigError(f"{self._owner()}: option 'embeddings': {path.name} is not a word-vector text file "
+                              f"({', '.join(SUFFIXES)}; binary word2vec files are not read)")
+        words = set(self.vocabulary) | {w.lower() for w in self.vocabulary}
+        self.vectors, self.vector_dim = read_vectors(path, words)
+        found = sum(v is not None for v in lookup(self.vocabulary, self.vectors))
+        if self.vocabulary and not found:
+            raise DataError(f"{path}: none of the {len(self.vocabulary)} training words has a vector in this file "
+                            f"(words such as {', '.join(self.vocabulary[:5])}); is it the data's language?")
+        self.coverage = found / max(1, len(self.vocabulary))
 
     def _check_alignment(self, train: Table, task: TextTask) -> None:
         """A tagging task reading other columns than this input must see the same tokens."""
@@ -121,7 +161,8 @@ class TextInput(InputEncoder):
             "sequence_length": int(params.get("text.sequence_length", self.sequence_length)),
             "embedding": int(params.get("text.embedding", self.options.embedding)),
             "word_dropout": float(params.get("text.word_dropout", self.options.word_dropout)),
-        }
+            "freeze_embeddings": bool(params.get("text.freeze_embeddings", self.options.freeze_embeddings)),
+        } | ({"embedding": self.vector_dim} if self.vectors is not None else {})
 
     def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
         import keras
@@ -138,7 +179,15 @@ class TextInput(InputEncoder):
         mask = layers.TokenMask(name=f"{name}_mask")(ids)
         if s["word_dropout"] > 0:
             ids = layers.WordDropout(s["word_dropout"], name=f"{name}_word_dropout")(ids)
-        x = keras.layers.Embedding(s["vocab_size"] + 2, s["embedding"], name=f"{name}_embedding")(ids)
+        if self.vectors is not None:
+            from automtl_text.vectors import embedding_table
+
+            table, found = embedding_table(self.vocabulary[: s["vocab_size"]], self.vectors, self.vector_dim)
+            embed = layers.PretrainedEmbedding(len(table), self.vector_dim, int((~found).sum()), s["freeze_embeddings"],
+                                               table, found, name=f"{name}_embedding")
+        else:
+            embed = keras.layers.Embedding(s["vocab_size"] + 2, s["embedding"], name=f"{name}_embedding")
+        x = embed(ids)
         x = layers.sequence_encoder(x, mask, s["encoder"], params.trunk_units, max(1, params.trunk_depth),
                                     params.dropout, params.l2, length, f"{name}_{s['encoder']}")
         return {
@@ -165,4 +214,8 @@ class TextInput(InputEncoder):
         return [PortableInput(self.name, f"{self.name}_ids", "int32", (length,), layer.name, "cast", tuple(steps))]
 
     def describe(self) -> dict[str, Any]:
-        return {"vocabulary_size": len(self.vocabulary), "sequence_length": self.sequence_length}
+        out = {"vocabulary_size": len(self.vocabulary), "sequence_length": self.sequence_length}
+        if self.vectors is not None:
+            out |= {"embeddings": str(self.options.embeddings), "embedding_dim": self.vector_dim,
+                    "words_with_vectors": round(self.coverage, 4)}
+        return out

@@ -220,3 +220,61 @@ class WordDropout(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PretrainedEmbedding(keras.layers.Layer):
+    """Token ids -> pretrained word vectors.
+
+    Built from ``table`` (``[ids, dim]``) and ``found`` (which rows came from the
+    vector file). With ``freeze`` the found rows keep their vectors, and the
+    others (words the file lacks, the unknown word) learn theirs: each id reads
+    ``table[id]`` (frozen, zero where not found) plus ``learned[slot[id]]``
+    (trainable, one row per word not found). Without ``freeze`` the whole table
+    trains. The arrays are initial values only; a loaded model reads its weights.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, unknown: int, freeze: bool = False,
+                 table: Any = None, found: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.input_dim, self.output_dim, self.unknown, self.freeze = int(input_dim), int(output_dim), int(unknown), bool(freeze)
+        self._table, self._found = table, found
+
+    def _initial(self, kind: str) -> Any:
+        import numpy as np
+
+        if self._table is None:
+            return "zeros"
+        found = np.asarray(self._found, bool)
+        if kind == "table":
+            values = np.where(found[:, None], self._table, 0.0) if self.freeze else self._table
+        elif kind == "learned":
+            values = np.concatenate([np.zeros((1, self.output_dim)), self._table[~found]])
+        else:  # slot: row of `learned` for each id (0: found in the file)
+            values = np.where(found, 0, np.cumsum(~found))
+        return lambda shape, dtype=None: ops.convert_to_tensor(np.asarray(values).reshape(shape), dtype=dtype)
+
+    def build(self, input_shape: tuple) -> None:
+        self.table = self.add_weight(shape=(self.input_dim, self.output_dim), initializer=self._initial("table"),
+                                     trainable=not self.freeze, name="table")
+        if self.freeze:
+            self.learned = self.add_weight(shape=(self.unknown + 1, self.output_dim),
+                                           initializer=self._initial("learned"), name="learned")
+            self.slot = self.add_weight(shape=(self.input_dim,), initializer=self._initial("slot"), dtype="int32",
+                                        trainable=False, name="slot")
+
+    def call(self, ids: Any) -> Any:
+        ids = ops.cast(ids, "int32")
+        vectors = ops.take(self.table, ids, axis=0)
+        if self.freeze:
+            slot = ops.take(self.slot, ids, axis=0)
+            own = ops.take(self.learned, slot, axis=0) * ops.cast(ops.greater(slot, 0), self.compute_dtype)[..., None]
+            vectors = vectors + own
+        return ops.cast(vectors, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape, self.output_dim)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
+                "unknown": self.unknown, "freeze": self.freeze}

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
+from automtl.data.streamed import is_streamed
 from automtl.errors import AutomtlError
 from automtl.outputs.signatures import PORTABLE
 
@@ -62,7 +63,8 @@ def load_reference(export_dir: Path) -> Any:
 
 
 def first_rows(rows: Mapping[str, Any], n: int = MAX_ROWS) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v)[:n] for k, v in rows.items()}
+    """The first ``n`` rows as numpy arrays (a streamed input, e.g. images read from disk, decodes only those)."""
+    return {k: v.take(np.arange(min(n, len(v)))) if is_streamed(v) else np.asarray(v)[:n] for k, v in rows.items()}
 
 
 def tile(rows: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:

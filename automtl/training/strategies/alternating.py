@@ -37,7 +37,8 @@ class AlternatingTraining(Strategy):
         names = [t.name for t in self.tasks]
         shared = self.assembled.shared_variables()
         self.variables = [shared + list(self.assembled.heads[t.name].trainable_variables) for t in self.tasks]
-        self.optimizers = [FusedAdam(self.params.task_learning_rate(t), v, weight_decay=self.params.weight_decay)
+        self.optimizers = [FusedAdam(self.params.task_learning_rate(t), v, weight_decay=self.params.weight_decay,
+                                     lr_scales=self.assembled.lr_scales(v))
                            for t, v in zip(names, self.variables)]
         self.labelled = [np.flatnonzero(_example_mask(self.train.mask[t])) for t in names]
         self.task_probs = sampling_probabilities([self.params.task_prob(t) for t in names],
@@ -88,7 +89,8 @@ class AlternatingTraining(Strategy):
     def streamed_epoch(self, dataset: Any) -> np.ndarray:
         T = len(self.tasks)
         if not hasattr(self, "_branch_fns"):
-            self._branch_fns = [tf.function(functools.partial(self._streamed_branch, i)) for i in range(T)]
+            self._branch_fns = [tf.function(functools.partial(self._streamed_branch, i),
+                                            input_signature=dataset.element_spec) for i in range(T)]
         total, counts = np.zeros(T), np.zeros(T)
         for xb, yb, mb in dataset:
             i = int(self.np_rng.choice(T, p=self.task_probs))

@@ -30,7 +30,8 @@ class JointTraining(Strategy):
         self.weighting = method(names, self.params)
         self.variables = list(self.model.trainable_variables) + self.weighting.variables
         self.norm_on = self.assembled.last_shared_variables() if self.weighting.wants_gradient_norms() else []
-        self.optimizer = FusedAdam(self.params.learning_rate, self.variables, weight_decay=self.params.weight_decay)
+        self.optimizer = FusedAdam(self.params.learning_rate, self.variables, weight_decay=self.params.weight_decay,
+                                   lr_scales=self.assembled.lr_scales(self.variables))
         self.optimizers = [self.optimizer]
         if self.weighting.per_task_gradients:
             self.shared = self.assembled.shared_variables()
@@ -118,7 +119,9 @@ class JointTraining(Strategy):
 
     def streamed_epoch(self, dataset: Any) -> np.ndarray:
         if not hasattr(self, "_step_fn"):
-            self._step_fn = tf.function(lambda x, y, m: self.step(*self.augment(x, y, m)))
+            # batch dimension None: the last, smaller batch needs no second trace
+            self._step_fn = tf.function(lambda x, y, m: self.step(*self.augment(x, y, m)),
+                                        input_signature=dataset.element_spec)
         total, count = np.zeros(len(self.tasks)), 0
         for xb, yb, mb in dataset:
             total += self._step_fn(xb, yb, mb).numpy()

@@ -1,0 +1,56 @@
+"""``automtl predict`` for image inputs: paths in a column (or a folder's files) -> batches of decoded images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from automtl.api import DataError, is_missing
+
+
+def serving_images(spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], source: Path,
+                   root: Path | None) -> tuple[Any, dict[str, np.ndarray]] | None:
+    """The image files of ``spec``'s column, read batch by batch as in training (decoded and resized to the
+    training size), with each image's own ``width`` and ``height``. None for an NPZ-array input."""
+    from .decode import ImageFiles
+
+    column = spec.get("column")
+    if not column:
+        return None
+    name = spec["name"]
+    if column not in columns:
+        raise DataError(f"{source}: missing column '{column}' (image paths), needed by model input '{name}' "
+                        f"(columns present: {', '.join(list(columns)[:10])})")
+    base = Path(root) if root is not None else (source if source.is_dir() else source.parent)
+    values = columns[column]
+    empty = is_missing(np.asarray(values, dtype=object))
+    paths: list[str] = []
+    for i, (value, miss) in enumerate(zip(values, empty)):
+        if miss:
+            raise DataError(f"{source}: row {i + 1}: empty image path in column '{column}'")
+        p = Path(str(value).strip()).expanduser()
+        p = p if p.is_absolute() else base / p
+        if not os.path.isfile(p):
+            hint = "" if root is not None else " (relative paths are read from the data file's folder; see --root)"
+            raise DataError(f"{source}: row {i + 1}: image not found: {value} (looked for {p}){hint}")
+        paths.append(str(p))
+    width, height = _sizes(paths, source)
+    size = tuple(int(s) for s in spec["size"])
+    return ImageFiles(paths, int(spec["channels"]), size), {"width": width, "height": height}
+
+
+def _sizes(paths: list[str], source: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's width and height, from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    width, height = np.empty(len(paths)), np.empty(len(paths))
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as img:
+                width[i], height[i] = img.width, img.height
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{source}: row {i + 1}: cannot read image {p}: {exc}") from None
+    return width, height
