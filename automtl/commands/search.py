@@ -50,8 +50,12 @@ WORKERS = _Workers()
 @click.option("--latency-objective/--no-latency-objective", "latency_objective", default=None,
               help="With --objective pareto: each trial's serving latency (batch 1) is one more objective, minimised.")
 @click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop starting trials after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Wall time of the whole search in seconds: the running trial stops at its next epoch and keeps "
+                   "its best epoch; the final export comes after.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")
+@click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]),
+              help="Stop poor trials early (optuna): median (default), hyperband or none.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<experiment name>).")
 @click.option("--study", help="Study name (default: the experiment name).")
 @click.option("--storage", help="Optuna storage: sqlite:///FILE, postgresql://USER:PASS@HOST/DB, or a FILE.journal "
