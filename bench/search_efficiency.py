@@ -22,7 +22,7 @@ side by side, as means over the seeds:
 - how many trials TPE+median needed to reach random search's final best
   (the target: within 20).
 
-    python bench/search_efficiency.py [--trials 50] [--epochs 20] [--seeds 0 1 2] [--problems digits cancer]
+    python bench/search_efficiency.py [--trials 50] [--epochs 15] [--seeds 0 1 2] [--problems digits cancer]
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402,F401  (quiet TensorFlow before it loads)
 
-ARMS = {  # name: (algorithm, pruner)
-    "tpe+median": ("tpe", "median"),
-    "tpe+hyperband": ("tpe", "hyperband"),
-    "tpe": ("tpe", "none"),
+ARMS = {  # name: (algorithm, pruner); the baseline first, so a cut-short run still compares with it
     "random": ("random", "none"),
+    "tpe+median": ("tpe", "median"),
+    "tpe": ("tpe", "none"),
+    "tpe+hyperband": ("tpe", "hyperband"),
 }
 TEST_FRACTION = 0.2
 
@@ -188,12 +188,16 @@ def mean(values: list[float]) -> float:
 def report(results: dict, trials: int, seeds: list[int], early: int) -> str:
     lines = []
     for problem, by_arm in results.items():
+        if not by_arm.get("random"):
+            continue
+        n_runs = len(by_arm["random"])
+        by_arm = {n: runs[:n_runs] for n, runs in by_arm.items() if len(runs) >= n_runs}  # seeds every arm ran
         arms = list(by_arm)
         rnd = by_arm["random"]
         total = mean([sum(a.seconds) for a in rnd])
         t1, t2 = total / 4, total / 2
         metric_keys = [k for k in next(iter(rnd)).test.get(trials, {}) if k != "score"]
-        lines.append(f"\n### {problem} ({len(seeds)} seeds, {trials} trials per search; means over seeds)\n")
+        lines.append(f"\n### {problem} ({n_runs} seed(s), {trials} trials per search; means over seeds)\n")
         head = (["search", "best@10", f"best@{early}", f"best@{trials}", f"best@{t1:.0f}s", f"best@{t2:.0f}s",
                  "trial time s", "pruned", f"test score@{early}", f"test score@{trials}"]
                 + [f"test {k}@{trials}" for k in metric_keys])
@@ -224,22 +228,28 @@ def report(results: dict, trials: int, seeds: list[int], early: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=50)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--early", type=int, default=20, help="the N of 'reaches random search's best within N trials'")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    ap.add_argument("--json", type=Path, help="also write every trial's score and time here")
+    ap.add_argument("--json", type=Path, help="write every trial's score and time here, after every search")
+    ap.add_argument("--from-json", type=Path, help="print the table of an earlier (maybe cut-short) run's --json")
     args = ap.parse_args()
+    if args.from_json:
+        doc = json.loads(args.from_json.read_text())
+        results = {p: {n: [load_arm(a) for a in arms] for n, arms in by.items() if arms}
+                   for p, by in doc["results"].items()}
+        print(report(results, doc["trials"], doc["seeds"], doc["early"]))
+        return
     if "random" not in args.arms:
         ap.error("--arms must include random (the baseline)")
     root = Path(tempfile.mkdtemp(prefix="automtl-efficiency-"))
     started = time.perf_counter()
-    results: dict[str, dict[str, list[Arm]]] = {}
-    for problem in args.problems:
-        exp_raw, test_path = PROBLEMS[problem](root / problem)
-        results[problem] = {name: [] for name in args.arms}
-        for seed in args.seeds:  # arms interleaved per seed: a busy machine slows them alike
+    problems = {p: PROBLEMS[p](root / p) for p in args.problems}
+    results: dict[str, dict[str, list[Arm]]] = {p: {name: [] for name in args.arms} for p in args.problems}
+    for seed in args.seeds:  # arms interleaved per seed: a busy machine slows them alike
+        for problem, (exp_raw, test_path) in problems.items():
             for name in args.arms:
                 algorithm, pruner = ARMS[name]
                 t0 = time.perf_counter()
@@ -249,11 +259,17 @@ def main() -> None:
                 print(f"{problem} seed {seed} {name}: best {arm.best_after(args.trials):.4f} "
                       f"(@{args.early}: {arm.best_after(args.early):.4f}), {arm.pruned} pruned, "
                       f"{time.perf_counter() - t0:.0f}s wall", flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(
+                        {"trials": args.trials, "early": args.early, "epochs": args.epochs, "seeds": args.seeds,
+                         "results": {p: {n: [a.__dict__ for a in arms] for n, arms in by.items()}
+                                     for p, by in results.items()}}, default=str))
     print(report(results, args.trials, args.seeds, args.early))
     print(f"\ntotal {time.perf_counter() - started:.0f}s wall; epochs {args.epochs}, patience 8, space 'default'")
-    if args.json:
-        args.json.write_text(json.dumps({p: {n: [a.__dict__ for a in arms] for n, arms in by.items()}
-                                         for p, by in results.items()}, indent=1, default=str))
+
+
+def load_arm(doc: dict) -> Arm:
+    return Arm(doc["scores"], doc["seconds"], doc["pruned"], {int(k): v for k, v in doc["test"].items()})
 
 
 if __name__ == "__main__":

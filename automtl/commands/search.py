@@ -76,6 +76,9 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     Options given here override the experiment file's `search` section.
     Running the same command again resumes the study.
     """
+    import time
+
+    started = time.time()  # --timeout counts from here
     from rich.console import Console
 
     from automtl.config import load_experiment
@@ -95,7 +98,7 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     quiet_tensorflow()
     from automtl.run.search import run_search
 
-    summary = run_search(exp, console=Console(), quiet=quiet, report=not no_report)
+    summary = run_search(exp, console=Console(), quiet=quiet, report=not no_report, started=started)
     if summary.interrupted:
         sys.exit(130)
     if summary.stopped:

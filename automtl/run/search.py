@@ -16,6 +16,8 @@ a Keras Tuner chief hands out.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,8 @@ class Search:
     progress: SearchProgress
     workers: int = 1
     gpus: list[str] = field(default_factory=list)
+    #: when the search ends (``time.time()`` seconds; ``--timeout`` after the search started), or None
+    deadline: float | None = None
 
     @property
     def exp(self) -> Experiment:
@@ -109,13 +113,31 @@ class Search:
 
 
 def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False,
-               report: bool = True, worker: bool = False) -> SearchSummary:
-    """One search; ``worker``: this process is a search worker of ``--workers N`` (the coordinator exports)."""
+               report: bool = True, worker: bool = False, started: float | None = None) -> SearchSummary:
+    """One search; ``worker``: this process is a search worker of ``--workers N`` (the coordinator exports).
+
+    ``started``: when the command started (``time.time()``), where ``--timeout`` counts from (default: now).
+    """
     console = console or Console()
+    deadline = search_deadline(exp.search.timeout, time.time() if started is None else started, worker)
     checked = check_files(exp)
     search = prepare_search(checked, console, quiet, search_worker=worker)
+    search.deadline = deadline
     interrupted, stopped = run_trials(search)
     return finish(search, interrupted, stopped, report)
+
+
+def search_deadline(timeout: float | None, started: float, worker: bool = False) -> float | None:
+    """``--timeout`` is the whole search's wall time, from the start of the command to the final export.
+
+    A search worker of ``--workers N`` keeps its coordinator's deadline.
+    """
+    from automtl.run.parallel import DEADLINE_ENV
+
+    inherited = os.environ.get(DEADLINE_ENV) if worker else None
+    if inherited:
+        return float(inherited)
+    return None if timeout is None else started + timeout
 
 
 # -- phase 1: check ---------------------------------------------------------------------------
@@ -151,8 +173,8 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     # The coordinator trains nothing itself: keep it off the GPUs its workers use.
     plan = configure(settings.device if role.runs_trials else "cpu",
                      settings.precision if role.runs_trials else "float32")
-    prepared = prepare(exp, checked.encoders, checked.tasks)
     run_dir = ensure_writable(exp.run_dir)
+    prepared = prepare(exp, checked.encoders, checked.tasks, run_dir)  # the split is recorded in the run folder
     if role.records:
         write_snapshot(exp, checked.space_path, run_dir)
     objectives = [t.name for t in checked.tasks] + (["latency"] if settings.latency_objective else [])
@@ -169,14 +191,38 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
 def _print_start(s: Search, where: str) -> None:
     exp, settings, tasks, space = s.exp, s.exp.search, s.checked.tasks, s.checked.space
     s.console.print(
-        f"[bold]automtl search[/] '{exp.name}': {len(s.prepared.train)} training / {len(s.prepared.valid)} "
-        f"validation rows; tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
-        f"space {s.checked.space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
-        + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
-           if settings.objective == "pareto" else "")
-        + f"{settings.trials} trials x up to {settings.epochs} epochs; {where}\nrun folder {s.run_dir}",
+        f"[bold]automtl search[/] '{exp.name}': {describe_rows(s)}; "
+        f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
+        f"space {s.checked.space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}"
+        + (f", pruner {settings.pruner} (from epoch {settings.pruner_warmup}, after 5 completed trials)"
+           if settings.pruner not in (None, "none") else ", no pruning")
+        + "; " + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
+                  if settings.objective == "pareto" else "")
+        + f"{settings.trials} trials x up to {settings.epochs} epochs"
+        + (f" x {len(s.prepared.folds)} folds (each trial costs {len(s.prepared.folds)} trainings)"
+           if s.prepared.folds else "")
+        + (f"; time budget {settings.timeout:g} s for the whole search (the final export comes after)"
+           if settings.timeout else "")
+        + f"; {where}\nrun folder {s.run_dir}",
         highlight=False,
     )
+
+
+def describe_rows(s: Search) -> str:
+    """How the data is split, in a few words (rows, groups, folds)."""
+    p, data = s.prepared, s.exp.data
+    rule = data.group_rule
+    grouped = ""
+    if rule is not None and p.split is not None and p.split.groups:
+        n_groups = sum(len(g) for g in p.split.groups) if p.folds else None
+        how = f"'{rule.column}'" + (f" (pattern {rule.pattern!r})" if rule.pattern else "")
+        grouped = (f", grouped by {how}: {n_groups} groups" if n_groups is not None
+                   else f", grouped by {how}: {len(p.split.groups[0])} groups validate")
+    if p.folds:
+        sizes = [len(f.valid) for f in p.folds]
+        each = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
+        return f"{len(p.train)} training rows in {len(p.folds)} cross-validation folds ({each} validate in each){grouped}"
+    return f"{len(p.train)} training / {p.valid_rows} validation rows{grouped}"
 
 
 # -- phase 3: run -----------------------------------------------------------------------------
@@ -198,15 +244,23 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
 
     runner = None
     interrupted, stopped = False, None
+    left = None if s.deadline is None else s.deadline - time.time()
+    if left is not None and left <= 0:
+        if s.role.records and not s.quiet:
+            s.console.print(f"[yellow]the time budget ({settings.timeout:g} s) was used up before the first trial "
+                            "started[/]", highlight=False)
+        return False, None
     try:
         if s.role.runs_trials:
-            runner = make_runner(s.exp, s.prepared, s.run_dir, s.progress)
+            runner = make_runner(s.exp, s.prepared, s.run_dir, s.progress, s.deadline)
             s.progress.start(settings.trials, min(done_before, settings.trials))
-            s.backend.optimize(runner, settings.trials, settings.timeout, on_trial)
+            left = None if s.deadline is None else s.deadline - time.time()
+            s.backend.optimize(runner, settings.trials, None if left is None else max(left, 1e-3), on_trial)
         else:
             from automtl.run.parallel import run_workers
 
-            outcome = run_workers(s.exp, s.run_dir, s.backend.storage_url, s.workers, s.gpus, s.console, s.quiet)
+            outcome = run_workers(s.exp, s.run_dir, s.backend.storage_url, s.workers, s.gpus, s.console, s.quiet,
+                                  deadline=s.deadline)
             interrupted, stopped = outcome.interrupted, outcome.stopped
     except KeyboardInterrupt:
         interrupted = True
@@ -223,17 +277,24 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
     return interrupted, stopped
 
 
-def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchProgress) -> Any:
-    """Trials in a recycled trial process (bounded memory, crash isolation), or in this process."""
+def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchProgress,
+                deadline: float | None = None) -> Any:
+    """Trials in a recycled trial process (bounded memory, crash isolation), or in this process.
+
+    ``deadline`` reaches the trial wherever it trains: it stops at the end of
+    the first epoch past it and keeps its best epoch.
+    """
     if exp.search.trials_per_process > 0:
         from automtl.run.trial_process import ProcessTrialRunner
 
-        runner = ProcessTrialRunner(exp, run_dir, exp.search.trials_per_process, on_epoch=progress.epoch)
+        runner = ProcessTrialRunner(exp, run_dir, exp.search.trials_per_process, on_epoch=progress.epoch,
+                                    deadline=deadline)
         runner.warm_up()
         return runner
     from automtl.training.runner import TrialRunner
 
-    return TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective))
+    return TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective),
+                       deadline=deadline)
 
 
 # -- phase 4: finish --------------------------------------------------------------------------
@@ -260,6 +321,11 @@ def export_best(s: Search, best: TrialRecord | None) -> Path | None:
     if best is None:
         return None
     model_path = trial_dir(s.run_dir, best.number) / "model.keras"
+    if s.prepared.folds:  # cross-validated: train the best parameters on every row, for the best epoch count
+        from automtl.outputs.export_run import trial_model
+
+        model_path = trial_model(s.run_dir, best, s.prepared,
+                                 say=None if s.quiet else lambda m: s.console.print(m, highlight=False))
     if not model_path.exists():
         s.console.print(f"[yellow]best trial #{best.number} trained in another process sharing the study; its model "
                         "is in that process's run folder: that process exports it, or run "
@@ -268,11 +334,13 @@ def export_best(s: Search, best: TrialRecord | None) -> Path | None:
         return None
     from automtl.errors import AutomtlError
     from automtl.outputs.export import export_trial
+    from automtl.outputs.export_run import cross_validation
 
     def export(formats: list[str]) -> Path:
         return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
-                            extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources},
-                            formats=formats, rows=s.prepared.valid.x, model_name=s.exp.name)
+                            extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources,
+                                   **cross_validation(s.prepared, best)},
+                            formats=formats, rows=s.prepared.export_rows, model_name=s.exp.name)
 
     # A format that fails (a converter without a kernel, parity beyond tolerance) is reported,
     # and the SavedModel is still exported.

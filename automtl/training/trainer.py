@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -45,6 +46,23 @@ class FitResult:
     scores: dict[str, float]
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+    #: why training ended before its epochs and patience ran out ("" when it did not), e.g. the time budget
+    stopped: str = ""
+
+
+#: Why a trial ends early when the search's deadline passes (``--timeout``).
+TIME_UP = "the search's time budget ran out"
+
+
+def time_is_up(deadline: float | None) -> bool:
+    """``deadline`` is wall-clock seconds (``time.time()``), so it means the same in every process."""
+    return deadline is not None and time.time() >= deadline
+
+
+def check_started_in_time(deadline: float | None) -> None:
+    """A trial that would start its first epoch after the deadline fails (it has nothing to keep)."""
+    if time_is_up(deadline):
+        raise TrialFailed(f"{TIME_UP} before this trial finished an epoch")
 
 
 def to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
@@ -60,7 +78,7 @@ class Trainer:
         tasks: Sequence[Task],
         params: TrialParams,
         train: Arrays,
-        valid: Arrays,
+        valid: Arrays | None,
         importance: dict[str, float],
         seed: int = 0,
         streaming: bool | None = None,
@@ -90,7 +108,7 @@ class Trainer:
         else:
             x, y, m = to_tensors(train.x), to_tensors(train.y), to_tensors(train.mask)
             self._epoch_fn = self.strategy.in_memory_epoch(x, y, m, self.batch, self.steps)
-        self._valid_x = to_tensors(valid.x)
+        self._valid_x = to_tensors(valid.x) if valid is not None else None  # None: a refit, never scored
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     def _augment(self, x: dict, y: dict, m: dict) -> tuple[dict, dict, dict]:
@@ -116,25 +134,35 @@ class Trainer:
         return metrics, scores, combine(scores, self.importance)
 
     # -- the loop -------------------------------------------------------------------------
-    def fit(self, epochs: int, patience: int | None = None, report: Callable[[EpochResult], None] | None = None) -> FitResult:
+    def train_epoch(self, epoch: int) -> tuple[EpochResult, dict[str, float]]:
+        """Train one epoch and score it: the result and its ``history.json`` row."""
+        losses = self._epoch_fn().numpy()
+        names = [t.name for t in self.tasks]
+        if not np.all(np.isfinite(losses)):
+            bad = [n for n, l in zip(names, losses) if not np.isfinite(l)]
+            raise TrialFailed(f"non-finite training loss for task(s) {bad} at epoch {epoch}")
+        if self.weighting is not None:
+            self.weighting.end_epoch(losses)
+        metrics, scores, objective = self.evaluate()
+        row = {"epoch": epoch, "objective": objective}
+        row.update({f"loss.{n}": float(l) for n, l in zip(names, losses)})
+        if self.weighting is not None:
+            row.update({f"weight.{n}": float(w) for n, w in zip(names, self.weighting.effective_weights())})
+        row.update({f"{t}.{k}": v for t, ms in metrics.items() for k, v in ms.items()})
+        return EpochResult(epoch, dict(zip(names, map(float, losses))), metrics, scores, objective), row
+
+    def fit(self, epochs: int, patience: int | None = None, report: Callable[[EpochResult], None] | None = None,
+            deadline: float | None = None) -> FitResult:
+        """Train up to ``epochs``, keep the best epoch's weights; past ``deadline`` stop at the epoch's end."""
         best: FitResult | None = None
         best_weights: list[np.ndarray] | None = None
         history: list[dict[str, float]] = []
         since_best = 0
+        stopped = ""
+        check_started_in_time(deadline)
         for epoch in range(1, epochs + 1):
-            losses = self._epoch_fn().numpy()
-            names = [t.name for t in self.tasks]
-            if not np.all(np.isfinite(losses)):
-                bad = [n for n, l in zip(names, losses) if not np.isfinite(l)]
-                raise TrialFailed(f"non-finite training loss for task(s) {bad} at epoch {epoch}")
-            if self.weighting is not None:
-                self.weighting.end_epoch(losses)
-            metrics, scores, objective = self.evaluate()
-            row = {"epoch": epoch, "objective": objective}
-            row.update({f"loss.{n}": float(l) for n, l in zip(names, losses)})
-            if self.weighting is not None:
-                row.update({f"weight.{n}": float(w) for n, w in zip(names, self.weighting.effective_weights())})
-            row.update({f"{t}.{k}": v for t, ms in metrics.items() for k, v in ms.items()})
+            result, row = self.train_epoch(epoch)
+            metrics, scores, objective = result.metrics, result.scores, result.objective
             history.append(row)
             if best is None or (np.isfinite(objective) and not objective <= best.objective):
                 best = FitResult(objective, metrics, scores, epoch)
@@ -143,8 +171,11 @@ class Trainer:
             else:
                 since_best += 1
             if report is not None:
-                report(EpochResult(epoch, dict(zip(names, map(float, losses))), metrics, scores, objective))
+                report(result)
             if patience is not None and since_best >= patience:
+                break
+            if epoch < epochs and time_is_up(deadline):
+                stopped = f"{TIME_UP} after epoch {epoch}"
                 break
         assert best is not None and best_weights is not None
         if best.best_epoch != len(history):
@@ -152,5 +183,17 @@ class Trainer:
         if not np.isfinite(best.objective):
             raise TrialFailed("the validation objective is not finite")
         best.history = history
+        best.stopped = stopped
         return best
+
+    def fit_epochs(self, epochs: int) -> None:
+        """Train exactly ``epochs`` epochs with no validation (the refit on every training row)."""
+        names = [t.name for t in self.tasks]
+        for epoch in range(1, epochs + 1):
+            losses = self._epoch_fn().numpy()
+            if not np.all(np.isfinite(losses)):
+                bad = [n for n, l in zip(names, losses) if not np.isfinite(l)]
+                raise TrialFailed(f"non-finite training loss for task(s) {bad} at epoch {epoch}")
+            if self.weighting is not None:
+                self.weighting.end_epoch(losses)
 

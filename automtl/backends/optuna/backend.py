@@ -310,7 +310,7 @@ def to_record(t: FrozenTrial, front: set[int] | None = None) -> TrialRecord:
     """A plain record; ``front`` holds the Pareto-front numbers of a multi-objective study."""
     attrs = t.user_attrs
     duration = t.duration.total_seconds() if t.duration is not None else None
-    reason = attrs.get("reason", "")
+    reason = attrs.get("reason", "") or attrs.get("stopped", "")  # a complete trial the deadline ended early
     if t.state == TrialState.FAIL and not reason:
         if OWNER_ATTR in attrs:  # failed from outside: Optuna's heartbeat check
             reason = "its process stopped sending heartbeats (killed or cut off); the trial is retried"
