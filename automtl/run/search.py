@@ -244,18 +244,23 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
 
     runner = None
     interrupted, stopped = False, None
-    left = None if s.deadline is None else s.deadline - time.time()
-    if left is not None and left <= 0:
-        if s.role.records and not s.quiet:
+
+    def time_left() -> float | None:
+        left = None if s.deadline is None else s.deadline - time.time()
+        if left is not None and left <= 0 and s.role.records and not s.quiet:
             s.console.print(f"[yellow]the time budget ({settings.timeout:g} s) was used up before the first trial "
                             "started[/]", highlight=False)
+        return left
+
+    if (time_left() or 1) <= 0:
         return False, None
     try:
         if s.role.runs_trials:
             runner = make_runner(s.exp, s.prepared, s.run_dir, s.progress, s.deadline)
-            s.progress.start(settings.trials, min(done_before, settings.trials))
-            left = None if s.deadline is None else s.deadline - time.time()
-            s.backend.optimize(runner, settings.trials, None if left is None else max(left, 1e-3), on_trial)
+            left = time_left()  # starting a trial process takes a while
+            if left is None or left > 0:
+                s.progress.start(settings.trials, min(done_before, settings.trials))
+                s.backend.optimize(runner, settings.trials, left, on_trial)
         else:
             from automtl.run.parallel import run_workers
 
