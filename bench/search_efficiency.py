@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--json", type=Path, help="write every trial's score and time here, after every search")
     ap.add_argument("--from-json", type=Path, help="print the table of an earlier (maybe cut-short) run's --json")
+    ap.add_argument("--resume", action="store_true", help="keep the searches already in --json, run the rest")
     args = ap.parse_args()
     if args.from_json:
         doc = json.loads(args.from_json.read_text())
@@ -248,9 +249,17 @@ def main() -> None:
     started = time.perf_counter()
     problems = {p: PROBLEMS[p](root / p) for p in args.problems}
     results: dict[str, dict[str, list[Arm]]] = {p: {name: [] for name in args.arms} for p in args.problems}
-    for seed in args.seeds:  # arms interleaved per seed: a busy machine slows them alike
+    if args.resume and args.json and args.json.exists():
+        done = json.loads(args.json.read_text())["results"]
+        for p, by in done.items():
+            for n, arms in by.items():
+                if p in results and n in results[p]:
+                    results[p][n] = [load_arm(a) for a in arms]
+    for k, seed in enumerate(args.seeds):  # arms interleaved per seed: a busy machine slows them alike
         for problem, (exp_raw, test_path) in problems.items():
             for name in args.arms:
+                if len(results[problem][name]) > k:  # resumed
+                    continue
                 algorithm, pruner = ARMS[name]
                 t0 = time.perf_counter()
                 arm = run_arm(exp_raw, test_path, root / problem / f"{name}-{seed}", root / problem, algorithm,

@@ -266,9 +266,8 @@ class _Hyperband(optuna.pruners.HyperbandPruner):
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if trial.last_step is None or trial.last_step < self._warmup:
             return False
-        if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < PRUNER_STARTUP_TRIALS:
-            return False
-        return super().prune(study, trial)
+        verdict = super().prune(study, trial)  # records the trial's rungs, so later trials compete with it
+        return verdict and len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= PRUNER_STARTUP_TRIALS
 
 
 def make_pruner(settings: SearchConfig) -> optuna.pruners.BasePruner:
