@@ -252,7 +252,8 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
                             "started[/]", highlight=False)
         return left
 
-    if (time_left() or 1) <= 0:
+    left = time_left()
+    if left is not None and left <= 0:
         return False, None
     try:
         if s.role.runs_trials:
