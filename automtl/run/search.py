@@ -248,7 +248,7 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
     def time_left() -> float | None:
         left = None if s.deadline is None else s.deadline - time.time()
         if left is not None and left <= 0 and s.role.records and not s.quiet:
-            s.console.print(f"[yellow]the time budget ({settings.timeout:g} s) was used up before the first trial "
+            s.console.print(f"[yellow]the time budget ({settings.timeout or 0:g} s) was used up before the first trial "
                             "started[/]", highlight=False)
         return left
 
