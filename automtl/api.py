@@ -19,6 +19,7 @@ import pydantic
 from automtl.data.table import Table, as_float, is_missing, object_column
 from automtl.errors import ConfigError, DataError
 from automtl.model.blocks import dense_block
+from automtl.params import ParamSpec
 from automtl.trial import HeadParams, TrialParams
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Reader",
     "NoOptions",
     "Options",
+    "ParamSpec",
     "PortableInput",
     "Table",
     "Targets",
@@ -123,10 +125,13 @@ class PortableInput:
 class _Plugin:
     Options: ClassVar[type[Options]] = NoOptions
     #: Extra search-space parameter names this plugin reads (beyond the core ones):
-    #: a tuple of names, or a mapping of name to its allowed values (None: any value),
-    #: so that a space file with a bad value is refused before any trial.
-    parameters: ClassVar[tuple[str, ...] | Mapping[str, tuple[Any, ...] | None]] = ()
+    #: a tuple of names, or a mapping of name to its allowed values (a tuple of values,
+    #: a :class:`ParamSpec` with bounds, default and ``per_task``, None: any value), so that
+    #: a space file with a bad value is refused before any trial.
+    parameters: ClassVar[tuple[str, ...] | Mapping[str, tuple[Any, ...] | ParamSpec | None]] = ()
     kind: ClassVar[str] = "plugin"
+    #: The entry-point name users wrote as ``type`` (set by automtl when it creates the plugin).
+    type_name: str = ""
     #: The experiment file's folder (set by automtl before ``prepare``): relative
     #: paths in a plugin's options resolve from it, like every path in that file.
     base_dir: Path = Path(".")
@@ -140,6 +145,17 @@ class _Plugin:
         (``keras.saving.register_keras_serializable``), so that a saved ``model.keras``
         loads in a process that has built no model yet (the export after a resumed
         search). Called before automtl loads a model; the default registers nothing."""
+
+    def auto_space(self) -> dict[str, Any]:
+        """This plugin's fragment of the ``auto`` search space, in the search-space file format
+        (``parameters``, ``per_task``, ``description``); an entry set to None removes a core
+        parameter. The default reads the entry ``<kind>: {<type_name>: ...}`` (kind ``input`` or
+        ``task``) from ``auto_space.yaml`` in the plugin's top-level package folder (``automtl spaces`` reads
+        the same file without importing the plugin); no file or entry: an empty fragment.
+        Override it to adapt the fragment to the plugin's options."""
+        from automtl.autospace import plugin_dir, read_fragment
+
+        return read_fragment(plugin_dir(type(self).__module__), self.kind, self.type_name) if self.type_name else {}
 
     def resolve_path(self, path: str | Path) -> Path:
         """A path from this plugin's options: absolute, or relative to the experiment file."""
@@ -175,6 +191,10 @@ class Task(_Plugin):
 
     def prepare(self, train: Table) -> None:
         """Learn what the task needs from the training split (classes, scale)."""
+
+    def configure(self, params: TrialParams) -> None:
+        """Read this trial's searched values that are not head sizes (label smoothing, say)
+        before the head is built and the loss traced. The default reads nothing."""
 
     def targets(self, data: Table) -> Targets:
         raise NotImplementedError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +11,26 @@ import yaml
 
 from automtl.errors import ConfigError
 from automtl.registry import AXES
+
+
+#: Experiment and study names: they become folder names (``runs/<name>``, Keras Tuner's project), so
+#: letters, digits, ``-``, ``_`` and ``.`` only, no path separator and no leading dot.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+NAME_RULE = "letters, digits, '-', '_' and '.' only (at most 100), no path separator, no leading dot"
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` if it is a valid experiment or study name, else a ValueError saying why and what to use."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise ValueError(f"{what} must be a name: {NAME_RULE}; choose where the run goes with --out "
+                         "(search.out), which may be an absolute path")
+    return value
+
+
+def name_from_file(path: Path) -> str:
+    """The default experiment name: the file's stem, with what a name cannot hold replaced by '_'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).lstrip(".")[:100]
+    return name or "experiment"
 
 
 class _Strict(pydantic.BaseModel):
@@ -68,7 +89,7 @@ class DataConfig(_Strict):
     @classmethod
     def _fraction(cls, v: float) -> float:
         if not 0.0 < v < 1.0:
-            raise ValueError(f"must be between 0 and 1 (exclusive), got {v}")
+            raise ValueError("must be between 0 and 1 (exclusive)")
         return v
 
 
@@ -85,7 +106,7 @@ class PluginConfig(pydantic.BaseModel):
 
 
 class TaskConfig(PluginConfig):
-    importance: float = pydantic.Field(1.0, gt=0, description="weight of this task in the objective")
+    importance: float = pydantic.Field(1.0, gt=0, allow_inf_nan=False, description="weight of this task in the objective")
 
     @property
     def options(self) -> dict[str, Any]:
@@ -140,11 +161,16 @@ class SearchConfig(_Strict):
         ["saved_model"], description="formats written to best/ (the SavedModel always; onnx needs the 'onnx' extra)"
     )
 
+    @pydantic.field_validator("study")
+    @classmethod
+    def _study_name(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v, "the study name (--study)")
+
     @pydantic.field_validator("workers")
     @classmethod
     def _workers(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v < 1:
-            raise ValueError(f"must be a positive number or 'auto', got {v}")
+            raise ValueError("must be a positive number or 'auto'")
         return v
 
     @pydantic.field_validator("backend")
@@ -180,10 +206,15 @@ class Experiment(_Strict):
     data: DataConfig
     inputs: list[PluginConfig] = pydantic.Field(min_length=1)
     tasks: list[TaskConfig] = pydantic.Field(min_length=1)
-    space: str = "default"
+    space: str = pydantic.Field("auto", description="a space file, a ready-made space's name, or auto")
     search: SearchConfig = SearchConfig()
     #: where relative paths resolve from (the experiment file's folder)
     base_dir: Path = Path(".")
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "the experiment name")
 
     @pydantic.model_validator(mode="after")
     def _unique_names(self) -> "Experiment":
@@ -252,7 +283,7 @@ def load_experiment(path: Path, overrides: dict[str, Any] | None = None) -> Expe
     raw = read_yaml(path, "experiment file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with keys data, inputs, tasks, got {type(raw).__name__}")
-    raw.setdefault("name", Path(path).stem)
+    raw.setdefault("name", name_from_file(path))
     return build_experiment(raw, str(path), Path(path).resolve().parent, overrides)
 
 

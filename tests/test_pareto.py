@@ -126,7 +126,8 @@ def test_pareto_needs_two_tasks(write_experiment, cli):
 def test_a_pareto_study_is_not_resumed_as_mean(pareto_run):
     result = invoke("search", "--config", pareto_run.parent / "experiment.yaml", "--objective", "mean")
     assert result.exit_code == 2
-    assert "multi-objective (pareto)" in result.output and "cannot be resumed with objective 'mean'" in result.output
+    assert "holds the optuna study 'tiny' (objective pareto)" in result.output
+    assert "asks for objective mean" in result.output and "--out" in result.output
 
 
 def test_nsga2_runs_a_pareto_search(pareto_run, tmp_path):

@@ -71,7 +71,7 @@ def test_a_validation_file_sharing_groups_with_training_is_refused():
 def test_split_is_recorded_read_back_and_guarded(tmp_path):
     table = Table("d.csv", {"site": sites(), "x": np.arange(120.0)})
     data = DataConfig(train=Path("d.csv"), group="site", valid_fraction=0.25, split_seed=1)
-    first = recorded_split(data, table, tmp_path)
+    first = recorded_split(data, table, tmp_path, write=True)
     doc = json.loads((tmp_path / SPLIT_FILE).read_text())
     assert doc["valid_rows"] == first.valid[0].tolist() and len(doc["valid_groups"]) == 3
     # Another seed would split differently, but the recorded split is what a resumed run uses...

@@ -42,6 +42,9 @@ class BackendSpec:
     optuna_study: bool = False
     #: how several machines share one search, in words
     distributed: str = ""
+    #: ``module:function(settings, run_dir, study)``, light to import: refuses settings the engine could
+    #: not open (a storage), before TensorFlow loads and before the run folder changes ("": nothing to check)
+    check: str = ""
 
     def default_pruner(self, objective: str) -> str:
         """The first pruner it declares, or ``none`` where it cannot prune this objective."""
@@ -63,6 +66,12 @@ class BackendSpec:
             return (f"backend '{self.name}' cannot prune the trials of a multi-objective (pareto) search; "
                     "use search.pruner: none")
         return None
+
+    def check_settings(self, settings: "SearchConfig", run_dir: Path, study: str) -> None:
+        """Run the backend's light check of ``settings`` (see :attr:`check`); raises ConfigError."""
+        if self.check:
+            module, _, fn = self.check.partition(":")
+            getattr(importlib.import_module(module), fn)(settings, run_dir, study)
 
     def create(self, settings: "SearchConfig", run_dir: Path, space: "SearchSpace", study: str,
                objectives: Sequence[str] = ()) -> "Backend":

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from automtl.commands.base import quiet_tensorflow, user_errors
+from automtl.commands.base import log_to, quiet_tensorflow, user_errors
 from automtl.plugins import demo_names
 from automtl.registry import AXES, members
 
@@ -36,6 +36,8 @@ class _Workers(click.ParamType):
 
 
 WORKERS = _Workers()
+#: In a demo's data folder: which demo wrote it.
+DEMO_MARKER = ".automtl-demo"
 
 
 @click.command()
@@ -87,21 +89,65 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     if (config_path is None) == (demo is None):
         raise ConfigError("give exactly one of --config FILE or --demo NAME (demos: " + ", ".join(demo_names()) + ")")
     if overrides.get("out") is not None:
-        overrides["out"] = overrides["out"].resolve()
+        overrides["out"] = overrides["out"].expanduser().resolve()
     if demo is not None:
-        from automtl.plugins import write_demo
-
         run_dir = overrides.get("out") or Path("runs", demo).resolve()
         overrides["out"] = run_dir
-        config_path = write_demo(demo, run_dir / "data")
+        config_path = demo_files(demo, run_dir)
     exp = load_experiment(config_path, overrides)
-    quiet_tensorflow()
-    from automtl.run.search import run_search
+    log_to(exp.run_dir)
+    from automtl.run.search import check_files, run_checked
 
-    summary = run_search(exp, console=Console(), quiet=quiet, report=not no_report, started=started)
+    checked = check_files(exp)  # every bad input is refused here, before TensorFlow loads
+    quiet_tensorflow()
+    summary = run_checked(checked, console=Console(), quiet=quiet, report=not no_report, started=started)
     if summary.interrupted:
         sys.exit(130)
     if summary.stopped:
         sys.exit(1)
     if summary.best is None and not summary.worker:
         sys.exit(1)
+
+
+def demo_files(demo: str, run_dir: Path) -> Path:
+    """The demo's experiment file in ``RUN_DIR/data``: written on first use, kept as it is afterwards.
+
+    A rerun resumes on the data the study started with, and a run folder is
+    not written before the search's checks have passed (:func:`check_files`).
+    """
+    import shutil
+    import tempfile
+
+    from automtl.errors import ConfigError
+    from automtl.outputs.rundir import check_out_folder
+    from automtl.plugins import write_demo
+
+    check_out_folder(run_dir)
+    data = run_dir / "data"
+    marker = data / DEMO_MARKER
+    if data.exists():
+        found = marker.read_text().strip() if marker.is_file() else _experiment_name(data / "experiment.yaml")
+        if found != demo or not (data / "experiment.yaml").is_file():
+            held = f"demo '{found}'" if found else "files that are not a demo's"
+            raise ConfigError(f"{data} holds {held}, not demo '{demo}'; use another --out")
+        return data / "experiment.yaml"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".automtl-demo-", dir=run_dir))
+    try:
+        written = write_demo(demo, staging)
+        (staging / DEMO_MARKER).write_text(demo + "\n")
+        staging.rename(data)  # all of it or nothing: an interrupted write leaves no half demo behind
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return data / Path(written).relative_to(staging)
+
+
+def _experiment_name(path: Path) -> str | None:
+    """The ``name`` in a demo's experiment file written before demos were marked (None if unreadable)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return raw.get("name") if isinstance(raw, dict) else None

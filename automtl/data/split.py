@@ -193,16 +193,29 @@ def _digest(groups: np.ndarray | None) -> str:
     return hashlib.sha256("\n".join(groups.tolist()).encode()).hexdigest()[:16]
 
 
-def recorded_split(data: "DataConfig", table: Table, run_dir: Path | None) -> Split:
-    """The run's split: read from ``RUN_DIR/split.json`` if there is one (checked), else made and written."""
+def write_split(split: Split, run_dir: Path) -> Path:
+    """Record ``split`` as ``RUN_DIR/split.json`` unless the run has one (then it is the same split)."""
+    path = Path(run_dir) / SPLIT_FILE
+    if not path.exists():
+        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")  # several processes may start at once: same content
+        tmp.write_text(json.dumps(split.to_json()))
+        os.replace(tmp, path)
+    return path
+
+
+def recorded_split(data: "DataConfig", table: Table, run_dir: Path | None, write: bool = False) -> Split:
+    """The run's split: read from ``RUN_DIR/split.json`` if there is one (checked), else made.
+
+    ``write``: record a new split in the run folder (a search does so once its
+    backend opened fine; the check before it writes nothing).
+    """
     if run_dir is None:
         return make_split(data, table)
     path = Path(run_dir) / SPLIT_FILE
     if not path.exists():
         split = make_split(data, table)
-        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")  # several processes may start at once: same content
-        tmp.write_text(json.dumps(split.to_json()))
-        os.replace(tmp, path)
+        if write:
+            write_split(split, run_dir)
         return split
     try:
         split = Split.from_json(json.loads(path.read_text()))

@@ -68,6 +68,7 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
         if task.view != "vector" and task.view not in other_views:
             raise TrialFailed(f"task '{task.name}' needs a '{task.view}' view, which no input offers")
         feat = per_task[task.name] if task.view == "vector" else other_views[task.view]
+        task.configure(params)
         head_in = keras.Input(shape=tuple(feat.shape[1:]), name=f"{task.name}_features")
         head_out = task.build_head(head_in, params.head(task.name))
         if float16_compute():  # mixed precision: outputs (and so losses and metrics) stay float32

@@ -80,7 +80,8 @@ def trial_model(run_dir: Path, record: TrialRecord, prepared: "Prepared", say: C
             f"its best epoch count in {len(prepared.folds)}-fold cross-validation")
     from automtl.training.runner import refit
 
-    return refit(prepared, record.params, epochs, prepared.experiment.search.seed + record.number, path)
+    return refit(prepared, record.params, epochs, prepared.experiment.search.seed + record.number, path,
+                 budget=prepared.experiment.search.epochs)
 
 
 def cross_validation(prepared: "Prepared", record: TrialRecord) -> dict:

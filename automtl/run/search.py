@@ -1,8 +1,11 @@
 """One search, in phases: check the files, prepare the data, run the trials, finish.
 
-- **check** (no TensorFlow): the plugins' options and the search space;
-- **prepare**: processes and devices, the data split and the fitted plugins,
-  the run folder and its snapshot, the backend;
+- **check** (no TensorFlow): the plugins' options, the search space, the run
+  folder (who owns it) and the backend's settings (its storage), then the
+  data: read, split, fitted plugins and arrays (numpy and pandas only), so
+  that every bad input is refused in about a second and nothing is written;
+- **prepare**: processes and devices, the run folder, the backend, and only
+  once the backend opened fine the run's snapshot and owner record;
 - **run**: the backend's trials in this process, or search workers sharing
   the study (:mod:`automtl.run.parallel`);
 - **finish**: the tables, the export of the best trial, the report, the summary.
@@ -26,13 +29,14 @@ from rich.console import Console
 
 from automtl.config import Experiment
 from automtl.data.prepare import Prepared, instantiate, prepare
+from automtl.data.split import write_split
 from automtl.errors import ConfigError, SearchStopped
 from automtl.outputs.results import write_trials_csv, write_trials_json
-from automtl.outputs.rundir import ensure_writable, write_snapshot
+from automtl.outputs.rundir import check_out_folder, check_owner, ensure_writable, record_owner, write_snapshot
 from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.run.summary import SearchSummary, print_summary
-from automtl.space import SearchSpace, load_space, plugin_parameters, resolve_space_path
+from automtl.space import AUTO, SearchSpace, load_space, parse_space, plugin_parameters, resolve_space_path
 from automtl.trial import TrialRecord, trial_dir
 
 
@@ -66,13 +70,18 @@ class Role:
 
 @dataclass
 class Checked:
-    """The user's files, checked before TensorFlow loads."""
+    """The user's files, checked before TensorFlow loads, and the data they describe."""
 
     exp: Experiment
     encoders: list
     tasks: list
-    space: SearchSpace
-    space_path: Path
+    #: built from the plugins and the data's size for ``space: auto``
+    space: SearchSpace | None
+    #: None for ``space: auto``
+    space_path: Path | None
+    prepared: Prepared
+    #: the ``auto`` space as written to the run's ``space.yaml``
+    space_raw: dict[str, Any] | None = None
     #: formats of ``best/`` (``search.export_formats``), their optional dependencies checked
     formats: list[str] = field(default_factory=lambda: ["saved_model"])
 
@@ -118,10 +127,15 @@ def run_search(exp: Experiment, console: Console | None = None, quiet: bool = Fa
 
     ``started``: when the command started (``time.time()``), where ``--timeout`` counts from (default: now).
     """
-    console = console or Console()
-    deadline = search_deadline(exp.search.timeout, time.time() if started is None else started, worker)
-    checked = check_files(exp)
-    search = prepare_search(checked, console, quiet, search_worker=worker)
+    started = time.time() if started is None else started
+    return run_checked(check_files(exp, worker=worker), console, quiet, report, worker, started=started)
+
+
+def run_checked(checked: "Checked", console: Console | None = None, quiet: bool = False,
+                report: bool = True, worker: bool = False, started: float | None = None) -> SearchSummary:
+    """The phases after the check (the CLI loads TensorFlow in between); ``started`` as for :func:`run_search`."""
+    deadline = search_deadline(checked.exp.search.timeout, time.time() if started is None else started, worker)
+    search = prepare_search(checked, console or Console(), quiet, search_worker=worker)
     search.deadline = deadline
     interrupted, stopped = run_trials(search)
     return finish(search, interrupted, stopped, report)
@@ -141,16 +155,62 @@ def search_deadline(timeout: float | None, started: float, worker: bool = False)
 
 
 # -- phase 1: check ---------------------------------------------------------------------------
-def check_files(exp: Experiment) -> Checked:
-    """Everything that can be wrong with the user's files is found here, before TensorFlow loads."""
+def check_files(exp: Experiment, worker: bool = False) -> Checked:
+    """Everything that can be wrong with the user's input is found here, before TensorFlow loads.
+
+    Nothing is written: the run folder is created, and its snapshot written,
+    only once the backend opened fine (a refused rerun leaves the run as it was).
+    ``worker``: a search worker, whose coordinator checked the run folder.
+    """
+    from automtl import backends
     from automtl.outputs.formats import parse_formats, require_extras
 
     formats = parse_formats(exp.search.export_formats, "search.export_formats")
     require_extras(formats)
     encoders, tasks = instantiate(exp)
-    space_path = resolve_space_path(exp.space, exp.base_dir)
-    space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
-    return Checked(exp, encoders, tasks, space, space_path, formats)
+    space, space_path = None, None
+    if exp.space != AUTO:  # ``auto`` is built from the plugins (and the data's size) once the data is read
+        space_path = resolve_space_path(exp.space, exp.base_dir)
+        space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
+    if not worker:
+        check_out_folder(exp.run_dir)
+        check_owner(exp, exp.run_dir)
+        spec = backends.spec(exp.search.backend)
+        spec.check_settings(exp.search, exp.run_dir, exp.study_name)
+        if isinstance(exp.search.workers, int) and exp.search.workers > 1 and not spec.parallel_workers:
+            raise ConfigError(_no_parallel_workers(exp.search.workers, spec))
+    _devices_before_tensorflow(exp.search.device)
+    # A run folder's recorded split (split.json) is read and checked here; a new one is written by prepare_search.
+    prepared = prepare(exp, encoders, tasks, exp.run_dir)
+    checked = Checked(exp, encoders, tasks, space, space_path, prepared, formats=formats)
+    if checked.space is None:
+        build_auto(checked, len(prepared.train))
+    return checked
+
+
+def _no_parallel_workers(workers: Any, spec: Any) -> str:
+    return (f"--workers {workers} runs search workers on one shared study; backend '{spec.name}' cannot share one "
+            f"this way: it uses {spec.distributed}")
+
+
+def _devices_before_tensorflow(device: str) -> None:
+    """What must hold before TensorFlow starts, should a plugin's data preparation start it (image decoding)."""
+    import os
+
+    from automtl.devices import hide_gpus
+
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    if device == "cpu":
+        hide_gpus()
+
+
+def build_auto(checked: Checked, rows: int) -> None:
+    """``space: auto``: the space the inputs and tasks pick, for ``rows`` training rows."""
+    from automtl.autospace import build_auto_space
+
+    checked.space_raw = build_auto_space(checked.encoders, checked.tasks, rows=rows)
+    checked.space = parse_space(checked.space_raw, AUTO, [t.name for t in checked.tasks],
+                                plugin_parameters((*checked.encoders, *checked.tasks)))
 
 
 # -- phase 2: prepare -------------------------------------------------------------------------
@@ -164,8 +224,7 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     workers, gpus = (1, []) if search_worker else resolve_workers(settings.workers, settings.device)
     spec = backends.spec(settings.backend)
     if workers > 1 and not spec.parallel_workers:
-        raise ConfigError(f"--workers {settings.workers} runs search workers on one shared study; backend "
-                          f"'{settings.backend}' cannot share one this way: it uses {spec.distributed}")
+        raise ConfigError(_no_parallel_workers(settings.workers, spec))
     if workers > 1 and settings.device == "gpu" and not gpus:
         configure("gpu")  # raises the clear "no GPU" error once, before any worker starts
     settings.workers = workers
@@ -173,14 +232,17 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     # The coordinator trains nothing itself: keep it off the GPUs its workers use.
     plan = configure(settings.device if role.runs_trials else "cpu",
                      settings.precision if role.runs_trials else "float32")
+    prepared = checked.prepared
     run_dir = ensure_writable(exp.run_dir)
-    prepared = prepare(exp, checked.encoders, checked.tasks, run_dir)  # the split is recorded in the run folder
-    if role.records:
-        write_snapshot(exp, checked.space_path, run_dir)
     objectives = [t.name for t in checked.tasks] + (["latency"] if settings.latency_objective else [])
     backend = backends.create(settings, run_dir, checked.space, exp.study_name, objectives=objectives)
     if backend.is_worker:
         role = Role("keras tuner worker")
+    if role.records:  # the backend opened fine: this run is the folder's (its first use records it)
+        record_owner(exp, run_dir)
+        write_snapshot(exp, checked.space_path, run_dir, checked.space_raw)
+        if prepared.split is not None:  # resume, export, trial processes and search workers read the same rows
+            write_split(prepared.split, run_dir)
     progress = SearchProgress(console, {t.name: t.primary_metric for t in checked.tasks}, settings.epochs, quiet=quiet)
     search = Search(checked, role, console, quiet, prepared, run_dir, backend, progress, workers, gpus)
     if role.records and not quiet:
@@ -193,7 +255,7 @@ def _print_start(s: Search, where: str) -> None:
     s.console.print(
         f"[bold]automtl search[/] '{exp.name}': {describe_rows(s)}; "
         f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
-        f"space {s.checked.space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}"
+        f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}"
         + (f", pruner {settings.pruner} (from epoch {settings.pruner_warmup}, after 5 completed trials)"
            if settings.pruner not in (None, "none") else ", no pruning")
         + "; " + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "

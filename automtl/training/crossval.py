@@ -38,7 +38,7 @@ def fit_folds(trainers: Sequence[Trainer], importance: Mapping[str, float], epoc
     check_started_in_time(deadline)
     tasks = [t.name for t in trainers[0].tasks]
     for epoch in range(1, epochs + 1):
-        results = [tr.train_epoch(epoch) for tr in trainers]
+        results = [tr.train_epoch(epoch, epochs) for tr in trainers]
         metrics = {t: mean_of([r.metrics[t] for r, _ in results]) for t in tasks}
         scores = mean_of([r.scores for r, _ in results])
         objective = combine(scores, importance)

@@ -125,12 +125,13 @@ class TrialRunner:
         )
 
 
-def refit(prepared: Prepared, params: dict, epochs: int, seed: int, path: Path) -> Path:
+def refit(prepared: Prepared, params: dict, epochs: int, seed: int, path: Path, budget: int | None = None) -> Path:
     """Train a trial's parameters on every training row for ``epochs`` epochs and save the model to ``path``.
 
     What a cross-validated search exports: its folds chose the parameters and
     the epoch count; the model that serves sees all the data. Nothing
     validates it (every row trained it), so its figures are the folds' means.
+    ``budget``: the trial's epoch budget, which its learning-rate schedule spans.
     """
     policy = keras.config.dtype_policy()
     keras.backend.clear_session(free_memory=True)
@@ -139,7 +140,7 @@ def refit(prepared: Prepared, params: dict, epochs: int, seed: int, path: Path) 
     trial_params = TrialParams(params)
     assembled = build_model(prepared.encoders, prepared.tasks, trial_params)
     Trainer(assembled, prepared.tasks, trial_params, prepared.train, None, prepared.importance, seed=seed,
-            encoders=prepared.encoders).fit_epochs(epochs)
+            encoders=prepared.encoders).fit_epochs(epochs, budget)
     path.parent.mkdir(parents=True, exist_ok=True)
     assembled.model.save(path)
     return path

@@ -24,6 +24,7 @@ from automtl.objective import combine
 from automtl.trial import TrialParams
 from automtl.data.prepare import Arrays
 from automtl import registry
+from automtl.training.schedules import SCHEDULES, lr_factor
 from automtl.training.strategies.base import Strategy
 
 INMEMORY_LIMIT_MB = float(os.environ.get("AUTOMTL_INMEMORY_MB", "1024"))
@@ -96,6 +97,8 @@ class Trainer:
         self.rng = tf.random.Generator.from_seed(seed)
         self.np_rng = np.random.default_rng(seed)
         self.augmenters = [e for e in encoders if type(e).augment is not InputEncoder.augment]
+        if params.lr_schedule not in SCHEDULES:
+            raise TrialFailed(f"unknown lr_schedule '{params.lr_schedule}'; known: {', '.join(SCHEDULES)}")
         strategy = registry.member("strategy", params.strategy)
         self.strategy: Strategy = strategy(assembled, self.tasks, params, train, self.rng, self.np_rng, self._augment)
         self.weighting = self.strategy.weighting
@@ -133,9 +136,16 @@ class Trainer:
             scores[t.name] = float(t.score(metrics[t.name]))
         return metrics, scores, combine(scores, self.importance)
 
+    def set_learning_rates(self, epoch: int, epochs: int) -> None:
+        """Every optimizer's rate for ``epoch`` (0-based) under the trial's ``lr_schedule``."""
+        factor = lr_factor(self.params.lr_schedule, epoch, epochs)
+        for optimizer in self.strategy.optimizers:
+            optimizer.scale_learning_rate(factor)
+
     # -- the loop -------------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> tuple[EpochResult, dict[str, float]]:
-        """Train one epoch and score it: the result and its ``history.json`` row."""
+    def train_epoch(self, epoch: int, epochs: int) -> tuple[EpochResult, dict[str, float]]:
+        """Train epoch ``epoch`` (1-based) of ``epochs`` and score it: the result and its ``history.json`` row."""
+        self.set_learning_rates(epoch - 1, epochs)
         losses = self._epoch_fn().numpy()
         names = [t.name for t in self.tasks]
         if not np.all(np.isfinite(losses)):
@@ -161,7 +171,7 @@ class Trainer:
         stopped = ""
         check_started_in_time(deadline)
         for epoch in range(1, epochs + 1):
-            result, row = self.train_epoch(epoch)
+            result, row = self.train_epoch(epoch, epochs)
             metrics, scores, objective = result.metrics, result.scores, result.objective
             history.append(row)
             if best is None or (np.isfinite(objective) and not objective <= best.objective):
@@ -186,10 +196,16 @@ class Trainer:
         best.stopped = stopped
         return best
 
-    def fit_epochs(self, epochs: int) -> None:
-        """Train exactly ``epochs`` epochs with no validation (the refit on every training row)."""
+    def fit_epochs(self, epochs: int, schedule_epochs: int | None = None) -> None:
+        """Train exactly ``epochs`` epochs with no validation (the refit on every training row).
+
+        ``schedule_epochs``: the epoch budget the learning-rate schedule spans
+        (the trial's), so a refit for the best epoch count sees the rates the
+        trial saw in those epochs.
+        """
         names = [t.name for t in self.tasks]
         for epoch in range(1, epochs + 1):
+            self.set_learning_rates(epoch - 1, max(schedule_epochs or epochs, epochs))
             losses = self._epoch_fn().numpy()
             if not np.all(np.isfinite(losses)):
                 bad = [n for n, l in zip(names, losses) if not np.isfinite(l)]

@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import DataError, InputEncoder, InputSpec, Options, PortableInput, Table, TrialParams
+from automtl.api import DataError, InputEncoder, InputSpec, Options, ParamSpec, PortableInput, Table, TrialParams
 
 from automtl_text import tokens
 from automtl_text.cells import text_column, text_of, tokens_of
@@ -25,13 +25,18 @@ from automtl_text.task import TextTask
 ENCODERS = ("conv", "bigru", "transformer")
 #: Longest sequence used when ``sequence_length`` is not given (longer texts are cut).
 DEFAULT_MAX_LENGTH = 128
+#: Without a tagging task, the sequence length covers this share of the training texts: a long
+#: tail of texts would otherwise make every batch pay for the longest one (text trials cost
+#: time in proportion to the length); classifying from the first 95% of a few texts costs little.
+LENGTH_PERCENTILE = 95
 
 
 class TextInputOptions(Options):
     column: str
     encoder: Literal["conv", "bigru", "transformer"] = "conv"
     vocab_size: int = pydantic.Field(20000, ge=1, description="most frequent training tokens kept")
-    sequence_length: int | None = pydantic.Field(None, ge=1, description="default: longest training text, <= 128")
+    sequence_length: int | None = pydantic.Field(
+        None, ge=1, description="default: 95th percentile of the training lengths (longest with a tagging task), <= 128")
     embedding: int = pydantic.Field(64, ge=1)
     word_dropout: float = pydantic.Field(0.1, ge=0.0, lt=1.0, description="training-time rate of words read as unknown")
     lowercase: bool = True
@@ -47,8 +52,14 @@ class TextInput(InputEncoder):
     """
 
     Options = TextInputOptions
-    parameters = {"text.encoder": ENCODERS, "text.vocab_size": None, "text.sequence_length": None,
-                  "text.embedding": None, "text.word_dropout": None}
+    parameters = {
+        "text.encoder": ENCODERS,
+        "text.vocab_size": ParamSpec("text.vocab_size", 20000, low=1, integer=True, doc="tokens kept"),
+        "text.sequence_length": ParamSpec("text.sequence_length", None, low=1, integer=True, doc="tokens read"),
+        "text.embedding": ParamSpec("text.embedding", 64, low=1, integer=True, doc="embedding width"),
+        "text.word_dropout": ParamSpec("text.word_dropout", 0.1, low=0, high=1, high_open=True,
+                                       doc="training-time rate of words read as unknown"),
+    }
 
     def _owner(self) -> str:
         return f"input '{self.name}'"
@@ -60,15 +71,17 @@ class TextInput(InputEncoder):
 
     def prepare(self, train: Table) -> None:
         counts: Counter[str] = Counter()
-        longest = 0
+        lengths = []
         for text in self.texts(train):
             toks = tokens.tokenize(text, self.options.lowercase)
             counts.update(toks)
-            longest = max(longest, len(toks))
+            lengths.append(len(toks))
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         self.vocabulary = [t for t, _ in ranked[: self.options.vocab_size]]
-        self.longest = longest
-        self.sequence_length = self.options.sequence_length or min(longest, DEFAULT_MAX_LENGTH)
+        self.longest = longest = max(lengths, default=1)
+        tags = any(isinstance(task, TextTask) for task in self.tasks)  # tagging needs every token
+        cover = longest if tags else int(np.ceil(np.percentile(lengths, LENGTH_PERCENTILE))) if lengths else 1
+        self.sequence_length = self.options.sequence_length or max(1, min(cover, DEFAULT_MAX_LENGTH))
         for task in self.tasks:
             if isinstance(task, TextTask):
                 task.text_input = self.name

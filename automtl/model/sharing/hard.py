@@ -14,5 +14,6 @@ class HardSharing(SharingScheme):
 
     def build(self, features: Any, tasks: list[str], params: TrialParams) -> Shared:
         depth = params.trunk_depth
-        trunk = dense_block(features, params.trunk_units, depth, params.dropout, params.l2, name="trunk")
+        trunk = dense_block(features, params.trunk_units, depth, params.dropout, params.l2, name="trunk",
+                            norm=params.norm)
         return Shared({t: trunk for t in tasks}, [f"trunk_dense{depth - 1}"] if depth > 0 else [])

@@ -26,7 +26,8 @@ class MixtureOfExperts(SharingScheme):
         n = int(self.value(params, "experts"))
         units = int(self.value(params, "expert_units") or params.trunk_units)
         depth = max(1, params.trunk_depth)
-        experts = [dense_block(features, units, depth, params.dropout, params.l2, name=f"expert{k}") for k in range(n)]
+        experts = [dense_block(features, units, depth, params.dropout, params.l2, name=f"expert{k}", norm=params.norm)
+                   for k in range(n)]
         per_task = {}
         for t in tasks:
             gate = keras.layers.Dense(n, name=f"gate_{t}")(features)

@@ -35,7 +35,8 @@ class AlternatingTraining(Strategy):
         names = [t.name for t in self.tasks]
         shared = self.assembled.shared_variables()
         self.variables = [shared + list(self.assembled.heads[t.name].trainable_variables) for t in self.tasks]
-        self.optimizers = [FusedAdam(self.params.task_learning_rate(t), v) for t, v in zip(names, self.variables)]
+        self.optimizers = [FusedAdam(self.params.task_learning_rate(t), v, weight_decay=self.params.weight_decay)
+                           for t, v in zip(names, self.variables)]
         self.labelled = [np.flatnonzero(_example_mask(self.train.mask[t])) for t in names]
         self.task_probs = sampling_probabilities([self.params.task_prob(t) for t in names],
                                                  [len(ix) for ix in self.labelled],

@@ -48,6 +48,8 @@ class Strategy(Declared):
 
     #: the joint strategy's loss weighting (None for strategies that weight nothing)
     weighting: "Weighting | None" = None
+    #: every optimizer the strategy steps (the trainer sets their learning rates per epoch)
+    optimizers: list = []
 
     def __init__(self, assembled: "Assembled", tasks: Sequence["Task"], params: TrialParams, train: "Arrays",
                  rng: Any, np_rng: np.random.Generator, augment: Augment) -> None:

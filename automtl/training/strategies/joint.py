@@ -23,7 +23,8 @@ class JointTraining(Strategy):
         self.weighting = method(names, self.params)
         self.variables = list(self.model.trainable_variables) + self.weighting.variables
         self.norm_on = self.assembled.last_shared_variables() if self.weighting.wants_gradient_norms() else []
-        self.optimizer = FusedAdam(self.params.learning_rate, self.variables)
+        self.optimizer = FusedAdam(self.params.learning_rate, self.variables, weight_decay=self.params.weight_decay)
+        self.optimizers = [self.optimizer]
 
     def step(self, x: dict, y: dict, mask: dict) -> Any:
         """One optimizer step on one batch; returns the task losses ``[T]``."""
