@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -143,3 +144,39 @@ def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, t
     result = cli("search", "--config", path, "--trials", 3)
     assert_user_error(result, "split.json", "folds: 3 -> 4")
     assert (run / SPLIT_FILE).read_text() == before
+
+
+def test_grouped_holdout_search_records_its_split_for_resume_and_export(cli, tmp_path, grouped_csv, tiny_space):
+    """A grouped hold-out in a trial process: split.json names the validating rows and groups; export reads it."""
+    raw = experiment_dict(grouped_csv, tiny_space, out=str(tmp_path / "run"), epochs=2, trials=1,
+                          trials_per_process=1)
+    raw["data"].update(group="site", valid_fraction=0.25)
+    path = tmp_path / "grouped.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    # A refused search (a column the data lacks) writes no split: the check writes nothing.
+    raw["data"]["group"] = "patient"
+    path.write_text(yaml.safe_dump(raw))
+    assert_user_error(cli("search", "--config", path, "--no-report"), "no column 'patient'", "data.group")
+    assert not (run / SPLIT_FILE).exists()
+    raw["data"]["group"] = "site"
+    path.write_text(yaml.safe_dump(raw))
+    result = cli("search", "--config", path, "--no-report")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "90 training / 30 validation rows, grouped by 'site': 3 groups validate" in said
+    split = json.loads((run / SPLIT_FILE).read_text())
+    assert len(split["valid_groups"]) == 3 and split["settings"]["group"] == {"column": "site"}
+    valid_sites = set(sites()[split["valid_rows"]])
+    assert valid_sites == set(split["valid_groups"])
+    assert not valid_sites & set(np.delete(sites(), split["valid_rows"]))
+    # Export refits the plugins on the recorded split: a changed training file is refused, not silently re-split.
+    frame = pd.read_csv(grouped_csv)
+    frame.iloc[:100].to_csv(grouped_csv, index=False)
+    result = cli("export", run, "--trial", 0, "--out", tmp_path / "exported")
+    assert_user_error(result, "the training file changed since this run split it", "split.json")
+    frame.to_csv(grouped_csv, index=False)
+    result = cli("export", run, "--trial", 0, "--out", tmp_path / "exported")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "exported" / "automtl.json").read_text())
+    assert "validation split" in manifest["data"]["valid"]

@@ -54,7 +54,7 @@ def test_search_ends_at_its_deadline_with_an_export(write_experiment, monkeypatc
     """The deadline reaches the trial in this process or in its trial process, with either backend."""
     from automtl.run import search as search_module
 
-    exp = load_experiment(write_experiment(), {"backend": backend, "epochs": 100_000, "patience": None,
+    exp = load_experiment(write_experiment(), {"backend": backend, "epochs": 100_000, "patience": 100_000,
                                                "trials": 5, "trials_per_process": per_process})
     search = search_module.prepare_search(search_module.check_files(exp), Console(quiet=True), quiet=True)
     real = search_module.make_runner
