@@ -28,3 +28,10 @@ def test_only_what_the_trial_has_and_every_parameter_on_request():
     assert short_params({"learning_rate": 0.01}) == "lr 0.01"
     assert short_params({}) == ""
     assert all_params({"learning_rate": 0.0123456, "head.kind.units": 16}) == "learning_rate=0.01235, head.kind.units=16"
+
+
+def test_tabular_runs_show_their_encodings_and_the_trunk_norm():
+    params = {"tabular.numeric": "ple", "tabular.numeric_bins": 16, "tabular.categorical": "embedding",
+              "trunk.depth": 2, "trunk.units": 128, "norm": "batch", "strategy": "joint", "learning_rate": 0.001}
+    assert short_params(params) == "joint, tabular ple+embedding, trunk 2x128 batch-norm, lr 0.001"
+    assert short_params({"trunk.depth": 1, "trunk.units": 64, "norm": "none"}) == "trunk 1x64"

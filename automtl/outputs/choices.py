@@ -2,8 +2,8 @@
 
 What defines the model comes first: the sharing scheme and its setting, how
 the tasks train together (strategy, weighting), the encoder (text encoder,
-convolution stages x filters, or a backbone), the dense trunk, then the
-learning rate. Only parameters the trial has are shown (a space that does not
+convolution stages x filters, a backbone, or a table's encodings), the dense
+trunk and its normalisation, then the learning rate. Only parameters the trial has are shown (a space that does not
 search a choice shows nothing for it); whatever does not fit in one terminal
 line is left out from the end. ``automtl trials --params`` shows them all.
 """
@@ -62,12 +62,16 @@ def _encoder(p: dict[str, Any]) -> str:
     for key in p:
         if key.endswith(".encoder"):
             bits.append(str(p[key]))
+    if "tabular.numeric" in p or "tabular.categorical" in p:  # the tabular input's encodings
+        bits.append("tabular " + "+".join(str(p[k]) for k in ("tabular.numeric", "tabular.categorical") if k in p))
     return ", ".join(bits)
 
 
 def _trunk(p: dict[str, Any]) -> str:
     if "trunk.depth" in p or "trunk.units" in p:
-        return f"trunk {p.get('trunk.depth', '?')}x{p.get('trunk.units', '?')}"
+        norm = p.get("norm")
+        return f"trunk {p.get('trunk.depth', '?')}x{p.get('trunk.units', '?')}" + (
+            f" {norm}-norm" if norm not in (None, "none") else "")
     return ""
 
 
