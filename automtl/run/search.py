@@ -198,8 +198,10 @@ def _devices_before_tensorflow(device: str) -> None:
     import os
 
     from automtl.devices import hide_gpus
+    from automtl.tfimport import set_tf_log_level
 
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    set_tf_log_level()  # TensorFlow reads its C++ log level once, maybe while a plugin decodes images
     if device == "cpu":
         hide_gpus()
 
