@@ -37,11 +37,53 @@ class _Strict(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
 
+class GroupRule(_Strict):
+    """Which group a row belongs to: a column's value, or the part of it a pattern picks.
+
+    ``pattern`` is a regular expression searched in the value's file name (the
+    text after the last ``/`` or ``\\``, so it works on paths as written or
+    resolved); the group is its first capture group, or the whole match. Tiles
+    ``scene07_r2_c3.png`` of one scene: ``pattern: '^([^_]+)_'``.
+    """
+
+    column: str
+    pattern: str | None = None
+
+    @pydantic.field_validator("pattern")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        import re
+
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return v
+
+
 class DataConfig(_Strict):
     train: Path
     valid: Path | None = None
-    valid_fraction: float = pydantic.Field(0.2, description="used when 'valid' is not given")
+    valid_fraction: float = pydantic.Field(0.2, description="used when 'valid' is not given; with 'group', of the groups")
     split_seed: int = 0
+    group: str | GroupRule | None = pydantic.Field(
+        None, description="rows sharing this column's value (one image, patient, user) stay on one side of every split"
+    )
+    folds: int | None = pydantic.Field(
+        None, ge=2, description="cross-validate every trial on K folds of the training file (grouped with 'group')"
+    )
+
+    @property
+    def group_rule(self) -> GroupRule | None:
+        return GroupRule(column=self.group) if isinstance(self.group, str) else self.group
+
+    @pydantic.model_validator(mode="after")
+    def _folds_use_train(self) -> "DataConfig":
+        if self.folds is not None and self.valid is not None:
+            raise ValueError("'folds' cross-validates the training file, so there is no separate validation file; "
+                             "remove 'valid' (or 'folds')")
+        return self
 
     @pydantic.field_validator("valid_fraction")
     @classmethod
@@ -80,9 +122,18 @@ class SearchConfig(_Strict):
     )
     algorithm: str | None = pydantic.Field(None, description="default: the backend's own (see `automtl search --help`)")
     trials: int = pydantic.Field(20, ge=1)
-    timeout: float | None = pydantic.Field(None, gt=0)
+    timeout: float | None = pydantic.Field(
+        None, gt=0, description="seconds of wall time for the whole search (the final export comes after)"
+    )
     epochs: int = pydantic.Field(30, ge=1)
     patience: int | None = pydantic.Field(8, ge=1)
+    pruner: Literal["median", "hyperband", "none"] | None = pydantic.Field(
+        None, description="stops poor trials early; default: the backend's (median for optuna, none for keras-tuner "
+        "and for objective pareto)"
+    )
+    pruner_warmup: int | None = pydantic.Field(
+        None, ge=0, description="epochs every trial trains before it can be pruned (default: a quarter of epochs)"
+    )
     seed: int = 0
     study: str | None = None
     storage: str | None = None
@@ -151,7 +202,11 @@ class SearchConfig(_Strict):
         spec = registry.member("backend", self.backend)
         if self.algorithm is None:
             self.algorithm = spec.default_algorithm
-        problem = spec.problem(self.algorithm, self.objective)
+        if self.pruner is None:
+            self.pruner = spec.default_pruner(self.objective)
+        if self.pruner_warmup is None:
+            self.pruner_warmup = max(1, self.epochs // 4)
+        problem = spec.problem(self.algorithm, self.objective, self.pruner)
         if problem is not None:
             raise ValueError(problem)
         return self
@@ -187,6 +242,10 @@ class Experiment(_Strict):
                                  "of the Pareto front, next to each task's score)")
             if any(t.name == "latency" for t in self.tasks):
                 raise ValueError("search.latency_objective: a task is named 'latency', the objective's name; rename it")
+        if self.data.folds is not None and self.search.backend == "keras-tuner" and self.search.algorithm == "hyperband":
+            raise ValueError("data.folds with keras-tuner's hyperband: a promoted Hyperband trial continues from its "
+                             "parent's model, and a cross-validated trial keeps no single model; use algorithm "
+                             "bayesian or random, or the optuna backend (search.pruner: hyperband)")
         return self
 
     def path(self, p: Path | str) -> Path:

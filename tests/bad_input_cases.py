@@ -242,6 +242,23 @@ CASES: list[Case] = [
         {"name": "price", "type": "regression", "target": "price", "importance": float("inf")}])), ("importance", "finite")),
     Case("valid-fraction-above-one", search(lambda w: w.experiment("frac.yaml", data={"train": str(w.data), "valid_fraction": 1.5})),
          ("data.valid_fraction", "between 0 and 1")),
+    # -- splits: groups and folds (issue 19) ---------------------------------------------------
+    Case("group-column-missing", search(lambda w: w.experiment("group.yaml", data={
+        "train": str(w.data), "valid_fraction": 0.25, "group": "patient"})), ("data.csv", "no column 'patient'", "data.group")),
+    Case("group-pattern-not-regex", search(lambda w: w.experiment("grouprx.yaml", data={
+        "train": str(w.data), "group": {"column": "city", "pattern": "("}})), ("grouprx.yaml", "data.group", "not a regular expression")),
+    Case("group-pattern-no-match", search(lambda w: w.experiment("groupmiss.yaml", data={
+        "train": str(w.data), "group": {"column": "city", "pattern": "^west"}})), ("data.csv", "row 1", "does not match 'north'")),
+    Case("groups-too-few-for-fraction", search(lambda w: w.experiment("group1.yaml", data={
+        "train": str(w.data), "valid_fraction": 0.1, "group": "city"})), ("3 group(s) cannot be split", "valid_fraction=0.1")),
+    Case("folds-one", search(lambda w: w.experiment("folds1.yaml", data={"train": str(w.data), "folds": 1})),
+         ("data.folds", "greater than or equal to 2")),
+    Case("folds-more-than-groups", search(lambda w: w.experiment("folds5.yaml", data={
+        "train": str(w.data), "folds": 5, "group": "city"})), ("3 groups cannot make data.folds=5",)),
+    Case("folds-with-valid-file", search(lambda w: w.experiment("foldsvalid.yaml", data={
+        "train": str(w.data), "valid": str(w.data), "folds": 3})), ("'folds' cross-validates the training file", "remove 'valid'")),
+    Case("pruner-unknown-in-file", search(lambda w: w.search_settings("pruner.yaml", pruner="asha")), ("search.pruner", "'asha'")),
+    Case("pruner-on-keras-tuner", good("--backend", "keras-tuner", "--pruner", "median"), ("keras-tuner", "median")),
     Case("trials-zero-in-file", search(lambda w: w.search_settings("trials0.yaml", trials=0)), ("search.trials", "greater than or equal to 1")),
     Case("epochs-negative-in-file", search(lambda w: w.search_settings("epochs.yaml", epochs=-3)), ("search.epochs",)),
     Case("device-unknown", search(lambda w: w.search_settings("tpu.yaml", device="tpu")), ("search.device", "'tpu'")),

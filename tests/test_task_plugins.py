@@ -80,3 +80,16 @@ def test_regression_rejects_text_and_names_the_row():
     task = RegressionTask("price", {"target": "p"})
     with pytest.raises(DataError, match=r"t.csv: column 'p' .* must be numeric, but row 3 holds 'cheap'"):
         task.prepare(table(p=["1.5", "2", "cheap"]))
+
+
+def test_a_column_constant_in_training_does_not_blow_up_at_serving():
+    """A pixel blank in every training row, inked in a new row, must not send the output to thousands."""
+    from automtl_tabular import ArrayInput, TabularInput
+
+    train = table(a=[0.0, 0.0, 0.0], b=[1.0, 2.0, 3.0])
+    enc = TabularInput("f", {"numeric": ["a", "b"]})
+    enc.prepare(train)
+    assert enc.variance.tolist() == [1.0, pytest.approx(2 / 3)]
+    arr = ArrayInput("p", {"array": "px"})
+    arr.prepare(Table("x.npz", {"px": np.array([[0.0, 1.0], [0.0, 3.0]])}))
+    assert arr.variance.tolist() == [1.0, 1.0]

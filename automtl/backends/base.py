@@ -32,6 +32,10 @@ class BackendSpec:
     multi_objective: bool = False
     #: how poor trials stop early, in words (for `automtl spaces`/README and messages)
     pruning: str = "none"
+    #: the ``search.pruner`` values this backend runs (``none``: it cannot stop a trial mid-way by its epochs)
+    pruners: tuple[str, ...] = ("none",)
+    #: it can prune trials of a multi-objective (``pareto``) search
+    prunes_multi_objective: bool = False
     #: ``--workers N`` processes can share one study store on this machine
     parallel_workers: bool = False
     #: the study lives in an Optuna storage (the report and the dashboard open it)
@@ -42,13 +46,25 @@ class BackendSpec:
     #: not open (a storage), before TensorFlow loads and before the run folder changes ("": nothing to check)
     check: str = ""
 
-    def problem(self, algorithm: str, objective: str) -> str | None:
+    def default_pruner(self, objective: str) -> str:
+        """The first pruner it declares, or ``none`` where it cannot prune this objective."""
+        if objective == "pareto" and not self.prunes_multi_objective:
+            return "none"
+        return self.pruners[0]
+
+    def problem(self, algorithm: str, objective: str, pruner: str = "none") -> str | None:
         """Why this backend cannot run ``algorithm`` for ``objective``, or None (never a silent substitute)."""
         if algorithm not in self.algorithms:
             return f"backend '{self.name}' has no algorithm '{algorithm}'; choose one of: {', '.join(self.algorithms)}"
         if objective == "pareto" and not self.multi_objective:
             return (f"objective 'pareto' needs a multi-objective backend; backend '{self.name}' has no true "
                     "multi-objective search")
+        if pruner not in self.pruners:
+            return (f"backend '{self.name}' has no pruner '{pruner}' (it prunes by: {self.pruning}); "
+                    f"search.pruner must be one of: {', '.join(self.pruners)}")
+        if pruner != "none" and objective == "pareto" and not self.prunes_multi_objective:
+            return (f"backend '{self.name}' cannot prune the trials of a multi-objective (pareto) search; "
+                    "use search.pruner: none")
         return None
 
     def check_settings(self, settings: "SearchConfig", run_dir: Path, study: str) -> None:
@@ -59,7 +75,7 @@ class BackendSpec:
 
     def create(self, settings: "SearchConfig", run_dir: Path, space: "SearchSpace", study: str,
                objectives: Sequence[str] = ()) -> "Backend":
-        problem = self.problem(str(settings.algorithm), settings.objective)
+        problem = self.problem(str(settings.algorithm), settings.objective, str(settings.pruner or "none"))
         if problem is not None:
             from automtl.errors import ConfigError
 

@@ -52,8 +52,12 @@ DEMO_MARKER = ".automtl-demo"
 @click.option("--latency-objective/--no-latency-objective", "latency_objective", default=None,
               help="With --objective pareto: each trial's serving latency (batch 1) is one more objective, minimised.")
 @click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop starting trials after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Wall time of the whole search in seconds: the running trial stops at its next epoch and keeps "
+                   "its best epoch; the final export comes after.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")
+@click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]),
+              help="Stop poor trials early (optuna): median (default), hyperband or none.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<experiment name>).")
 @click.option("--study", help="Study name (default: the experiment name).")
 @click.option("--storage", help="Optuna storage: sqlite:///FILE, postgresql://USER:PASS@HOST/DB, or a FILE.journal "
@@ -81,6 +85,9 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     Options given here override the experiment file's `search` section.
     Running the same command again resumes the study.
     """
+    import time
+
+    started = time.time()  # --timeout counts from here
     from rich.console import Console
 
     from automtl.config import load_experiment
@@ -100,7 +107,7 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
 
     checked = check_files(exp)  # every bad input is refused here, before TensorFlow loads
     quiet_tensorflow()
-    summary = run_checked(checked, console=Console(), quiet=quiet, report=not no_report)
+    summary = run_checked(checked, console=Console(), quiet=quiet, report=not no_report, started=started)
     if summary.interrupted:
         sys.exit(130)
     if summary.stopped:

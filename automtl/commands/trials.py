@@ -16,10 +16,12 @@ from automtl.commands.base import RUN_DIR, user_errors
 @click.option("--ascending/--descending", default=None, help="Override the sort direction.")
 @click.option("--all", "include_all", is_flag=True, help="Include pruned and failed trials.")
 @click.option("--top", type=click.IntRange(min=1), help="Show only the first N.")
+@click.option("--params", "every_param", is_flag=True,
+              help="Show every parameter of each trial (default: the choices that define the model).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
 @user_errors
 def trials(run_dir: Path, sort_by: str, ascending: bool | None, include_all: bool, top: int | None,
-           as_json: bool) -> None:
+           every_param: bool, as_json: bool) -> None:
     """The leaderboard of a run, sortable by the objective or any task's metric."""
     from automtl.outputs import trials_view as view
     from automtl.outputs.results import read_trials
@@ -35,7 +37,7 @@ def trials(run_dir: Path, sort_by: str, ascending: bool | None, include_all: boo
     console = Console()
     if not console.is_terminal:  # files and pipes: room for every column rather than 80 characters
         console = Console(width=160)
-    console.print(view.table(run, records, sort_by, show_state=include_all))
+    console.print(view.table(run, records, sort_by, show_state=include_all, every_param=every_param))
     for line in view.extras(run, str(run_dir)):
         console.print(line, highlight=False)
     console.print(f"disk: {disk_use(run_dir).describe()}", highlight=False)

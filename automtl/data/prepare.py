@@ -15,7 +15,7 @@ import numpy as np
 from automtl import plugins
 from automtl.config import Experiment
 from automtl.data.readers import read_table
-from automtl.data.split import split_fraction
+from automtl.data.split import Split, check_no_shared_groups, recorded_split, take_split
 from automtl.data.streamed import is_streamed
 from automtl.data.table import Table
 from automtl.errors import ConfigError, DataError
@@ -63,22 +63,48 @@ class Arrays:
 
 
 @dataclass
-class Prepared:
-    experiment: Experiment
+class Fold:
+    """One fold of a cross-validated search: plugins fitted on its training rows, and its arrays."""
+
     encoders: list[InputEncoder]
     tasks: list[Task]
     train: Arrays
     valid: Arrays
+
+
+@dataclass
+class Prepared:
+    experiment: Experiment
+    encoders: list[InputEncoder]
+    tasks: list[Task]
+    #: the training rows (all rows of the training file with ``data.folds``: what the exported model trains on)
+    train: Arrays
+    #: the validation rows; None with ``data.folds`` (each fold has its own)
+    valid: Arrays | None
     importance: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    folds: list[Fold] = field(default_factory=list)
+    split: Split | None = None
+
+    @property
+    def valid_rows(self) -> int:
+        return len(self.valid) if self.valid is not None else len(self.folds[0].valid)
+
+    @property
+    def export_rows(self) -> dict[str, np.ndarray]:
+        """Inputs an export checks its formats on: the validation rows (every training row with folds)."""
+        return self.valid.x if self.valid is not None else self.train.x
 
     def only(self, task: str) -> "Prepared":
         """One task alone, as :func:`prepare` makes it for an experiment with that task only
         (the single-task baselines): the same split, plugins and rows labelled for it."""
         tasks = [t for t in self.tasks if t.name == task]
         exp = self.experiment.model_copy(update={"tasks": [t for t in self.experiment.tasks if t.name == task]})
-        return Prepared(exp, self.encoders, tasks, self.train.only([task]), self.valid.only([task]),
-                        {task: self.importance.get(task, 1.0)}, self.sources)
+        valid = self.valid.only([task]) if self.valid is not None else None
+        folds = [Fold(f.encoders, [t for t in f.tasks if t.name == task], f.train.only([task]), f.valid.only([task]))
+                 for f in self.folds]
+        return Prepared(exp, self.encoders, tasks, self.train.only([task]), valid,
+                        {task: self.importance.get(task, 1.0)}, self.sources, folds, self.split)
 
 
 def instantiate(exp: Experiment) -> tuple[list[InputEncoder], list[Task]]:
@@ -94,11 +120,44 @@ def instantiate(exp: Experiment) -> tuple[list[InputEncoder], list[Task]]:
     return encoders, tasks
 
 
-def load_tables(exp: Experiment) -> tuple[Table, Table]:
-    train = read_table(exp.path(exp.data.train), role="training data")
+@dataclass
+class Loaded:
+    """The training table and how it is split: a validation table, or (``data.folds``) K fold pairs."""
+
+    train: Table
+    valid: Table | None
+    folds: list[tuple[Table, Table]]
+    split: Split | None
+
+
+def load_data(exp: Experiment, run_dir: Path | None = None) -> Loaded:
+    """Read the data files and split them; ``run_dir``: use (or record) the run's ``split.json``."""
+    table = read_table(exp.path(exp.data.train), role="training data")
     if exp.data.valid is not None:
-        return train, read_table(exp.path(exp.data.valid), role="validation data")
-    return split_fraction(train, exp.data.valid_fraction, exp.data.split_seed)
+        valid = read_table(exp.path(exp.data.valid), role="validation data")
+        if exp.data.group_rule is not None:
+            check_no_shared_groups(table, valid, exp.data.group_rule)
+        return Loaded(table, valid, [], None)
+    split = recorded_split(exp.data, table, run_dir)
+    if split.folds:
+        return Loaded(table, None, [_fold_tables(table, rows, k, split.folds) for k, rows in enumerate(split.valid)], split)
+    train, valid = take_split(table, split.valid[0])
+    return Loaded(train, valid, [], split)
+
+
+def _fold_tables(table: Table, valid_rows: Any, k: int, n: int) -> tuple[Table, Table]:
+    train, valid = take_split(table, valid_rows)
+    train.source = f"{table.source} (training rows of fold {k + 1}/{n})"
+    valid.source = f"{table.source} (validation rows of fold {k + 1}/{n})"
+    return train, valid
+
+
+def load_tables(exp: Experiment, run_dir: Path | None = None) -> tuple[Table, Table]:
+    """The training and validation tables of a hold-out split (or separate files)."""
+    loaded = load_data(exp, run_dir)
+    if loaded.valid is None:
+        raise DataError("this experiment cross-validates (data.folds): there is no single validation table")
+    return loaded.train, loaded.valid
 
 
 def to_arrays(encoders: list[InputEncoder], tasks: list[Task], table: Table) -> Arrays:
@@ -112,8 +171,9 @@ def to_arrays(encoders: list[InputEncoder], tasks: list[Task], table: Table) -> 
     return Arrays(x, y, mask)
 
 
-def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task], keep_unlabelled: bool = False) -> Prepared:
-    """Load and split the data, fit the plugins on the training split, build arrays.
+def fit_arrays(encoders: list[InputEncoder], tasks: list[Task], train_t: Table,
+               valid_t: Table | None, keep_unlabelled: bool = False) -> tuple[Arrays, Arrays | None]:
+    """Fit the plugins on the training rows only, then build both sides' arrays (each side needs labels).
 
     Whatever would make every trial fail is refused here, naming the file, the
     input or task and the column: two inputs feeding one model input, infinite
@@ -122,21 +182,47 @@ def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task], ke
     nothing: they are left out unless ``keep_unlabelled`` (a distillation
     teacher labels them).
     """
-    train_t, valid_t = load_tables(exp)
     for plugin in (*encoders, *tasks):
         plugin.prepare(train_t)
     check_model_inputs(encoders)
-    train, valid = to_arrays(encoders, tasks, train_t), to_arrays(encoders, tasks, valid_t)
-    for arrays, table in ((train, train_t), (valid, valid_t)):
-        check_finite(encoders, tasks, arrays, table)
+    train = to_arrays(encoders, tasks, train_t)
+    valid = to_arrays(encoders, tasks, valid_t) if valid_t is not None else None
+    check_finite(encoders, tasks, train, train_t)
+    if valid is not None:
+        check_finite(encoders, tasks, valid, valid_t)
     names = [t.name for t in tasks]
     if not keep_unlabelled:
-        train, valid = train.only(names), valid.only(names)
+        train = train.only(names)
+        valid = valid.only(names) if valid is not None else None
     for task in tasks:
         if not train.mask[task.name].any():
             raise DataError(f"{train_t.source}: task '{task.name}' has no labelled rows in the training data")
-        if not valid.mask[task.name].any():
+        if valid is not None and not valid.mask[task.name].any():
             raise DataError(f"{valid_t.source}: task '{task.name}' has no labelled rows in the validation data")
+    return train, valid
+
+
+def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task], run_dir: Path | None = None,
+            keep_unlabelled: bool = False) -> Prepared:
+    """Load and split the data, fit the plugins on the training split, build arrays.
+
+    With ``data.folds`` the given plugins are fitted on every training row
+    (the exported model's), and each fold gets plugins of its own fitted on
+    its training rows only, so no fold learns a vocabulary or a scale from
+    the rows it is scored on.
+    """
+    loaded = load_data(exp, run_dir)
+    train, valid = fit_arrays(encoders, tasks, loaded.train, loaded.valid, keep_unlabelled)
+    folds = []
+    for fold_train, fold_valid in loaded.folds:
+        fold_encoders, fold_tasks = instantiate(exp)
+        folds.append(Fold(fold_encoders, fold_tasks, *fit_arrays(fold_encoders, fold_tasks, fold_train, fold_valid,
+                                                                          keep_unlabelled)))
+    sources = {"train": loaded.train.source}
+    if loaded.valid is not None:
+        sources["valid"] = loaded.valid.source
+    if folds:
+        sources["valid"] = f"{len(folds)}-fold cross-validation of the training file"
     return Prepared(
         experiment=exp,
         encoders=encoders,
@@ -144,7 +230,9 @@ def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task], ke
         train=train,
         valid=valid,
         importance={t.name: t.importance for t in exp.tasks},
-        sources={"train": train_t.source, "valid": valid_t.source},
+        sources=sources,
+        folds=folds,
+        split=loaded.split,
     )
 
 

@@ -1,26 +1,235 @@
-"""Train/validation split with a fixed seed, so reruns compare like with like."""
+"""Which rows validate: a seeded hold-out or K folds, by row or by group, recorded in ``split.json``.
+
+Rows of one group (the tiles of one image, the visits of one patient) are
+not independent: a random row split puts near-copies on both sides and the
+validation score flatters. With ``data.group`` every group stays on one side
+of every split and ``valid_fraction`` counts groups. The split a run used is
+written to ``RUN_DIR/split.json`` and read back on resume, by ``automtl
+export`` and by anything that retrains, so they all see the same rows.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from automtl.data.table import Table
+from automtl.data.table import Table, is_missing
 from automtl.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from automtl.config import DataConfig, GroupRule
+
+SPLIT_FILE = "split.json"
+SPLIT_FORMAT = "automtl-split/1"
 
 
 def split_fraction(table: Table, fraction: float, seed: int) -> tuple[Table, Table]:
     """Hold out ``fraction`` of the rows at random (seeded) for validation."""
+    valid_idx = holdout_rows(table, fraction, seed)
+    return take_split(table, valid_idx)
+
+
+def take_split(table: Table, valid_idx: np.ndarray) -> tuple[Table, Table]:
+    """``(training rows, validation rows)`` of ``table``, validation rows given by position."""
+    is_valid = np.zeros(len(table), dtype=bool)
+    is_valid[valid_idx] = True
+    return (table.take(np.flatnonzero(~is_valid), f"{table.source} (train split)"),
+            table.take(np.flatnonzero(is_valid), f"{table.source} (validation split)"))
+
+
+def holdout_rows(table: Table, fraction: float, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Sorted positions of the validation rows: ``fraction`` of the rows, or of the groups."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"data.valid_fraction must be between 0 and 1 (exclusive), got {fraction}")
-    n = len(table)
-    n_valid = int(round(n * fraction))
-    if n_valid < 1 or n - n_valid < 1:
-        raise DataError(
-            f"{table.source}: {n} rows cannot be split with valid_fraction={fraction}; "
-            "both parts need at least one row"
-        )
-    order = np.random.default_rng(seed).permutation(n)
-    valid_idx, train_idx = np.sort(order[:n_valid]), np.sort(order[n_valid:])
-    return table.take(train_idx, f"{table.source} (train split)"), table.take(
-        valid_idx, f"{table.source} (validation split)"
-    )
+    if groups is None:
+        n = len(table)
+        n_valid = int(round(n * fraction))
+        if n_valid < 1 or n - n_valid < 1:
+            raise DataError(
+                f"{table.source}: {n} rows cannot be split with valid_fraction={fraction}; "
+                "both parts need at least one row"
+            )
+        order = np.random.default_rng(seed).permutation(n)
+        return np.sort(order[:n_valid])
+    names = np.unique(groups)
+    n_valid = int(round(len(names) * fraction))
+    if n_valid < 1 or len(names) - n_valid < 1:
+        raise DataError(f"{table.source}: {len(names)} group(s) cannot be split with valid_fraction={fraction}; "
+                        "both parts need at least one group (valid_fraction counts groups with data.group)")
+    chosen = names[np.random.default_rng(seed).permutation(len(names))[:n_valid]]
+    return np.flatnonzero(np.isin(groups, chosen))
+
+
+def fold_rows(table: Table, k: int, seed: int, groups: np.ndarray | None = None) -> list[np.ndarray]:
+    """The validation rows of each of ``k`` folds; every row (and group) validates in exactly one.
+
+    Groups are shuffled (seeded), then each goes, largest first, to the fold
+    with the fewest rows so far, so folds are near equal in rows.
+    """
+    labels = np.arange(len(table)) if groups is None else groups
+    names, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    what = "rows" if groups is None else "groups"
+    if len(names) < k:
+        raise DataError(f"{table.source}: {len(names)} {what} cannot make data.folds={k} folds; "
+                        f"each fold needs at least one of the {what}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    fold_of = np.empty(len(names), dtype=int)
+    load = np.zeros(k, dtype=int)
+    for g in order:
+        f = int(np.argmin(load))
+        fold_of[g] = f
+        load[f] += sizes[g]
+    return [np.flatnonzero(fold_of[inverse] == f) for f in range(k)]
+
+
+# -- groups -----------------------------------------------------------------------------------
+def group_labels(table: Table, rule: "GroupRule") -> np.ndarray:
+    """Each row's group as text: the column's value, or what ``rule.pattern`` picks from its file name."""
+    where = "data.group"
+    col = table.column(rule.column, needed_by=where)
+    missing = is_missing(col) if col.ndim == 1 else None
+    if missing is None:
+        raise DataError(f"{table.source}: column '{rule.column}' (data.group) must hold one value per row")
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise DataError(f"{table.source}: {table.row_label(i)}: empty '{rule.column}' (data.group); every row needs "
+                        "its group")
+    pattern = re.compile(rule.pattern) if rule.pattern else None
+    out = np.empty(len(col), dtype=object)
+    for i, value in enumerate(col):
+        text = _text(value)
+        if pattern is not None:
+            name = re.split(r"[/\\]", text)[-1]
+            m = pattern.search(name)
+            if m is None:
+                raise DataError(f"{table.source}: {table.row_label(i)}: data.group pattern {rule.pattern!r} does not "
+                                f"match {name!r} (the file name of column '{rule.column}')")
+            text = m.group(1) if m.re.groups and m.group(1) is not None else m.group(0)
+        out[i] = text
+    return out.astype(str)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def check_no_shared_groups(train: Table, valid: Table, rule: "GroupRule") -> None:
+    """With a separate validation file, ``data.group`` checks that no group is on both sides."""
+    shared = sorted(set(group_labels(train, rule)) & set(group_labels(valid, rule)))
+    if shared:
+        shown = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
+        raise DataError(f"{valid.source}: {len(shared)} group(s) of data.group '{rule.column}' are in both the training "
+                        f"and the validation file ({shown}); a grouped validation keeps each group on one side")
+
+
+# -- the recorded split -----------------------------------------------------------------------
+@dataclass
+class Split:
+    """The validation rows (0-based positions in the training table) of a hold-out or of each fold."""
+
+    rows: int
+    valid: list[np.ndarray]
+    settings: dict[str, Any]
+    #: per fold (one for a hold-out), the groups that validate; empty without data.group
+    groups: list[list[str]] = field(default_factory=list)
+    #: fingerprint of every row's group, so a changed file is noticed on resume
+    digest: str = ""
+
+    @property
+    def folds(self) -> int:
+        return len(self.valid) if self.settings.get("folds") else 0
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"format": SPLIT_FORMAT, "rows": self.rows, "settings": self.settings,
+                               "digest": self.digest}
+        parts = [{"valid_rows": v.tolist(), **({"valid_groups": g} if self.groups else {})}
+                 for v, g in zip(self.valid, self.groups or [[]] * len(self.valid))]
+        if self.settings.get("folds"):
+            doc["folds"] = parts
+        else:
+            doc.update(parts[0])
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "Split":
+        parts = doc["folds"] if "folds" in doc else [doc]
+        return cls(int(doc["rows"]), [np.asarray(p["valid_rows"], dtype=int) for p in parts], dict(doc["settings"]),
+                   [list(p["valid_groups"]) for p in parts] if "valid_groups" in parts[0] else [],
+                   str(doc.get("digest", "")))
+
+
+def split_settings(data: "DataConfig") -> dict[str, Any]:
+    """What decides the split; a resumed run must say the same."""
+    rule = data.group_rule
+    return {"valid_fraction": None if data.folds else data.valid_fraction, "split_seed": data.split_seed,
+            "group": None if rule is None else rule.model_dump(exclude_none=True), "folds": data.folds}
+
+
+def make_split(data: "DataConfig", table: Table) -> Split:
+    """A fresh split of the training table by the experiment's settings."""
+    rule = data.group_rule
+    groups = None if rule is None else group_labels(table, rule)
+    if data.folds:
+        valid = fold_rows(table, data.folds, data.split_seed, groups)
+    else:
+        valid = [holdout_rows(table, data.valid_fraction, data.split_seed, groups)]
+    named = [sorted(set(groups[v].tolist())) for v in valid] if groups is not None else []
+    return Split(len(table), valid, split_settings(data), named, _digest(groups))
+
+
+def _digest(groups: np.ndarray | None) -> str:
+    if groups is None:
+        return ""
+    return hashlib.sha256("\n".join(groups.tolist()).encode()).hexdigest()[:16]
+
+
+def write_split(split: Split, run_dir: Path) -> Path:
+    """Record ``split`` as ``RUN_DIR/split.json`` unless the run has one (then it is the same split)."""
+    path = Path(run_dir) / SPLIT_FILE
+    if not path.exists():
+        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")  # several processes may start at once: same content
+        tmp.write_text(json.dumps(split.to_json()))
+        os.replace(tmp, path)
+    return path
+
+
+def recorded_split(data: "DataConfig", table: Table, run_dir: Path | None, write: bool = False) -> Split:
+    """The run's split: read from ``RUN_DIR/split.json`` if there is one (checked), else made.
+
+    ``write``: record a new split in the run folder (a search does so once its
+    backend opened fine; the check before it writes nothing).
+    """
+    if run_dir is None:
+        return make_split(data, table)
+    path = Path(run_dir) / SPLIT_FILE
+    if not path.exists():
+        split = make_split(data, table)
+        if write:
+            write_split(split, run_dir)
+        return split
+    try:
+        split = Split.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a readable split file ({exc}); it records which rows validate this run: "
+                          "restore it, or use another --out") from None
+    now = split_settings(data)
+    if split.settings != now:
+        changed = ", ".join(f"{k}: {split.settings.get(k)!r} -> {now[k]!r}" for k in now if split.settings.get(k) != now[k])
+        raise ConfigError(f"{path}: this run was split with other data settings ({changed}); a run keeps its split "
+                          "(resume, export and retraining use the same rows): restore the settings or use another --out")
+    rule = data.group_rule
+    if split.rows != len(table) or (rule is not None and split.digest != _digest(group_labels(table, rule))):
+        raise DataError(f"{table.source}: the training file changed since this run split it ({split.rows} rows then, "
+                        f"{len(table)} now{', other groups' if split.rows == len(table) else ''}; see {path}); "
+                        "use another --out for new data")
+    return split

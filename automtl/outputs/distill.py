@@ -88,6 +88,11 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
         raise ConfigError(f"--epochs {epochs}: expected a positive number")
     if student not in ("best", "smallest") and not Path(student).is_file():
         raise ConfigError(f"--student {student!r}: expected best, smallest or a search space file (not found)")
+    from automtl.outputs.rundir import load_experiment
+
+    if load_experiment(run_dir).data.folds:
+        raise ConfigError(f"{run_dir}: the run cross-validates (data.folds); distillation scores the student against "
+                          "its teacher on one validation split (search with a hold-out split to distill)")
     done = [r for r in read_trials(run_dir).records
             if r.ok and (trial_dir(run_dir, r.number) / "model.keras").exists()]
     if not done:
@@ -116,7 +121,7 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
 
     exp = load_experiment(run_dir)
     encoders, tasks = instantiate(exp)
-    prepared = prepare(exp, encoders, tasks, keep_unlabelled=True)
+    prepared = prepare(exp, encoders, tasks, run_dir, keep_unlabelled=True)
     best = max(done, key=lambda r: r.score)
     if teacher == "ensemble":
         ensemble = read_ensemble(run_dir / "ensemble")

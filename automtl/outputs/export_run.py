@@ -2,14 +2,17 @@
 
 Every completed trial's ``model.keras`` is kept in ``trials/<n>/``. The input
 and task plugins are rebuilt from the run's experiment snapshot and refitted
-on the same (seeded) training split, so their vocabularies, scales and class
-lists match the ones the trial was trained with; nothing is retrained.
+on the same training split (``RUN_DIR/split.json``), so their vocabularies,
+scales and class lists match the ones the trial was trained with; nothing is
+retrained. A cross-validated run (``data.folds``) keeps no fold models: its
+trial is trained once on every training row for its best epoch count, and
+that model is kept in ``trials/<n>/`` for the next export.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from automtl.trial import TrialRecord, trial_dir
 from automtl.errors import AutomtlError
@@ -17,11 +20,21 @@ from automtl.outputs.outdir import check_out
 from automtl.outputs.results import read_trials
 from automtl.outputs.rundir import load_experiment
 
+if TYPE_CHECKING:
+    from automtl.data.prepare import Prepared
 
-def exportable(run_dir: Path, number: int) -> TrialRecord:
-    """The trial's record, or a clear error listing the trials that can be exported."""
+
+def exportable(run_dir: Path, number: int, retrains: bool | None = None) -> TrialRecord:
+    """The trial's record, or a clear error listing the trials that can be exported.
+
+    ``retrains``: the run cross-validated, so a trial's model is trained at
+    export (default: read from the run's experiment snapshot).
+    """
     records = read_trials(run_dir).records
-    ok = sorted(r.number for r in records if r.ok and (trial_dir(run_dir, r.number) / "model.keras").exists())
+    if retrains is None:
+        retrains = bool(load_experiment(run_dir).data.folds)
+    ok = sorted(r.number for r in records
+                if r.ok and (retrains or (trial_dir(run_dir, r.number) / "model.keras").exists()))
     by_number = {r.number: r for r in records}
     if number not in by_number:
         raise AutomtlError(f"{run_dir}: no trial {number}; exportable trials: {_list(ok)}")
@@ -44,14 +57,16 @@ def export_run_trial(run_dir: Path, number: int, out_dir: Path, formats: Sequenc
     from automtl.data.prepare import instantiate, prepare
 
     encoders, tasks = instantiate(exp)
-    prepared = prepare(exp, encoders, tasks)
+    prepared = prepare(exp, encoders, tasks, run_dir)
+    model = trial_model(run_dir, record, prepared, say=print)
     from automtl.outputs.export import export_trial
 
     return export_trial(
-        trial_dir(run_dir, number) / "model.keras", encoders, tasks, record, Path(out_dir),
+        model, encoders, tasks, record, Path(out_dir),
         extra={"experiment": exp.name, "study": exp.study_name, "data": prepared.sources,
-               "exported_from": str(run_dir.resolve()), **_run_baselines(run_dir)},
-        formats=formats, rows=prepared.valid.x, layout=layout, model_name=exp.name, force=force,
+               "exported_from": str(run_dir.resolve()), **_run_baselines(run_dir),
+               **cross_validation(prepared, record)},
+        formats=formats, rows=prepared.export_rows, layout=layout, model_name=exp.name, force=force,
     )
 
 
@@ -61,6 +76,29 @@ def _run_baselines(run_dir: Path) -> dict:
 
     found = read_baselines(run_dir)
     return {"baselines": found.to_json()} if found is not None else {}
+
+
+def trial_model(run_dir: Path, record: TrialRecord, prepared: "Prepared", say: Callable[[str], None] | None = None) -> Path:
+    """The trial's ``model.keras``; a cross-validated trial's is first trained on every training row (once)."""
+    path = trial_dir(run_dir, record.number) / "model.keras"
+    if path.exists() or not prepared.folds:
+        return path
+    epochs = int(record.best_epoch or prepared.experiment.search.epochs)
+    if say is not None:
+        say(f"retraining trial #{record.number} on all {len(prepared.train)} training rows for {epochs} epoch(s), "
+            f"its best epoch count in {len(prepared.folds)}-fold cross-validation")
+    from automtl.training.runner import refit
+
+    return refit(prepared, record.params, epochs, prepared.experiment.search.seed + record.number, path,
+                 budget=prepared.experiment.search.epochs)
+
+
+def cross_validation(prepared: "Prepared", record: TrialRecord) -> dict:
+    """For the manifest: how a cross-validated model was chosen and trained (empty otherwise)."""
+    if not prepared.folds:
+        return {}
+    return {"cross_validation": {"folds": len(prepared.folds), "epochs": record.best_epoch,
+                                 "metrics": "means over the folds' validation rows; the model trained on every row"}}
 
 
 def _list(numbers: list[int]) -> str:
@@ -99,7 +137,7 @@ def export_baseline(run_dir: Path, task: str, out_dir: Path, formats: Sequence[s
     from automtl.data.prepare import instantiate, prepare
 
     encoders, tasks = instantiate(exp)
-    prepared = prepare(exp, encoders, tasks)
+    prepared = prepare(exp, encoders, tasks, run_dir)
     from automtl.outputs.export import export_trial
 
     record = TrialRecord(entry.trial, "complete", entry.score, entry.params, entry.metrics, entry.seconds)
@@ -108,5 +146,5 @@ def export_baseline(run_dir: Path, task: str, out_dir: Path, formats: Sequence[s
                                "baseline": {"task": task, "mode": read_baselines(run_dir).mode,  # type: ignore[union-attr]
                                             "multi_task": entry.multi, "single_task": entry.single,
                                             "metric": entry.metric, "delta": entry.delta}},
-                        formats=formats, rows=prepared.valid.x, layout=layout, model_name=f"{exp.name}-{task}",
+                        formats=formats, rows=prepared.export_rows, layout=layout, model_name=f"{exp.name}-{task}",
                         force=force)

@@ -10,7 +10,7 @@ from rich.table import Table as RichTable
 
 from automtl.trial import TrialRecord
 from automtl.errors import AutomtlError
-from automtl.outputs.choices import short_params
+from automtl.outputs.choices import all_params, short_params
 from automtl.outputs.results import RunTrials, finite
 
 #: Metric names where lower is better, for sorting by a metric that is not a task's primary one.
@@ -61,7 +61,8 @@ def select(run: RunTrials, sort: str = "score", ascending: bool | None = None,
     return sorted(records, key=lambda r: (key(r), r.number))
 
 
-def table(run: RunTrials, records: Sequence[TrialRecord], sort: str, show_state: bool = False) -> RichTable:
+def table(run: RunTrials, records: Sequence[TrialRecord], sort: str, show_state: bool = False,
+          every_param: bool = False) -> RichTable:
     pareto = any(r.pareto is not None for r in run.records)
     primaries = [f"{t}.{m}" for t, m in run.primaries.items()]
     extra = [sort] if sort not in ("score", *primaries, *run.primaries) else []
@@ -88,7 +89,7 @@ def table(run: RunTrials, records: Sequence[TrialRecord], sort: str, show_state:
         if pareto:
             cells.append("*" if r.pareto else "")
         cells += [_num(r.metrics.get(c)) for c in (*primaries, *extra)]
-        cells += [short_params(r.params), f"{r.duration_s or 0:.1f}s"]
+        cells += [all_params(r.params) if every_param else short_params(r.params), f"{r.duration_s or 0:.1f}s"]
         out.add_row(*cells)
     return out
 

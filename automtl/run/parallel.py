@@ -36,6 +36,8 @@ from automtl.config import Experiment
 EXIT_DONE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 3, 130
 #: The shared study's storage, handed to each worker.
 STORAGE_ENV = "AUTOMTL_WORKER_STORAGE"
+#: The coordinator's deadline (``time.time()`` seconds), so every worker stops at the same moment.
+DEADLINE_ENV = "AUTOMTL_DEADLINE"
 #: Seconds a worker gets to record its interrupted trial before it is killed.
 INTERRUPT_GRACE_SECONDS = 30
 
@@ -58,7 +60,6 @@ def worker_environment(index: int, count: int, gpus: list[str], base: dict[str, 
     env = dict(os.environ if base is None else base)
     env["AUTOMTL_WORKER"] = str(index)
     env["PYTHONUNBUFFERED"] = "1"  # its trial lines reach the coordinator as they happen
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
@@ -78,8 +79,8 @@ class WorkersResult:
 
 
 def run_workers(exp: Experiment, run_dir: Path, storage: str, count: int, gpus: list[str],
-                console: Console, quiet: bool = False) -> WorkersResult:
-    """Start ``count`` workers on the study in ``storage`` and wait for them all."""
+                console: Console, quiet: bool = False, deadline: float | None = None) -> WorkersResult:
+    """Start ``count`` workers on the study in ``storage`` and wait for them all (all end by ``deadline``)."""
     spec = exp.model_dump(mode="json")
     spec["search"].update(workers=1, storage=None)  # the storage URL travels in the environment: no password on disk
     spec_path = Path(run_dir) / "workers.json"
@@ -95,7 +96,8 @@ def run_workers(exp: Experiment, run_dir: Path, storage: str, count: int, gpus: 
         for i in range(count):
             proc = subprocess.Popen(
                 [sys.executable, "-m", "automtl.run.search_worker", str(spec_path), str(i)],
-                env={**worker_environment(i, count, gpus), STORAGE_ENV: storage}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                env={**worker_environment(i, count, gpus), STORAGE_ENV: storage,
+                     **({DEADLINE_ENV: repr(deadline)} if deadline is not None else {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True,
             )
             procs.append(proc)

@@ -60,6 +60,8 @@ class SearchProgress:
             return
         if record.ok:
             status = f"score {record.score:.4f}  {primary_metrics(record, self.primaries)}"
+            if record.reason:  # e.g. stopped early by the time budget
+                status += f"  [yellow]({record.reason})[/]"
         else:
             status = f"{record.state}: {record.reason}" if record.reason else record.state
         took = f"{record.duration_s:.1f}s" if record.duration_s is not None else ""

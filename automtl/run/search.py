@@ -19,6 +19,8 @@ a Keras Tuner chief hands out.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from rich.console import Console
 
 from automtl.config import Experiment
 from automtl.data.prepare import Prepared, instantiate, prepare
+from automtl.data.split import write_split
 from automtl.errors import ConfigError, SearchStopped
 from automtl.outputs.results import write_trials_csv, write_trials_json
 from automtl.outputs.rundir import check_out_folder, check_owner, ensure_writable, record_owner, write_snapshot
@@ -97,6 +100,8 @@ class Search:
     progress: SearchProgress
     workers: int = 1
     gpus: list[str] = field(default_factory=list)
+    #: when the search ends (``time.time()`` seconds; ``--timeout`` after the search started), or None
+    deadline: float | None = None
 
     @property
     def exp(self) -> Experiment:
@@ -117,17 +122,36 @@ class Search:
 
 
 def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False,
-               report: bool = True, worker: bool = False) -> SearchSummary:
-    """One search; ``worker``: this process is a search worker of ``--workers N`` (the coordinator exports)."""
-    return run_checked(check_files(exp, worker=worker), console, quiet, report, worker)
+               report: bool = True, worker: bool = False, started: float | None = None) -> SearchSummary:
+    """One search; ``worker``: this process is a search worker of ``--workers N`` (the coordinator exports).
+
+    ``started``: when the command started (``time.time()``), where ``--timeout`` counts from (default: now).
+    """
+    started = time.time() if started is None else started
+    return run_checked(check_files(exp, worker=worker), console, quiet, report, worker, started=started)
 
 
 def run_checked(checked: "Checked", console: Console | None = None, quiet: bool = False,
-                report: bool = True, worker: bool = False) -> SearchSummary:
-    """The phases after the check (the CLI loads TensorFlow in between)."""
+                report: bool = True, worker: bool = False, started: float | None = None) -> SearchSummary:
+    """The phases after the check (the CLI loads TensorFlow in between); ``started`` as for :func:`run_search`."""
+    deadline = search_deadline(checked.exp.search.timeout, time.time() if started is None else started, worker)
     search = prepare_search(checked, console or Console(), quiet, search_worker=worker)
+    search.deadline = deadline
     interrupted, stopped = run_trials(search)
     return finish(search, interrupted, stopped, report)
+
+
+def search_deadline(timeout: float | None, started: float, worker: bool = False) -> float | None:
+    """``--timeout`` is the whole search's wall time, from the start of the command to the final export.
+
+    A search worker of ``--workers N`` keeps its coordinator's deadline.
+    """
+    from automtl.run.parallel import DEADLINE_ENV
+
+    inherited = os.environ.get(DEADLINE_ENV) if worker else None
+    if inherited:
+        return float(inherited)
+    return None if timeout is None else started + timeout
 
 
 # -- phase 1: check ---------------------------------------------------------------------------
@@ -156,7 +180,8 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
         if isinstance(exp.search.workers, int) and exp.search.workers > 1 and not spec.parallel_workers:
             raise ConfigError(_no_parallel_workers(exp.search.workers, spec))
     _devices_before_tensorflow(exp.search.device)
-    prepared = prepare(exp, encoders, tasks)
+    # A run folder's recorded split (split.json) is read and checked here; a new one is written by prepare_search.
+    prepared = prepare(exp, encoders, tasks, exp.run_dir)
     checked = Checked(exp, encoders, tasks, space, space_path, prepared, formats=formats)
     if checked.space is None:
         build_auto(checked, len(prepared.train))
@@ -173,8 +198,10 @@ def _devices_before_tensorflow(device: str) -> None:
     import os
 
     from automtl.devices import hide_gpus
+    from automtl.tfimport import set_tf_log_level
 
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    set_tf_log_level()  # TensorFlow reads its C++ log level once, maybe while a plugin decodes images
     if device == "cpu":
         hide_gpus()
 
@@ -216,6 +243,8 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     if role.records:  # the backend opened fine: this run is the folder's (its first use records it)
         record_owner(exp, run_dir)
         write_snapshot(exp, checked.space_path, run_dir, checked.space_raw)
+        if prepared.split is not None:  # resume, export, trial processes and search workers read the same rows
+            write_split(prepared.split, run_dir)
     progress = SearchProgress(console, {t.name: t.primary_metric for t in checked.tasks}, settings.epochs, quiet=quiet)
     search = Search(checked, role, console, quiet, prepared, run_dir, backend, progress, workers, gpus)
     if role.records and not quiet:
@@ -226,14 +255,38 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
 def _print_start(s: Search, where: str) -> None:
     exp, settings, tasks, space = s.exp, s.exp.search, s.checked.tasks, s.checked.space
     s.console.print(
-        f"[bold]automtl search[/] '{exp.name}': {len(s.prepared.train)} training / {len(s.prepared.valid)} "
-        f"validation rows; tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
-        f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
-        + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
-           if settings.objective == "pareto" else "")
-        + f"{settings.trials} trials x up to {settings.epochs} epochs; {where}\nrun folder {s.run_dir}",
+        f"[bold]automtl search[/] '{exp.name}': {describe_rows(s)}; "
+        f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
+        f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}"
+        + (f", pruner {settings.pruner} (from epoch {settings.pruner_warmup}, after 5 completed trials)"
+           if settings.pruner not in (None, "none") else ", no pruning")
+        + "; " + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
+                  if settings.objective == "pareto" else "")
+        + f"{settings.trials} trials x up to {settings.epochs} epochs"
+        + (f" x {len(s.prepared.folds)} folds (each trial costs {len(s.prepared.folds)} trainings)"
+           if s.prepared.folds else "")
+        + (f"; time budget {settings.timeout:g} s for the whole search (the final export comes after)"
+           if settings.timeout else "")
+        + f"; {where}\nrun folder {s.run_dir}",
         highlight=False,
     )
+
+
+def describe_rows(s: Search) -> str:
+    """How the data is split, in a few words (rows, groups, folds)."""
+    p, data = s.prepared, s.exp.data
+    rule = data.group_rule
+    grouped = ""
+    if rule is not None and p.split is not None and p.split.groups:
+        n_groups = sum(len(g) for g in p.split.groups) if p.folds else None
+        how = f"'{rule.column}'" + (f" (pattern {rule.pattern!r})" if rule.pattern else "")
+        grouped = (f", grouped by {how}: {n_groups} groups" if n_groups is not None
+                   else f", grouped by {how}: {len(p.split.groups[0])} groups validate")
+    if p.folds:
+        sizes = [len(f.valid) for f in p.folds]
+        each = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
+        return f"{len(p.train)} training rows in {len(p.folds)} cross-validation folds ({each} validate in each){grouped}"
+    return f"{len(p.train)} training / {p.valid_rows} validation rows{grouped}"
 
 
 # -- phase 3: run -----------------------------------------------------------------------------
@@ -255,15 +308,29 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
 
     runner = None
     interrupted, stopped = False, None
+
+    def time_left() -> float | None:
+        left = None if s.deadline is None else s.deadline - time.time()
+        if left is not None and left <= 0 and s.role.records and not s.quiet:
+            s.console.print(f"[yellow]the time budget ({settings.timeout or 0:g} s) was used up before the first trial "
+                            "started[/]", highlight=False)
+        return left
+
+    left = time_left()
+    if left is not None and left <= 0:
+        return False, None
     try:
         if s.role.runs_trials:
-            runner = make_runner(s.exp, s.prepared, s.run_dir, s.progress)
-            s.progress.start(settings.trials, min(done_before, settings.trials))
-            s.backend.optimize(runner, settings.trials, settings.timeout, on_trial)
+            runner = make_runner(s.exp, s.prepared, s.run_dir, s.progress, s.deadline)
+            left = time_left()  # starting a trial process takes a while
+            if left is None or left > 0:
+                s.progress.start(settings.trials, min(done_before, settings.trials))
+                s.backend.optimize(runner, settings.trials, left, on_trial)
         else:
             from automtl.run.parallel import run_workers
 
-            outcome = run_workers(s.exp, s.run_dir, s.backend.storage_url, s.workers, s.gpus, s.console, s.quiet)
+            outcome = run_workers(s.exp, s.run_dir, s.backend.storage_url, s.workers, s.gpus, s.console, s.quiet,
+                                  deadline=s.deadline)
             interrupted, stopped = outcome.interrupted, outcome.stopped
     except KeyboardInterrupt:
         interrupted = True
@@ -280,17 +347,24 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
     return interrupted, stopped
 
 
-def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchProgress) -> Any:
-    """Trials in a recycled trial process (bounded memory, crash isolation), or in this process."""
+def make_runner(exp: Experiment, prepared: Any, run_dir: Path, progress: SearchProgress,
+                deadline: float | None = None) -> Any:
+    """Trials in a recycled trial process (bounded memory, crash isolation), or in this process.
+
+    ``deadline`` reaches the trial wherever it trains: it stops at the end of
+    the first epoch past it and keeps its best epoch.
+    """
     if exp.search.trials_per_process > 0:
         from automtl.run.trial_process import ProcessTrialRunner
 
-        runner = ProcessTrialRunner(exp, run_dir, exp.search.trials_per_process, on_epoch=progress.epoch)
+        runner = ProcessTrialRunner(exp, run_dir, exp.search.trials_per_process, on_epoch=progress.epoch,
+                                    deadline=deadline)
         runner.warm_up()
         return runner
     from automtl.training.runner import TrialRunner
 
-    return TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective))
+    return TrialRunner(prepared, run_dir, on_epoch=lambda n, r: progress.epoch(n, r.epoch, r.objective),
+                       deadline=deadline)
 
 
 # -- phase 4: finish --------------------------------------------------------------------------
@@ -329,6 +403,10 @@ def _baselines(s: Search, best: TrialRecord, notes: list[str]) -> Any:
     """Single-task baselines (``search.baselines``); a failure costs the user only the baselines."""
     from automtl.run.baselines import run_baselines
 
+    if s.prepared.folds and s.exp.search.baselines != "off":
+        notes.append("no single-task baselines: the run cross-validates (data.folds), and baselines are scored on "
+                     "one validation split")
+        return None
     try:
         return run_baselines(s, best)
     except (KeyboardInterrupt, SearchStopped):
@@ -342,6 +420,10 @@ def _ensemble(s: Search, records: list[TrialRecord], notes: list[str]) -> Any:
     """Greedy ensemble selection over the completed trials (``search.ensemble``)."""
     from automtl.outputs.ensemble import select_for_run
 
+    if s.prepared.folds and s.exp.search.ensemble != 0:
+        notes.append("no ensemble: the run cross-validates (data.folds), and members are selected on one validation "
+                     "split's predictions")
+        return None
     try:
         result, why = select_for_run(s.run_dir, s.checked.tasks, s.prepared.valid, s.prepared.importance, records,
                                      s.exp.search.ensemble)
@@ -373,6 +455,11 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
     if best is None:
         return None
     model_path = trial_dir(s.run_dir, best.number) / "model.keras"
+    if s.prepared.folds:  # cross-validated: train the best parameters on every row, for the best epoch count
+        from automtl.outputs.export_run import trial_model
+
+        model_path = trial_model(s.run_dir, best, s.prepared,
+                                 say=None if s.quiet else lambda m: s.console.print(m, highlight=False))
     if not model_path.exists():
         s.console.print(f"[yellow]best trial #{best.number} trained in another process sharing the study; its model "
                         "is in that process's run folder: that process exports it, or run "
@@ -381,12 +468,13 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
         return None
     from automtl.errors import AutomtlError
     from automtl.outputs.export import export_trial
+    from automtl.outputs.export_run import cross_validation
 
     def export(formats: list[str]) -> Path:
         return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
                             extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources,
-                                   **(extra or {})},
-                            formats=formats, rows=s.prepared.valid.x, model_name=s.exp.name)
+                                   **cross_validation(s.prepared, best), **(extra or {})},
+                            formats=formats, rows=s.prepared.export_rows, model_name=s.exp.name)
 
     # A format that fails (a converter without a kernel, parity beyond tolerance) is reported,
     # and the SavedModel is still exported.

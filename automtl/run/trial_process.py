@@ -62,7 +62,7 @@ def _serve_trials(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
     exp = Experiment.model_validate(experiment)
     configure(exp.search.device, exp.search.precision)  # before the data touches TensorFlow
     encoders, tasks = instantiate(exp)
-    runner = TrialRunner(prepare(exp, encoders, tasks), Path(run_dir))
+    runner = TrialRunner(prepare(exp, encoders, tasks, Path(run_dir)), Path(run_dir))
     conn.send(("ready", os.getpid()))
     while True:
         message = conn.recv()
@@ -86,11 +86,13 @@ class ProcessTrialRunner:
     """Same call interface as :class:`~automtl.training.runner.TrialRunner`, in a child process."""
 
     def __init__(self, experiment: Experiment, run_dir: Path, trials_per_process: int,
-                 on_epoch: Callable[[int, int, float], None] | None = None) -> None:
+                 on_epoch: Callable[[int, int, float], None] | None = None, deadline: float | None = None) -> None:
         self.experiment = experiment.model_dump(mode="python")
         self.run_dir = str(run_dir)
         self.limit = max(1, trials_per_process)
         self.on_epoch = on_epoch
+        #: the search's end (``time.time()`` seconds), sent with every trial: the child stops at an epoch's end
+        self.deadline = deadline
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Any = None
@@ -138,6 +140,8 @@ class ProcessTrialRunner:
             self._start()
         self._served += 1
         extras = {k: getattr(handle, k) for k in HANDLE_EXTRAS if getattr(handle, k, None) is not None}
+        if self.deadline is not None:
+            extras["deadline"] = self.deadline
         self._conn.send(("trial", handle.number, dict(handle.params), extras))
         self._interrupted = False
         previous = self._defer_sigint()

@@ -19,7 +19,8 @@ from automtl.errors import TrialFailed
 from automtl.model.assemble import build_model
 from automtl.trial import TrialParams
 from automtl.data.prepare import Prepared
-from automtl.training.trainer import EpochResult, Trainer
+from automtl.training.crossval import fit_folds
+from automtl.training.trainer import EpochResult, FitResult, Trainer
 
 
 def release_free_memory() -> None:
@@ -47,12 +48,17 @@ def device_name() -> str:
 class TrialRunner:
     """Builds, trains and scores one trial; keeps each completed trial's model on disk."""
 
-    def __init__(self, prepared: Prepared, run_dir: Path, on_epoch: Callable[[int, EpochResult], None] | None = None) -> None:
+    def __init__(self, prepared: Prepared, run_dir: Path, on_epoch: Callable[[int, EpochResult], None] | None = None,
+                 deadline: float | None = None) -> None:
         self.prepared = prepared
         self.run_dir = run_dir
         self.settings = prepared.experiment.search
         self.on_epoch = on_epoch
+        #: the search's end (``time.time()`` seconds): the running trial stops at its next epoch after it
+        self.deadline = deadline
         self.plan = configure(self.settings.device, self.settings.precision)
+        if prepared.folds:  # one model per fold traces its own epoch function: expected, not a leak
+            tf.get_logger().setLevel("ERROR")
         # Everything alive now (TensorFlow, the data) lives for the whole search:
         # freezing it keeps the per-trial garbage collection from rescanning it.
         gc.collect()
@@ -66,17 +72,25 @@ class TrialRunner:
         params = TrialParams(handle.params)
         p = self.prepared
         started = time.perf_counter()
+        seed = self.settings.seed + handle.number
+        # One model per fold (cross-validation), else one model on the training split.
+        parts = [(f.encoders, f.tasks, f.train, f.valid) for f in p.folds] or [(p.encoders, p.tasks, p.train, p.valid)]
         try:
-            assembled = build_model(p.encoders, p.tasks, params)
-            trainer = Trainer(assembled, p.tasks, params, p.train, p.valid, p.importance,
-                              seed=self.settings.seed + handle.number, encoders=p.encoders)
+            models, trainers = [], []
+            for encoders, tasks, train, valid in parts:
+                assembled = build_model(encoders, tasks, params)
+                models.append(assembled)
+                trainers.append(Trainer(assembled, tasks, params, train, valid, p.importance, seed=seed,
+                                        encoders=encoders))
         except (ValueError, TypeError) as exc:
             raise TrialFailed(f"cannot build this parameter combination: {exc}") from None
+        assembled, trainer = models[0], trainers[0]
         # Optional warm start and budget (Keras Tuner's Hyperband continues a trial from its checkpoint).
         initial = getattr(handle, "initial_weights", None)
         if initial is not None:
             assembled.model.load_weights(initial)
         epochs = getattr(handle, "epochs", None) or self.settings.epochs
+        deadline = getattr(handle, "deadline", None) or self.deadline
 
         def report(result: EpochResult) -> None:
             if self.on_epoch is not None:
@@ -84,14 +98,19 @@ class TrialRunner:
             handle.report(result.epoch, result.objective)
 
         try:
-            fit = trainer.fit(epochs, self.settings.patience, report)
+            fit: FitResult
+            if p.folds:
+                fit = fit_folds(trainers, p.importance, epochs, self.settings.patience, report, deadline)
+            else:
+                fit = trainer.fit(epochs, self.settings.patience, report, deadline)
         except tf.errors.ResourceExhaustedError as exc:
             raise TrialFailed(f"out of memory: {exc.message.splitlines()[0]}") from None
         except tf.errors.InvalidArgumentError as exc:
             raise TrialFailed(f"TensorFlow rejected this trial: {exc.message.splitlines()[0]}") from None
         folder = trial_dir(self.run_dir, handle.number)
         folder.mkdir(parents=True, exist_ok=True)
-        assembled.model.save(folder / "model.keras")
+        if not p.folds:  # a cross-validated trial's model is trained on every row when it is exported
+            assembled.model.save(folder / "model.keras")
         (folder / "history.json").write_text(json.dumps(fit.history, indent=1))
         save_valid_pred(folder, fit.valid_pred)
         metrics = {f"{t}.{k}": float(v) for t, ms in fit.metrics.items() for k, v in ms.items()}
@@ -99,8 +118,13 @@ class TrialRunner:
         if self.settings.latency_objective:
             from automtl.training.latency import LATENCY, serving_latency_ms
 
-            metrics["latency_ms"] = serving_latency_ms(assembled.model, p.valid.x)
+            metrics["latency_ms"] = serving_latency_ms(assembled.model, parts[0][3].x)
             scores[LATENCY] = -metrics["latency_ms"]  # like every score: higher is better
+        attrs = {"train_seconds": round(time.perf_counter() - started, 3), "precision": self.plan.precision}
+        if p.folds:
+            attrs["folds"] = len(p.folds)
+        if fit.stopped:
+            attrs["stopped"] = fit.stopped
         return TrialOutcome(
             score=float(fit.objective),
             metrics=metrics,
@@ -108,5 +132,26 @@ class TrialRunner:
             best_epoch=fit.best_epoch,
             epochs=len(fit.history),
             device=device_name(),
-            attrs={"train_seconds": round(time.perf_counter() - started, 3), "precision": self.plan.precision},
+            attrs=attrs,
         )
+
+
+def refit(prepared: Prepared, params: dict, epochs: int, seed: int, path: Path, budget: int | None = None) -> Path:
+    """Train a trial's parameters on every training row for ``epochs`` epochs and save the model to ``path``.
+
+    What a cross-validated search exports: its folds chose the parameters and
+    the epoch count; the model that serves sees all the data. Nothing
+    validates it (every row trained it), so its figures are the folds' means.
+    ``budget``: the trial's epoch budget, which its learning-rate schedule spans.
+    """
+    policy = keras.config.dtype_policy()
+    keras.backend.clear_session(free_memory=True)
+    keras.config.set_dtype_policy(policy)  # clear_session resets it (mixed precision on GPUs)
+    keras.utils.set_random_seed(seed)
+    trial_params = TrialParams(params)
+    assembled = build_model(prepared.encoders, prepared.tasks, trial_params)
+    Trainer(assembled, prepared.tasks, trial_params, prepared.train, None, prepared.importance, seed=seed,
+            encoders=prepared.encoders).fit_epochs(epochs, budget)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assembled.model.save(path)
+    return path

@@ -10,6 +10,7 @@ the same step functions (see :mod:`automtl.training.streams`).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -51,6 +52,8 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     #: the kept epoch's raw outputs on the validation rows, per task (for ensemble selection)
     valid_pred: dict[str, np.ndarray] = field(default_factory=dict)
+    #: why training ended before its epochs and patience ran out ("" when it did not), e.g. the time budget
+    stopped: str = ""
 
 
 #: Images at least this many pixels (height x width) train step by step on CPU (see Trainer).
@@ -59,6 +62,21 @@ STEPWISE_IMAGE_PIXELS = 48 * 48
 
 def _large_images(arrays: Arrays) -> bool:
     return any(v.ndim == 4 and v.shape[1] * v.shape[2] >= STEPWISE_IMAGE_PIXELS for v in arrays.x.values())
+
+
+#: Why a trial ends early when the search's deadline passes (``--timeout``).
+TIME_UP = "the search's time budget ran out"
+
+
+def time_is_up(deadline: float | None) -> bool:
+    """``deadline`` is wall-clock seconds (``time.time()``), so it means the same in every process."""
+    return deadline is not None and time.time() >= deadline
+
+
+def check_started_in_time(deadline: float | None) -> None:
+    """A trial that would start its first epoch after the deadline fails (it has nothing to keep)."""
+    if time_is_up(deadline):
+        raise TrialFailed(f"{TIME_UP} before this trial finished an epoch")
 
 
 def to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
@@ -74,7 +92,7 @@ class Trainer:
         tasks: Sequence[Task],
         params: TrialParams,
         train: Arrays,
-        valid: Arrays,
+        valid: Arrays | None,
         importance: dict[str, float],
         seed: int = 0,
         streaming: bool | None = None,
@@ -111,7 +129,8 @@ class Trainer:
         else:
             x, y, m = to_tensors(train.x), to_tensors(train.y), to_tensors(train.mask)
             self._epoch_fn = self.strategy.in_memory_epoch(x, y, m, self.batch, self.steps)
-        self._valid_x = None if valid.streamed else to_tensors(valid.x)
+        # None: a refit, never scored; streamed validation inputs are batched at evaluation
+        self._valid_x = None if valid is None or valid.streamed else to_tensors(valid.x)
         self._predict = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     def _augment(self, x: dict, y: dict, m: dict) -> tuple[dict, dict, dict]:
@@ -160,26 +179,36 @@ class Trainer:
             optimizer.scale_learning_rate(factor)
 
     # -- the loop -------------------------------------------------------------------------
-    def fit(self, epochs: int, patience: int | None = None, report: Callable[[EpochResult], None] | None = None) -> FitResult:
+    def train_epoch(self, epoch: int, epochs: int) -> tuple[EpochResult, dict[str, float]]:
+        """Train epoch ``epoch`` (1-based) of ``epochs`` and score it: the result and its ``history.json`` row."""
+        self.set_learning_rates(epoch - 1, epochs)
+        losses = self._epoch_fn().numpy()
+        names = [t.name for t in self.tasks]
+        if not np.all(np.isfinite(losses)):
+            bad = [n for n, l in zip(names, losses) if not np.isfinite(l)]
+            raise TrialFailed(f"non-finite training loss for task(s) {bad} at epoch {epoch}")
+        if self.weighting is not None:
+            self.weighting.end_epoch(losses)
+        metrics, scores, objective = self.evaluate()
+        row = {"epoch": epoch, "objective": objective}
+        row.update({f"loss.{n}": float(l) for n, l in zip(names, losses)})
+        if self.weighting is not None:
+            row.update(self.weighting.epoch_record())  # effective weights (and task-gradient statistics)
+        row.update({f"{t}.{k}": v for t, ms in metrics.items() for k, v in ms.items()})
+        return EpochResult(epoch, dict(zip(names, map(float, losses))), metrics, scores, objective), row
+
+    def fit(self, epochs: int, patience: int | None = None, report: Callable[[EpochResult], None] | None = None,
+            deadline: float | None = None) -> FitResult:
+        """Train up to ``epochs``, keep the best epoch's weights; past ``deadline`` stop at the epoch's end."""
         best: FitResult | None = None
         best_weights: list[np.ndarray] | None = None
         history: list[dict[str, float]] = []
         since_best = 0
+        stopped = ""
+        check_started_in_time(deadline)
         for epoch in range(1, epochs + 1):
-            self.set_learning_rates(epoch - 1, epochs)
-            losses = self._epoch_fn().numpy()
-            names = [t.name for t in self.tasks]
-            if not np.all(np.isfinite(losses)):
-                bad = [n for n, l in zip(names, losses) if not np.isfinite(l)]
-                raise TrialFailed(f"non-finite training loss for task(s) {bad} at epoch {epoch}")
-            if self.weighting is not None:
-                self.weighting.end_epoch(losses)
-            metrics, scores, objective = self.evaluate()
-            row = {"epoch": epoch, "objective": objective}
-            row.update({f"loss.{n}": float(l) for n, l in zip(names, losses)})
-            if self.weighting is not None:
-                row.update(self.weighting.epoch_record())  # effective weights (and task-gradient statistics)
-            row.update({f"{t}.{k}": v for t, ms in metrics.items() for k, v in ms.items()})
+            result, row = self.train_epoch(epoch, epochs)
+            metrics, scores, objective = result.metrics, result.scores, result.objective
             history.append(row)
             if best is None or (np.isfinite(objective) and not objective <= best.objective):
                 best = FitResult(objective, metrics, scores, epoch, valid_pred=self.last_pred)
@@ -188,8 +217,11 @@ class Trainer:
             else:
                 since_best += 1
             if report is not None:
-                report(EpochResult(epoch, dict(zip(names, map(float, losses))), metrics, scores, objective))
+                report(result)
             if patience is not None and since_best >= patience:
+                break
+            if epoch < epochs and time_is_up(deadline):
+                stopped = f"{TIME_UP} after epoch {epoch}"
                 break
         assert best is not None and best_weights is not None
         if best.best_epoch != len(history):
@@ -197,5 +229,23 @@ class Trainer:
         if not np.isfinite(best.objective):
             raise TrialFailed("the validation objective is not finite")
         best.history = history
+        best.stopped = stopped
         return best
+
+    def fit_epochs(self, epochs: int, schedule_epochs: int | None = None) -> None:
+        """Train exactly ``epochs`` epochs with no validation (the refit on every training row).
+
+        ``schedule_epochs``: the epoch budget the learning-rate schedule spans
+        (the trial's), so a refit for the best epoch count sees the rates the
+        trial saw in those epochs.
+        """
+        names = [t.name for t in self.tasks]
+        for epoch in range(1, epochs + 1):
+            self.set_learning_rates(epoch - 1, max(schedule_epochs or epochs, epochs))
+            losses = self._epoch_fn().numpy()
+            if not np.all(np.isfinite(losses)):
+                bad = [n for n, l in zip(names, losses) if not np.isfinite(l)]
+                raise TrialFailed(f"non-finite training loss for task(s) {bad} at epoch {epoch}")
+            if self.weighting is not None:
+                self.weighting.end_epoch(losses)
 

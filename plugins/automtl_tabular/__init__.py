@@ -89,8 +89,7 @@ class TabularInput(InputEncoder):
         if self.numeric:
             values = self._numeric(train)
             self.mean = np.nan_to_num(np.nanmean(values, axis=0)) if len(values) else np.zeros(values.shape[1])
-            self.variance = np.nan_to_num(np.nanvar(values, axis=0), nan=1.0)
-            self.variance = np.where(self.variance > 0, self.variance, 1.0)
+            self.variance = _variance(values)
             self.missing_columns = [int(j) for j in np.flatnonzero(np.isnan(values).any(axis=0))]
             self.quantiles = _quantile_sketch(values, self.mean)
         self.vocab: dict[str, list[str]] = {}
@@ -234,7 +233,7 @@ class ArrayInput(InputEncoder):
         flat = values.reshape(len(values), -1)
         self.shape = tuple(values.shape[1:])
         self.mean = np.nan_to_num(np.nanmean(flat, axis=0))
-        self.variance = np.nan_to_num(np.nanvar(flat, axis=0), nan=1.0)
+        self.variance = _variance(flat)
 
     def _values(self, data: Table) -> np.ndarray:
         return as_float(data, self.options.array, needed_by=f"input '{self.name}'").astype(np.float32)
@@ -259,3 +258,14 @@ class ArrayInput(InputEncoder):
             x = keras.layers.Flatten(name=f"{self.name}_flatten")(x)
         x = keras.layers.Normalization(mean=self.mean, variance=self.variance, name=f"{self.name}_norm")(x)
         return {"vector": NanToZero(name=f"{self.name}_impute")(x)}
+
+
+def _variance(values: np.ndarray) -> np.ndarray:
+    """Per-column training variance for the model's Normalization layer; 1 where a column is constant.
+
+    A column constant in training (a pixel always blank) would otherwise be
+    divided by ~0 at serving: one non-zero value there sends the model's
+    output to thousands (seen on held-out digits).
+    """
+    var = np.nan_to_num(np.nanvar(values, axis=0), nan=1.0)
+    return np.where(var > 0, var, 1.0)

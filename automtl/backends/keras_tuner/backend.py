@@ -157,6 +157,7 @@ class AutomtlTuner(BaseTuner):
         out = handle.outcome
         info = {"duration_s": round(seconds, 3), "device": out.device if out else "",
                 "best_epoch": out.best_epoch if out else None, "epochs": out.epochs if out else None,
+                "stopped": out.attrs.get("stopped", "") if out else "",
                 "initial_weights": str(handle.initial_weights) if handle.initial_weights else None}
         (Path(self.get_trial_dir(trial_id)) / OUTCOME_FILE).write_text(json.dumps(info, indent=1))
 
@@ -391,7 +392,7 @@ class KerasTunerBackend(Backend):
             metrics=metrics,
             duration_s=info.get("duration_s"),
             device=info.get("device") or "",
-            reason=(trial.message or "") if state == "fail" else "",
+            reason=(trial.message or "") if state == "fail" else info.get("stopped", "") if state == "complete" else "",
             best_epoch=info.get("best_epoch") if state == "complete" else None,
             scores=scores,
         )
@@ -410,7 +411,7 @@ class KerasTunerBackend(Backend):
             metrics=out.metrics if complete else {},
             duration_s=info.get("duration_s"),
             device=out.device if out is not None else "",
-            reason="" if complete else (trial.message or ""),
+            reason=out.attrs.get("stopped", "") if complete else (trial.message or ""),
             best_epoch=out.best_epoch if complete else None,
             scores=out.scores if complete else {},
         )

@@ -1,4 +1,4 @@
-"""Optuna backend: TPE, random or NSGA-II sampling, median pruning, resumable shared storage.
+"""Optuna backend: TPE, random or NSGA-II sampling, median or Hyperband pruning, resumable shared storage.
 
 With ``objective: pareto`` the study has one maximised objective per task
 (multi-objective TPE or NSGA-II) and its Pareto front marks the records.
@@ -81,10 +81,7 @@ class OptunaBackend(Backend):
             raise ConfigError("objective 'pareto' needs at least two tasks (one objective per task)")
         seed = sampler_seed(settings.seed, settings.storage is not None, self.storage_url)
         sampler = make_sampler(settings, seed)
-        pruner: optuna.pruners.BasePruner = (
-            optuna.pruners.NopPruner() if self.objectives
-            else optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=5)
-        )
+        pruner = optuna.pruners.NopPruner() if self.objectives else make_pruner(settings)
         directions = ["maximize"] * max(1, len(self.objectives))
         try:
             storage = open_storage(self.storage_url, settings.heartbeat_interval, settings.grace_period)
@@ -252,6 +249,47 @@ def make_sampler(settings: SearchConfig, seed: int) -> optuna.samplers.BaseSampl
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+#: Completed trials before any pruning: the pruners compare a trial with these, and a handful is no yardstick.
+PRUNER_STARTUP_TRIALS = 5
+HYPERBAND_REDUCTION = 3
+
+
+class _Hyperband(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband pruner, silent until :data:`PRUNER_STARTUP_TRIALS` trials completed and the warm-up passed.
+
+    A subclass (not a wrapper): Optuna's samplers see the Hyperband pruner and
+    draw each bracket's trials from that bracket's history.
+    """
+
+    def __init__(self, warmup: int, max_epochs: int) -> None:
+        super().__init__(min_resource=max(1, warmup), max_resource=max(max_epochs, max(1, warmup)),
+                         reduction_factor=HYPERBAND_REDUCTION)
+        self._warmup = warmup
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if trial.last_step is None or trial.last_step < self._warmup:
+            return False
+        verdict = super().prune(study, trial)  # records the trial's rungs, so later trials compete with it
+        return verdict and len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= PRUNER_STARTUP_TRIALS
+
+
+def make_pruner(settings: SearchConfig) -> optuna.pruners.BasePruner:
+    """``search.pruner``: no trial is pruned before ``pruner_warmup`` epochs nor before 5 trials completed.
+
+    ``median``: a trial stops when its best score so far is below the median
+    of the completed trials' scores at the same epoch. ``hyperband``: trials
+    fall into brackets of successive halving that start judging at
+    ``pruner_warmup`` epochs and keep a third of the trials at each rung
+    (warm-up x 3, x 9, ... up to ``epochs``).
+    """
+    warmup = int(settings.pruner_warmup if settings.pruner_warmup is not None else max(1, settings.epochs // 4))
+    if settings.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=warmup)
+    if settings.pruner == "hyperband":
+        return _Hyperband(warmup, settings.epochs)
+    return optuna.pruners.NopPruner()
+
+
 def sampler_seed(seed: int, explicit_storage: bool, storage: str = "") -> int:
     """The sampler's seed in this process.
 
@@ -274,7 +312,7 @@ def to_record(t: FrozenTrial, front: set[int] | None = None) -> TrialRecord:
     """A plain record; ``front`` holds the Pareto-front numbers of a multi-objective study."""
     attrs = t.user_attrs
     duration = t.duration.total_seconds() if t.duration is not None else None
-    reason = attrs.get("reason", "")
+    reason = attrs.get("reason", "") or attrs.get("stopped", "")  # a complete trial the deadline ended early
     if t.state == TrialState.FAIL and not reason:
         if OWNER_ATTR in attrs:  # failed from outside: Optuna's heartbeat check
             reason = "its process stopped sending heartbeats (killed or cut off); the trial is retried"
