@@ -131,6 +131,8 @@ class Trainer:
                 self.weighting.end_epoch(losses)
             metrics, scores, objective = self.evaluate()
             row = {"epoch": epoch, "objective": objective}
+            if epoch == 1:
+                row.update(self.strategy.notes)
             row.update({f"loss.{n}": float(l) for n, l in zip(names, losses)})
             if self.weighting is not None:
                 row.update({f"weight.{n}": float(w) for n, w in zip(names, self.weighting.effective_weights())})

@@ -10,11 +10,14 @@ The trunk has ``image.stages`` stages (else ``trunk.depth``), each a 3x3
 convolution, batch normalisation, ReLU and 2x2 max pooling, with
 ``image.filters`` filters (else ``trunk.units``) doubling per stage. It offers
 two views: ``spatial`` (the last feature map, for detection) and ``vector``
-(global average and max pooling, for the image-level heads).
+(global average and max pooling, for the image-level heads). The stages are
+offered as blocks (:meth:`ImageInput.blocks`), so the searched ``sharing``
+scheme can give tasks their own copies of the last stages (or of all).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -22,7 +25,8 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import ConfigError, DataError, InputEncoder, InputSpec, Options, Table, TrialParams, is_missing
+from automtl.api import (Block, ConfigError, DataError, EncoderBlocks, InputEncoder, InputSpec, Options, Table,
+                         TrialParams, is_missing)
 
 PARAMETERS = {"image.stages": None, "image.filters": None, "image.flip": (True, False), "image.shift": None}
 
@@ -138,8 +142,12 @@ class ImageInput(InputEncoder):
         return [InputSpec(self.name, self.dtype, (None, None, self.channels), meta)]
 
     # -- model ------------------------------------------------------------------------------
-    def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
+    def blocks(self, inputs: Mapping[str, Any], params: TrialParams) -> EncoderBlocks:
+        """Resizing and scaling (shared), then one block per conv stage."""
         import keras
+
+        from .layers import ResizeImages
+        from .trunk import conv_stage, image_views
 
         stages = int(params.get("image.stages", params.trunk_depth))
         filters = int(params.get("image.filters", params.trunk_units))
@@ -148,22 +156,11 @@ class ImageInput(InputEncoder):
                              f"got {stages} and {filters}")
         if min(self.size) < 2**stages:
             raise ValueError(f"{stages} stages halve a {self.size[0]}x{self.size[1]} image below one pixel")
-        reg = keras.regularizers.L2(params.l2) if params.l2 > 0 else None
-        from .layers import ResizeImages
-
         x = ResizeImages(*self.size, name=f"{self.name}_resize")(inputs[self.name])
         x = keras.layers.Normalization(mean=self.mean, variance=self.variance, name=f"{self.name}_scale")(x)
-        for s in range(stages):
-            x = keras.layers.Conv2D(filters * 2**s, 3, padding="same", use_bias=False, kernel_regularizer=reg,
-                                    name=f"{self.name}_conv{s}")(x)
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"{self.name}_bn{s}")(x)
-            x = keras.layers.ReLU(name=f"{self.name}_relu{s}")(x)
-            x = keras.layers.MaxPooling2D(2, name=f"{self.name}_pool{s}")(x)
-        pooled = keras.layers.Concatenate(name=f"{self.name}_pooled")([
-            keras.layers.GlobalAveragePooling2D(name=f"{self.name}_avg")(x),
-            keras.layers.GlobalMaxPooling2D(name=f"{self.name}_max")(x),
-        ])
-        return {"spatial": x, "vector": pooled}
+        stack = [Block(f"{self.name}_stage{s}", functools.partial(conv_stage, filters * 2**s, params.l2))
+                 for s in range(stages)]
+        return EncoderBlocks(x, stack, functools.partial(image_views, self.name))
 
     def augment(self, x: dict[str, Any], y: dict[str, Any], params: TrialParams, rng: Any) -> tuple[dict, dict]:
         """Random horizontal flips (``image.flip``) and shifts of up to ``image.shift`` of the

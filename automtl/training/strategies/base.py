@@ -48,6 +48,8 @@ class Strategy(Declared):
 
     #: the joint strategy's loss weighting (None for strategies that weight nothing)
     weighting: "Weighting | None" = None
+    #: facts about this trial's training worth keeping in its history (the first epoch's row)
+    notes: dict[str, str] = {}
 
     def __init__(self, assembled: "Assembled", tasks: Sequence["Task"], params: TrialParams, train: "Arrays",
                  rng: Any, np_rng: np.random.Generator, augment: Augment) -> None:

@@ -23,6 +23,8 @@ class JointTraining(Strategy):
         self.weighting = method(names, self.params)
         self.variables = list(self.model.trainable_variables) + self.weighting.variables
         self.norm_on = self.assembled.last_shared_variables() if self.weighting.wants_gradient_norms() else []
+        if self.norm_on:  # which layers depends on the sharing scheme: the trial's history says
+            self.notes = {"gradient_norms_on": self.assembled.measured_on}
         self.optimizer = FusedAdam(self.params.learning_rate, self.variables)
 
     def step(self, x: dict, y: dict, mask: dict) -> Any:
