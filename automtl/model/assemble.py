@@ -34,15 +34,29 @@ class Assembled:
     last_shared_layers: list[Any] = field(default_factory=list)
     #: which layers those are, in words (recorded in the trial's history when GradNorm runs)
     measured_on: str = ""
-    _task_vars: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    _paths: dict[str, keras.Model] = field(default_factory=dict, repr=False)
+
+    def _path(self, task: str) -> keras.Model:
+        if task not in self._paths:
+            self._paths[task] = keras.Model(self.model.inputs, self.model.output[task])
+        return self._paths[task]
 
     def task_variables(self, task: str) -> list[Any]:
         """The trainable variables task ``task``'s output depends on: its head, the levels on its
         path (shared or its own copies), mixing units, and the inputs' trainable layers."""
-        if task not in self._task_vars:
-            path = keras.Model(self.model.inputs, self.model.output[task])
-            self._task_vars[task] = list(path.trainable_variables)
-        return self._task_vars[task]
+        return list(self._path(task).trainable_variables)
+
+    def task_weights(self, task: str) -> list[Any]:
+        """Every weight on task ``task``'s path, trainable or not (batch normalisation statistics too)."""
+        return list(self._path(task).weights)
+
+    def own_path_tasks(self) -> list[str]:
+        """Tasks whose path shares no trainable variable with another task's (every task under
+        ``none`` or ``soft`` sharing without a trainable shared input layer): each is a separate model."""
+        if len(self.heads) < 2:
+            return []
+        shared = {id(v) for v in self.shared_variables()}
+        return [t for t in self.heads if not any(id(v) in shared for v in self.task_variables(t))]
 
     def shared_variables(self) -> list[Any]:
         """Variables on more than one task's path (with one task: all but its head)."""

@@ -66,6 +66,7 @@ class Trainer:
         streaming: bool | None = None,
         encoders: Sequence[InputEncoder] = (),
     ) -> None:
+        self.assembled = assembled
         self.model = assembled.model
         self.tasks = list(tasks)
         self.params = params
@@ -117,10 +118,17 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self, epochs: int, patience: int | None = None, report: Callable[[EpochResult], None] | None = None) -> FitResult:
+        """Train up to ``epochs``, keep the best epoch by the objective, stop after ``patience`` epochs
+        without a better one. A task whose path is its own (no trainable variable shared with another
+        task: ``none`` or ``soft`` sharing) is a separate model inside this one, so it keeps its own best
+        epoch, and training goes on while it still improves, as it would trained alone."""
         best: FitResult | None = None
         best_weights: list[np.ndarray] | None = None
         history: list[dict[str, float]] = []
         since_best = 0
+        own = {t: self.assembled.task_weights(t) for t in self.assembled.own_path_tasks()}
+        own_best: dict[str, tuple[float, int, list[np.ndarray]]] = {}
+        since_own = dict.fromkeys(own, 0)
         for epoch in range(1, epochs + 1):
             losses = self._epoch_fn().numpy()
             names = [t.name for t in self.tasks]
@@ -144,13 +152,27 @@ class Trainer:
                 since_best = 0
             else:
                 since_best += 1
+            for t, weights in own.items():
+                if t not in own_best or (np.isfinite(scores[t]) and not scores[t] <= own_best[t][0]):
+                    own_best[t] = (scores[t], epoch, [np.array(w.numpy()) for w in weights])
+                    since_own[t] = 0
+                else:
+                    since_own[t] += 1
             if report is not None:
                 report(EpochResult(epoch, dict(zip(names, map(float, losses))), metrics, scores, objective))
-            if patience is not None and since_best >= patience:
+            if patience is not None and since_best >= patience and all(n >= patience for n in since_own.values()):
                 break
         assert best is not None and best_weights is not None
         if best.best_epoch != len(history):
             self.model.set_weights(best_weights)  # restore the best epoch's weights
+        moved = {t: e for t, (_, e, _) in own_best.items() if e != best.best_epoch}
+        for t in moved:  # then each own-path task's best epoch, and the metrics of the model so made
+            for w, value in zip(own[t], own_best[t][2]):
+                w.assign(value)
+        if moved:
+            metrics, scores, objective = self.evaluate()
+            history[-1]["task_best_epochs"] = {t: e for t, (_, e, _) in own_best.items()}
+            best = FitResult(objective, metrics, scores, best.best_epoch)
         if not np.isfinite(best.objective):
             raise TrialFailed("the validation objective is not finite")
         best.history = history

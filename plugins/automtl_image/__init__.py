@@ -10,7 +10,9 @@ The trunk has ``image.stages`` stages (else ``trunk.depth``), each a 3x3
 convolution, batch normalisation, ReLU and 2x2 max pooling, with
 ``image.filters`` filters (else ``trunk.units``) doubling per stage. It offers
 two views: ``spatial`` (the last feature map, for detection) and ``vector``
-(global average and max pooling, for the image-level heads). The stages are
+(global average and max pooling, for the image-level heads; with
+``image.pool: grid`` also the means over a 2x2 grid of the map, which keeps
+where things are). The stages are
 offered as blocks (:meth:`ImageInput.blocks`), so the searched ``sharing``
 scheme can give tasks their own copies of the last stages (or of all).
 """
@@ -28,7 +30,8 @@ import pydantic
 from automtl.api import (Block, ConfigError, DataError, EncoderBlocks, InputEncoder, InputSpec, Options, Table,
                          TrialParams, is_missing)
 
-PARAMETERS = {"image.stages": None, "image.filters": None, "image.flip": (True, False), "image.shift": None}
+PARAMETERS = {"image.stages": None, "image.filters": None, "image.flip": (True, False), "image.shift": None,
+              "image.pool": ("global", "grid")}
 
 
 class ImageOptions(Options):
@@ -160,7 +163,8 @@ class ImageInput(InputEncoder):
         x = keras.layers.Normalization(mean=self.mean, variance=self.variance, name=f"{self.name}_scale")(x)
         stack = [Block(f"{self.name}_stage{s}", functools.partial(conv_stage, filters * 2**s, params.l2))
                  for s in range(stages)]
-        return EncoderBlocks(x, stack, functools.partial(image_views, self.name))
+        pool = str(params.get("image.pool", "global"))
+        return EncoderBlocks(x, stack, functools.partial(image_views, self.name, pool))
 
     def augment(self, x: dict[str, Any], y: dict[str, Any], params: TrialParams, rng: Any) -> tuple[dict, dict]:
         """Random horizontal flips (``image.flip``) and shifts of up to ``image.shift`` of the

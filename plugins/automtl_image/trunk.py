@@ -23,16 +23,25 @@ def conv_stage(filters: int, l2: float, name: str) -> Any:
     ], name=name)
 
 
-def pooled(x: Any, name: str) -> Any:
-    """Global average and max pooling, concatenated: the trunk's vector view."""
+POOLS = ("global", "grid")
+
+
+def pooled(x: Any, name: str, pool: str = "global") -> Any:
+    """The trunk's vector view: global average and max pooling, concatenated; with ``pool: grid`` also
+    the means over a 2x2 grid of the map's regions (so the heads know where things are)."""
     import keras
 
-    return keras.layers.Concatenate(name=f"{name}_pooled")([
-        keras.layers.GlobalAveragePooling2D(name=f"{name}_avg")(x),
-        keras.layers.GlobalMaxPooling2D(name=f"{name}_max")(x),
-    ])
+    from .layers import GridPool
+
+    if pool not in POOLS:
+        raise ValueError(f"unknown image.pool '{pool}'; expected one of {', '.join(POOLS)}")
+    parts = [keras.layers.GlobalAveragePooling2D(name=f"{name}_avg")(x),
+             keras.layers.GlobalMaxPooling2D(name=f"{name}_max")(x)]
+    if pool == "grid":
+        parts.append(GridPool(2, 2, name=f"{name}_grid")(x))
+    return keras.layers.Concatenate(name=f"{name}_pooled")(parts)
 
 
-def image_views(name: str, x: Any, suffix: str) -> dict[str, Any]:
+def image_views(name: str, pool: str, x: Any, suffix: str) -> dict[str, Any]:
     """The last map (``spatial``, for detection) and its pooled ``vector``."""
-    return {"spatial": x, "vector": pooled(x, name + suffix)}
+    return {"spatial": x, "vector": pooled(x, name + suffix, pool)}
