@@ -19,6 +19,7 @@ import pydantic
 from automtl.data.table import Table, as_float, is_missing, object_column
 from automtl.errors import ConfigError, DataError
 from automtl.model.blocks import dense_block
+from automtl.params import ParamSpec
 from automtl.trial import HeadParams, TrialParams
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "Reader",
     "NoOptions",
     "Options",
+    "ParamSpec",
+    "PortableInput",
     "Table",
     "Targets",
     "Task",
@@ -134,13 +137,43 @@ class EncoderBlocks:
         return self.views(x, "")
 
 
+@dataclass(frozen=True)
+class PortableInput:
+    """How an input enters a model exported for runtimes without TensorFlow's string and
+    resizing kernels (ONNX, LiteRT).
+
+    The output of the model layer ``layer`` (a ``StringLookup``, a ``TextVectorization``, an
+    image resizing layer) is computed from a new numeric input ``name`` instead of the raw
+    input ``input``: ``feed`` is ``"one_hot"`` (ids -> a one-hot vector as wide as the layer's
+    output) or ``"cast"`` (the new input cast to the layer's output dtype). ``steps`` say how
+    a raw value becomes the new input; the export's pure-Python ``preprocess.py`` runs them
+    (operations: ``lowercase_ascii``, ``regex_replace``, ``split``, ``lookup``, ``pad``,
+    ``image_size``; see :mod:`automtl.outputs.preprocess_ref`).
+    """
+
+    input: str
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    layer: str
+    feed: str
+    steps: tuple[dict[str, Any], ...]
+
+    def describe(self) -> dict[str, Any]:
+        return {"input": self.input, "name": self.name, "dtype": self.dtype, "shape": [None, *self.shape],
+                "steps": list(self.steps)}
+
+
 class _Plugin:
     Options: ClassVar[type[Options]] = NoOptions
     #: Extra search-space parameter names this plugin reads (beyond the core ones):
-    #: a tuple of names, or a mapping of name to its allowed values (None: any value),
-    #: so that a space file with a bad value is refused before any trial.
-    parameters: ClassVar[tuple[str, ...] | Mapping[str, tuple[Any, ...] | None]] = ()
+    #: a tuple of names, or a mapping of name to its allowed values (a tuple of values,
+    #: a :class:`ParamSpec` with bounds, default and ``per_task``, None: any value), so that
+    #: a space file with a bad value is refused before any trial.
+    parameters: ClassVar[tuple[str, ...] | Mapping[str, tuple[Any, ...] | ParamSpec | None]] = ()
     kind: ClassVar[str] = "plugin"
+    #: The entry-point name users wrote as ``type`` (set by automtl when it creates the plugin).
+    type_name: str = ""
     #: The experiment file's folder (set by automtl before ``prepare``): relative
     #: paths in a plugin's options resolve from it, like every path in that file.
     base_dir: Path = Path(".")
@@ -154,6 +187,17 @@ class _Plugin:
         (``keras.saving.register_keras_serializable``), so that a saved ``model.keras``
         loads in a process that has built no model yet (the export after a resumed
         search). Called before automtl loads a model; the default registers nothing."""
+
+    def auto_space(self) -> dict[str, Any]:
+        """This plugin's fragment of the ``auto`` search space, in the search-space file format
+        (``parameters``, ``per_task``, ``description``); an entry set to None removes a core
+        parameter. The default reads the entry ``<kind>: {<type_name>: ...}`` (kind ``input`` or
+        ``task``) from ``auto_space.yaml`` in the plugin's top-level package folder (``automtl spaces`` reads
+        the same file without importing the plugin); no file or entry: an empty fragment.
+        Override it to adapt the fragment to the plugin's options."""
+        from automtl.autospace import plugin_dir, read_fragment
+
+        return read_fragment(plugin_dir(type(self).__module__), self.kind, self.type_name) if self.type_name else {}
 
     def resolve_path(self, path: str | Path) -> Path:
         """A path from this plugin's options: absolute, or relative to the experiment file."""
@@ -190,6 +234,10 @@ class Task(_Plugin):
     def prepare(self, train: Table) -> None:
         """Learn what the task needs from the training split (classes, scale)."""
 
+    def configure(self, params: TrialParams) -> None:
+        """Read this trial's searched values that are not head sizes (label smoothing, say)
+        before the head is built and the loss traced. The default reads nothing."""
+
     def targets(self, data: Table) -> Targets:
         raise NotImplementedError
 
@@ -221,6 +269,21 @@ class Task(_Plugin):
 
     def describe(self) -> dict[str, Any]:
         """Facts for the manifest (classes, target scale, ...)."""
+        return {}
+
+    def portable_postprocess(self, raw: Any) -> dict[str, Any]:
+        """The post-processing kept in ONNX and LiteRT exports: numbers only (runtimes have
+        no string kernels). Default: :meth:`postprocess` without its string outputs; a task
+        whose post-processing does not convert (e.g. non-maximum suppression) returns its raw
+        outputs here and says in :meth:`describe` how to decode them."""
+        import tensorflow as tf
+
+        return {k: v for k, v in self.postprocess(raw).items() if tf.as_dtype(v.dtype) != tf.string}
+
+    def label_outputs(self) -> dict[str, tuple[str, list[str]]]:
+        """String outputs that portable exports leave out, as ``{output: (id output, names)}``:
+        ``output = names[id]`` (``""`` where the id is -1). The export's ``preprocess.py``
+        rebuilds them with ``postprocess()``."""
         return {}
 
 
@@ -260,6 +323,12 @@ class InputEncoder(_Plugin):
         which the searched ``sharing`` scheme shares, copies per task or mixes, level by level with the
         dense trunk. The default (None) means nothing to copy: :meth:`build`'s views are shared by every task."""
         return None
+
+    def portable_inputs(self, model: Any) -> list[PortableInput]:
+        """Inputs that ONNX and LiteRT exports take in another form (string ids, a fixed
+        image size), read from the trained Keras ``model``. Default: none (numeric inputs
+        pass unchanged). A string input without one cannot be exported to those formats."""
+        return []
 
     def augment(self, x: dict[str, Any], y: dict[str, Any], params: TrialParams, rng: Any) -> tuple[dict, dict]:
         """Training-time augmentation of one batch, in the graph (``rng`` is a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -9,6 +10,27 @@ import pydantic
 import yaml
 
 from automtl.errors import ConfigError
+from automtl.registry import AXES
+
+
+#: Experiment and study names: they become folder names (``runs/<name>``, Keras Tuner's project), so
+#: letters, digits, ``-``, ``_`` and ``.`` only, no path separator and no leading dot.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+NAME_RULE = "letters, digits, '-', '_' and '.' only (at most 100), no path separator, no leading dot"
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` if it is a valid experiment or study name, else a ValueError saying why and what to use."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise ValueError(f"{what} must be a name: {NAME_RULE}; choose where the run goes with --out "
+                         "(search.out), which may be an absolute path")
+    return value
+
+
+def name_from_file(path: Path) -> str:
+    """The default experiment name: the file's stem, with what a name cannot hold replaced by '_'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).lstrip(".")[:100]
+    return name or "experiment"
 
 
 class _Strict(pydantic.BaseModel):
@@ -25,7 +47,7 @@ class DataConfig(_Strict):
     @classmethod
     def _fraction(cls, v: float) -> float:
         if not 0.0 < v < 1.0:
-            raise ValueError(f"must be between 0 and 1 (exclusive), got {v}")
+            raise ValueError("must be between 0 and 1 (exclusive)")
         return v
 
 
@@ -42,7 +64,7 @@ class PluginConfig(pydantic.BaseModel):
 
 
 class TaskConfig(PluginConfig):
-    importance: float = pydantic.Field(1.0, gt=0, description="weight of this task in the objective")
+    importance: float = pydantic.Field(1.0, gt=0, allow_inf_nan=False, description="weight of this task in the objective")
 
     @property
     def options(self) -> dict[str, Any]:
@@ -52,11 +74,11 @@ class TaskConfig(PluginConfig):
 
 
 class SearchConfig(_Strict):
-    backend: str = pydantic.Field("optuna", description="a search backend: see `automtl plugins` (kind backend)")
+    backend: str = pydantic.Field(AXES["backend"].default, description="a search backend: see `automtl plugins` (kind backend)")
     objective: Literal["mean", "pareto"] = pydantic.Field(
         "mean", description="mean: one importance-weighted score; pareto: one objective per task"
     )
-    algorithm: str | None = pydantic.Field(None, description="default: the backend's own (tpe for optuna, bayesian for keras-tuner)")
+    algorithm: str | None = pydantic.Field(None, description="default: the backend's own (see `automtl search --help`)")
     trials: int = pydantic.Field(20, ge=1)
     timeout: float | None = pydantic.Field(None, gt=0)
     epochs: int = pydantic.Field(30, ge=1)
@@ -66,14 +88,14 @@ class SearchConfig(_Strict):
     storage: str | None = None
     out: Path | None = None
     trials_per_process: int = pydantic.Field(
-        25, ge=0, description="trials run in a worker process replaced after this many (0: in the search process)"
+        25, ge=0, description="trials run in a trial process replaced after this many (0: in the search process)"
     )
     device: Literal["auto", "cpu", "gpu"] = pydantic.Field("auto", description="auto: a GPU when TensorFlow sees one")
     precision: Literal["auto", "float32", "mixed"] = pydantic.Field(
         "auto", description="auto: mixed_float16 on GPUs of compute capability >= 7.0, else float32"
     )
     workers: int | Literal["auto"] = pydantic.Field(
-        1, description="worker processes sharing the study (auto: one per GPU, 1 without GPUs)"
+        1, description="search workers sharing the study (auto: one per GPU, 1 without GPUs)"
     )
     heartbeat_interval: int = pydantic.Field(
         10, ge=1, description="seconds between a running trial's heartbeats in the study storage"
@@ -81,12 +103,23 @@ class SearchConfig(_Strict):
     grace_period: int | None = pydantic.Field(
         None, ge=1, description="a running trial without a heartbeat for this long is failed and retried (default 3x interval)"
     )
+    latency_objective: bool = pydantic.Field(
+        False, description="pareto only: each trained model's serving latency (batch 1, ms) as one more objective, minimised"
+    )
+    export_formats: list[Literal["saved_model", "onnx", "tflite"]] = pydantic.Field(
+        ["saved_model"], description="formats written to best/ (the SavedModel always; onnx needs the 'onnx' extra)"
+    )
+
+    @pydantic.field_validator("study")
+    @classmethod
+    def _study_name(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v, "the study name (--study)")
 
     @pydantic.field_validator("workers")
     @classmethod
     def _workers(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v < 1:
-            raise ValueError(f"must be a positive number or 'auto', got {v}")
+            raise ValueError("must be a positive number or 'auto'")
         return v
 
     @pydantic.field_validator("backend")
@@ -118,10 +151,15 @@ class Experiment(_Strict):
     data: DataConfig
     inputs: list[PluginConfig] = pydantic.Field(min_length=1)
     tasks: list[TaskConfig] = pydantic.Field(min_length=1)
-    space: str = "default"
+    space: str = pydantic.Field("auto", description="a space file, a ready-made space's name, or auto")
     search: SearchConfig = SearchConfig()
     #: where relative paths resolve from (the experiment file's folder)
     base_dir: Path = Path(".")
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "the experiment name")
 
     @pydantic.model_validator(mode="after")
     def _unique_names(self) -> "Experiment":
@@ -132,6 +170,12 @@ class Experiment(_Strict):
                 raise ValueError(f"{what}: duplicate names {dupes}")
         if self.search.objective == "pareto" and len(self.tasks) < 2:
             raise ValueError("search.objective 'pareto' needs at least two tasks (one objective per task)")
+        if self.search.latency_objective:
+            if self.search.objective != "pareto":
+                raise ValueError("search.latency_objective needs search.objective 'pareto' (latency is one objective "
+                                 "of the Pareto front, next to each task's score)")
+            if any(t.name == "latency" for t in self.tasks):
+                raise ValueError("search.latency_objective: a task is named 'latency', the objective's name; rename it")
         return self
 
     def path(self, p: Path | str) -> Path:
@@ -180,7 +224,7 @@ def load_experiment(path: Path, overrides: dict[str, Any] | None = None) -> Expe
     raw = read_yaml(path, "experiment file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with keys data, inputs, tasks, got {type(raw).__name__}")
-    raw.setdefault("name", Path(path).stem)
+    raw.setdefault("name", name_from_file(path))
     return build_experiment(raw, str(path), Path(path).resolve().parent, overrides)
 
 

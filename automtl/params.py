@@ -113,4 +113,8 @@ CORE: tuple[ParamSpec, ...] = (
     positive_int("batch_size", 64, "examples per step"),
     positive_int("head.units", 64, "width of a task head's hidden layers", per_task=True),
     ParamSpec("head.depth", 1, low=0, integer=True, per_task=True, doc="hidden layers of a task head"),
+    choice("norm", ("none", "batch", "layer"), "none", "normalisation in every dense block (trunk, experts, heads)"),
+    choice("lr_schedule", ("constant", "cosine", "onecycle"), "constant",
+           "learning-rate schedule over the epochs (automtl.training.schedules)"),
+    ParamSpec("weight_decay", 0.0, low=0, high=1, doc="AdamW's decoupled weight decay on kernels and embeddings"),
 )

@@ -96,5 +96,6 @@ def per_task_specs() -> dict[str, ParamSpec]:
 
 def refresh() -> None:
     """Forget loaded declarations (after packages were installed in this process, e.g. in tests)."""
+    plugins.refresh()
     members.cache_clear()
     _specs.cache_clear()

@@ -30,6 +30,8 @@ from automtl.errors import ConfigError
 from automtl.params import ParamSpec
 
 KINDS = ("int", "float", "choice", "fixed")
+#: The space built from the experiment's inputs and tasks (see :mod:`automtl.autospace`).
+AUTO = "auto"
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 
@@ -87,6 +89,9 @@ class SearchSpace:
     source: str
     params: list[Param] = field(default_factory=list)
     description: str = ""
+    #: First trials to run, each a partial ``name -> value`` assignment (the rest is sampled):
+    #: a sensible initial design, so a short search starts from known-good settings.
+    start: list[dict[str, Any]] = field(default_factory=list)
 
     def names(self) -> list[str]:
         return [p.name for p in self.params]
@@ -161,9 +166,10 @@ def load_space(path: Path, tasks: Iterable[str], extra_names: Known = ()) -> Sea
 def parse_space(raw: Any, source: str, tasks: list[str], extra_names: Known = ()) -> SearchSpace:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with 'parameters' and/or 'per_task'")
-    unknown = set(raw) - {"parameters", "per_task", "description"}
+    unknown = set(raw) - {"parameters", "per_task", "description", "start"}
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}; expected parameters, per_task, description")
+        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}; expected parameters, per_task, "
+                          "description, start")
     glob_raw = raw.get("parameters") or {}
     task_raw = raw.get("per_task") or {}
     for key, section in (("parameters", glob_raw), ("per_task", task_raw)):
@@ -171,7 +177,8 @@ def parse_space(raw: Any, source: str, tasks: list[str], extra_names: Known = ()
             raise ConfigError(f"{source}: '{key}' must be a mapping of parameter name to definition")
     extra = _as_table(extra_names)
     glob_specs = {**extra, **registry.parameter_specs()}
-    task_specs = registry.per_task_specs()
+    # a plugin parameter declared per_task may also be written under per_task (label_smoothing)
+    task_specs = {**{k: v for k, v in extra.items() if v.per_task}, **registry.per_task_specs()}
     space = SearchSpace(source, description=str(raw.get("description", "")))
     per_task_names = set(task_raw)
     spec_of: dict[str, ParamSpec] = {}
@@ -187,7 +194,47 @@ def parse_space(raw: Any, source: str, tasks: list[str], extra_names: Known = ()
             spec_of[param.name] = task_specs[name]
     _check_values(space, spec_of)
     _check_conditions(space)
+    space.start = _parse_start(raw.get("start"), space, source, tasks, per_task_names)
     return space
+
+
+def _parse_start(raw: Any, space: SearchSpace, source: str, tasks: list[str], per_task: set[str]) -> list[dict[str, Any]]:
+    """``start``: a list of partial assignments; per-task names expand to every task; each value
+    must be one the parameter can take."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(point, dict) for point in raw):
+        raise ConfigError(f"{source}: start: expected a list of mappings (parameter name -> value)")
+    by_name = {p.name: p for p in space.params}
+    points = []
+    for i, point in enumerate(raw):
+        values: dict[str, Any] = {}
+        for name, value in point.items():
+            names = [expand(name, t) for t in tasks] if name in per_task else [str(name)]
+            for full in names:
+                param = by_name.get(full)
+                if param is None:
+                    raise ConfigError(f"{source}: start[{i}].{name}: not a parameter of this space")
+                why = _not_a_value(param, value)
+                if why:
+                    raise ConfigError(f"{source}: start[{i}].{name}: {why}")
+                values[full] = value
+        points.append(values)
+    return points
+
+
+def _not_a_value(p: Param, value: Any) -> str | None:
+    if isinstance(p, ChoiceParam):
+        return None if value in p.values else f"{value!r} is not one of {list(p.values)}"
+    if isinstance(p, FixedParam):
+        return None if value == p.value else f"{value!r} differs from the fixed value {p.value!r}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {value!r}"
+    if isinstance(p, IntParam) and float(value) != int(value):
+        return f"expected a whole number, got {value!r}"
+    if not p.low <= value <= p.high:
+        return f"{value!r} lies outside [{p.low}, {p.high}]"
+    return None
 
 
 def expand(name: str, task: str) -> str:
@@ -197,7 +244,8 @@ def expand(name: str, task: str) -> str:
 
 def _check_name(source: str, section: str, name: Any, known: dict[str, ParamSpec]) -> None:
     if not isinstance(name, str) or name not in known:
-        raise ConfigError(f"{source}: {section}.{name}: unknown parameter; known {section} parameters: "
+        kind = "global" if section == "parameters" else "per-task"
+        raise ConfigError(f"{source}: {section}.{name}: unknown parameter; known {kind} parameters: "
                           f"{', '.join(sorted(known))}")
 
 

@@ -83,6 +83,8 @@ class HeadParams:
     depth: int
     dropout: float
     l2: float
+    #: normalisation in the head's dense layers: "none", "batch" or "layer"
+    norm: str = "none"
 
 
 def _defaults(per_task: bool = False) -> dict[str, Any]:
@@ -146,12 +148,25 @@ class TrialParams:
     def strategy(self) -> str:
         return str(self.get("strategy"))
 
+    @property
+    def norm(self) -> str:
+        return str(self.get("norm"))
+
+    @property
+    def lr_schedule(self) -> str:
+        return str(self.get("lr_schedule"))
+
+    @property
+    def weight_decay(self) -> float:
+        return float(self.get("weight_decay"))
+
     def head(self, task: str) -> HeadParams:
         return HeadParams(
             units=int(self.for_task("head.units", task)),
             depth=int(self.for_task("head.depth", task)),
             dropout=self.dropout,
             l2=self.l2,
+            norm=self.norm,
         )
 
     def loss_weight(self, task: str) -> float:

@@ -2,10 +2,14 @@
 
 Same architecture, epochs and batch size on the digits demo, measured side
 by side in one process. Also compares the streamed (tf.data) path with
-Model.fit. The last line is machine-readable:
+Model.fit. ``--text`` adds the text case: the text demo's intent + slot
+requests (``--text-rows`` training rows), one trial per sequence encoder
+(conv, bigru, transformer) under automtl's trial runner and under
+``Model.fit`` on the same model, with the sequence length automtl picks
+(95th percentile of the training lengths). The last line is machine-readable:
 ``automtl vs Model.fit: N.Nx faster; automtl vs bare loop: M.Mx``.
 
-    python bench/trial_speed.py [--epochs 20] [--repeats 3]
+    python bench/trial_speed.py [--epochs 20] [--repeats 3] [--text] [--text-rows 10000] [--text-epochs 3]
 """
 
 from __future__ import annotations
@@ -104,11 +108,69 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
 
 
+TEXT_PARAMS = {"trunk.depth": 1, "trunk.units": 64, "head.units": 32, "head.depth": 1, "dropout": 0.1,
+               "learning_rate": 3e-3, "batch_size": 64, "strategy": "joint", "text.embedding": 64}
+
+
+def text_prepared(rows: int):
+    import tempfile
+
+    from automtl.config import load_experiment
+    from automtl.data.prepare import instantiate, prepare
+    from automtl_text.demo import text_demo
+
+    folder = Path(tempfile.mkdtemp(prefix="automtl-bench-text-"))
+    exp = load_experiment(text_demo(folder, n_train=rows, n_valid=max(200, rows // 5)), {"out": folder / "run"})
+    encoders, tasks = instantiate(exp)
+    return prepare(exp, encoders, tasks)
+
+
+def text_trial(prep, encoder: str, epochs: int, use_fit: bool) -> float:
+    """Seconds for one trial: build, then ``epochs`` epochs each followed by validation predictions."""
+    start = time.perf_counter()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    params = TrialParams({**TEXT_PARAMS, "text.encoder": encoder})
+    assembled = build_model(prep.encoders, prep.tasks, params)
+    if not use_fit:
+        trainer = Trainer(assembled, prep.tasks, params, prep.train, prep.valid, prep.importance)
+        trainer.fit(epochs, patience=None)
+        return time.perf_counter() - start
+    model = assembled.model
+    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss={t.name: t.loss for t in prep.tasks})
+    x = to_tensors(prep.train.x)
+    model.fit(x, prep.train.y, sample_weight={t.name: prep.train.mask[t.name] for t in prep.tasks},
+              batch_size=params.batch_size, epochs=epochs, verbose=0, shuffle=True,
+              validation_data=(to_tensors(prep.valid.x), prep.valid.y))
+    return time.perf_counter() - start
+
+
+def text_case(rows: int, epochs: int) -> None:
+    prep = text_prepared(rows)
+    enc = prep.encoders[0]
+    print(f"\ntext demo: {len(prep.train)} training rows, sequence length {enc.sequence_length} "
+          f"(95th percentile of training lengths; longest {enc.longest}), batch {TEXT_PARAMS['batch_size']}, "
+          f"{epochs} epochs, encoder width {TEXT_PARAMS['trunk.units']}; one trial each after a warm-up")
+    text_trial(prep, "conv", 1, False)  # warm-up: imports, kernels
+    for encoder in ("conv", "transformer", "bigru"):
+        t_auto = text_trial(prep, encoder, epochs, False)
+        t_fit = text_trial(prep, encoder, epochs, True)
+        print(f"{encoder:<12} automtl {t_auto:7.1f} s/trial ({t_auto / epochs:5.1f} s/epoch)   Model.fit {t_fit:7.1f} s "
+              f"({t_fit / epochs:5.1f} s/epoch)   automtl vs fit: {t_fit / t_auto:.1f}x", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--text", action="store_true", help="also time text trials (conv, bigru, transformer)")
+    ap.add_argument("--text-only", action="store_true", help="only the text case")
+    ap.add_argument("--text-rows", type=int, default=10000)
+    ap.add_argument("--text-epochs", type=int, default=3)
     args = ap.parse_args()
+    if args.text_only:
+        text_case(args.text_rows, args.text_epochs)
+        return
     prep = demo_prepared()
     gc.collect()
     gc.freeze()  # as automtl's trial runner does: per-trial clean-up skips long-lived objects
@@ -124,6 +186,8 @@ def main() -> None:
     for name, t in rows:
         print(f"{name:<42} {t:7.2f} s/trial  {1000 * t / e:7.1f} ms/epoch")
     print(f"streamed automtl vs Model.fit: {t_fit / t_stream:.1f}x faster")
+    if args.text:
+        text_case(args.text_rows, args.text_epochs)
     print(f"automtl vs Model.fit: {t_fit / t_auto:.1f}x faster; automtl vs bare loop: {t_auto / t_bare:.1f}x")
 
 

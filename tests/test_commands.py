@@ -29,7 +29,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("tiny")
     make_table().to_csv(tmp / "data.csv", index=False)
     (tmp / "space.yaml").write_text(yaml.safe_dump(TINY_SPACE))
-    exp = experiment_dict(tmp / "data.csv", tmp / "space.yaml", out=str(tmp / "run"), trials=3, epochs=3)
+    exp = experiment_dict(tmp / "data.csv", tmp / "space.yaml", out=str(tmp / "run"), trials=3, epochs=3,
+                          export_formats=["saved_model", "onnx"])
     (tmp / "experiment.yaml").write_text(yaml.safe_dump(exp))
     result = invoke("search", "--config", tmp / "experiment.yaml", "--no-report")
     assert result.exit_code == 0, result.output
@@ -106,6 +107,66 @@ def test_export_unknown_trial_is_a_clear_error(tiny_run, tmp_path):
     assert result.exit_code == 2
     assert "no trial 42" in result.output and "exportable trials: 0, 1, 2" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_best_holds_the_formats_in_search_export_formats(tiny_run):
+    manifest = json.loads((tiny_run / "best" / "automtl.json").read_text())
+    assert (tiny_run / "best" / "model.onnx").exists() and set(manifest["formats"]) == {"saved_model", "onnx"}
+    assert all(o["ok"] for o in manifest["formats"]["onnx"]["parity"]["outputs"].values())
+
+
+def test_export_onnx_and_tflite_print_parity_and_latency(tiny_run, tmp_path):
+    result = invoke("export", tiny_run, "--trial", 0, "--out", tmp_path / "m", "--format", "onnx,tflite")
+    assert result.exit_code == 0, result.output
+    assert "parity: max abs diff" in result.output and "latency" in result.output
+    assert {p.name for p in (tmp_path / "m").iterdir()} >= {"model.onnx", "model.tflite", "preprocess.py",
+                                                            "preprocessing.json", "saved_model", "automtl.json"}
+
+
+def tree(folder: Path) -> dict[str, Any]:
+    """Every file's bytes and every entry's mode: "byte-for-byte unchanged" made checkable."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None, p.stat().st_mode)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_export_never_destroys_a_run(tiny_run):
+    from helpers import assert_user_error
+
+    before = tree(tiny_run)
+    for out, says in ((tiny_run, "is a run folder"), (tiny_run / "trials", "is a folder of the run"),
+                      (tiny_run / "trials" / "00000", "is a folder of the run"),
+                      (tiny_run.parent, "holds the run folder")):
+        for force in ([], ["--force"]):
+            assert_user_error(invoke("export", tiny_run, "--trial", 0, "--out", out, *force), says)
+    assert tree(tiny_run) == before
+    assert_user_error(invoke("export", tiny_run, "--trial", 0, "--out", tiny_run, "--layout", "tf-serving"),
+                      "is a run folder")
+    assert tree(tiny_run) == before
+
+
+def test_export_replaces_only_its_own_folders_and_is_world_readable(tiny_run, tmp_path):
+    from helpers import assert_user_error
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert_user_error(invoke("export", tiny_run, "--trial", 0, "--out", mine), "not an earlier automtl export",
+                      "--force")
+    assert (mine / "notes.txt").read_text() == "keep me"
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert invoke("export", tiny_run, "--trial", 0, "--out", mine, "--force").exit_code == 0
+        again = invoke("export", tiny_run, "--trial", 1, "--out", mine)  # an earlier export: replaced
+    finally:
+        os.umask(old)
+    assert again.exit_code == 0, again.output
+    assert json.loads((mine / "automtl.json").read_text())["trial"]["number"] == 1
+    assert not (mine / "notes.txt").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    for path in (mine, mine / "saved_model", mine / "automtl.json", mine / "model.keras"):
+        assert path.stat().st_mode & 0o044 == 0o044, path  # others can read (umask 022), not mkdtemp's 0700
+    assert (tiny_run / "best").stat().st_mode & 0o055 == 0o055
 
 
 # -- predict ---------------------------------------------------------------------------------

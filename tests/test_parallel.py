@@ -1,4 +1,4 @@
-"""--workers N: worker processes sharing one journal study, exactly --trials trials, one export."""
+"""--workers N: search workers sharing one journal study, exactly --trials trials, one export."""
 
 from __future__ import annotations
 

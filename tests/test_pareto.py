@@ -126,7 +126,8 @@ def test_pareto_needs_two_tasks(write_experiment, cli):
 def test_a_pareto_study_is_not_resumed_as_mean(pareto_run):
     result = invoke("search", "--config", pareto_run.parent / "experiment.yaml", "--objective", "mean")
     assert result.exit_code == 2
-    assert "multi-objective (pareto)" in result.output and "cannot be resumed with objective 'mean'" in result.output
+    assert "holds the optuna study 'tiny' (objective pareto)" in result.output
+    assert "asks for objective mean" in result.output and "--out" in result.output
 
 
 def test_nsga2_runs_a_pareto_search(pareto_run, tmp_path):
@@ -135,3 +136,28 @@ def test_nsga2_runs_a_pareto_search(pareto_run, tmp_path):
     assert result.exit_code == 0, result.output
     marks = [r["pareto"] for r in rows(tmp_path / "nsga")]
     assert len(marks) == 2 and "yes" in marks
+
+
+def test_latency_is_one_more_objective_measured_per_trial(tmp_path, write_experiment):
+    import optuna
+
+    result = invoke("search", "--config", write_experiment(), "--objective", "pareto", "--latency-objective",
+                    "--trials", "3", "--no-report")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run / 'study.db'}")
+    assert study.metric_names == ["price", "kind", "latency"] and len(study.directions) == 3
+    table = [r for r in rows(run) if r["state"] == "complete"]
+    for r in table:
+        assert float(r["latency_ms"]) > 0 and float(r["score.latency"]) == -float(r["latency_ms"])
+    points = {int(r["number"]): (float(r["score.price"]), float(r["score.kind"]), float(r["score.latency"]))
+              for r in table}
+    front = {int(r["number"]) for r in table if r["pareto"] == "yes"}
+    assert front == {n for n, p in points.items() if not dominated(p, list(points.values()))}
+
+
+def test_latency_objective_needs_pareto(write_experiment):
+    from helpers import assert_user_error
+
+    assert_user_error(invoke("search", "--config", write_experiment(), "--latency-objective"),
+                      "latency_objective needs search.objective 'pareto'")

@@ -104,3 +104,19 @@ def test_third_party_task_is_discovered_and_used_in_a_search(tmp_path, table_csv
     assert tasks["visits"]["type"] == "count"
     assert tasks["visits"]["outputs"] == ["visits.expected"]
     assert "visits.mae" in (tmp_path / "run" / "trials.csv").read_text().splitlines()[0]
+
+
+def test_third_party_task_passes_the_contract_kit(tmp_path, monkeypatch):
+    """What a plugin author runs in their own tests (README: Checking a plugin)."""
+    import importlib
+
+    from automtl.testing import check_task
+    from conftest import make_table
+
+    monkeypatch.syspath_prepend(str(make_distribution(tmp_path)))
+    count_task = importlib.import_module("automtl_counts").CountTask
+    frame = make_table(120)
+    frame["visits"] = (frame["x0"].abs() * 3).round()
+    frame.loc[:4, "visits"] = None
+    check_task(count_task, {"target": "visits"}, frame, missing_rows=range(5),
+               inputs=[{"name": "features", "type": "tabular", "numeric": ["x*"]}], folder=tmp_path / "contract")

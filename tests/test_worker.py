@@ -1,4 +1,4 @@
-"""Trials in recycled worker processes: same results, bounded lifetime, crash isolation."""
+"""Trials in recycled trial processes: same results, bounded lifetime, crash isolation."""
 
 from __future__ import annotations
 
@@ -70,6 +70,6 @@ def test_killed_worker_fails_its_trial_and_the_search_goes_on(cli, write_experim
     assert killed
     table = rows(tmp_path / "run" / "trials.csv")
     assert [r["state"] for r in table] == ["fail", "complete", "complete"]
-    assert "worker process died" in table[0]["reason"]
+    assert "trial process died" in table[0]["reason"]
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "best" / "saved_model").exists()

@@ -38,6 +38,9 @@ class BackendSpec:
     optuna_study: bool = False
     #: how several machines share one search, in words
     distributed: str = ""
+    #: ``module:function(settings, run_dir, study)``, light to import: refuses settings the engine could
+    #: not open (a storage), before TensorFlow loads and before the run folder changes ("": nothing to check)
+    check: str = ""
 
     def problem(self, algorithm: str, objective: str) -> str | None:
         """Why this backend cannot run ``algorithm`` for ``objective``, or None (never a silent substitute)."""
@@ -47,6 +50,12 @@ class BackendSpec:
             return (f"objective 'pareto' needs a multi-objective backend; backend '{self.name}' has no true "
                     "multi-objective search")
         return None
+
+    def check_settings(self, settings: "SearchConfig", run_dir: Path, study: str) -> None:
+        """Run the backend's light check of ``settings`` (see :attr:`check`); raises ConfigError."""
+        if self.check:
+            module, _, fn = self.check.partition(":")
+            getattr(importlib.import_module(module), fn)(settings, run_dir, study)
 
     def create(self, settings: "SearchConfig", run_dir: Path, space: "SearchSpace", study: str,
                objectives: Sequence[str] = ()) -> "Backend":

@@ -1,4 +1,4 @@
-"""``automtl export RUN_DIR --trial N --out DIR``: export any completed trial."""
+"""``automtl export RUN_DIR --trial N --out DIR [--format ...] [--layout ...]``: export any completed trial."""
 
 from __future__ import annotations
 
@@ -12,13 +12,45 @@ from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
 @click.command()
 @RUN_DIR
 @click.option("--trial", "number", type=int, required=True, help="Trial number (see `automtl trials`).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write (replaced if present).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to write: new, or an earlier automtl export (replaced); never a run folder.")
+@click.option("--format", "formats", default="saved_model", show_default=True,
+              help="Comma-separated: saved_model, onnx (extra 'onnx'), tflite. The SavedModel is always written.")
+@click.option("--layout", type=click.Choice(["plain", "tf-serving"]), default="plain", show_default=True,
+              help="tf-serving: write OUT/<experiment>/<next version>/ for TensorFlow Serving.")
+@click.option("--force", is_flag=True, help="Replace an existing folder that is not an automtl export "
+              "(a run folder, or a folder holding or inside one, is never replaced).")
 @user_errors
-def export(run_dir: Path, number: int, out: Path) -> None:
-    """Export any completed trial of a run, in the same format as RUN_DIR/best."""
-    from automtl.outputs.export_run import export_run_trial, exportable
+def export(run_dir: Path, number: int, out: Path, formats: str, layout: str, force: bool) -> None:
+    """Export any completed trial of a run, like RUN_DIR/best, optionally to ONNX and LiteRT (TFLite)."""
+    from automtl.outputs.export_run import exportable
+    from automtl.outputs.formats import parse_formats, require_extras
+    from automtl.outputs.outdir import check_out
 
-    exportable(run_dir, number)  # a bad trial number fails before TensorFlow starts
+    chosen = parse_formats(formats)
+    require_extras(chosen)  # a missing optional dependency fails before TensorFlow starts
+    exportable(run_dir, number)  # so does a bad trial number
+    check_out(out, force=force, serving=layout == "tf-serving")  # and an --out that would destroy something
     quiet_tensorflow()
-    folder = export_run_trial(run_dir, number, out)
-    click.echo(f"trial {number} exported to {folder}: saved_model/ (serving_default), model.keras, automtl.json")
+    from automtl.outputs.export_run import export_run_trial
+
+    folder = export_run_trial(run_dir, number, out, chosen, layout, force)
+    _summary(folder, number)
+
+
+def _summary(folder: Path, number: int) -> None:
+    import json
+
+    manifest = json.loads((folder / "automtl.json").read_text())
+    lines = [f"trial {number} exported to {folder} ({manifest['parameters']:,} parameters)"]
+    for fmt, entry in manifest["formats"].items():
+        lat = entry.get("latency") or {}
+        parity = entry.get("parity")
+        worst = max((o.get("max_abs_diff", 0.0) for o in parity["outputs"].values()), default=0.0) if parity else None
+        text = f"  {fmt:<11} {entry['path']}"
+        if lat:
+            text += f"  latency {lat['batch_1_ms']:.3g} ms (batch 1), {lat['batch_256_ms']:.3g} ms (batch 256)"
+        if worst is not None:
+            text += f"  parity: max abs diff {worst:.2g} over {parity['rows']} validation rows"
+        lines.append(text)
+    click.echo("\n".join(lines))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from automtl.commands.base import quiet_tensorflow, user_errors
+from automtl.commands.base import user_errors
 
 
 @click.command()
@@ -19,11 +19,13 @@ from automtl.commands.base import quiet_tensorflow, user_errors
 @click.option("--keep", multiple=True, help="Copy this data column (an id) into the output; repeatable.")
 @user_errors
 def predict(model_dir: Path, data_path: Path, out: Path, batch_size: int, keep: tuple[str, ...]) -> None:
-    """Run an exported model (RUN_DIR/best or an `export` folder) over a data file."""
+    """Run an exported model (RUN_DIR/best or an `export` folder) over a data file.
+
+    The data and --out are checked before TensorFlow loads.
+    """
     from rich.console import Console
 
     from automtl.outputs.predict import predict as run_predict
 
-    quiet_tensorflow()
     result = run_predict(model_dir, data_path, out, batch_size=batch_size, keep=keep, console=Console(stderr=True))
     click.echo(f"{result.rows} rows -> {result.out} ({', '.join(result.outputs)}) in {result.seconds:.1f}s")

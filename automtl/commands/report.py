@@ -15,6 +15,13 @@ from automtl.commands.base import RUN_DIR, user_errors
 @user_errors
 def report(run_dir: Path, out: Path | None) -> None:
     """Write a self-contained HTML report of a run (plots work offline)."""
+    from automtl.errors import AutomtlError
     from automtl.outputs.report import write_report
+    from automtl.outputs.rundir import check_output_file, check_run_dir
 
+    check_run_dir(run_dir)
+    if out is not None:
+        if out.suffix.lower() not in (".html", ".htm"):
+            raise AutomtlError(f"--out {out}: the report is an HTML file; name it FILE.html")
+        check_output_file(out, replaceable=("report.html",))
     click.echo(f"report: {write_report(run_dir, out)}")

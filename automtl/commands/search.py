@@ -8,8 +8,14 @@ from typing import Any
 
 import click
 
-from automtl.commands.base import quiet_tensorflow, user_errors
+from automtl.commands.base import log_to, quiet_tensorflow, user_errors
 from automtl.plugins import demo_names
+from automtl.registry import AXES, members
+
+
+def _backends() -> dict:
+    """The installed backends' declarations (light: their engines load only when a search starts)."""
+    return members("backend")
 
 
 class _Workers(click.ParamType):
@@ -30,16 +36,21 @@ class _Workers(click.ParamType):
 
 
 WORKERS = _Workers()
+#: In a demo's data folder: which demo wrote it.
+DEMO_MARKER = ".automtl-demo"
 
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Experiment YAML file.")
 @click.option("--demo", type=click.Choice(demo_names()), help="Run a built-in demo instead of --config.")
 @click.option("--space", help="Search space: a YAML file or a built-in name (see `automtl spaces`).")
-@click.option("--backend", help="Search engine: optuna (default) or keras-tuner.")
-@click.option("--algorithm", help="optuna: tpe (default), random or nsga2; keras-tuner: bayesian (default), random or hyperband.")
+@click.option("--backend", help=f"Search engine: {' or '.join(_backends())} (default {AXES['backend'].default}).")
+@click.option("--algorithm", help="; ".join(f"{name}: {', '.join(spec.algorithms)} (default {spec.default_algorithm})"
+                                            for name, spec in _backends().items()))
 @click.option("--objective", type=click.Choice(["mean", "pareto"]),
               help="mean: one importance-weighted score; pareto: one objective per task (Pareto front).")
+@click.option("--latency-objective/--no-latency-objective", "latency_objective", default=None,
+              help="With --objective pareto: each trial's serving latency (batch 1) is one more objective, minimised.")
 @click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop starting trials after this many seconds.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")
@@ -71,21 +82,65 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     if (config_path is None) == (demo is None):
         raise ConfigError("give exactly one of --config FILE or --demo NAME (demos: " + ", ".join(demo_names()) + ")")
     if overrides.get("out") is not None:
-        overrides["out"] = overrides["out"].resolve()
+        overrides["out"] = overrides["out"].expanduser().resolve()
     if demo is not None:
-        from automtl.plugins import write_demo
-
         run_dir = overrides.get("out") or Path("runs", demo).resolve()
         overrides["out"] = run_dir
-        config_path = write_demo(demo, run_dir / "data")
+        config_path = demo_files(demo, run_dir)
     exp = load_experiment(config_path, overrides)
-    quiet_tensorflow()
-    from automtl.run.search import run_search
+    log_to(exp.run_dir)
+    from automtl.run.search import check_files, run_checked
 
-    summary = run_search(exp, console=Console(), quiet=quiet, report=not no_report)
+    checked = check_files(exp)  # every bad input is refused here, before TensorFlow loads
+    quiet_tensorflow()
+    summary = run_checked(checked, console=Console(), quiet=quiet, report=not no_report)
     if summary.interrupted:
         sys.exit(130)
     if summary.stopped:
         sys.exit(1)
     if summary.best is None and not summary.worker:
         sys.exit(1)
+
+
+def demo_files(demo: str, run_dir: Path) -> Path:
+    """The demo's experiment file in ``RUN_DIR/data``: written on first use, kept as it is afterwards.
+
+    A rerun resumes on the data the study started with, and a run folder is
+    not written before the search's checks have passed (:func:`check_files`).
+    """
+    import shutil
+    import tempfile
+
+    from automtl.errors import ConfigError
+    from automtl.outputs.rundir import check_out_folder
+    from automtl.plugins import write_demo
+
+    check_out_folder(run_dir)
+    data = run_dir / "data"
+    marker = data / DEMO_MARKER
+    if data.exists():
+        found = marker.read_text().strip() if marker.is_file() else _experiment_name(data / "experiment.yaml")
+        if found != demo or not (data / "experiment.yaml").is_file():
+            held = f"demo '{found}'" if found else "files that are not a demo's"
+            raise ConfigError(f"{data} holds {held}, not demo '{demo}'; use another --out")
+        return data / "experiment.yaml"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".automtl-demo-", dir=run_dir))
+    try:
+        written = write_demo(demo, staging)
+        (staging / DEMO_MARKER).write_text(demo + "\n")
+        staging.rename(data)  # all of it or nothing: an interrupted write leaves no half demo behind
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return data / Path(written).relative_to(staging)
+
+
+def _experiment_name(path: Path) -> str | None:
+    """The ``name`` in a demo's experiment file written before demos were marked (None if unreadable)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return raw.get("name") if isinstance(raw, dict) else None

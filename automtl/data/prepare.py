@@ -16,7 +16,7 @@ from automtl.config import Experiment
 from automtl.data.readers import read_table
 from automtl.data.split import split_fraction
 from automtl.data.table import Table
-from automtl.errors import DataError
+from automtl.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # the plugin API imports data (its Table); here its types are annotations only
     from automtl.api import InputEncoder, Task
@@ -80,11 +80,20 @@ def to_arrays(encoders: list[InputEncoder], tasks: list[Task], table: Table) -> 
 
 
 def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task]) -> Prepared:
-    """Load and split the data, fit the plugins on the training split, build arrays."""
+    """Load and split the data, fit the plugins on the training split, build arrays.
+
+    Whatever would make every trial fail is refused here, naming the file, the
+    input or task and the column: two inputs feeding one model input, infinite
+    input values, non-finite targets where a row is labelled, a task with no
+    labelled rows in a split.
+    """
     train_t, valid_t = load_tables(exp)
     for plugin in (*encoders, *tasks):
         plugin.prepare(train_t)
+    check_model_inputs(encoders)
     train, valid = to_arrays(encoders, tasks, train_t), to_arrays(encoders, tasks, valid_t)
+    for arrays, table in ((train, train_t), (valid, valid_t)):
+        check_finite(encoders, tasks, arrays, table)
     for task in tasks:
         if not train.mask[task.name].any():
             raise DataError(f"{train_t.source}: task '{task.name}' has no labelled rows in the training data")
@@ -99,3 +108,65 @@ def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task]) ->
         importance={t.name: t.importance for t in exp.tasks},
         sources={"train": train_t.source, "valid": valid_t.source},
     )
+
+
+def check_model_inputs(encoders: list[InputEncoder]) -> None:
+    """Each model input has one name and each data column feeds one model input.
+
+    Two inputs declaring the same categorical column would create two model
+    inputs of one name (every trial would fail); a column listed twice is a
+    slip in the experiment file.
+    """
+    owner_of_input: dict[str, str] = {}
+    owner_of_column: dict[str, str] = {}
+    for enc in encoders:
+        for spec in enc.specs():
+            here = f"input '{enc.name}'"
+            if spec.name in owner_of_input:
+                raise ConfigError(f"{owner_of_input[spec.name]} and {here} both define the model input "
+                                  f"'{spec.name}'; declare each column under one input only")
+            owner_of_input[spec.name] = here
+            for column in spec.meta.get("columns") or ():
+                if column in owner_of_column:
+                    other = owner_of_column[column]
+                    where = f"{here} twice" if other == here else f"both {other} and {here}"
+                    raise ConfigError(f"column '{column}' is declared by {where} (as model inputs); declare each "
+                                      "column once")
+                owner_of_column[column] = here
+
+
+def check_finite(encoders: list[InputEncoder], tasks: list[Task], arrays: Arrays, table: Table) -> None:
+    """No infinite input value (NaN is a missing value the model imputes) and finite targets where labelled."""
+    for enc in encoders:
+        for spec in enc.specs():
+            values = arrays.x.get(spec.name)
+            if values is None or values.dtype.kind != "f":
+                continue
+            flat = values.reshape(len(values), -1)
+            bad = np.isinf(flat)
+            if bad.any():
+                row = int(np.flatnonzero(bad.any(axis=1))[0])
+                j = int(np.flatnonzero(bad[row])[0])
+                columns = spec.meta.get("columns") or []
+                column = (f"column '{columns[j]}'" if values.ndim == 2 and len(columns) == values.shape[1]
+                          else f"model input '{spec.name}'")
+                raise DataError(f"{table.source}: {table.row_label(row)}: {column} (input '{enc.name}') holds an "
+                                f"infinite value ({float(flat[row, j])}); use finite numbers, or leave the cell "
+                                "empty for a missing value")
+    for task in tasks:
+        y, mask = arrays.y[task.name], arrays.mask[task.name]
+        if y.dtype.kind not in "fc":
+            continue
+        labelled = mask > 0
+        finite = np.isfinite(y)
+        if finite.ndim > labelled.ndim:
+            finite = finite.reshape(*labelled.shape, -1).all(axis=-1)
+        elif finite.ndim < labelled.ndim:
+            continue
+        bad = (labelled & ~finite).reshape(len(labelled), -1).any(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{table.source}: {table.row_label(row)}: task '{task.name}' has a non-finite target "
+                            "(inf or NaN) in a labelled row; targets must be finite numbers (leave the cell empty "
+                            "for a missing label)")
+

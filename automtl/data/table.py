@@ -75,10 +75,22 @@ class Table:
 
 
 def as_float(table: Table, name: str, *, needed_by: str) -> np.ndarray:
-    """A column as float64 (NaN for missing), or a DataError naming the bad value."""
+    """A column as float64 (NaN for missing), or a DataError naming the bad value.
+
+    Infinite values are refused (naming the row): no model trains on them,
+    and an empty cell is how a value is left out.
+    """
     col = table.column(name, needed_by=needed_by)
-    if col.dtype.kind in "fiub":
-        return col.astype(np.float64)
+    out = col.astype(np.float64) if col.dtype.kind in "fiub" else _parse_floats(table, name, needed_by, col)
+    infinite = np.isinf(out).reshape(len(out), -1).any(axis=1) if out.size else np.zeros(0, bool)
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise DataError(f"{table.source}: {table.row_label(row)}: column '{name}' (needed by {needed_by}) holds an "
+                        "infinite value; use finite numbers, or leave the cell empty for a missing value")
+    return out
+
+
+def _parse_floats(table: Table, name: str, needed_by: str, col: np.ndarray) -> np.ndarray:
     out = np.empty(col.shape, dtype=np.float64)
     flat_in, flat_out = col.reshape(-1), out.reshape(-1)
     for i, value in enumerate(flat_in):

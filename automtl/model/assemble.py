@@ -125,7 +125,8 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
         return views
 
     def dense_levels(count: int, units: int | None = None) -> list[Level]:
-        make = functools.partial(_dense_level, int(units or params.trunk_units), params.dropout, params.l2)
+        make = functools.partial(_dense_level, int(units or params.trunk_units), params.dropout, params.l2,
+                                 params.norm)
         return [Level((Part("vector", f"trunk_dense{i}", make),)) for i in range(count)]
 
     levels = [Level(tuple(parts)) for parts in encoder_levels]
@@ -145,6 +146,7 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
         if task is tasks[0]:
             for layer in shared.penalties:  # on a path every training step runs
                 feat = layer(feat)
+        task.configure(params)
         head_in = keras.Input(shape=tuple(feat.shape[1:]), name=f"{task.name}_features")
         head_out = task.build_head(head_in, params.head(task.name))
         if float16_compute():  # mixed precision: outputs (and so losses and metrics) stay float32
@@ -158,5 +160,5 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
     return Assembled(keras.Model(inputs, outputs, name="automtl"), heads, shared.last_layers, shared.measured_on)
 
 
-def _dense_level(units: int, dropout: float, l2: float, name: str) -> DenseLevel:
-    return DenseLevel(units, dropout, l2, name=name)
+def _dense_level(units: int, dropout: float, l2: float, norm: str, name: str) -> DenseLevel:
+    return DenseLevel(units, dropout, l2, norm, name=name)

@@ -125,17 +125,28 @@ class SoftTie(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="automtl")
 class DenseLevel(keras.layers.Layer):
-    """One dense trunk layer: Dense + ReLU (with L2), then dropout; one copyable level of the trunk."""
+    """One dense trunk layer: Dense (+ batch or layer norm) + ReLU (with L2), then dropout; one copyable
+    level of the trunk (``norm`` as in :func:`automtl.model.blocks.dense_block`)."""
 
-    def __init__(self, units: int, dropout: float = 0.0, l2: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, units: int, dropout: float = 0.0, l2: float = 0.0, norm: str = "none", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.units, self.rate, self.l2 = int(units), float(dropout), float(l2)
+        from automtl.model.blocks import NORMS
+
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm '{norm}'; expected one of {', '.join(NORMS)}")
+        self.units, self.rate, self.l2, self.norm_kind = int(units), float(dropout), float(l2), norm
         reg = keras.regularizers.L2(self.l2) if self.l2 > 0 else None
-        self.dense = keras.layers.Dense(self.units, activation="relu", kernel_regularizer=reg, name="dense")
+        plain = norm == "none"  # a normalisation cancels the bias and comes before the ReLU
+        self.dense = keras.layers.Dense(self.units, activation="relu" if plain else None, use_bias=plain,
+                                        kernel_regularizer=reg, name="dense")
+        self.norm = (None if plain else keras.layers.BatchNormalization(momentum=0.9, name="bn") if norm == "batch"
+                     else keras.layers.LayerNormalization(name="ln"))
         self.dropout = keras.layers.Dropout(self.rate, name="dropout") if self.rate > 0 else None
 
     def build(self, input_shape):
         self.dense.build(input_shape)
+        if self.norm is not None:
+            self.norm.build((*input_shape[:-1], self.units))
 
     @property
     def kernel(self):
@@ -143,10 +154,13 @@ class DenseLevel(keras.layers.Layer):
 
     def call(self, x, training=None):
         x = self.dense(x)
+        if self.norm is not None:
+            x = keras.ops.relu(self.norm(x, training=training))
         return self.dropout(x, training=training) if self.dropout is not None else x
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "dropout": self.rate, "l2": self.l2}
+        return {**super().get_config(), "units": self.units, "dropout": self.rate, "l2": self.l2,
+                "norm": self.norm_kind}

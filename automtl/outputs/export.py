@@ -1,8 +1,11 @@
-"""Export a trial: SavedModel with a raw-input signature, model.keras, and a manifest.
+"""Export a trial: SavedModel (one signature for all tasks, one per task, a portable one), model.keras,
+the reference preprocessing, ONNX / LiteRT on request, and a manifest with parity and latency figures.
 
 The SavedModel's ``serving_default`` takes the named raw inputs and returns
 each task's post-processed outputs (``<task>.<output>``); it loads and runs
-with plain TensorFlow, no automtl import.
+with plain TensorFlow, no automtl import. ONNX and LiteRT models take the
+``portable`` signature's inputs (string inputs as ids, images at their
+training size: ``preprocessing.json`` and ``preprocess.py`` say how).
 """
 
 from __future__ import annotations
@@ -10,44 +13,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 import tensorflow as tf
 
 import automtl
 from automtl.api import InputEncoder, Task
-from automtl.trial import TrialRecord
+from automtl.errors import AutomtlError
 from automtl.model import layers as _layers  # noqa: F401  (registers custom layers for loading)
+from automtl.outputs.formats import FORMATS, write_format
+from automtl.outputs.formats.portable import first_rows, latency, tf_device, tf_feed
+from automtl.outputs.outdir import atomic_folder, check_out
+from automtl.outputs.signatures import PORTABLE, TF_DTYPES, ServingModule, input_signature  # noqa: F401  (re-exported)
+from automtl.trial import TrialRecord
 
-TF_DTYPES = {"string": tf.string, "float32": tf.float32, "int32": tf.int32, "int64": tf.int64, "uint8": tf.uint8}
-
-
-class ServingModule(tf.Module):
-    """Wraps the Keras model plus each task's in-graph post-processing."""
-
-    def __init__(self, model: keras.Model, tasks: Sequence[Task]) -> None:
-        super().__init__()
-        self.model = model
-        self._tasks = list(tasks)
-
-    def serve(self, **inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        raw = self.model(inputs, training=False)
-        outputs = {}
-        for task in self._tasks:
-            for key, value in task.postprocess_with_inputs(raw[task.name], inputs).items():
-                outputs[f"{task.name}.{key}"] = value
-        return outputs
-
-
-def input_signature(encoders: Sequence[InputEncoder]) -> dict[str, tf.TensorSpec]:
-    return {
-        s.name: tf.TensorSpec([None, *s.shape], TF_DTYPES[s.dtype], name=s.name)
-        for enc in encoders for s in enc.specs()
-    }
+EXPORT_FORMAT = "automtl-export/2"
+LAYOUTS = ("plain", "tf-serving")
 
 
 def versions() -> dict[str, str]:
@@ -67,44 +51,116 @@ def export_trial(
     record: TrialRecord,
     out_dir: Path,
     extra: dict[str, Any] | None = None,
+    *,
+    formats: Sequence[str] = ("saved_model",),
+    rows: Mapping[str, Any] | None = None,
+    layout: str = "plain",
+    model_name: str = "model",
+    force: bool = False,
 ) -> Path:
-    """Write ``out_dir`` atomically: a crash never leaves a half-written export."""
+    """Write the export atomically (a crash or a failed parity check leaves ``out_dir`` as it was).
+
+    ``rows``: raw validation inputs for the parity checks and latency figures.
+    ``layout="tf-serving"``: ``out_dir`` is a TF Serving model base; the export goes to
+    ``out_dir/<model_name>/<next version>/`` with the SavedModel's files at its top.
+    Returns the folder written.
+    """
+    if layout not in LAYOUTS:
+        raise AutomtlError(f"--layout {layout}: expected one of {', '.join(LAYOUTS)}")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise AutomtlError(f"unknown export format(s) {', '.join(unknown)}; expected any of {', '.join(FORMATS)}")
+    if rows is None and any(f != "saved_model" for f in formats):
+        raise AutomtlError("ONNX and LiteRT exports are checked against the SavedModel on validation rows: pass rows")
+    out_dir = Path(out_dir)
+    check_out(out_dir, force=force, serving=layout == "tf-serving")
+    target = _serving_version(out_dir, model_name) if layout == "tf-serving" else out_dir
     for plugin in (*encoders, *tasks):
         plugin.register_keras_objects()  # custom layers of plugins, e.g. after a resumed search
     model = keras.saving.load_model(model_path)
-    module = ServingModule(model, tasks)
-    concrete = tf.function(module.serve).get_concrete_function(**input_signature(encoders))
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        tf.saved_model.save(module, str(tmp / "saved_model"), signatures={"serving_default": concrete})
+    module = ServingModule(model, tasks, encoders)
+    signatures = module.signatures()
+    rows = first_rows(rows) if rows is not None and len(rows) else None
+    with atomic_folder(target) as tmp:
+        saved = tmp / "saved_model"
+        tf.saved_model.save(module, str(saved), signatures=signatures)
         shutil.copy2(model_path, tmp / "model.keras")
-        outputs = sorted(concrete.structured_outputs)
+        preprocessing = _preprocessing(module, tasks)
+        (tmp / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
+        shutil.copyfile(Path(__file__).with_name("preprocess_ref.py"), tmp / "preprocess.py")
+        written = {"saved_model": _saved_model_entry(tmp, signatures, rows)}
+        for fmt in formats:
+            if fmt != "saved_model":
+                written[fmt] = write_format(fmt, tmp, rows)
+        outputs = sorted(signatures["serving_default"].structured_outputs)
         manifest = {
-            "format": "automtl-export/1",
+            "format": EXPORT_FORMAT,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "signature": "serving_default",
+            "signatures": {name: {"inputs": sorted(fn.structured_input_signature[1]),
+                                  "outputs": sorted(fn.structured_outputs)} for name, fn in signatures.items()},
             "inputs": [s.describe() | {"input": enc.name, "type": _type_of(enc)} for enc in encoders for s in enc.specs()],
             "tasks": [
                 {"name": t.name, "type": _type_of(t), "primary_metric": t.primary_metric,
-                 "outputs": [o for o in outputs if o.startswith(f"{t.name}.")], **t.describe()}
+                 "outputs": [o for o in outputs if o.startswith(f"{t.name}.")], "signature": f"serve_{t.name}",
+                 **t.describe()}
                 for t in tasks
             ],
+            "parameters": int(model.count_params()),
+            "formats": written,
+            "portable": {"preprocessing": "preprocessing.json", "reference": "preprocess.py"}
+            if module.portable_parts.model is not None else {"unavailable": module.portable_parts.reason},
+            "layout": layout,
             "trial": {"number": record.number, "score": record.score, "params": record.params,
                       "metrics": record.metrics, "device": record.device, "best_epoch": record.best_epoch},
             "versions": versions(),
             **(extra or {}),
         }
+        if layout == "tf-serving":
+            _flatten_for_serving(tmp, manifest)
         (tmp / "automtl.json").write_text(json.dumps(manifest, indent=2, default=str))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return target
+
+
+def _saved_model_entry(folder: Path, signatures: Mapping[str, Any], rows: Mapping[str, Any] | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": "saved_model", "takes": "the raw inputs (serving_default, serve_<task>); "
+                             "the portable inputs (portable)", "signatures": sorted(signatures)}
+    if rows is not None:
+        fn = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
+        entry["latency"] = latency(lambda f: fn(**tf_feed(f)), rows, tf_device())
+    return entry
+
+
+def _preprocessing(module: ServingModule, tasks: Sequence[Task]) -> dict[str, Any]:
+    """``preprocessing.json``: how raw inputs become the portable inputs, and the string outputs left out."""
+    parts = module.portable_parts
+    items = [{"input": n, "name": n, "dtype": s.dtype.name, "shape": [None, *s.shape[1:]], "steps": []}
+             for n, s in parts.passthrough.items()]
+    items += [p.describe() for p in parts.inputs]
+    labels = {f"{t.name}.{out}": {"from": f"{t.name}.{src}", "names": list(names)}
+              for t in tasks for out, (src, names) in t.label_outputs().items()}
+    return {"format": "automtl-preprocessing/1", "signature": PORTABLE, "inputs": items, "labels": labels,
+            **({"unavailable": parts.reason} if parts.model is None else {})}
+
+
+def _serving_version(base: Path, name: str) -> Path:
+    """TF Serving's ``<base>/<model name>/<version>``: the next integer version."""
+    folder = base / name
+    if folder.exists() and not folder.is_dir():
+        raise AutomtlError(f"{folder} is a file; TF Serving needs a folder of numbered versions there")
+    versions_ = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return folder / str(max(versions_, default=0) + 1)
+
+
+def _flatten_for_serving(folder: Path, manifest: dict[str, Any]) -> None:
+    """TF Serving loads ``saved_model.pb`` and ``variables/`` from the version folder itself."""
+    saved = folder / "saved_model"
+    for child in saved.iterdir():
+        child.rename(folder / child.name)
+    saved.rmdir()
+    manifest["formats"]["saved_model"]["path"] = "."
 
 
 def _type_of(plugin: Any) -> str:
     return getattr(plugin, "type_name", None) or type(plugin).__name__
+

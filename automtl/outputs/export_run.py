@@ -9,9 +9,11 @@ lists match the ones the trial was trained with; nothing is retrained.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from automtl.trial import TrialRecord, trial_dir
 from automtl.errors import AutomtlError
+from automtl.outputs.outdir import check_out
 from automtl.outputs.results import read_trials
 from automtl.outputs.rundir import load_experiment
 
@@ -31,10 +33,13 @@ def exportable(run_dir: Path, number: int) -> TrialRecord:
     return record
 
 
-def export_run_trial(run_dir: Path, number: int, out_dir: Path) -> Path:
-    """Refit the plugins on the run's training split and export trial ``number`` to ``out_dir``."""
+def export_run_trial(run_dir: Path, number: int, out_dir: Path, formats: Sequence[str] = ("saved_model",),
+                     layout: str = "plain", force: bool = False) -> Path:
+    """Refit the plugins on the run's training split and export trial ``number`` to ``out_dir``
+    (parity and latency measured on the run's validation rows)."""
     run_dir = Path(run_dir)
     record = exportable(run_dir, number)  # fail before any data loads or TensorFlow starts
+    check_out(Path(out_dir), force=force, serving=layout == "tf-serving")
     exp = load_experiment(run_dir)
     from automtl.data.prepare import instantiate, prepare
 
@@ -46,6 +51,7 @@ def export_run_trial(run_dir: Path, number: int, out_dir: Path) -> Path:
         trial_dir(run_dir, number) / "model.keras", encoders, tasks, record, Path(out_dir),
         extra={"experiment": exp.name, "study": exp.study_name, "data": prepared.sources,
                "exported_from": str(run_dir.resolve())},
+        formats=formats, rows=prepared.valid.x, layout=layout, model_name=exp.name, force=force,
     )
 
 

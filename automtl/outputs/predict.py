@@ -35,12 +35,20 @@ class PredictSummary:
     seconds: float
 
 
+def saved_model_dir(model_dir: Path) -> Path | None:
+    """``saved_model/`` of an export, or the folder itself in the TF Serving layout (``--layout tf-serving``)."""
+    model_dir = Path(model_dir)
+    if (model_dir / "saved_model").is_dir():
+        return model_dir / "saved_model"
+    return model_dir if (model_dir / "saved_model.pb").exists() else None
+
+
 def load_manifest(model_dir: Path) -> dict[str, Any]:
     model_dir = Path(model_dir)
     path = model_dir / "automtl.json"
     if not model_dir.is_dir():
         raise AutomtlError(f"model folder not found: {model_dir}")
-    if not path.exists() or not (model_dir / "saved_model").is_dir():
+    if not path.exists() or saved_model_dir(model_dir) is None:
         raise AutomtlError(f"{model_dir}: expected an exported model folder (automtl.json and saved_model/), "
                            "such as RUN_DIR/best or the --out of `automtl export`")
     try:
@@ -152,7 +160,7 @@ def run_model(model_dir: Path, inputs: dict[str, np.ndarray], rows: int, batch_s
     """Serve ``inputs`` through the SavedModel in batches; a bar on a terminal for large inputs."""
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(Path(model_dir) / "saved_model")).signatures["serving_default"]
+    serve = tf.saved_model.load(str(saved_model_dir(model_dir))).signatures["serving_default"]
     starts = range(0, rows, batch_size)
     chunks: list[dict[str, np.ndarray]] = []
     bar = None
@@ -216,22 +224,53 @@ def _decode(v: np.ndarray) -> np.ndarray:
     return v
 
 
-def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int = 1024,
-            keep: Sequence[str] = (), console: Any = None) -> PredictSummary:
-    """Read, map, serve and write; every user mistake is caught before TensorFlow starts."""
-    import time
-
-    started = time.perf_counter()
-    out = Path(out)
+def check_out(out: Path, data_path: Path) -> Path:
+    """``--out`` can be written and overwrites nothing a user or a run needs; checked before any work."""
+    out = Path(out).expanduser()
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise AutomtlError(f"--out {out}: unsupported output type '{out.suffix}'; expected one of {', '.join(OUT_SUFFIXES)}")
+    if out.exists() and Path(data_path).exists() and out.resolve() == Path(data_path).resolve():
+        raise AutomtlError(f"--out {out} is the --data file; write the predictions to another file")
+    from automtl.outputs.rundir import check_output_file
+
+    return check_output_file(out)
+
+
+@dataclass
+class PredictPlan:
+    """Everything checked and read, ready to run through the model."""
+
+    model_dir: Path
+    manifest: dict[str, Any]
+    inputs: dict[str, np.ndarray]
+    rows: int
+    out: Path
+    keep: dict[str, np.ndarray]
+
+
+def plan_predict(model_dir: Path, data_path: Path, out: Path, keep: Sequence[str] = ()) -> PredictPlan:
+    """Read and map the data and check the output path: every user mistake is found here, before TensorFlow."""
+    out = check_out(out, data_path)
     manifest = load_manifest(model_dir)
     data, rows = read_data(data_path)
     missing = [c for c in keep if c not in data]
     if missing:
         raise DataError(f"{data_path}: --keep column(s) not found: {', '.join(missing)}")
     inputs = model_inputs(manifest, data, str(data_path))
-    outputs = run_model(model_dir, inputs, rows, batch_size, console)
-    order = output_order(manifest, outputs)
-    write_outputs(out, outputs, order, {c: data[c] for c in keep})
-    return PredictSummary(rows, order, out, time.perf_counter() - started)
+    return PredictPlan(Path(model_dir), manifest, inputs, rows, out, {c: data[c] for c in keep})
+
+
+def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int = 1024,
+            keep: Sequence[str] = (), console: Any = None) -> PredictSummary:
+    """Check and read (no TensorFlow), then serve and write."""
+    import time
+
+    from automtl.tfimport import import_tensorflow_quietly
+
+    started = time.perf_counter()
+    plan = plan_predict(model_dir, data_path, out, keep)
+    import_tensorflow_quietly()
+    outputs = run_model(plan.model_dir, plan.inputs, plan.rows, batch_size, console)
+    order = output_order(plan.manifest, outputs)
+    write_outputs(plan.out, outputs, order, plan.keep)
+    return PredictSummary(plan.rows, order, plan.out, time.perf_counter() - started)

@@ -75,7 +75,13 @@ def rebuild_study(run_dir: Path, run: RunTrials) -> Any:
     from automtl.space import FixedParam, load_space
 
     tasks = [t["name"] for t in run.tasks]
+    import yaml
+
     names = {k for r in run.records for k in r.params}
+    # plugin parameters no trial drew (a conditional one, say) are still known: they are in the file
+    raw = yaml.safe_load((Path(run_dir) / "space.yaml").read_text())
+    sections = [raw.get(key) for key in ("parameters", "per_task")] if isinstance(raw, dict) else []
+    names |= {str(k) for section in sections if isinstance(section, dict) for k in section}
     space = load_space(Path(run_dir) / "space.yaml", tasks, names)
     dists = {p.name: distribution(p) for p in space.params if not isinstance(p, FixedParam)}
     pareto = run.objective == "pareto"

@@ -14,7 +14,7 @@ from automtl.outputs.choices import short_params
 from automtl.outputs.results import RunTrials, finite
 
 #: Metric names where lower is better, for sorting by a metric that is not a task's primary one.
-LOWER_IS_BETTER = ("loss", "log_loss", "rmse", "mse", "mae", "error")
+LOWER_IS_BETTER = ("loss", "log_loss", "rmse", "mse", "mae", "error", "latency_ms")
 
 
 def sort_keys(run: RunTrials) -> list[str]:
@@ -31,7 +31,7 @@ def descending(run: RunTrials, key: str) -> bool:
     for t in run.tasks:
         if t["name"] == task and t.get("primary_metric") == metric:
             return t.get("direction", "maximize") == "maximize"
-    return metric not in LOWER_IS_BETTER
+    return (metric or key) not in LOWER_IS_BETTER
 
 
 def value_of(record: TrialRecord, key: str, tasks: set[str]) -> float | None:

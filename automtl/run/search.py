@@ -1,8 +1,11 @@
 """One search, in phases: check the files, prepare the data, run the trials, finish.
 
-- **check** (no TensorFlow): the plugins' options and the search space;
-- **prepare**: processes and devices, the data split and the fitted plugins,
-  the run folder and its snapshot, the backend;
+- **check** (no TensorFlow): the plugins' options, the search space, the run
+  folder (who owns it) and the backend's settings (its storage), then the
+  data: read, split, fitted plugins and arrays (numpy and pandas only), so
+  that every bad input is refused in about a second and nothing is written;
+- **prepare**: processes and devices, the run folder, the backend, and only
+  once the backend opened fine the run's snapshot and owner record;
 - **run**: the backend's trials in this process, or search workers sharing
   the study (:mod:`automtl.run.parallel`);
 - **finish**: the tables, the export of the best trial, the report, the summary.
@@ -26,11 +29,11 @@ from automtl.config import Experiment
 from automtl.data.prepare import Prepared, instantiate, prepare
 from automtl.errors import ConfigError, SearchStopped
 from automtl.outputs.results import write_trials_csv, write_trials_json
-from automtl.outputs.rundir import ensure_writable, write_snapshot
+from automtl.outputs.rundir import check_out_folder, check_owner, ensure_writable, record_owner, write_snapshot
 from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.run.summary import SearchSummary, print_summary
-from automtl.space import SearchSpace, load_space, plugin_parameters, resolve_space_path
+from automtl.space import AUTO, SearchSpace, load_space, parse_space, plugin_parameters, resolve_space_path
 from automtl.trial import TrialRecord, trial_dir
 
 
@@ -64,13 +67,20 @@ class Role:
 
 @dataclass
 class Checked:
-    """The user's files, checked before TensorFlow loads."""
+    """The user's files, checked before TensorFlow loads, and the data they describe."""
 
     exp: Experiment
     encoders: list
     tasks: list
-    space: SearchSpace
-    space_path: Path
+    #: built from the plugins and the data's size for ``space: auto``
+    space: SearchSpace | None
+    #: None for ``space: auto``
+    space_path: Path | None
+    prepared: Prepared
+    #: the ``auto`` space as written to the run's ``space.yaml``
+    space_raw: dict[str, Any] | None = None
+    #: formats of ``best/`` (``search.export_formats``), their optional dependencies checked
+    formats: list[str] = field(default_factory=lambda: ["saved_model"])
 
 
 @dataclass
@@ -109,20 +119,73 @@ class Search:
 def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False,
                report: bool = True, worker: bool = False) -> SearchSummary:
     """One search; ``worker``: this process is a search worker of ``--workers N`` (the coordinator exports)."""
-    console = console or Console()
-    checked = check_files(exp)
-    search = prepare_search(checked, console, quiet, search_worker=worker)
+    return run_checked(check_files(exp, worker=worker), console, quiet, report, worker)
+
+
+def run_checked(checked: "Checked", console: Console | None = None, quiet: bool = False,
+                report: bool = True, worker: bool = False) -> SearchSummary:
+    """The phases after the check (the CLI loads TensorFlow in between)."""
+    search = prepare_search(checked, console or Console(), quiet, search_worker=worker)
     interrupted, stopped = run_trials(search)
     return finish(search, interrupted, stopped, report)
 
 
 # -- phase 1: check ---------------------------------------------------------------------------
-def check_files(exp: Experiment) -> Checked:
-    """Everything that can be wrong with the user's files is found here, before TensorFlow loads."""
+def check_files(exp: Experiment, worker: bool = False) -> Checked:
+    """Everything that can be wrong with the user's input is found here, before TensorFlow loads.
+
+    Nothing is written: the run folder is created, and its snapshot written,
+    only once the backend opened fine (a refused rerun leaves the run as it was).
+    ``worker``: a search worker, whose coordinator checked the run folder.
+    """
+    from automtl import backends
+    from automtl.outputs.formats import parse_formats, require_extras
+
+    formats = parse_formats(exp.search.export_formats, "search.export_formats")
+    require_extras(formats)
     encoders, tasks = instantiate(exp)
-    space_path = resolve_space_path(exp.space, exp.base_dir)
-    space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
-    return Checked(exp, encoders, tasks, space, space_path)
+    space, space_path = None, None
+    if exp.space != AUTO:  # ``auto`` is built from the plugins (and the data's size) once the data is read
+        space_path = resolve_space_path(exp.space, exp.base_dir)
+        space = load_space(space_path, [t.name for t in tasks], plugin_parameters((*encoders, *tasks)))
+    if not worker:
+        check_out_folder(exp.run_dir)
+        check_owner(exp, exp.run_dir)
+        spec = backends.spec(exp.search.backend)
+        spec.check_settings(exp.search, exp.run_dir, exp.study_name)
+        if isinstance(exp.search.workers, int) and exp.search.workers > 1 and not spec.parallel_workers:
+            raise ConfigError(_no_parallel_workers(exp.search.workers, spec))
+    _devices_before_tensorflow(exp.search.device)
+    prepared = prepare(exp, encoders, tasks)
+    checked = Checked(exp, encoders, tasks, space, space_path, prepared, formats=formats)
+    if checked.space is None:
+        build_auto(checked, len(prepared.train))
+    return checked
+
+
+def _no_parallel_workers(workers: Any, spec: Any) -> str:
+    return (f"--workers {workers} runs search workers on one shared study; backend '{spec.name}' cannot share one "
+            f"this way: it uses {spec.distributed}")
+
+
+def _devices_before_tensorflow(device: str) -> None:
+    """What must hold before TensorFlow starts, should a plugin's data preparation start it (image decoding)."""
+    import os
+
+    from automtl.devices import hide_gpus
+
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    if device == "cpu":
+        hide_gpus()
+
+
+def build_auto(checked: Checked, rows: int) -> None:
+    """``space: auto``: the space the inputs and tasks pick, for ``rows`` training rows."""
+    from automtl.autospace import build_auto_space
+
+    checked.space_raw = build_auto_space(checked.encoders, checked.tasks, rows=rows)
+    checked.space = parse_space(checked.space_raw, AUTO, [t.name for t in checked.tasks],
+                                plugin_parameters((*checked.encoders, *checked.tasks)))
 
 
 # -- phase 2: prepare -------------------------------------------------------------------------
@@ -136,8 +199,7 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     workers, gpus = (1, []) if search_worker else resolve_workers(settings.workers, settings.device)
     spec = backends.spec(settings.backend)
     if workers > 1 and not spec.parallel_workers:
-        raise ConfigError(f"--workers {settings.workers} runs search workers on one shared study; backend "
-                          f"'{settings.backend}' cannot share one this way: it uses {spec.distributed}")
+        raise ConfigError(_no_parallel_workers(settings.workers, spec))
     if workers > 1 and settings.device == "gpu" and not gpus:
         configure("gpu")  # raises the clear "no GPU" error once, before any worker starts
     settings.workers = workers
@@ -145,14 +207,15 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     # The coordinator trains nothing itself: keep it off the GPUs its workers use.
     plan = configure(settings.device if role.runs_trials else "cpu",
                      settings.precision if role.runs_trials else "float32")
-    prepared = prepare(exp, checked.encoders, checked.tasks)
+    prepared = checked.prepared
     run_dir = ensure_writable(exp.run_dir)
-    if role.records:
-        write_snapshot(exp, checked.space_path, run_dir)
-    backend = backends.create(settings, run_dir, checked.space, exp.study_name,
-                              objectives=[t.name for t in checked.tasks])
+    objectives = [t.name for t in checked.tasks] + (["latency"] if settings.latency_objective else [])
+    backend = backends.create(settings, run_dir, checked.space, exp.study_name, objectives=objectives)
     if backend.is_worker:
         role = Role("keras tuner worker")
+    if role.records:  # the backend opened fine: this run is the folder's (its first use records it)
+        record_owner(exp, run_dir)
+        write_snapshot(exp, checked.space_path, run_dir, checked.space_raw)
     progress = SearchProgress(console, {t.name: t.primary_metric for t in checked.tasks}, settings.epochs, quiet=quiet)
     search = Search(checked, role, console, quiet, prepared, run_dir, backend, progress, workers, gpus)
     if role.records and not quiet:
@@ -165,8 +228,9 @@ def _print_start(s: Search, where: str) -> None:
     s.console.print(
         f"[bold]automtl search[/] '{exp.name}': {len(s.prepared.train)} training / {len(s.prepared.valid)} "
         f"validation rows; tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
-        f"space {s.checked.space_path} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
-        + ("objective pareto (one per task); " if settings.objective == "pareto" else "")
+        f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}; "
+        + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
+           if settings.objective == "pareto" else "")
         + f"{settings.trials} trials x up to {settings.epochs} epochs; {where}\nrun folder {s.run_dir}",
         highlight=False,
     )
@@ -259,10 +323,29 @@ def export_best(s: Search, best: TrialRecord | None) -> Path | None:
                         f"`automtl export RUN_DIR --trial {best.number} --out DIR` there[/]", highlight=False,
                         soft_wrap=True)
         return None
+    from automtl.errors import AutomtlError
     from automtl.outputs.export import export_trial
 
-    return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
-                        extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources})
+    def export(formats: list[str]) -> Path:
+        return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
+                            extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources},
+                            formats=formats, rows=s.prepared.valid.x, model_name=s.exp.name)
+
+    # A format that fails (a converter without a kernel, parity beyond tolerance) is reported,
+    # and the SavedModel is still exported.
+    formats = s.checked.formats
+    for attempt in ([formats, ["saved_model"]] if formats != ["saved_model"] else [formats]):
+        try:
+            path = export(attempt)
+        except AutomtlError as exc:
+            s.console.print(f"[red]could not export the best trial:[/] {exc}", highlight=False, soft_wrap=True)
+            continue
+        if attempt != formats:
+            s.console.print(f"[yellow]exported the SavedModel only; retry other formats with `automtl export "
+                            f"{s.run_dir} --trial {best.number} --out DIR --format ...`[/]", highlight=False,
+                            soft_wrap=True)
+        return path
+    return None
 
 
 def _write_report(run_dir: Path, console: Console) -> Path | None:

@@ -1,4 +1,4 @@
-"""Trials in a recycled worker process: bounded memory and crash isolation.
+"""Trials in a recycled *trial process*: bounded memory and crash isolation.
 
 TensorFlow keeps roughly a megabyte of native memory per trial that no
 clean-up returns, and a trial can die hard (a killed process, a native
@@ -22,13 +22,13 @@ from automtl.trial import TrialHandle, TrialOutcome, TrialPruned
 from automtl.config import Experiment
 from automtl.errors import TrialFailed
 
-#: Optional handle attributes forwarded to the worker (e.g. a backend's epoch budget or warm start).
+#: Optional handle attributes forwarded to the trial process (e.g. a backend's epoch budget or warm start).
 HANDLE_EXTRAS = ("epochs", "initial_epoch", "initial_weights")
 
 
 @dataclass
 class _ChildHandle:
-    """The worker-side handle: forwards each epoch's report to the parent and obeys its answer."""
+    """The trial process's handle: forwards each epoch's report to the parent and obeys its answer."""
 
     conn: Any
     number: int
@@ -41,7 +41,7 @@ class _ChildHandle:
             raise TrialPruned(answer[1])
 
 
-def _worker_main(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
+def _trial_process_main(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
     """Child process: prepare the data once, then run trials until told to stop."""
     # Ctrl-C is the parent's to handle: it records the trial as interrupted and stops this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -100,22 +100,22 @@ class ProcessTrialRunner:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_worker_main, args=(child, self.experiment, self.run_dir),
-                                       name="automtl-trial-worker", daemon=True)
+        self._proc = self._ctx.Process(target=_trial_process_main, args=(child, self.experiment, self.run_dir),
+                                       name="automtl-trial-process", daemon=True)
         self._proc.start()
         child.close()
         self._conn, self._served = parent, 0
         message = self._receive()
         if message[0] != "ready":
-            raise TrialFailed(f"trial worker did not start: {message}")
+            raise TrialFailed(f"the trial process did not start: {message}")
         self.pids.append(message[1])
 
     def _send(self, message: tuple) -> None:
         try:
             self._conn.send(message)
         except (BrokenPipeError, ConnectionResetError, OSError):
-            self._receive()  # the worker is gone: raises as a closed pipe does (TrialFailed or Ctrl-C)
-            raise TrialFailed("the trial's worker process stopped answering") from None
+            self._receive()  # the trial process is gone: raises as a closed pipe does (TrialFailed or Ctrl-C)
+            raise TrialFailed("the trial process stopped answering") from None
 
     def _receive(self) -> tuple:
         try:
@@ -125,10 +125,10 @@ class ProcessTrialRunner:
             self._proc = None
             if self._interrupted:
                 raise KeyboardInterrupt from None  # Ctrl-C, raised here: outside any study write
-            raise TrialFailed(f"the trial's worker process died (exit code {code})") from None
+            raise TrialFailed(f"the trial process died (exit code {code})") from None
 
     def warm_up(self) -> None:
-        """Start the worker now, so its start-up is not counted in the first trial's time."""
+        """Start the trial process now, so its start-up is not counted in the first trial's time."""
         if self._proc is None:
             self._start()
 
@@ -195,7 +195,7 @@ class ProcessTrialRunner:
             self._proc = None
 
     def close(self) -> None:
-        """Stop the worker (politely, then firmly)."""
+        """Stop the trial process (politely, then firmly)."""
         if self._proc is None:
             return
         try:

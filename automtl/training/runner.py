@@ -84,10 +84,16 @@ class TrialRunner:
         assembled.model.save(folder / "model.keras")
         (folder / "history.json").write_text(json.dumps(fit.history, indent=1))
         metrics = {f"{t}.{k}": float(v) for t, ms in fit.metrics.items() for k, v in ms.items()}
+        scores = dict(fit.scores)
+        if self.settings.latency_objective:
+            from automtl.training.latency import LATENCY, serving_latency_ms
+
+            metrics["latency_ms"] = serving_latency_ms(assembled.model, p.valid.x)
+            scores[LATENCY] = -metrics["latency_ms"]  # like every score: higher is better
         return TrialOutcome(
             score=float(fit.objective),
             metrics=metrics,
-            scores=fit.scores,
+            scores=scores,
             best_epoch=fit.best_epoch,
             epochs=len(fit.history),
             device=device_name(),

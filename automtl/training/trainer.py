@@ -23,6 +23,7 @@ from automtl.objective import combine
 from automtl.trial import TrialParams
 from automtl.data.prepare import Arrays
 from automtl import registry
+from automtl.training.schedules import SCHEDULES, lr_factor
 from automtl.training.strategies.base import Strategy
 
 INMEMORY_LIMIT_MB = float(os.environ.get("AUTOMTL_INMEMORY_MB", "1024"))
@@ -79,6 +80,8 @@ class Trainer:
         self.rng = tf.random.Generator.from_seed(seed)
         self.np_rng = np.random.default_rng(seed)
         self.augmenters = [e for e in encoders if type(e).augment is not InputEncoder.augment]
+        if params.lr_schedule not in SCHEDULES:
+            raise TrialFailed(f"unknown lr_schedule '{params.lr_schedule}'; known: {', '.join(SCHEDULES)}")
         strategy = registry.member("strategy", params.strategy)
         self.strategy: Strategy = strategy(assembled, self.tasks, params, train, self.rng, self.np_rng, self._augment)
         self.weighting = self.strategy.weighting
@@ -116,6 +119,12 @@ class Trainer:
             scores[t.name] = float(t.score(metrics[t.name]))
         return metrics, scores, combine(scores, self.importance)
 
+    def set_learning_rates(self, epoch: int, epochs: int) -> None:
+        """Every optimizer's rate for ``epoch`` (0-based) under the trial's ``lr_schedule``."""
+        factor = lr_factor(self.params.lr_schedule, epoch, epochs)
+        for optimizer in self.strategy.optimizers:
+            optimizer.scale_learning_rate(factor)
+
     # -- the loop -------------------------------------------------------------------------
     def fit(self, epochs: int, patience: int | None = None, report: Callable[[EpochResult], None] | None = None) -> FitResult:
         """Train up to ``epochs``, keep the best epoch by the objective, stop after ``patience`` epochs
@@ -130,6 +139,7 @@ class Trainer:
         own_best: dict[str, tuple[float, int, list[np.ndarray]]] = {}
         since_own = dict.fromkeys(own, 0)
         for epoch in range(1, epochs + 1):
+            self.set_learning_rates(epoch - 1, epochs)
             losses = self._epoch_fn().numpy()
             names = [t.name for t in self.tasks]
             if not np.all(np.isfinite(losses)):

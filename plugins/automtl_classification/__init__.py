@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from automtl.api import DataError, HeadParams, Options, Table, Targets, Task, as_float, dense_block, is_missing
+import pydantic
+
+from automtl.api import (DataError, HeadParams, Options, Table, Targets, Task, TrialParams, as_float, dense_block,
+                         is_missing, ParamSpec)
 
 log = logging.getLogger("automtl")
 
@@ -22,18 +25,33 @@ class ClassificationOptions(Options):
     multilabel: bool = False
     separator: str = "|"
     classes: list[str | int] | None = None
+    label_smoothing: float = pydantic.Field(0.0, ge=0.0, lt=1.0, description="share of each target spread over all classes")
 
 
 class ClassificationTask(Task):
     Options = ClassificationOptions
     primary_metric = "accuracy"
     direction = "maximize"
+    #: ``label_smoothing`` (global, or per task as ``label_smoothing.<task>``) overrides the option.
+    parameters = {"label_smoothing": ParamSpec("label_smoothing", 0.0, low=0.0, high=1.0, high_open=True, per_task=True,
+                                               doc="share of each target spread over the classes")}
 
     def __init__(self, name: str, options: Any = None) -> None:
         super().__init__(name, options)
         self.mode = "multilabel" if (self.options.multilabel or isinstance(self.options.target, list)) else "single"
         if self.mode == "multilabel":
             self.primary_metric = "f1_micro"
+        self.smoothing = float(self.options.label_smoothing)
+
+    def configure(self, params: TrialParams) -> None:
+        value = params.for_task("label_smoothing", self.name)
+        self.smoothing = float(self.options.label_smoothing if value is None else value)
+
+    def auto_space(self) -> dict[str, Any]:
+        """Label smoothing joins the ``auto`` space unless the experiment fixes it."""
+        if self.options.label_smoothing > 0:
+            return {}
+        return super().auto_space()
 
     # -- labels -----------------------------------------------------------------------
     def _owner(self) -> str:
@@ -55,6 +73,12 @@ class ClassificationTask(Task):
         else:
             col = train.column(self.options.target, needed_by=self._owner())
             present = col[~is_missing(col)]
+            if len(present) == 0:
+                raise DataError(f"{train.source}: {self._owner()} column '{self.options.target}' is empty in every "
+                                "row of the training data: no labels to learn from")
+            if present.dtype.kind == "f" and not np.all(np.isfinite(present)):
+                raise DataError(f"{train.source}: {self._owner()} column '{self.options.target}' holds an infinite "
+                                "value; class labels must be whole numbers or strings")
             if self.options.classes is not None:
                 self.classes = list(self.options.classes)
             elif present.dtype.kind in "fiu":
@@ -106,19 +130,28 @@ class ClassificationTask(Task):
     def build_head(self, features: Any, params: HeadParams) -> Any:
         import keras
 
-        x = dense_block(features, params.units, params.depth, params.dropout, params.l2, name="hidden")
+        x = dense_block(features, params.units, params.depth, params.dropout, params.l2, name="hidden",
+                        norm=params.norm)
         width = 1 if self.binary else len(self.classes)
         return keras.layers.Dense(width, name="logits")(x)
 
     def loss(self, y_true: Any, y_pred: Any) -> Any:
         import keras
 
-        logits = keras.ops.cast(y_pred, "float32")
-        if self.mode == "multilabel":
-            return keras.ops.mean(keras.ops.binary_crossentropy(y_true, logits, from_logits=True), axis=-1)
-        if self.binary:
-            return keras.ops.binary_crossentropy(y_true, logits, from_logits=True)[:, 0]
-        return keras.ops.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+        ops = keras.ops
+        logits = ops.cast(y_pred, "float32")
+        eps = self.smoothing
+        if self.mode == "multilabel" or self.binary:
+            target = ops.cast(y_true, "float32")
+            if eps > 0:  # towards 0.5: the two-class case of spreading eps over the classes
+                target = target * (1.0 - eps) + 0.5 * eps
+            loss = ops.binary_crossentropy(target, logits, from_logits=True)
+            return ops.mean(loss, axis=-1) if self.mode == "multilabel" else loss[:, 0]
+        if eps > 0:
+            k = len(self.classes)
+            target = ops.one_hot(ops.cast(y_true, "int32"), k) * (1.0 - eps) + eps / k
+            return ops.categorical_crossentropy(target, logits, from_logits=True)
+        return ops.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
 
     def _probs(self, raw: np.ndarray) -> np.ndarray:
         raw = raw.astype(np.float64)
@@ -167,6 +200,9 @@ class ClassificationTask(Task):
             probs = tf.nn.softmax(raw)
         class_id = tf.argmax(probs, axis=1, output_type=tf.int32)
         return {"class_id": class_id, "label": tf.gather(names, class_id), "probabilities": probs}
+
+    def label_outputs(self) -> dict[str, tuple[str, list[str]]]:
+        return {} if self.mode == "multilabel" else {"label": ("class_id", [str(c) for c in self.classes])}
 
     def describe(self) -> dict[str, Any]:
         mode = "multilabel" if self.mode == "multilabel" else ("binary" if self.binary else "multiclass")

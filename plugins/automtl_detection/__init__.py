@@ -161,6 +161,17 @@ class DetectionTask(Task):
         out["label"] = tf.gather(names, tf.where(out["class_id"] >= 0, out["class_id"], len(self.classes)))
         return out
 
+    def portable_postprocess(self, raw: Any) -> dict[str, Any]:
+        """ONNX/LiteRT exports stop before non-maximum suppression (no portable kernel for
+        TensorFlow's combined NMS): every cell's decoded box and per-class scores."""
+        import tensorflow as tf
+
+        from .grid import decode_boxes, split
+
+        obj, box_logits, cls_logits = split(tf.cast(raw, tf.float32))
+        scores = tf.sigmoid(obj)[..., None] * tf.nn.softmax(cls_logits, axis=-1)
+        return {"candidate_boxes": decode_boxes(box_logits), "candidate_scores": scores}
+
     def postprocess_with_inputs(self, raw: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Boxes in the input image's pixels: ``[xmin, ymin, xmax, ymax]``."""
         import tensorflow as tf
@@ -194,6 +205,11 @@ class DetectionTask(Task):
             "max_detections": o.max_detections,
             "score_threshold": o.score_threshold,
             "iou_threshold": o.iou_threshold,
+            "portable_outputs_note": "ONNX/LiteRT exports return candidate_boxes [n, cells, 4] (xmin, ymin, xmax, "
+                                     "ymax normalised to [0, 1]) and candidate_scores [n, cells, classes] "
+                                     "(objectness x class probability); apply per-class non-maximum suppression "
+                                     "with iou_threshold, score_threshold and max_detections, then scale boxes "
+                                     "by the image's width and height",
         }
 
 

@@ -27,8 +27,8 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import (Block, ConfigError, DataError, EncoderBlocks, InputEncoder, InputSpec, Options, Table,
-                         TrialParams, is_missing)
+from automtl.api import (Block, ConfigError, DataError, EncoderBlocks, InputEncoder, InputSpec, Options, PortableInput,
+                         Table, TrialParams, is_missing)
 
 PARAMETERS = {"image.stages": None, "image.filters": None, "image.flip": (True, False), "image.shift": None,
               "image.pool": ("global", "grid")}
@@ -188,6 +188,15 @@ class ImageInput(InputEncoder):
             dy = rng.uniform([batch], -max_dy, max_dy + 1, dtype=tf.int32)
             images, boxes = translate(images, boxes, dx, dy)
         return {**x, self.name: images}, {**y, **dict(zip(names, boxes))}
+
+    def portable_inputs(self, model: Any) -> list[PortableInput]:
+        """ONNX and LiteRT have no antialiased resize: their models take images already at
+        the training size (``size``), which the model's resizing layer leaves unchanged."""
+        h, w = self.size
+        step = {"op": "image_size", "size": [h, w], "channels": self.channels,
+                "resize": "bilinear with antialiasing, as tf.image.resize(images, size, antialias=True)"}
+        return [PortableInput(self.name, self.name, self.dtype, (h, w, self.channels), f"{self.name}_resize", "cast",
+                              (step,))]
 
     def register_keras_objects(self) -> None:
         from . import layers  # noqa: F401  (registers ResizeImages)

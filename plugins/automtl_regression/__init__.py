@@ -54,7 +54,8 @@ class RegressionTask(Task):
     def build_head(self, features: Any, params: HeadParams) -> Any:
         import keras
 
-        x = dense_block(features, params.units, params.depth, params.dropout, params.l2, name="hidden")
+        x = dense_block(features, params.units, params.depth, params.dropout, params.l2, name="hidden",
+                        norm=params.norm)
         return keras.layers.Dense(self.width, name="value")(x)
 
     def loss(self, y_true: Any, y_pred: Any) -> Any:

@@ -161,6 +161,9 @@ class TextTask(Task):
             out["tokens"] = words.to_tensor(default_value="", shape=[None, self.length])
         return out
 
+    def label_outputs(self) -> dict[str, tuple[str, list[str]]]:
+        return {"tags": ("tag_id", list(self.classes))}
+
     def register_keras_objects(self) -> None:
         from automtl_text import layers  # noqa: F401  (registering is importing)
 

@@ -24,6 +24,8 @@ import re
 import string
 from typing import Any
 
+#: The version of these rules: a change that moves a token boundary bumps it (exports record it).
+VERSION = 1
 #: ASCII punctuation (``string.punctuation``) as one character class.
 PUNCTUATION = r"[!-/:-@\[-`{-~]"
 #: The whitespace ``tf.strings.split`` splits on (``absl::ascii_isspace``).
@@ -64,6 +66,7 @@ def tf_tokenize(texts: Any, lowercase: bool = True) -> Any:
 def describe(lowercase: bool) -> dict[str, Any]:
     """The tokenisation, spelled out for the manifest so users can line outputs up with words."""
     return {
+        "version": VERSION,
         "lowercase": "ascii" if lowercase else False,
         "punctuation_split": PUNCTUATION,
         "whitespace": WHITESPACE,

@@ -1,6 +1,38 @@
 """The Keras Tuner backend: random, Bayesian or Hyperband search, alone or as chief and workers."""
 
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from automtl.backends.base import BackendSpec
+from automtl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from automtl.config import SearchConfig
+
+#: In the project folder: which algorithm created it (written by the engine, read here before TensorFlow).
+MARKER_FILE = "automtl_backend.json"
+
+
+def check_settings(settings: "SearchConfig", run_dir: Path, study: str) -> None:
+    """What a Keras Tuner search refuses before TensorFlow loads: an Optuna storage, another algorithm."""
+    if settings.storage:
+        raise ConfigError(f"--storage {settings.storage}: study storages are the Optuna backend's; Keras Tuner keeps "
+                          f"its project in RUN_DIR/keras_tuner/<study> (leave --storage out)")
+    marker = Path(run_dir) / "keras_tuner" / study / MARKER_FILE
+    if marker.is_file():
+        try:
+            before = json.loads(marker.read_text()).get("algorithm")
+        except (OSError, ValueError, AttributeError):
+            return  # the engine reports an unreadable project
+        if before != settings.algorithm:
+            raise ConfigError(
+                f"the Keras Tuner project {marker.parent} was started with --algorithm {before}; resume it with that "
+                f"algorithm, or use another --out for '{settings.algorithm}'"
+            )
+
 
 SPEC = BackendSpec(
     name="keras-tuner",
@@ -12,4 +44,5 @@ SPEC = BackendSpec(
     parallel_workers=False,
     optuna_study=False,
     distributed="Keras Tuner's chief and workers (KERASTUNER_* environment variables)",
+    check="automtl.backends.keras_tuner:check_settings",
 )

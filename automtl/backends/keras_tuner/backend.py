@@ -32,9 +32,10 @@ import keras_tuner as kt
 from keras_tuner.engine.base_tuner import BaseTuner
 
 from automtl.backends.base import Backend
+from automtl.backends.keras_tuner import MARKER_FILE  # which algorithm created a project
 from automtl.trial import Objective, TrialOutcome, TrialRecord, trial_dir
 from automtl.backends.keras_tuner.space import params_of, space_signature, to_hyperparameters
-from automtl.config import SearchConfig
+from automtl.config import SearchConfig, check_name
 from automtl.errors import ConfigError, TrialFailed
 from automtl.space import SearchSpace
 
@@ -47,8 +48,6 @@ HYPERBAND_FACTOR = 3
 SEED_FOR_ZERO = 1_000_003
 #: Per trial, in Keras Tuner's trial folder: device, duration and best epoch (the oracle has no place for them).
 OUTCOME_FILE = "automtl_outcome.json"
-#: In the project folder: which algorithm created it, so a resume cannot silently switch.
-MARKER_FILE = "automtl_backend.json"
 POLL_SECONDS = 0.25
 
 STATES = {"COMPLETED": "complete", "FAILED": "fail", "INVALID": "fail", "RUNNING": "running"}
@@ -251,6 +250,10 @@ class KerasTunerBackend(Backend):
         self.settings = settings
         self.run_dir = Path(run_dir).resolve()
         declared = to_hyperparameters(space)  # refuses what Keras Tuner cannot express, before any trial
+        try:  # the project folder is named after the study: a name, never a path out of the run folder
+            check_name(study, "the study name (--study)")
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (got {study!r})") from None
         directory = self.run_dir / "keras_tuner"
         self.project_dir = directory / study
         if not self.is_worker:

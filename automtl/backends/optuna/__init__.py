@@ -12,4 +12,5 @@ SPEC = BackendSpec(
     parallel_workers=True,
     optuna_study=True,
     distributed="several machines share one PostgreSQL --storage",
+    check="automtl.backends.optuna.location:check_storage",
 )

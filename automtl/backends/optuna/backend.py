@@ -108,6 +108,9 @@ class OptunaBackend(Backend):
         existing = len(self.study.get_trials(deepcopy=False))
         if existing:  # resuming: a seed of its own, so the new trials do not replay the first run's draws
             self.study.sampler = make_sampler(settings, seed + existing)
+        else:  # a new study runs the space's start points first (what they leave out is sampled)
+            for point in space.start:
+                self.study.enqueue_trial(point, skip_if_exists=True)
         names = self.objectives or ["score"]
         if self.study.metric_names != names:
             with warnings.catch_warnings():  # set_metric_names is marked experimental

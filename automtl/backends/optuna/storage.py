@@ -25,8 +25,11 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-#: Storage values naming a journal file rather than a database URL.
-JOURNAL_SUFFIX = ".journal"
+# Where studies live is light to import (the check before TensorFlow uses it); re-exported here.
+from automtl.backends.optuna.location import (  # noqa: F401
+    JOURNAL_SUFFIX, default_storage, is_journal, redact, with_driver, without_password,
+)
+
 #: Trial user attributes automtl sets for fault handling.
 OWNER_ATTR = "worker"
 INTERRUPTED_ATTR = "interrupted"
@@ -82,40 +85,11 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     get_failed_trial_callback = get_heartbeat_stale_trial_callback
 
 
-def is_journal(storage: str) -> bool:
-    return "://" not in storage and storage.endswith(JOURNAL_SUFFIX)
-
-
-def default_storage(run_dir: Path, parallel: bool = False) -> str:
-    """The run folder's study store unless ``search.storage`` names another.
-
-    A journal file (``study.journal``) when the run has one or starts with
-    several workers (SQLite is not meant for concurrent writers); otherwise
-    SQLite (``study.db``).
-    """
-    run_dir = Path(run_dir)
-    journal, sqlite = run_dir / f"study{JOURNAL_SUFFIX}", run_dir / "study.db"
-    if journal.exists() or (parallel and not sqlite.exists()):
-        return str(journal.resolve())
-    return f"sqlite:///{sqlite.resolve()}"
-
-
 def open_storage(storage: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> Any:
     """An Optuna storage for a URL or journal path; with heartbeats (and retries) when an interval is given."""
     with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _open_storage(storage, heartbeat_interval, grace_period)
-
-
-def with_driver(url: str) -> str:
-    """``postgresql://`` spelled with the driver automtl installs (psycopg 3), whatever SQLAlchemy's default."""
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme in ("postgresql", "postgres"):
-        import importlib.util
-
-        if importlib.util.find_spec("psycopg") is not None:
-            return f"postgresql+psycopg://{rest}"
-    return url
 
 
 def _open_storage(storage: str, heartbeat_interval: int | None, grace_period: int | None) -> Any:
@@ -163,31 +137,6 @@ def _stale_kwarg(callback: Any) -> dict[str, Any]:
     params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
     name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
     return {name: callback}
-
-
-def redact(url: str) -> str:
-    """A storage URL with any password replaced, safe to print."""
-    if is_journal(url):
-        return url
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1] if "@" in url else url
-
-
-def without_password(url: str) -> str:
-    """The URL minus its password (libpq then reads ``PGPASSWORD`` or ``~/.pgpass``), for files on disk."""
-    if is_journal(url):
-        return url
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:
-        return redact(url)
-    return parsed._replace(password=None).render_as_string(hide_password=False) if parsed.password else url
 
 
 # -- who owns a running trial, and which trials count towards --trials ---------------------------

@@ -37,7 +37,8 @@ class AlternatingTraining(Strategy):
         # Each task's optimizer moves what its output depends on: shared levels, its own copies, its head.
         # A soft-sharing penalty in model.losses then moves only the trained task's copies (its own terms).
         self.variables = [self.assembled.task_variables(t) for t in names]
-        self.optimizers = [FusedAdam(self.params.task_learning_rate(t), v) for t, v in zip(names, self.variables)]
+        self.optimizers = [FusedAdam(self.params.task_learning_rate(t), v, weight_decay=self.params.weight_decay)
+                           for t, v in zip(names, self.variables)]
         self.labelled = [np.flatnonzero(_example_mask(self.train.mask[t])) for t in names]
         self.task_probs = sampling_probabilities([self.params.task_prob(t) for t in names],
                                                  [len(ix) for ix in self.labelled],

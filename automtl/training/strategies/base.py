@@ -50,6 +50,8 @@ class Strategy(Declared):
     weighting: "Weighting | None" = None
     #: facts about this trial's training worth keeping in its history (the first epoch's row)
     notes: dict[str, str] = {}
+    #: every optimizer the strategy steps (the trainer sets their learning rates per epoch)
+    optimizers: list = []
 
     def __init__(self, assembled: "Assembled", tasks: Sequence["Task"], params: TrialParams, train: "Arrays",
                  rng: Any, np_rng: np.random.Generator, augment: Augment) -> None:

@@ -25,7 +25,8 @@ class JointTraining(Strategy):
         self.norm_on = self.assembled.last_shared_variables() if self.weighting.wants_gradient_norms() else []
         if self.norm_on:  # which layers depends on the sharing scheme: the trial's history says
             self.notes = {"gradient_norms_on": self.assembled.measured_on}
-        self.optimizer = FusedAdam(self.params.learning_rate, self.variables)
+        self.optimizer = FusedAdam(self.params.learning_rate, self.variables, weight_decay=self.params.weight_decay)
+        self.optimizers = [self.optimizer]
 
     def step(self, x: dict, y: dict, mask: dict) -> Any:
         """One optimizer step on one batch; returns the task losses ``[T]``."""
