@@ -256,14 +256,24 @@ def test_sharing_space_translates_for_keras_tuner():
     assert "branch.at" in params and "soft.strength" not in params and "experts" not in params
 
 
-def test_digits_demo_searches_the_sharing_space(cli, tmp_path):
+@pytest.mark.parametrize("backend", ["optuna", "keras-tuner"])
+def test_digits_demo_searches_the_sharing_space_and_resumes(cli, tmp_path, backend):
+    if backend == "keras-tuner":
+        pytest.importorskip("keras_tuner")
     out = tmp_path / "run"
-    result = cli("search", "--demo", "digits", "--space", "sharing", "--trials", "3", "--epochs", "2",
-                 "--out", out, "--quiet")
+    args = ("search", "--demo", "digits", "--space", "sharing", "--backend", backend, "--epochs", "1",
+            "--out", out, "--quiet")
+    result = cli(*args, "--trials", "3")
     assert result.exit_code == 0, result.output
     trials = json.loads((out / "trials.json").read_text())["trials"]
     assert len(trials) == 3 and all(t["state"] == "complete" for t in trials)
     assert all(t["params"]["sharing"] in SCHEMES for t in trials)
+    first = [t["params"] for t in trials]
+    result = cli(*args, "--trials", "4")  # the same command with a larger budget resumes the study
+    assert result.exit_code == 0, result.output
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(trials) == 4 and [t["params"] for t in trials[:3]] == first
+    assert (out / "best" / "model.keras").exists()
 
 
 # -- a third-party scheme --------------------------------------------------------------------
