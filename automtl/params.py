@@ -75,6 +75,8 @@ class Declared:
 
     #: the parameters this member reads; space validation and defaults come from here
     parameters: ClassVar[tuple[ParamSpec, ...]] = ()
+    #: groups of its parameters that are alternatives: a search space may define at most one of each group
+    exclusive: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     @classmethod
     def value(cls, params: "TrialParams", name: str) -> Any:

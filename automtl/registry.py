@@ -94,8 +94,22 @@ def per_task_specs() -> dict[str, ParamSpec]:
     return _specs()[1]
 
 
+@functools.lru_cache(maxsize=None)
+def exclusive_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``(member, names)`` for each group of parameters a member declares as alternatives (``exclusive``)."""
+    found = []
+    for axis in AXES.values():
+        if axis.selector is None:
+            continue
+        for name, cls in members(axis.kind).items():
+            for group in getattr(cls, "exclusive", ()):
+                found.append((f"{axis.noun} '{name}'", tuple(group)))
+    return tuple(found)
+
+
 def refresh() -> None:
     """Forget loaded declarations (after packages were installed in this process, e.g. in tests)."""
     plugins.refresh()
     members.cache_clear()
     _specs.cache_clear()
+    exclusive_groups.cache_clear()

@@ -194,8 +194,18 @@ def parse_space(raw: Any, source: str, tasks: list[str], extra_names: Known = ()
             spec_of[param.name] = task_specs[name]
     _check_values(space, spec_of)
     _check_conditions(space)
+    _check_exclusive(source, set(glob_raw) | set(task_raw))
     space.start = _parse_start(raw.get("start"), space, source, tasks, per_task_names)
     return space
+
+
+def _check_exclusive(source: str, defined: set[str]) -> None:
+    """At most one parameter of each group that a member declares as alternatives (e.g. weights or logits)."""
+    for owner, group in registry.exclusive_groups():
+        both = [n for n in group if n in defined]
+        if len(both) > 1:
+            raise ConfigError(f"{source}: {' and '.join(both)} are alternatives for the {owner}; "
+                              f"define only one of them")
 
 
 def _parse_start(raw: Any, space: SearchSpace, source: str, tasks: list[str], per_task: set[str]) -> list[dict[str, Any]]:

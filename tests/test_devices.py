@@ -56,6 +56,7 @@ class _Handle:
 
 @pytest.mark.parametrize("params", [
     {"strategy": "joint", "trunk.units": 16, "sharing": "mmoe", "weighting": "uncertainty"},
+    {"strategy": "joint", "trunk.units": 16, "weighting": "pcgrad"},  # per-task gradients, scaled and unscaled
     {"strategy": "alternating", "trunk.units": 16},
 ])
 def test_mixed_precision_trains_in_float16_with_float32_outputs(write_experiment, tmp_path, params):

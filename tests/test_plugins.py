@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from automtl.plugins import list_plugins
 
@@ -120,3 +121,69 @@ def test_third_party_task_passes_the_contract_kit(tmp_path, monkeypatch):
     frame.loc[:4, "visits"] = None
     check_task(count_task, {"target": "visits"}, frame, missing_rows=range(5),
                inputs=[{"name": "features", "type": "tabular", "numeric": ["x*"]}], folder=tmp_path / "contract")
+
+
+THIRD_PARTY_WEIGHTING = '''
+"""A third-party weighting method: the largest loss counts ``boost`` times, a gradient manipulation."""
+from automtl.lazy import tf
+from automtl.params import ParamSpec
+from automtl.training.weighting import Weighting
+
+
+class BoostWorst(Weighting):
+    parameters = (ParamSpec("boost", 2.0, low=1, high=10, doc="weight of the worst task's gradient"),)
+    per_task_gradients = True
+
+    def task_objectives(self, losses):
+        self.worst = tf.one_hot(tf.argmax(losses), self.T)
+        return losses
+
+    def combine_gradients(self, grads, gram):
+        w = 1.0 + (float(self.value(self.params, "boost")) - 1.0) * self.worst
+        self.note_weights(w)
+        return tf.linalg.matvec(grads, w, transpose_a=True)
+'''
+
+
+def test_third_party_weighting_is_registered_validated_and_trained(tmp_path, monkeypatch):
+    """A weighting method in its own package: one file plus one entry point; its parameter joins the spaces."""
+    import numpy as np
+
+    from automtl import registry
+    from automtl.errors import ConfigError
+    from automtl.space import parse_space
+    from automtl_classification import ClassificationTask
+    from automtl_regression import RegressionTask
+    from automtl_tabular import TabularInput
+    from conftest import make_table
+    from helpers import prepared, split, train_once
+
+    site = tmp_path / "site"
+    (site / "automtl_boost").mkdir(parents=True)
+    (site / "automtl_boost" / "__init__.py").write_text(THIRD_PARTY_WEIGHTING)
+    info = site / "automtl_boost-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: automtl-boost\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[automtl.weightings]\nboost = automtl_boost:BoostWorst\n")
+    monkeypatch.syspath_prepend(str(site))
+    registry.refresh()
+    try:
+        assert "boost" in registry.names("weighting")
+        space = parse_space({"parameters": {"weighting": {"choice": ["static", "boost"]},
+                                            "boost": {"float": [1.5, 4.0], "when": {"weighting": "boost"}}}},
+                            "s.yaml", ["a"])
+        assert space.names() == ["weighting", "boost"]
+        with pytest.raises(ConfigError, match="s.yaml: boost: 20.0 is out of range"):
+            parse_space({"parameters": {"boost": {"float": [1.5, 20.0]}}}, "s.yaml", ["a"])
+        encs = [TabularInput("features", {"numeric": ["x*"], "categorical": ["city"]})]
+        tasks = [RegressionTask("price", {"target": "price"}), ClassificationTask("kind", {"target": "kind"})]
+        train, valid = prepared(encs, tasks, *split(make_table(200)))
+        _, _, fit = train_once(encs, tasks, train, valid, {"weighting": "boost", "boost": 3.0, "learning_rate": 0.01},
+                               epochs=3)
+        row = fit.history[-1]
+        assert 1.0 <= row["weight.price"] <= 3.0 and row["weight.price"] + row["weight.kind"] > 2.0
+        assert np.isfinite(row["grad_cosine"])
+    finally:
+        monkeypatch.undo()
+        registry.refresh()
+    assert "boost" not in registry.names("weighting")

@@ -341,3 +341,18 @@ def test_trial_summaries_name_the_scheme_and_its_main_parameter():
     assert short_params({"sharing": "branch", "branch.at": 2, "strategy": "joint"}).startswith("branch at 2, joint")
     assert short_params({"sharing": "soft", "soft.strength": 0.0123}).startswith("soft 0.012")
     assert short_params({"sharing": "none", "learning_rate": 0.001}) == "none, lr 0.001"
+
+
+@pytest.mark.parametrize("sharing", ["none", "soft", "branch"])
+def test_gradient_manipulations_train_under_schemes_with_few_shared_variables(sharing):
+    """PCGrad / CAGrad act on the shared variables; with ``none`` there are none, and training still runs."""
+    encs, tasks = mixed_plugins(text=False)
+    table = mixed_table()
+    train, valid = prepared(encs, tasks, table.take(np.arange(36)), table.take(np.arange(36, 48)))
+    for weighting in ("pcgrad", "cagrad"):
+        params = {**TINY, "sharing": sharing, "weighting": weighting, "branch.at": 1}
+        assembled, trainer, fit = train_once(encs, tasks, train, valid, params, epochs=2)
+        assert np.isfinite(fit.objective), (sharing, weighting)
+        nothing_shared = not assembled.shared_variables()  # none, and soft here (no trainable input layer)
+        assert nothing_shared == (sharing != "branch")
+        assert ("gradient_manipulation" in trainer.strategy.notes) == nothing_shared  # said in the history

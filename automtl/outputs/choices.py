@@ -16,6 +16,8 @@ def short_params(params: dict[str, Any]) -> str:
         bits.append(scheme)
     if "strategy" in params:
         bits.append(str(params["strategy"]))
+    if "weighting" in params:
+        bits.append(str(params["weighting"]))
     if "trunk.depth" in params or "trunk.units" in params:
         bits.append(f"trunk {params.get('trunk.depth', '?')}x{params.get('trunk.units', '?')}")
     if "learning_rate" in params:

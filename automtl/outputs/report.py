@@ -39,7 +39,8 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     run_dir = Path(run_dir)
     run = read_trials(run_dir)
     study = load_study(run_dir, run)
-    sections = optuna_sections(study, run) + [training_curves(run_dir, run)]
+    cosines = gradient_cosines(run_dir, run)
+    sections = optuna_sections(study, run) + [training_curves(run_dir, run)] + ([cosines] if cosines else [])
     out = Path(out) if out is not None else run_dir / "report.html"
     out.write_text(render(run_dir, run, sections))
     return out
@@ -198,6 +199,50 @@ def training_curves(run_dir: Path, run: RunTrials) -> Section:
     fig.update_xaxes(title_text="epoch", dtick=max(1, math.ceil(len(epochs) / 10)))
     fig.update_layout(height=320 * len(tasks) + 80, title=f"Trial {best[0].number} (dotted line: kept epoch)")
     return Section(title, fig)
+
+
+def gradient_cosines(run_dir: Path, run: RunTrials) -> Section | None:
+    """Cosine between the task gradients on the shared layers per epoch: do the tasks help or fight?
+
+    Weightings that compute one gradient per task (PCGrad, CAGrad, DB-MTL) record it in ``history.json``;
+    the plot shows the best trial, or the best trial that has it when the best used another weighting.
+    None when no kept trial has it (no section).
+    """
+    for record in leaderboard(run.records, top=len(run.records)):
+        path = trial_dir(run_dir, record.number) / "history.json"
+        history = json.loads(path.read_text()) if path.exists() else []
+        if any("grad_cosine" in h for h in history):
+            break
+    else:
+        return None
+    best = leaderboard(run.records, top=1)[0]
+    import plotly.graph_objects as go
+
+    epochs = [h["epoch"] for h in history]
+    pairs = sorted({k for h in history for k in h if k.startswith("grad_cosine.")})
+    tasks = [t["name"] for t in run.tasks]
+    fig = go.Figure()
+    for key in pairs:
+        fig.add_trace(go.Scatter(x=epochs, y=[h.get(key) for h in history], mode="lines+markers",
+                                 name=_pair_name(key[len("grad_cosine."):], tasks)))
+    fig.add_trace(go.Scatter(x=epochs, y=[h.get("conflict_share") for h in history], mode="lines",
+                             line={"dash": "dot"}, name="share of steps with a conflict"))
+    fig.add_hline(y=0, line_color="grey")
+    which = (f"trial {record.number}" if record.number == best.number else
+             f"trial {record.number} (the best trial, {best.number}, used weighting "
+             f"'{best.params.get('weighting', best.params.get('strategy', '?'))}', which computes no per-task gradients)")
+    fig.update_layout(title=f"{which}, weighting {record.params.get('weighting')}: cosine > 0 the tasks agree, "
+                            "< 0 they conflict", yaxis={"range": [-1.05, 1.05], "title": "mean cosine"},
+                      xaxis={"title": "epoch", "dtick": max(1, math.ceil(len(epochs) / 10))}, height=420)
+    return Section("Task-gradient cosine per epoch", fig)
+
+
+def _pair_name(key: str, tasks: Sequence[str]) -> str:
+    """``a.b`` -> ``a vs b``, splitting at the dot that separates two task names (names may hold dots)."""
+    for t in tasks:
+        if key.startswith(f"{t}.") and key[len(t) + 1:] in tasks:
+            return f"{t} vs {key[len(t) + 1:]}"
+    return key
 
 
 # -- the page ---------------------------------------------------------------------------------

@@ -42,11 +42,16 @@ class DynamicLossScale:
         grads = [_unscale(g, scale) for g in grads]
         checks = [tf.reduce_all(tf.math.is_finite(_values(g))) for g in grads if g is not None]
         finite = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+        self.update(finite)
+        return grads, finite
+
+    def update(self, finite: tf.Tensor) -> None:
+        """After one step's gradients: halve the scale on overflow, double it after enough finite steps."""
+        scale = tf.identity(self.scale)
         good = tf.where(finite, self.good_steps + 1, tf.constant(0, tf.int64))
         grow = good >= self.growth_interval
         self.scale.assign(tf.where(finite, tf.where(grow, scale * 2.0, scale), tf.maximum(scale / 2.0, 1.0)))
         self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64), good))
-        return grads, finite
 
     def minimize(self, optimizer: Any, loss: tf.Tensor, tape: tf.GradientTape, variables: Sequence[Any]) -> None:
         """One optimizer step on ``loss``, skipped when the scaled gradients overflowed."""

@@ -153,7 +153,7 @@ class Trainer:
                 row.update(self.strategy.notes)
             row.update({f"loss.{n}": float(l) for n, l in zip(names, losses)})
             if self.weighting is not None:
-                row.update({f"weight.{n}": float(w) for n, w in zip(names, self.weighting.effective_weights())})
+                row.update(self.weighting.epoch_record())  # effective weights (and task-gradient statistics)
             row.update({f"{t}.{k}": v for t, ms in metrics.items() for k, v in ms.items()})
             history.append(row)
             if best is None or (np.isfinite(objective) and not objective <= best.objective):
