@@ -40,7 +40,9 @@ __all__ = [
     "Task",
     "TrialParams",
     "as_float",
+    "combines",
     "dense_block",
+    "distills",
     "is_missing",
     "object_column",
     "NanToZero",
@@ -285,6 +287,44 @@ class Task(_Plugin):
         ``output = names[id]`` (``""`` where the id is -1). The export's ``preprocess.py``
         rebuilds them with ``postprocess()``."""
         return {}
+
+    # -- ensembles and distillation (optional hooks) ----------------------------------------
+    def combine(self, raw_outputs: Sequence[Any], weights: Sequence[float]) -> Any:
+        """Combine several models' raw head outputs for the same rows into one (an ensemble).
+
+        ``weights`` are positive and sum to 1. Return a value that :meth:`evaluate`
+        (as numpy) and :meth:`postprocess` (as a tensor) accept like a raw head output,
+        built with TensorFlow ops: it runs inside the exported ensemble's graph and,
+        eagerly on numpy arrays, during ensemble selection. Working on raw outputs keeps
+        one metric and one post-processing for single models and ensembles alike.
+        The default cannot combine: an ensemble then serves this task from one member
+        (its heaviest) and says so.
+        """
+        raise NotImplementedError(f"task type {type(self).__name__} defines no combine()")
+
+    def distill_targets(self, teacher_raw: np.ndarray, temperature: float) -> Targets | None:
+        """Soft targets for a student from a teacher's raw outputs (numpy, one row per example).
+
+        ``mask`` says where a soft target exists (shape of the per-example loss). The
+        default, None, means the task cannot learn from a teacher: a student learns it
+        from the hard labels only.
+        """
+        return None
+
+    def distill_loss(self, soft: Any, y_pred: Any, temperature: float) -> Any:
+        """Per-example loss (shape of the soft mask) of a student's raw output against
+        :meth:`distill_targets`' ``y``, in TensorFlow ops; needed when that method returns targets."""
+        raise NotImplementedError(f"task type {type(self).__name__} defines no distill_loss()")
+
+
+def combines(task: Task) -> bool:
+    """Whether ``task`` can be averaged in an ensemble (its class overrides :meth:`Task.combine`)."""
+    return type(task).combine is not Task.combine
+
+
+def distills(task: Task) -> bool:
+    """Whether ``task`` can learn from a teacher (its class overrides :meth:`Task.distill_targets`)."""
+    return type(task).distill_targets is not Task.distill_targets
 
 
 class InputEncoder(_Plugin):

@@ -109,6 +109,17 @@ class SearchConfig(_Strict):
     export_formats: list[Literal["saved_model", "onnx", "tflite"]] = pydantic.Field(
         ["saved_model"], description="formats written to best/ (the SavedModel always; onnx needs the 'onnx' extra)"
     )
+    baselines: Literal["auto", "search", "off"] = pydantic.Field(
+        "auto", description="single-task baselines: auto (each task retrained alone with the best trial's "
+        "configuration), search (a single-task search per task) or off"
+    )
+    baseline_trials: int | None = pydantic.Field(
+        None, ge=1, description="trials of each single-task search (baselines: search); default trials / tasks"
+    )
+    ensemble: int | None = pydantic.Field(
+        None, ge=0, description="ensemble size K (greedy selection with replacement over the completed trials); "
+        "default 5 when at least 5 trials completed; 0 turns it off"
+    )
 
     @pydantic.field_validator("study")
     @classmethod

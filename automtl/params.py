@@ -36,6 +36,9 @@ class ParamSpec:
     integer: bool = False
     per_task: bool = False
     doc: str = ""
+    #: only matters with two or more tasks (how tasks are weighted or picked): single-task
+    #: baselines leave it out and take its default
+    multi_task: bool = False
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not allowed, or None when it is."""
@@ -97,12 +100,12 @@ def positive_int(name: str, default: Any, doc: str = "", per_task: bool = False)
     return ParamSpec(name, default, low=1, integer=True, doc=doc, per_task=per_task)
 
 
-def positive(name: str, default: Any, doc: str = "", per_task: bool = False) -> ParamSpec:
-    return ParamSpec(name, default, low=0, low_open=True, doc=doc, per_task=per_task)
+def positive(name: str, default: Any, doc: str = "", per_task: bool = False, multi_task: bool = False) -> ParamSpec:
+    return ParamSpec(name, default, low=0, low_open=True, doc=doc, per_task=per_task, multi_task=multi_task)
 
 
-def choice(name: str, values: tuple[Any, ...], default: Any, doc: str = "") -> ParamSpec:
-    return ParamSpec(name, default, choices=tuple(values), doc=doc)
+def choice(name: str, values: tuple[Any, ...], default: Any, doc: str = "", multi_task: bool = False) -> ParamSpec:
+    return ParamSpec(name, default, choices=tuple(values), doc=doc, multi_task=multi_task)
 
 
 #: The parameters every model has (the sharing scheme, strategy and weighting add their own).

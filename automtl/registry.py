@@ -14,6 +14,7 @@ that every file a user wrote is checked before TensorFlow starts.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +34,14 @@ class Axis:
     default: str
     #: what a member is called in messages
     noun: str
+    #: the whole axis only matters with two or more tasks (single-task baselines leave it out)
+    multi_task: bool = False
 
 
 AXES: dict[str, Axis] = {
     "sharing": Axis("sharing", "sharing", "hard", "sharing scheme"),
     "strategy": Axis("strategy", "strategy", "joint", "training strategy"),
-    "weighting": Axis("weighting", "weighting", "static", "weighting method"),
+    "weighting": Axis("weighting", "weighting", "static", "weighting method", multi_task=True),
     "backend": Axis("backend", None, "optuna", "search backend"),
 }
 
@@ -72,9 +75,12 @@ def _specs() -> tuple[dict[str, ParamSpec], dict[str, ParamSpec]]:
         if axis.selector is None:
             continue
         found = members(axis.kind)
-        glob[axis.selector] = ParamSpec(axis.selector, axis.default, choices=tuple(found), doc=f"the {axis.noun}")
+        glob[axis.selector] = ParamSpec(axis.selector, axis.default, choices=tuple(found), doc=f"the {axis.noun}",
+                                        multi_task=axis.multi_task)
         for cls in found.values():
             for spec in getattr(cls, "parameters", ()):
+                if axis.multi_task:
+                    spec = dataclasses.replace(spec, multi_task=True)
                 (per_task if spec.per_task else glob).setdefault(spec.name, spec)
     return glob, per_task
 

@@ -12,7 +12,8 @@ third-party plugin calls them the same way::
 Each check raises ``AssertionError`` saying which promise broke. What is
 checked: bad options are refused naming the plugin; a task's mask has the
 shape of its per-example loss and masks the rows without a label; ``score``
-is finite and higher-is-better; ``describe()`` is JSON; the post-processing
+is finite and higher-is-better; ``describe()`` is JSON; the optional
+``combine`` and ``distill_*`` hooks keep their shapes; the post-processing
 (or an input's preprocessing) survives a SavedModel save and reload; and a
 two-trial search with the plugin runs and exports.
 """
@@ -92,6 +93,7 @@ def check_task(cls: type[Task], options: Mapping[str, Any], table: Table | Any, 
         f"{cls.__name__}.score() must be higher-is-better: a better {task.primary_metric} gave a lower score")
     _check_json(task.describe(), f"{cls.__name__}.describe()")
     _check_postprocess_saves(task, model, features)
+    _check_ensemble_hooks(task, y, mask, raw)
     if search:
         _check_search(("task", cls, options), inputs=inputs, tasks=None, table=table, data=data, folder=folder)
 
@@ -207,6 +209,32 @@ def _check_postprocess_saves(task: Task, model: Any, features: np.ndarray) -> No
                                        err_msg=f"postprocess output '{key}' differs after a SavedModel reload")
 
 
+def _check_ensemble_hooks(task: Task, y: np.ndarray, mask: np.ndarray, raw: Any) -> None:
+    """``combine`` of one output with itself scores as that output and post-processes;
+    ``distill_targets``/``distill_loss`` give a target and a loss of the mask's shape."""
+    from automtl.api import combines, distills
+
+    name = type(task).__name__
+    raw_np = np.asarray(raw)
+    if combines(task):
+        combined = task.combine([raw_np, raw_np], [0.5, 0.5])
+        alone = task.evaluate(y, mask, raw_np.astype(np.float64))[task.primary_metric]
+        twice = task.evaluate(y, mask, np.asarray(combined).astype(np.float64))[task.primary_metric]
+        assert math.isclose(alone, twice, rel_tol=1e-4, abs_tol=1e-6), (
+            f"{name}.combine() of an output with itself must score as that output ({task.primary_metric} {alone} "
+            f"vs {twice})")
+        assert task.postprocess(combined), f"{name}.postprocess() must accept what combine() returns"
+    if distills(task):
+        soft = task.distill_targets(raw_np, 2.0)
+        assert isinstance(soft, Targets), f"{name}.distill_targets() must return automtl.api.Targets (or None)"
+        assert np.asarray(soft.mask).shape == mask.shape, (
+            f"{name}.distill_targets(): its mask has shape {np.asarray(soft.mask).shape}, the labels' {mask.shape}")
+        loss = np.asarray(task.distill_loss(_tensor(np.asarray(soft.y)), raw, 2.0))
+        assert loss.shape == mask.shape and np.all(np.isfinite(loss)), (
+            f"{name}.distill_loss() must return a finite per-example loss of the mask's shape {mask.shape}, "
+            f"got {loss.shape}")
+
+
 def _check_input_saves(enc: InputEncoder, specs: list, arrays: dict[str, np.ndarray]) -> None:
     """Preprocessing lives in the model: a SavedModel of the views takes the raw arrays."""
     import keras
@@ -292,7 +320,8 @@ def _check_search(plugin: tuple[str, type, Mapping[str, Any]], *, inputs: Sequen
         "inputs": [entry] if kind == "input" else list(inputs or []),
         "tasks": [entry] if kind == "task" else list(tasks or []),
         "space": "space.yaml",
-        "search": {"trials": 2, "epochs": 1, "patience": None, "trials_per_process": 0, "out": str(folder / "run")},
+        "search": {"trials": 2, "epochs": 1, "patience": None, "trials_per_process": 0, "out": str(folder / "run"),
+                   "baselines": "off", "ensemble": 0},
     }
     exp = build_experiment(raw, f"{cls.__name__} contract experiment", folder)
     with plugins.registered(kind, "contract-plugin", cls):

@@ -390,6 +390,41 @@ CASES: list[Case] = [
          ("run folder not found",)),
     Case("export-trial-unknown", lambda w: ["export", w.run, "--trial", "42", "--out", w.path("exp_out")],
          ("no trial 42", "exportable trials")),
+    Case("export-trial-and-baseline", lambda w: ["export", w.run, "--trial", "0", "--baseline", "price", "--out",
+                                                 w.path("exp_out")], ("exactly one of --trial N or --baseline TASK",)),
+    Case("export-baseline-none-in-run", lambda w: ["export", w.run, "--baseline", "price", "--out", w.path("exp_out")],
+         ("no single-task baselines", "baselines.json")),
+    Case("export-baseline-unknown-task", lambda w: ["export", _kept_run(w), "--baseline", "nobody", "--out",
+                                                    w.path("exp_out")], ("no baseline for task 'nobody'", "price")),
+    # -- baselines, ensemble, distill ------------------------------------------------------------
+    Case("ensemble-negative", good("--ensemble", "-1"), ("--ensemble",)),
+    Case("ensemble-negative-in-file", search(lambda w: w.search_settings("ens_neg.yaml", ensemble=-1)),
+         ("search.ensemble", "greater than or equal to 0")),
+    Case("baselines-unknown", good("--baselines", "always"), ("--baselines", "auto", "search", "off")),
+    Case("baselines-unknown-in-file", search(lambda w: w.search_settings("bl_bad.yaml", baselines="always")),
+         ("search.baselines",)),
+    Case("baseline-trials-zero", good("--baselines", "search", "--baseline-trials", "0"), ("--baseline-trials",)),
+    Case("distill-run-missing", lambda w: ["distill", w.path("no_run"), "--out", w.path("student")],
+         ("run folder not found",)),
+    Case("distill-not-a-run", lambda w: ["distill", w.folder("plain"), "--out", w.path("student")],
+         ("no trials.json", "expected a run folder")),
+    Case("distill-no-kept-model", lambda w: ["distill", w.run, "--out", w.path("student")],
+         ("no completed trial with a kept model",)),
+    Case("distill-teacher-unknown", lambda w: ["distill", _kept_run(w), "--out", w.path("student"), "--teacher", "nobody"],
+         ("--teacher 'nobody'", "ensemble, best")),
+    Case("distill-student-missing", lambda w: ["distill", _kept_run(w), "--out", w.path("student"), "--student",
+                                               w.path("no_student_space.yaml")], ("--student", "not found")),
+    Case("distill-temperature-zero", lambda w: ["distill", _kept_run(w), "--out", w.path("student"), "--temperature", "0"],
+         ("--temperature 0", "positive")),
+    Case("distill-epochs-zero", lambda w: ["distill", _kept_run(w), "--out", w.path("student"), "--epochs", "0"],
+         ("--epochs 0", "positive")),
+    Case("distill-init-unknown", lambda w: ["distill", _kept_run(w), "--out", w.path("student"), "--init", "warm"],
+         ("--init 'warm'", "trial, scratch")),
+    Case("distill-no-ensemble", lambda w: ["distill", _kept_run(w, ensemble=False), "--out", w.path("student")],
+         ("no ensemble here", "--teacher best")),
+    Case("distill-out-is-a-run", lambda w: ["distill", _kept_run(w), "--out", w.run], ("is a run folder",)),
+    Case("distill-out-user-folder", lambda w: ["distill", _kept_run(w), "--out", w.folder("mine", {"notes.txt": "x"})],
+         ("exists and is not an earlier automtl export", "--force")),
     Case("dashboard-not-a-run", lambda w: ["dashboard", w.folder("plain")], ("plain",), needs="optuna_dashboard"),
     # -- predict ----------------------------------------------------------------------------
     Case("predict-model-missing", lambda w: ["predict", w.path("no_model"), "--data", w.data, "--out", w.path("p.csv")],
@@ -424,6 +459,31 @@ def _without(w: Workspace, name: str, key: str) -> Path:
     path = w.path(name)
     path.write_text(yaml.safe_dump(exp))
     return path
+
+
+def _kept_run(w: Workspace, ensemble: bool = True) -> Path:
+    """A copy of the workspace's run whose trials kept their model files (empty: refusals never load them),
+    with the single-task baselines recorded and, unless ``ensemble`` is False, an ensemble folder."""
+    import shutil
+
+    from automtl.trial import trial_dir
+
+    run = w.path("kept_run" if ensemble else "kept_run_no_ensemble")
+    if not run.exists():
+        shutil.copytree(w.run, run)
+        for number in (0, 1):
+            folder = trial_dir(run, number)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "model.keras").write_text("")
+        (run / "baselines.json").write_text(json.dumps({
+            "mode": "auto", "best_trial": 1, "delta_m": 0.0, "trainings": 1, "seconds": 1.0,
+            "tasks": [{"task": "price", "metric": "rmse", "direction": "minimize", "single": 1.0, "multi": 1.0,
+                       "delta": 0.0, "interval": None, "verdict": "unclear", "trial": 1, "folder": "baselines/price",
+                       "params": {}, "metrics": {}, "score": 0.5, "seconds": 1.0}]}))
+        if ensemble:
+            (run / "ensemble").mkdir()
+            (run / "ensemble" / "automtl.json").write_text("{}")
+    return run
 
 
 def _kt_run(w: Workspace) -> Path:

@@ -11,7 +11,8 @@ from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
 
 @click.command()
 @RUN_DIR
-@click.option("--trial", "number", type=int, required=True, help="Trial number (see `automtl trials`).")
+@click.option("--trial", "number", type=int, help="Trial number (see `automtl trials`).")
+@click.option("--baseline", metavar="TASK", help="Export TASK's single-task baseline instead of a trial.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to write: new, or an earlier automtl export (replaced); never a run folder.")
 @click.option("--format", "formats", default="saved_model", show_default=True,
@@ -21,16 +22,32 @@ from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
 @click.option("--force", is_flag=True, help="Replace an existing folder that is not an automtl export "
               "(a run folder, or a folder holding or inside one, is never replaced).")
 @user_errors
-def export(run_dir: Path, number: int, out: Path, formats: str, layout: str, force: bool) -> None:
-    """Export any completed trial of a run, like RUN_DIR/best, optionally to ONNX and LiteRT (TFLite)."""
-    from automtl.outputs.export_run import exportable
+def export(run_dir: Path, number: int | None, baseline: str | None, out: Path, formats: str, layout: str,
+           force: bool) -> None:
+    """Export any completed trial of a run (or, with --baseline TASK, a task's single-task baseline),
+    like RUN_DIR/best, optionally to ONNX and LiteRT (TFLite)."""
+    from automtl.errors import ConfigError
+    from automtl.outputs.export_run import baseline_model, exportable
     from automtl.outputs.formats import parse_formats, require_extras
     from automtl.outputs.outdir import check_out
 
+    if (number is None) == (baseline is None):
+        raise ConfigError("give exactly one of --trial N or --baseline TASK")
     chosen = parse_formats(formats)
     require_extras(chosen)  # a missing optional dependency fails before TensorFlow starts
-    exportable(run_dir, number)  # so does a bad trial number
+    if baseline is not None:
+        baseline_model(run_dir, baseline)  # so does an unknown task
+    else:
+        exportable(run_dir, number)  # and a bad trial number
     check_out(out, force=force, serving=layout == "tf-serving")  # and an --out that would destroy something
+    if baseline is not None:
+        quiet_tensorflow()
+        from automtl.outputs.export_run import export_baseline
+
+        folder = export_baseline(run_dir, baseline, out, chosen, layout, force)
+        click.echo(f"single-task baseline of '{baseline}' exported to {folder}: saved_model/ (serving_default), "
+                   "model.keras, automtl.json")
+        return
     quiet_tensorflow()
     from automtl.outputs.export_run import export_run_trial
 

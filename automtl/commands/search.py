@@ -65,6 +65,13 @@ DEMO_MARKER = ".automtl-demo"
               help="auto (default): mixed float16 on GPUs of compute capability >= 7.0, else float32.")
 @click.option("--workers", type=WORKERS,
               help="N worker processes sharing the study (auto: one per GPU, 1 without GPUs).")
+@click.option("--baselines", type=click.Choice(["auto", "search", "off"]),
+              help="Single-task baselines: auto (default; each task retrained alone with the best trial's "
+              "configuration), search (a single-task search per task) or off.")
+@click.option("--baseline-trials", type=click.IntRange(min=1),
+              help="Trials of each single-task search with --baselines search (default: --trials / tasks).")
+@click.option("--ensemble", type=click.IntRange(min=0),
+              help="Ensemble size K over the completed trials (default 5 when at least 5 completed; 0: off).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option("--no-report", is_flag=True, help="Do not write RUN_DIR/report.html at the end.")
 @user_errors

@@ -36,4 +36,6 @@ def trials(run_dir: Path, sort_by: str, ascending: bool | None, include_all: boo
     if not console.is_terminal:  # files and pipes: room for every column rather than 80 characters
         console = Console(width=160)
     console.print(view.table(run, records, sort_by, show_state=include_all))
+    for line in view.extras(run, str(run_dir)):
+        console.print(line, highlight=False)
     console.print(f"disk: {disk_use(run_dir).describe()}", highlight=False)

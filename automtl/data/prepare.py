@@ -33,6 +33,22 @@ class Arrays:
     def __len__(self) -> int:
         return len(next(iter(self.x.values())))
 
+    def take(self, rows: np.ndarray) -> "Arrays":
+        """The same arrays for these rows only (``rows``: indices)."""
+        pick = lambda d: {k: v[rows] for k, v in d.items()}  # noqa: E731
+        return Arrays(pick(self.x), pick(self.y), pick(self.mask))
+
+    def labelled_rows(self, tasks: list[str] | None = None) -> np.ndarray:
+        """Whether each row carries a label for at least one of ``tasks`` (default: any task)."""
+        names = tasks if tasks is not None else list(self.mask)
+        return np.any([self.mask[t].reshape(len(self), -1).any(axis=1) for t in names], axis=0)
+
+    def only(self, tasks: list[str]) -> "Arrays":
+        """These tasks' targets, on the rows labelled for at least one of them."""
+        rows = np.flatnonzero(self.labelled_rows(tasks))
+        kept = Arrays(self.x, {t: self.y[t] for t in tasks}, {t: self.mask[t] for t in tasks})
+        return kept if len(rows) == len(self) else kept.take(rows)
+
     def nbytes(self) -> int:
         arrays = [*self.x.values(), *self.y.values(), *self.mask.values()]
         return int(sum(a.nbytes if a.dtype != object else 64 * a.size for a in arrays))
@@ -47,6 +63,14 @@ class Prepared:
     valid: Arrays
     importance: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+
+    def only(self, task: str) -> "Prepared":
+        """One task alone, as :func:`prepare` makes it for an experiment with that task only
+        (the single-task baselines): the same split, plugins and rows labelled for it."""
+        tasks = [t for t in self.tasks if t.name == task]
+        exp = self.experiment.model_copy(update={"tasks": [t for t in self.experiment.tasks if t.name == task]})
+        return Prepared(exp, self.encoders, tasks, self.train.only([task]), self.valid.only([task]),
+                        {task: self.importance.get(task, 1.0)}, self.sources)
 
 
 def instantiate(exp: Experiment) -> tuple[list[InputEncoder], list[Task]]:
@@ -79,13 +103,15 @@ def to_arrays(encoders: list[InputEncoder], tasks: list[Task], table: Table) -> 
     return Arrays(x, y, mask)
 
 
-def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task]) -> Prepared:
+def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task], keep_unlabelled: bool = False) -> Prepared:
     """Load and split the data, fit the plugins on the training split, build arrays.
 
     Whatever would make every trial fail is refused here, naming the file, the
     input or task and the column: two inputs feeding one model input, infinite
     input values, non-finite targets where a row is labelled, a task with no
-    labelled rows in a split.
+    labelled rows in a split. Rows labelled for no task train nothing and score
+    nothing: they are left out unless ``keep_unlabelled`` (a distillation
+    teacher labels them).
     """
     train_t, valid_t = load_tables(exp)
     for plugin in (*encoders, *tasks):
@@ -94,6 +120,9 @@ def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task]) ->
     train, valid = to_arrays(encoders, tasks, train_t), to_arrays(encoders, tasks, valid_t)
     for arrays, table in ((train, train_t), (valid, valid_t)):
         check_finite(encoders, tasks, arrays, table)
+    names = [t.name for t in tasks]
+    if not keep_unlabelled:
+        train, valid = train.only(names), valid.only(names)
     for task in tasks:
         if not train.mask[task.name].any():
             raise DataError(f"{train_t.source}: task '{task.name}' has no labelled rows in the training data")

@@ -50,10 +50,63 @@ def export_run_trial(run_dir: Path, number: int, out_dir: Path, formats: Sequenc
     return export_trial(
         trial_dir(run_dir, number) / "model.keras", encoders, tasks, record, Path(out_dir),
         extra={"experiment": exp.name, "study": exp.study_name, "data": prepared.sources,
-               "exported_from": str(run_dir.resolve())},
+               "exported_from": str(run_dir.resolve()), **_run_baselines(run_dir)},
         formats=formats, rows=prepared.valid.x, layout=layout, model_name=exp.name, force=force,
     )
 
 
+def _run_baselines(run_dir: Path) -> dict:
+    """The run's single-task baselines and delta-m, as ``best/automtl.json`` holds them."""
+    from automtl.outputs.baselines import read_baselines
+
+    found = read_baselines(run_dir)
+    return {"baselines": found.to_json()} if found is not None else {}
+
+
 def _list(numbers: list[int]) -> str:
     return ", ".join(map(str, numbers)) if numbers else "none"
+
+
+def baseline_model(run_dir: Path, task: str) -> tuple[Path, object]:
+    """``(model.keras, its baseline entry)`` of ``task``'s single-task baseline, or a clear error."""
+    from automtl.outputs.baselines import read_baselines
+
+    run_dir = Path(run_dir)
+    read_trials(run_dir)  # a clear error when this is not a run folder
+    found = read_baselines(run_dir)
+    if found is None:
+        raise AutomtlError(f"{run_dir}: no single-task baselines in this run (baselines.json); run the search with "
+                           "--baselines auto or search")
+    entry = found.task(task)
+    if entry is None:
+        raise AutomtlError(f"{run_dir}: no baseline for task '{task}'; baselines: "
+                           f"{', '.join(t.task for t in found.tasks) or 'none'}")
+    path = trial_dir(run_dir / entry.folder, entry.trial) / "model.keras"
+    if not path.exists():
+        raise AutomtlError(f"{path} is missing; rerun the search to retrain the baseline")
+    return path, entry
+
+
+def export_baseline(run_dir: Path, task: str, out_dir: Path, formats: Sequence[str] = ("saved_model",),
+                    layout: str = "plain", force: bool = False) -> Path:
+    """Refit the plugins on the run's split and export ``task``'s single-task model like ``best/``."""
+    from automtl.outputs.baselines import read_baselines
+
+    run_dir = Path(run_dir)
+    path, entry = baseline_model(run_dir, task)
+    exp = load_experiment(run_dir)
+    exp = exp.model_copy(update={"tasks": [c for c in exp.tasks if c.name == task]})
+    from automtl.data.prepare import instantiate, prepare
+
+    encoders, tasks = instantiate(exp)
+    prepared = prepare(exp, encoders, tasks)
+    from automtl.outputs.export import export_trial
+
+    record = TrialRecord(entry.trial, "complete", entry.score, entry.params, entry.metrics, entry.seconds)
+    return export_trial(path, encoders, tasks, record, Path(out_dir),
+                        extra={"experiment": exp.name, "data": prepared.sources, "exported_from": str(run_dir.resolve()),
+                               "baseline": {"task": task, "mode": read_baselines(run_dir).mode,  # type: ignore[union-attr]
+                                            "multi_task": entry.multi, "single_task": entry.single,
+                                            "metric": entry.metric, "delta": entry.delta}},
+                        formats=formats, rows=prepared.valid.x, layout=layout, model_name=f"{exp.name}-{task}",
+                        force=force)

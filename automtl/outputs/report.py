@@ -277,6 +277,8 @@ def render(run_dir: Path, run: RunTrials, sections: Sequence[Section]) -> str:
         created=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         run_dir=e(str(Path(run_dir).resolve())),
         best=best_block(run, board[0] if board else None),
+        ensemble=ensemble_block(run),
+        baselines=baselines_block(run, str(run_dir)),
         leaderboard=leaderboard_html(run, board),
         figures="\n".join(figures),
         disk=e(disk_use(run_dir).describe()),
@@ -302,6 +304,66 @@ def best_block(run: RunTrials, best: TrialRecord | None) -> str:
         '<div class="cols"><table><caption>Per-task metrics (validation)</caption>'
         "<tr><th>task</th><th>score</th><th>metrics</th></tr>" + "".join(rows) + "</table>"
         "<table><caption>Parameters</caption><tr><th>parameter</th><th>value</th></tr>" + params + "</table></div>"
+    )
+
+
+def ensemble_block(run: RunTrials) -> str:
+    """The ensemble's members, weights and per-task figures beside the best single trial's."""
+    e = html.escape
+    ens = run.ensemble
+    if not ens:
+        return ""
+    best = ens.get("best_single", {})
+    members = "".join(
+        f"<tr><td>{e(task)}</td><td>" + ", ".join(f"#{m['trial']} ({_num(m.get('weight'))})" for m in ms) + "</td></tr>"
+        for task, ms in (ens.get("tasks") or {}).items())
+    best_record = next((r for r in run.records if r.number == best.get("trial")), None)
+    rows = []
+    for t in run.tasks:
+        key = f"{t['name']}.{t['primary_metric']}"
+        single = best_record.metrics.get(key) if best_record else None
+        rows.append(f"<tr><td>{e(key)}</td><td>{_num(single)}</td><td>{_num(ens.get('metrics', {}).get(key))}</td></tr>")
+    notes = "".join(f'<p class="note">{e(n)}</p>' for n in ens.get("notes", []))
+    gain = (ens.get("score") or 0.0) - (best.get("score") or 0.0)
+    return (
+        "<h2>Ensemble</h2>"
+        f"<p>Greedy ensemble selection with replacement (Caruana et al., 2004) over the best {ens.get('library')} "
+        f"trials, {ens.get('size')} round(s) per task (each task its own members and weights; one SavedModel "
+        f"runs the {len(ens.get('members', []))} models once): score <b>{_num(ens.get('score'))}</b> vs the best single trial "
+        f"#{best.get('trial')} {_num(best.get('score'))} ({gain:+.4f}) on the validation rows "
+        "(the rows selection saw: held-out figures come from <code>bench/ensemble_distill.py</code>). "
+        "Served from <code>ensemble/</code>.</p>" + notes +
+        '<div class="cols"><table><caption>Members (weight)</caption><tr><th>task</th><th>members</th></tr>'
+        + members + "</table>"
+        "<table><caption>Primary metrics (validation)</caption><tr><th>metric</th><th>best trial</th>"
+        "<th>ensemble</th></tr>" + "".join(rows) + "</table></div>"
+    )
+
+
+def baselines_block(run: RunTrials, run_dir: str) -> str:
+    """Did sharing help? Per task, the single-task baseline beside the multi-task model, in words."""
+    if not run.baselines:
+        return ""
+    from automtl.outputs.baselines import Baselines, summary_sentence, task_sentence
+
+    e = html.escape
+    b = Baselines.from_json(run.baselines)
+    how = ("each task retrained alone with the best trial's configuration (same trunk, its own head, "
+           "same epochs, early stopping, seed and split)" if b.mode == "auto"
+           else "a single-task search per task on the same space without the multi-task-only parameters")
+    rows = "".join(
+        f"<tr><td>{e(t.task)}</td><td>{e(t.metric)}</td><td>{_num(t.multi)}</td><td>{_num(t.single)}</td>"
+        f"<td>{'-' if t.delta is None else f'{t.delta:+.2f} %'}</td>"
+        f"<td>{'-' if t.interval is None else f'{t.interval[0]:+.1f} to {t.interval[1]:+.1f} %'}</td>"
+        f"<td>{e(t.verdict)}</td></tr>" for t in b.tasks)
+    words = "".join(f"<li>{e(task_sentence(t, run_dir))}</li>" for t in b.tasks)
+    return (
+        "<h2>Did sharing help? Single-task baselines</h2>"
+        f"<p>Baselines: {e(how)}; {b.trainings} training(s), {b.seconds:.0f} s, apart from the search budget. "
+        f"<b>{e(summary_sentence(b))}</b></p>"
+        "<table><tr><th>task</th><th>metric</th><th>multi-task (trial "
+        f"#{b.best_trial})</th><th>single-task</th><th>change</th><th>90 % interval (bootstrap)</th><th>verdict</th></tr>"
+        + rows + "</table><ul>" + words + "</ul>"
     )
 
 
@@ -352,6 +414,8 @@ caption {{ text-align: left; font-weight: bold; padding: .3rem 0; }}
 <p>{summary}</p>
 <h2>Best trial</h2>
 {best}
+{ensemble}
+{baselines}
 <h2>Leaderboard</h2>
 {leaderboard}
 {figures}

@@ -68,6 +68,9 @@ class RunTrials:
     tasks: list[dict[str, Any]] = field(default_factory=list)
     objective: str = "mean"
     experiment: str = ""
+    #: the run's ensemble (``EnsembleResult.to_json``) and single-task baselines (``Baselines.to_json``)
+    ensemble: dict[str, Any] | None = None
+    baselines: dict[str, Any] | None = None
 
     @property
     def primaries(self) -> dict[str, str]:
@@ -75,13 +78,16 @@ class RunTrials:
 
 
 def write_trials_json(records: Sequence[TrialRecord], path: Path, *, tasks: Sequence[dict[str, Any]],
-                      objective: str, experiment: str) -> Path:
-    """The typed twin of ``trials.csv`` (parameter types kept) that reports and commands read."""
+                      objective: str, experiment: str, extra: dict[str, Any] | None = None) -> Path:
+    """The typed twin of ``trials.csv`` (parameter types kept) that reports and commands read.
+
+    ``extra``: the run's ``ensemble`` and ``baselines``, once the search has finished."""
     doc = {
         "format": TRIALS_JSON_FORMAT,
         "experiment": experiment,
         "objective": objective,
         "tasks": list(tasks),
+        **finite(extra or {}),
         "trials": [finite(dataclasses.asdict(r)) for r in sorted(records, key=lambda r: r.number)],
     }
     tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
@@ -103,7 +109,8 @@ def read_trials(run_dir: Path) -> RunTrials:
         records = [TrialRecord(**{k: v for k, v in t.items() if k in fields}) for t in doc["trials"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise AutomtlError(f"{path}: not a readable trials file: {exc}") from None
-    return RunTrials(records, doc.get("tasks", []), doc.get("objective", "mean"), doc.get("experiment", ""))
+    return RunTrials(records, doc.get("tasks", []), doc.get("objective", "mean"), doc.get("experiment", ""),
+                     doc.get("ensemble"), doc.get("baselines"))
 
 
 def finite(value: Any) -> Any:

@@ -73,6 +73,16 @@ def table(run: RunTrials, records: Sequence[TrialRecord], sort: str, show_state:
         out.add_column(col, justify="left" if col in ("state", "front") else "right", no_wrap=True)
     out.add_column("params", ratio=1)
     out.add_column("time", justify="right", no_wrap=True)
+    if run.ensemble and sort in ("score", *primaries, *run.primaries):
+        # the ensemble, beside the trials: the same columns, on the validation rows
+        e = run.ensemble
+        members = ", ".join(f"#{m['trial']}" for m in e["members"])
+        cells = ["", "ensemble", *([""] if show_state else []), _num(e.get("score"))]
+        if pareto:
+            cells.append("")
+        cells += [_num(e.get("metrics", {}).get(c)) for c in (*primaries, *extra)]
+        cells += [f"{len(e['members'])} models: {members}", ""]
+        out.add_row(*cells, style="bold")
     for rank, r in enumerate(records, 1):
         cells = [str(rank), str(r.number), *([r.state] if show_state else []), _num(r.score)]
         if pareto:
@@ -83,6 +93,24 @@ def table(run: RunTrials, records: Sequence[TrialRecord], sort: str, show_state:
     return out
 
 
+def extras(run: RunTrials, run_dir: str) -> list[str]:
+    """Lines under the table: the ensemble beside the best trial, the baselines and delta-m."""
+    lines = []
+    if run.ensemble:
+        e = run.ensemble
+        best = e.get("best_single", {})
+        lines.append(f"ensemble score {_num(e.get('score'))} vs best single trial #{best.get('trial')} "
+                     f"{_num(best.get('score'))} ({(e.get('score') or 0) - (best.get('score') or 0):+.4f}); "
+                     f"served from {run_dir}/ensemble")
+    if run.baselines:
+        from automtl.outputs.baselines import Baselines, summary_sentence, task_sentence
+
+        b = Baselines.from_json(run.baselines)
+        lines.append(f"single-task baselines ({b.mode}, against trial #{b.best_trial}): " + summary_sentence(b))
+        lines += ["  " + task_sentence(t, run_dir) for t in b.tasks]
+    return lines
+
+
 def as_json(run: RunTrials, records: Sequence[TrialRecord]) -> str:
     """Strict JSON (no NaN) for scripts: the run's tasks and the selected trials in order."""
     import dataclasses
@@ -91,6 +119,8 @@ def as_json(run: RunTrials, records: Sequence[TrialRecord]) -> str:
         "experiment": run.experiment,
         "objective": run.objective,
         "tasks": run.tasks,
+        **({"ensemble": run.ensemble} if run.ensemble else {}),
+        **({"baselines": run.baselines} if run.baselines else {}),
         "trials": [finite(dataclasses.asdict(r)) for r in records],
     }
     return json.dumps(doc, indent=1, allow_nan=False, default=str)

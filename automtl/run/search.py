@@ -106,14 +106,14 @@ class Search:
     def primaries(self) -> dict[str, str]:
         return {t.name: t.primary_metric for t in self.checked.tasks}
 
-    def write_tables(self, records: list[TrialRecord]) -> None:
+    def write_tables(self, records: list[TrialRecord], extra: dict[str, Any] | None = None) -> None:
         if not self.role.writes_tables:
             return
         tasks = [{"name": t.name, "type": t.type_name, "primary_metric": t.primary_metric, "direction": t.direction,
                   "importance": self.prepared.importance.get(t.name, 1.0)} for t in self.checked.tasks]
         write_trials_csv(records, self.run_dir / "trials.csv")
         write_trials_json(records, self.run_dir / "trials.json", tasks=tasks,
-                          objective=self.exp.search.objective, experiment=self.exp.name)
+                          objective=self.exp.search.objective, experiment=self.exp.name, extra=extra)
 
 
 def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False,
@@ -305,14 +305,70 @@ def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> S
         return SearchSummary(s.run_dir, records, best, None, interrupted, stopped=stopped, worker=True)
     s.write_tables(records)
     best = s.backend.best()
-    summary = SearchSummary(s.run_dir, records, best, export_best(s, best), interrupted, stopped=stopped)
+    baselines, ensemble, notes = None, None, []
+    if best is not None and interrupted:
+        notes.append("baselines and ensemble skipped (interrupted); rerun the same command to add them")
+    elif best is not None and (trial_dir(s.run_dir, best.number) / "model.keras").exists():
+        baselines = _baselines(s, best, notes)
+        ensemble = _ensemble(s, records, notes)
+    extra = {"baselines": baselines.to_json()} if baselines is not None else {}
+    summary = SearchSummary(s.run_dir, records, best, export_best(s, best, extra), interrupted, stopped=stopped,
+                            baselines=baselines, notes=notes)
+    if ensemble is not None:
+        summary.ensemble, summary.ensemble_dir = ensemble, _export_ensemble(s, ensemble, extra, notes)
+        extra["ensemble"] = ensemble.to_json()
+    if extra:
+        s.write_tables(records, extra)
     if report and any(r.ok for r in records):
         summary.report = _write_report(s.run_dir, s.console)
     print_summary(s.console, summary, s.primaries)
     return summary
 
 
-def export_best(s: Search, best: TrialRecord | None) -> Path | None:
+def _baselines(s: Search, best: TrialRecord, notes: list[str]) -> Any:
+    """Single-task baselines (``search.baselines``); a failure costs the user only the baselines."""
+    from automtl.run.baselines import run_baselines
+
+    try:
+        return run_baselines(s, best)
+    except (KeyboardInterrupt, SearchStopped):
+        notes.append("baselines interrupted; rerun the same command to add them")
+    except Exception as exc:  # noqa: BLE001 - the search itself is done and kept
+        notes.append(f"could not train the single-task baselines: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _ensemble(s: Search, records: list[TrialRecord], notes: list[str]) -> Any:
+    """Greedy ensemble selection over the completed trials (``search.ensemble``)."""
+    from automtl.outputs.ensemble import select_for_run
+
+    try:
+        result, why = select_for_run(s.run_dir, s.checked.tasks, s.prepared.valid, s.prepared.importance, records,
+                                     s.exp.search.ensemble)
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"could not select an ensemble: {type(exc).__name__}: {exc}")
+        return None
+    if result is None:
+        if s.exp.search.ensemble != 0:
+            notes.append(why)
+        return None
+    notes.extend(result.notes)
+    return result
+
+
+def _export_ensemble(s: Search, ensemble: Any, extra: dict[str, Any], notes: list[str]) -> Path | None:
+    from automtl.outputs.ensemble_export import export_ensemble
+
+    try:
+        return export_ensemble(s.run_dir, ensemble, s.checked.encoders, s.checked.tasks, s.run_dir / "ensemble",
+                               extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources,
+                                      **extra})
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"could not export the ensemble: {type(exc).__name__}: {exc}")
+        return None
+
+
+def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | None = None) -> Path | None:
     """``RUN_DIR/best``, unless the best trial trained in another run folder sharing the study."""
     if best is None:
         return None
@@ -328,7 +384,8 @@ def export_best(s: Search, best: TrialRecord | None) -> Path | None:
 
     def export(formats: list[str]) -> Path:
         return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
-                            extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources},
+                            extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources,
+                                   **(extra or {})},
                             formats=formats, rows=s.prepared.valid.x, model_name=s.exp.name)
 
     # A format that fails (a converter without a kernel, parity beyond tolerance) is reported,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -25,6 +26,13 @@ class SearchSummary:
     stopped: str | None = None
     #: a search worker or Keras Tuner worker: another process records the study and exports
     worker: bool = False
+    #: single-task baselines (:class:`automtl.outputs.baselines.Baselines`) and the ensemble
+    #: (:class:`automtl.outputs.ensemble.EnsembleResult`), when the run made them
+    baselines: Any = None
+    ensemble: Any = None
+    ensemble_dir: Path | None = None
+    #: what the finish phase wants the user to know (skipped steps, tasks an ensemble cannot average)
+    notes: list[str] = field(default_factory=list)
 
 
 def print_summary(console: Console, s: SearchSummary, primaries: dict[str, str]) -> None:
@@ -46,9 +54,41 @@ def print_summary(console: Console, s: SearchSummary, primaries: dict[str, str])
     rel = os.path.relpath(s.export_dir) if s.export_dir else ""
     exported = (f"exported to [bold]{rel}[/]: saved_model/ (serving_default), model.keras, automtl.json"
                 if s.export_dir else "not exported here (it trained in another run folder)")
+    console.print(f"best trial #{s.best.number} (score {s.best.score:.4f}) {exported}", highlight=False,
+                  soft_wrap=not console.is_terminal)
+    if s.ensemble is not None:
+        e = s.ensemble
+        where = (f"exported to [bold]{os.path.relpath(s.ensemble_dir)}[/]" if s.ensemble_dir else "not exported")
+        console.print(f"ensemble of {e.describe()}: score {e.score:.4f} vs best single trial {e.best_single['score']:.4f} "
+                      f"({e.gain:+.4f}) on the validation rows; {where}", highlight=False,
+                      soft_wrap=not console.is_terminal)
+    if s.baselines is not None:
+        print_baselines(console, s.baselines, os.path.relpath(s.run_dir))
+    for note in s.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=not console.is_terminal)
     console.print(
-        f"best trial #{s.best.number} (score {s.best.score:.4f}) {exported}\n"
         f"all trials: {os.path.relpath(s.run_dir / 'trials.csv')}"
         + (f"\nreport: {os.path.relpath(s.report)}" if s.report else ""),
         highlight=False,
     )
+
+
+def print_baselines(console: Console, b: Any, run_dir: str) -> None:
+    """The single-task baselines beside the best trial, delta-m, and per task in words."""
+    from rich.table import Table
+
+    from automtl.outputs.baselines import summary_sentence, task_sentence
+
+    how = ("each task retrained alone with the best trial's configuration" if b.mode == "auto"
+           else "a single-task search per task")
+    table = Table(title=f"Single-task baselines ({how}; {b.trainings} training(s), {b.seconds:.0f} s, "
+                        "apart from the search budget)", title_justify="left")
+    for col in ("task", "metric", "multi-task", "single-task", "change", "verdict"):
+        table.add_column(col, justify="left" if col in ("task", "metric", "verdict") else "right", no_wrap=True)
+    for t in b.tasks:
+        table.add_row(t.task, t.metric, f"{t.multi:.4g}", f"{t.single:.4g}",
+                      "n/a" if t.delta is None else f"{t.delta:+.2f} %", t.verdict)
+    console.print(table)
+    console.print(summary_sentence(b), highlight=False, soft_wrap=not console.is_terminal)
+    for t in b.tasks:
+        console.print("  " + task_sentence(t, run_dir), highlight=False, soft_wrap=not console.is_terminal)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from automtl.trial import TrialHandle, TrialOutcome, trial_dir
@@ -27,6 +28,15 @@ def release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
+
+
+#: Each completed trial's raw validation outputs, for ensemble selection without re-running models.
+VALID_PRED = "valid_pred.npz"
+
+
+def save_valid_pred(folder: Path, pred: dict[str, "np.ndarray"]) -> None:
+    """``trials/<n>/valid_pred.npz``: the kept epoch's raw outputs per task (float32, compressed)."""
+    np.savez_compressed(folder / VALID_PRED, **{k: np.asarray(v, np.float32) for k, v in pred.items()})
 
 
 def device_name() -> str:
@@ -83,6 +93,7 @@ class TrialRunner:
         folder.mkdir(parents=True, exist_ok=True)
         assembled.model.save(folder / "model.keras")
         (folder / "history.json").write_text(json.dumps(fit.history, indent=1))
+        save_valid_pred(folder, fit.valid_pred)
         metrics = {f"{t}.{k}": float(v) for t, ms in fit.metrics.items() for k, v in ms.items()}
         scores = dict(fit.scores)
         if self.settings.latency_objective:

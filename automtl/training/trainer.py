@@ -46,6 +46,8 @@ class FitResult:
     scores: dict[str, float]
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+    #: the kept epoch's raw outputs on the validation rows, per task (for ensemble selection)
+    valid_pred: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
@@ -112,7 +114,7 @@ class Trainer:
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
     def evaluate(self) -> tuple[dict[str, dict[str, float]], dict[str, float], float]:
-        pred = self.predict(self._valid_x, len(self.valid))
+        pred = self.last_pred = self.predict(self._valid_x, len(self.valid))
         metrics, scores = {}, {}
         for t in self.tasks:
             metrics[t.name] = t.evaluate(self.valid.y[t.name], self.valid.mask[t.name], pred[t.name].astype(np.float64))
@@ -157,7 +159,7 @@ class Trainer:
             row.update({f"{t}.{k}": v for t, ms in metrics.items() for k, v in ms.items()})
             history.append(row)
             if best is None or (np.isfinite(objective) and not objective <= best.objective):
-                best = FitResult(objective, metrics, scores, epoch)
+                best = FitResult(objective, metrics, scores, epoch, valid_pred=self.last_pred)
                 best_weights = self.model.get_weights()
                 since_best = 0
             else:

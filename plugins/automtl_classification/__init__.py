@@ -204,6 +204,43 @@ class ClassificationTask(Task):
     def label_outputs(self) -> dict[str, tuple[str, list[str]]]:
         return {} if self.mode == "multilabel" else {"label": ("class_id", [str(c) for c in self.classes])}
 
+    # -- ensembles and distillation ------------------------------------------------------
+    def _sigmoid_out(self) -> bool:
+        return self.mode == "multilabel" or self.binary
+
+    def combine(self, raw_outputs: Any, weights: Any) -> Any:
+        """The weighted mean of the members' probabilities, as logits again (softmax or
+        sigmoid of the result gives back exactly that mean)."""
+        import tensorflow as tf
+
+        total = float(sum(weights))
+        if self._sigmoid_out():
+            p = tf.add_n([float(w) / total * tf.sigmoid(tf.cast(r, tf.float32)) for r, w in zip(raw_outputs, weights)])
+            p = tf.clip_by_value(p, 1e-7, 1.0 - 1e-7)
+            return tf.math.log(p) - tf.math.log1p(-p)
+        p = tf.add_n([float(w) / total * tf.nn.softmax(tf.cast(r, tf.float32)) for r, w in zip(raw_outputs, weights)])
+        return tf.math.log(tf.maximum(p, 1e-12))
+
+    def distill_targets(self, teacher_raw: np.ndarray, temperature: float) -> Targets:
+        """The teacher's probabilities softened by ``temperature`` (Hinton et al., 2015)."""
+        z = teacher_raw.astype(np.float64) / temperature
+        if self._sigmoid_out():
+            soft = 1.0 / (1.0 + np.exp(-z))
+        else:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            soft = e / e.sum(axis=1, keepdims=True)
+        return Targets(y=soft.astype(np.float32), mask=np.ones(len(teacher_raw), np.float32))
+
+    def distill_loss(self, soft: Any, y_pred: Any, temperature: float) -> Any:
+        """Cross-entropy with the softened teacher, scaled by T^2 so its gradients keep their size."""
+        import keras
+
+        logits = keras.ops.cast(y_pred, "float32") / temperature
+        t2 = float(temperature) ** 2
+        if self._sigmoid_out():
+            return t2 * keras.ops.mean(keras.ops.binary_crossentropy(soft, logits, from_logits=True), axis=-1)
+        return t2 * keras.ops.categorical_crossentropy(soft, logits, from_logits=True)
+
     def describe(self) -> dict[str, Any]:
         mode = "multilabel" if self.mode == "multilabel" else ("binary" if self.binary else "multiclass")
         return {"mode": mode, "classes": [c if isinstance(c, int) else str(c) for c in self.classes]}

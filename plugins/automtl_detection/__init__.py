@@ -133,10 +133,48 @@ class DetectionTask(Task):
         return loss(y_true, y_pred, self.options.objectness_loss, self.options.box_loss_weight)
 
     def _detect(self, raw: Any) -> dict[str, Any]:
-        from .grid import detect
+        """Detections from a raw grid, or from an ensemble's fused detections (see :meth:`combine`)."""
+        from .grid import detect, unpack
 
+        if len(raw.shape) == 3:
+            return unpack(raw)
         o = self.options
         return detect(raw, o.max_detections, o.score_threshold, o.iou_threshold)
+
+    # -- ensembles and distillation ------------------------------------------------------
+    def combine(self, raw_outputs: Any, weights: Any) -> Any:
+        """Weighted box fusion over the members' boxes (members may differ in grid size).
+
+        The result is not a grid but the fused detections ``[b, max_detections, 6]``
+        (boxes, score, class id), which :meth:`evaluate` and :meth:`postprocess` accept too.
+        """
+        from .grid import fuse
+
+        o = self.options
+        return fuse(list(raw_outputs), list(weights), len(self.classes), o.max_detections, o.score_threshold,
+                    o.iou_threshold)
+
+    def distill_targets(self, teacher_raw: np.ndarray, temperature: float) -> Targets:
+        """The teacher's confident boxes (score >= ``PSEUDO_BOX_SCORE``) as extra box targets."""
+        n = len(teacher_raw)
+        parts = [{k: v.numpy() for k, v in self._detect(teacher_raw[s : s + 256].astype(np.float32)).items()}
+                 for s in range(0, n, 256)]
+        det = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        b = det["boxes"] = np.clip(det["boxes"], 0.0, 1.0)
+        keep = ((det["scores"] >= PSEUDO_BOX_SCORE) & (det["class_id"] >= 0)
+                & (b[..., 2] > b[..., 0]) & (b[..., 3] > b[..., 1]))
+        k = max(1, int(keep.sum(axis=1).max(initial=0)))
+        y = np.zeros((n, k, 5), np.float32)
+        y[..., 4] = -1.0
+        for i in range(n):
+            rows = np.flatnonzero(keep[i])
+            y[i, : len(rows), :4] = det["boxes"][i, rows]
+            y[i, : len(rows), 4] = det["class_id"][i, rows]
+        return Targets(y=y, mask=np.ones(n, np.float32))
+
+    def distill_loss(self, soft: Any, y_pred: Any, temperature: float) -> Any:
+        """The detection loss with the teacher's boxes as targets."""
+        return self.loss(soft, y_pred)
 
     def evaluate(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         from .coco_eval import coco_map
@@ -212,6 +250,9 @@ class DetectionTask(Task):
                                      "by the image's width and height",
         }
 
+
+#: A teacher's detection with at least this score becomes a box target for a student.
+PSEUDO_BOX_SCORE = 0.5
 
 _HINT = " (detection annotations come from a COCO JSON file or a CSV with image_path,xmin,ymin,xmax,ymax,label columns)"
 

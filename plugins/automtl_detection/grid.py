@@ -126,3 +126,83 @@ def detect(raw: Any, max_detections: int, score_threshold: float, iou_threshold:
         "class_id": tf.where(live, tf.cast(nms.nmsed_classes, tf.int32), -1),
         "num_detections": tf.cast(n, tf.int32),
     }
+
+
+# -- ensembles: detections as one tensor, and weighted box fusion over members' boxes -----------
+def pack(det: dict[str, tf.Tensor]) -> tf.Tensor:
+    """Detections as one ``[b, max_detections, 6]`` tensor: xmin, ymin, xmax, ymax, score, class id
+    (-1: padding, after the real ones). An ensemble's combined "raw" output for detection."""
+    return tf.concat([det["boxes"], det["scores"][..., None], tf.cast(det["class_id"], tf.float32)[..., None]], -1)
+
+
+def unpack(dets: Any) -> dict[str, tf.Tensor]:
+    """The inverse of :func:`pack`: the dictionary :func:`detect` returns."""
+    dets = tf.cast(dets, tf.float32)
+    cls = tf.cast(tf.round(dets[..., 5]), tf.int32)
+    live = cls >= 0
+    return {"boxes": dets[..., :4], "scores": tf.where(live, dets[..., 4], 0.0), "class_id": tf.where(live, cls, -1),
+            "num_detections": tf.reduce_sum(tf.cast(live, tf.int32), axis=1)}
+
+
+def pairwise_iou(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """IoU of every box of ``a`` ``[B, D, 4]`` with every box of ``b`` ``[B, N, 4]`` (xyxy): ``[B, D, N]``."""
+    ax0, ay0, ax1, ay1 = (a[..., i][:, :, None] for i in range(4))
+    bx0, by0, bx1, by1 = (b[..., i][:, None, :] for i in range(4))
+    iw = tf.maximum(tf.minimum(ax1, bx1) - tf.maximum(ax0, bx0), 0.0)
+    ih = tf.maximum(tf.minimum(ay1, by1) - tf.maximum(ay0, by0), 0.0)
+    inter = iw * ih
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return inter / tf.maximum(union, 1e-12)
+
+
+def fuse(raws: list[Any], weights: list[float], num_classes: int, max_detections: int, score_threshold: float,
+         iou_threshold: float) -> tf.Tensor:
+    """Weighted box fusion (Solovyev et al., 2019) of several models' detections, in the graph.
+
+    Each member's detections (after its own NMS) join one pool. Clusters are seeded
+    by class-wise NMS over the pool; every pooled box joins the same-class seed it
+    overlaps most (IoU >= ``iou_threshold``). A cluster's box is the mean of its
+    boxes weighted by score x member weight; its score is the member-weighted mean
+    of each member's best score in it (a member that missed the object adds 0), so
+    boxes the members agree on rank first. Returns :func:`pack`'s layout.
+    """
+    total = float(sum(weights))
+    dets = [unpack(r) if len(r.shape) == 3 else detect(r, max_detections, score_threshold, iou_threshold) for r in raws]
+    sizes = [int(d["scores"].shape[1] or max_detections) for d in dets]
+    boxes = tf.concat([d["boxes"] for d in dets], axis=1)  # [b, N, 4]
+    scores = tf.concat([d["scores"] for d in dets], axis=1)  # [b, N]
+    cls = tf.concat([d["class_id"] for d in dets], axis=1)  # [b, N]
+    member_w = tf.constant([float(w) / total for w, n in zip(weights, sizes) for _ in range(n)], tf.float32)  # [N]
+    valid = (cls >= 0) & (scores > 0)
+    pooled = tf.one_hot(tf.maximum(cls, 0), num_classes) * tf.where(valid, scores, 0.0)[..., None]  # [b, N, C]
+    x0, y0, x1, y1 = tf.unstack(boxes, axis=-1)
+    seeds = tf.image.combined_non_max_suppression(
+        tf.stack([y0, x0, y1, x1], axis=-1)[:, :, None, :], pooled, max_output_size_per_class=max_detections,
+        max_total_size=max_detections, iou_threshold=iou_threshold, score_threshold=1e-6, clip_boxes=False,
+        pad_per_class=False)
+    sy0, sx0, sy1, sx1 = tf.unstack(seeds.nmsed_boxes, axis=-1)
+    seed_boxes = tf.stack([sx0, sy0, sx1, sy1], axis=-1)  # [b, D, 4]
+    seed_cls = tf.cast(seeds.nmsed_classes, tf.int32)
+    seed_live = tf.range(max_detections)[None, :] < seeds.valid_detections[:, None]  # [b, D]
+    iou = pairwise_iou(seed_boxes, boxes)  # [b, D, N]
+    eligible = (seed_live[:, :, None] & valid[:, None, :] & (seed_cls[:, :, None] == cls[:, None, :])
+                & (iou >= iou_threshold - 1e-6))
+    masked = tf.where(eligible, iou, -1.0)
+    joins = eligible & (masked >= tf.reduce_max(masked, axis=1, keepdims=True))  # each box joins its best seed
+    in_cluster = tf.cast(joins, tf.float32) * scores[:, None, :]  # [b, D, N]
+    weighted = in_cluster * member_w[None, None, :]
+    fused_boxes = tf.einsum("bdn,bnk->bdk", weighted, boxes) / tf.maximum(tf.reduce_sum(weighted, -1), 1e-12)[..., None]
+    fused = tf.zeros_like(in_cluster[..., 0])
+    start = 0
+    for w, n in zip(weights, sizes):
+        fused += float(w) / total * tf.reduce_max(in_cluster[:, :, start:start + n], axis=-1)
+        start += n
+    fused = tf.where(seed_live, fused, 0.0)
+    top = tf.math.top_k(fused, k=max_detections)
+    order = top.indices
+    out_scores = top.values
+    out_boxes = tf.gather(fused_boxes, order, batch_dims=1)
+    out_cls = tf.gather(seed_cls, order, batch_dims=1)
+    live = out_scores >= max(score_threshold, 1e-6)
+    return pack({"boxes": tf.where(live[..., None], out_boxes, 0.0), "scores": tf.where(live, out_scores, 0.0),
+                 "class_id": tf.where(live, out_cls, -1)})

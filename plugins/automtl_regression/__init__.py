@@ -87,6 +87,21 @@ class RegressionTask(Task):
         value = tf.cast(raw, tf.float32) * tf.constant(self.std, tf.float32) + tf.constant(self.mean, tf.float32)
         return {"value": value[:, 0] if self.width == 1 else value}
 
+    def combine(self, raw_outputs: Any, weights: Any) -> Any:
+        """The weighted mean of the members' (standardised) values."""
+        import tensorflow as tf
+
+        total = float(sum(weights))
+        return tf.add_n([float(w) / total * tf.cast(r, tf.float32) for r, w in zip(raw_outputs, weights)])
+
+    def distill_targets(self, teacher_raw: np.ndarray, temperature: float) -> Targets:
+        """The teacher's values (standardised, as the head predicts them); temperature does not apply."""
+        soft = teacher_raw.astype(np.float32).reshape(len(teacher_raw), self.width)
+        return Targets(y=soft, mask=np.ones_like(soft))
+
+    def distill_loss(self, soft: Any, y_pred: Any, temperature: float) -> Any:
+        return self.loss(soft, y_pred)
+
     def describe(self) -> dict[str, Any]:
         return {"targets": self.columns, "mean": self.mean.tolist(), "std": self.std.tolist()}
 

@@ -164,6 +164,30 @@ class TextTask(Task):
     def label_outputs(self) -> dict[str, tuple[str, list[str]]]:
         return {"tags": ("tag_id", list(self.classes))}
 
+    # -- ensembles and distillation ------------------------------------------------------
+    def combine(self, raw_outputs: Any, weights: Any) -> Any:
+        """Per token, the weighted mean of the members' tag probabilities (as logits again);
+        the token mask channel is the same in every member (one tokeniser)."""
+        import tensorflow as tf
+
+        total = float(sum(weights))
+        raws = [tf.cast(r, tf.float32) for r in raw_outputs]
+        p = tf.add_n([float(w) / total * tf.nn.softmax(r[..., :-1]) for r, w in zip(raws, weights)])
+        return tf.concat([tf.math.log(tf.maximum(p, 1e-12)), raws[0][..., -1:]], axis=-1)
+
+    def distill_targets(self, teacher_raw: np.ndarray, temperature: float) -> Targets:
+        """Per real token, the teacher's tag probabilities softened by ``temperature``."""
+        z = teacher_raw[..., :-1].astype(np.float64) / temperature
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        soft = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+        return Targets(y=soft, mask=(teacher_raw[..., -1] > 0.5).astype(np.float32))
+
+    def distill_loss(self, soft: Any, y_pred: Any, temperature: float) -> Any:
+        import keras
+
+        logits = keras.ops.cast(y_pred[..., :-1], "float32") / temperature
+        return float(temperature) ** 2 * keras.ops.categorical_crossentropy(soft, logits, from_logits=True)
+
     def register_keras_objects(self) -> None:
         from automtl_text import layers  # noqa: F401  (registering is importing)
 

@@ -25,8 +25,10 @@ SAMPLING = ("uniform", "proportional")
 
 class AlternatingTraining(Strategy):
     parameters = (
-        choice("task_sampling", SAMPLING, "uniform", "uniform: by task_prob alone; proportional: also by labelled count"),
-        positive("task_prob", 1.0, "relative chance of the task being picked for a step", per_task=True),
+        choice("task_sampling", SAMPLING, "uniform", "uniform: by task_prob alone; proportional: also by labelled count",
+               multi_task=True),
+        positive("task_prob", 1.0, "relative chance of the task being picked for a step", per_task=True,
+                 multi_task=True),
         ParamSpec("learning_rate", None, low=0, low_open=True, per_task=True,
                   doc="the task's own optimizer's step size (default: learning_rate)"),
     )

@@ -1,0 +1,237 @@
+"""Ensembles of the best trials: greedy selection with replacement (Caruana et al., 2004).
+
+Every completed trial keeps its raw validation outputs (``trials/<n>/valid_pred.npz``),
+so selection re-runs no model: it combines saved outputs with each task's
+:meth:`~automtl.api.Task.combine` hook and scores them with the task's own
+:meth:`~automtl.api.Task.evaluate`, ranked by the search's objective. The chosen
+members and weights go to :func:`automtl.outputs.ensemble_export.export_ensemble`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from automtl.objective import combine as objective_of
+from automtl.trial import TrialRecord, trial_dir
+
+if TYPE_CHECKING:
+    from automtl.api import Task
+    from automtl.data.prepare import Arrays
+
+VALID_PRED = "valid_pred.npz"
+#: Default ensemble size, used when at least this many trials completed.
+DEFAULT_SIZE = 5
+#: Selection considers the best this many trials (auto-sklearn's ``ensemble_nbest`` idea).
+LIBRARY = 20
+#: Rows per combine call (bounds memory, e.g. detection's box fusion).
+CHUNK = 256
+
+
+@dataclass
+class EnsembleResult:
+    """The selected ensemble: per task, its members and weights; and its validation figures.
+
+    The objective is a weighted mean of per-task scores and each task's output is
+    combined on its own, so each task gets its own greedy selection: the trials
+    best for one task need not be best for another, and the ensemble's objective is
+    then the highest that weighted member averages reach. One SavedModel serves the
+    union of the members.
+    """
+
+    size: int
+    #: the union of the members: trial, mean weight over the tasks, its own score
+    members: list[dict[str, Any]]
+    #: per task, its members: trial, count (times picked), weight
+    tasks: dict[str, list[dict[str, Any]]]
+    score: float
+    scores: dict[str, float]
+    metrics: dict[str, float]
+    best_single: dict[str, Any]
+    #: per task, its score after each greedy round (round 1: the trial best for that task)
+    rounds: dict[str, list[float]] = field(default_factory=dict)
+    #: tasks whose type cannot combine: served by the one trial best for them (task -> trial number)
+    solo: dict[str, int] = field(default_factory=dict)
+    library: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gain(self) -> float:
+        return self.score - float(self.best_single["score"])
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> "EnsembleResult":
+        fields = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in doc.items() if k in fields})
+
+    @classmethod
+    def of_trial(cls, record: TrialRecord, tasks: Sequence[str]) -> "EnsembleResult":
+        """One trial as a one-member ensemble (a teacher that is the best trial)."""
+        return cls(1, [{"trial": record.number, "weight": 1.0, "score": record.score}],
+                   {t: [{"trial": record.number, "count": 1, "weight": 1.0}] for t in tasks}, float(record.score),
+                   dict(record.scores), dict(record.metrics), {"trial": record.number, "score": record.score})
+
+    def describe(self) -> str:
+        def part(ms: list[dict[str, Any]]) -> str:
+            return ", ".join(f"#{m['trial']}" + (f" x{m['count']}" if m.get("count", 1) > 1 else "") for m in ms)
+
+        per_task = "; ".join(f"{t}: {part(ms)}" for t, ms in self.tasks.items())
+        return f"{len(self.members)} model(s) ({per_task})"
+
+
+def load_valid_pred(run_dir: Path, number: int) -> dict[str, np.ndarray] | None:
+    path = trial_dir(run_dir, number) / VALID_PRED
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def combine_task(task: "Task", preds: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """One task's combined raw outputs (numpy), through its ``combine`` hook, in row chunks."""
+    if len(preds) == 1:
+        return np.asarray(preds[0])
+    n = len(preds[0])
+    parts = [np.asarray(task.combine([p[s : s + CHUNK] for p in preds], list(weights))) for s in range(0, n, CHUNK)]
+    return np.concatenate(parts) if parts else np.asarray(preds[0])
+
+
+def combine_outputs(tasks: Sequence["Task"], preds: Mapping[int, Mapping[str, np.ndarray]],
+                    per_task: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, np.ndarray]:
+    """Each task's combined raw outputs from its members (``per_task``: trial and weight per member)."""
+    return {t.name: combine_task(t, [preds[int(m["trial"])][t.name] for m in per_task[t.name]],
+                                 [float(m["weight"]) for m in per_task[t.name]]) for t in tasks}
+
+
+def evaluate_outputs(tasks: Sequence["Task"], valid: "Arrays", pred: Mapping[str, np.ndarray],
+                     importance: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float], float]:
+    """``(metrics as task.metric, per-task scores, objective)`` of raw outputs on the validation rows."""
+    metrics: dict[str, float] = {}
+    scores: dict[str, float] = {}
+    for t in tasks:
+        ms = t.evaluate(valid.y[t.name], valid.mask[t.name], np.asarray(pred[t.name], np.float64))
+        metrics.update({f"{t.name}.{k}": float(v) for k, v in ms.items()})
+        scores[t.name] = float(t.score(ms))
+    return metrics, scores, objective_of(scores, {t.name: importance.get(t.name, 1.0) for t in tasks})
+
+
+def solo_tasks(tasks: Sequence["Task"]) -> list[str]:
+    from automtl.api import combines
+
+    return [t.name for t in tasks if not combines(t)]
+
+
+def _greedy(task: "Task", valid: "Arrays", preds: Mapping[int, Mapping[str, np.ndarray]], order: list[int],
+            size: int) -> tuple[Counter, list[float]]:
+    """Caruana et al. (2004) for one task: start from its best trial, add (with replacement) the trial
+    that most improves its score, ``size`` rounds in all; keep the best nested ensemble (fewest
+    rounds on a tie), so it never scores below that task's best trial."""
+    cache: dict[tuple, float] = {}
+
+    def score(counts: Counter) -> float:
+        key = tuple(sorted(counts.items()))
+        if key not in cache:
+            total = sum(counts.values())
+            members = sorted(counts)
+            pred = combine_task(task, [preds[n][task.name] for n in members], [counts[n] / total for n in members])
+            metrics = task.evaluate(valid.y[task.name], valid.mask[task.name], np.asarray(pred, np.float64))
+            cache[key] = float(task.score(metrics))
+        return cache[key]
+
+    counts: Counter = Counter({order[0]: 1})
+    history = [(score(counts), Counter(counts))]
+    for _ in range(1, size):
+        best_n, best_value = None, -math.inf
+        for n in order:
+            value = score(counts + Counter({n: 1}))
+            if math.isfinite(value) and value > best_value + 1e-12:
+                best_n, best_value = n, value
+        if best_n is None:
+            break
+        counts[best_n] += 1
+        history.append((best_value, Counter(counts)))
+    best_round = max(range(len(history)), key=lambda i: (history[i][0], -i))
+    return history[best_round][1], [v for v, _ in history]
+
+
+def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, float],
+           preds: Mapping[int, Mapping[str, np.ndarray]], single_scores: Mapping[int, float], size: int,
+           library: int = LIBRARY) -> EnsembleResult:
+    """Greedy ensemble selection with replacement, per task, over the best ``library`` trials
+    (by the run's score): each task's score never falls below the trial best for that task,
+    so the objective never falls below the best trial's."""
+    order = sorted(preds, key=lambda n: (-single_scores[n], n))[:library]
+    if not order:
+        raise ValueError("no trial with validation predictions to ensemble")
+    cannot = set(solo_tasks(tasks))
+    per_task: dict[str, list[dict[str, Any]]] = {}
+    rounds: dict[str, list[float]] = {}
+    solo: dict[str, int] = {}
+    for task in tasks:
+        own = {n: float(task.score(task.evaluate(valid.y[task.name], valid.mask[task.name],
+                                                 np.asarray(preds[n][task.name], np.float64)))) for n in order}
+        # Ties (several trials at 100 % accuracy on a small validation split) go to the better trial
+        # by the run's score: the evidence does not prefer the other, and the best trial is the default.
+        task_order = sorted(order, key=lambda n: (-own[n] if math.isfinite(own[n]) else math.inf,
+                                                  -single_scores[n], n))
+        counts, history = _greedy(task, valid, preds, task_order, 1 if task.name in cannot else size)
+        if task.name in cannot:
+            solo[task.name] = task_order[0]
+        total = sum(counts.values())
+        per_task[task.name] = [{"trial": int(n), "count": int(c), "weight": c / total} for n, c in counts.most_common()]
+        rounds[task.name] = history
+    pred = combine_outputs(tasks, preds, per_task)
+    metrics, scores, objective = evaluate_outputs(tasks, valid, pred, importance)
+    used = sorted({m["trial"] for ms in per_task.values() for m in ms},
+                  key=lambda n: -sum(m["weight"] for ms in per_task.values() for m in ms if m["trial"] == n))
+    members = [{"trial": int(n), "weight": sum(m["weight"] for ms in per_task.values() for m in ms if m["trial"] == n)
+                / len(per_task), "score": float(single_scores[n])} for n in used]
+    notes = []
+    if all(len(ms) == 1 and ms[0]["trial"] == order[0] for ms in per_task.values()):
+        notes.append("no combination beat the best trial on the validation rows: the ensemble is the best trial alone")
+    for name in sorted(cannot):
+        notes.append(f"task '{name}' cannot be averaged (its task type defines no combine hook): the ensemble "
+                     f"serves it from trial #{solo[name]} alone (the best for it)")
+    return EnsembleResult(
+        size=size, members=members, tasks=per_task, score=float(objective), scores=scores, metrics=metrics,
+        best_single={"trial": int(order[0]), "score": float(single_scores[order[0]])}, rounds=rounds, solo=solo,
+        library=len(order), notes=notes,
+    )
+
+
+def select_for_run(run_dir: Path, tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, float],
+                   records: Sequence[TrialRecord], size: int | None) -> tuple[EnsembleResult | None, str]:
+    """The ensemble of a run's completed trials, or None with the reason in words.
+
+    ``size`` None is the default: 5 when at least 5 trials completed, else no ensemble.
+    """
+    done = [r for r in records if r.ok]
+    if size == 0:
+        return None, "ensemble off (--ensemble 0)"
+    if size is None:
+        if len(done) < DEFAULT_SIZE:
+            return None, (f"no ensemble: {len(done)} trial(s) completed, the default needs {DEFAULT_SIZE} "
+                          "(set --ensemble K to build one anyway)")
+        size = DEFAULT_SIZE
+    preds: dict[int, dict[str, np.ndarray]] = {}
+    for r in done:
+        p = load_valid_pred(run_dir, r.number)
+        if p is not None and all(t.name in p and len(p[t.name]) == len(valid) for t in tasks):
+            preds[r.number] = p
+    if len(preds) < 2:
+        return None, (f"no ensemble: {len(preds)} completed trial(s) kept validation predictions in {run_dir} "
+                      "(an ensemble needs two)")
+    result = select(tasks, valid, importance, preds, {r.number: float(r.score) for r in done if r.number in preds},
+                    size)
+    missing = len(done) - len(preds)
+    if missing:
+        result.notes.append(f"{missing} completed trial(s) left out: no validation predictions in this run folder")
+    return result, ""

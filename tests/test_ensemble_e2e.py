@@ -1,0 +1,195 @@
+"""End to end: a search ends with baselines, delta-m and an ensemble that serves; distillation; bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import TINY_SPACE, experiment_dict, make_table
+from helpers import assert_user_error
+from test_export import SERVE
+
+
+def _invoke(*args: str):
+    from automtl.cli import cli as group
+
+    return CliRunner().invoke(group, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, str]:
+    """One tiny search: 4 trials, an ensemble of up to 3, auto baselines; 'kind' unlabelled on a third of the rows."""
+    root = tmp_path_factory.mktemp("ens")
+    frame = make_table(240)
+    frame.loc[::3, "kind"] = None
+    frame.to_csv(root / "data.csv", index=False)
+    (root / "space.yaml").write_text(yaml.safe_dump(TINY_SPACE))
+    exp = experiment_dict(root / "data.csv", root / "space.yaml", out=str(root / "run"), trials=4, ensemble=3)
+    (root / "experiment.yaml").write_text(yaml.safe_dump(exp))
+    result = _invoke("search", "--config", root / "experiment.yaml", "--no-report")
+    assert result.exit_code == 0, result.output
+    return root / "run", result.output
+
+
+def test_search_ends_with_the_ensemble_and_the_baselines(finished):
+    run, output = finished
+    assert "ensemble of" in output and "vs best single trial" in output
+    assert "Single-task baselines" in output and "delta-m" in output
+    for task in ("price", "kind"):
+        assert f"{task}: " in output  # the per-task verdict in words
+        assert (run / "baselines" / task / "trials").is_dir()
+    doc = json.loads((run / "trials.json").read_text())
+    baselines, ensemble = doc["baselines"], doc["ensemble"]
+    assert baselines["mode"] == "auto" and baselines["trainings"] == 2
+    assert {t["task"] for t in baselines["tasks"]} == {"price", "kind"}
+    best = json.loads((run / "best" / "automtl.json").read_text())
+    assert best["baselines"]["best_trial"] == best["trial"]["number"] == baselines["best_trial"]
+    changes = [t["delta"] for t in baselines["tasks"]]
+    assert baselines["delta_m"] == pytest.approx(sum(changes) / len(changes))
+    for t in baselines["tasks"]:  # the baseline's metric is the one its own training recorded
+        assert t["single"] == pytest.approx(t["metrics"][f"{t['task']}.{t['metric']}"], rel=1e-6)
+        assert t["params"].get("loss_weight." + t["task"]) is None  # multi-task-only parameters left out
+    assert ensemble["score"] >= ensemble["best_single"]["score"] - 1e-9
+    assert sum(m["weight"] for m in ensemble["members"]) == pytest.approx(1.0)
+    for r in doc["trials"]:  # every completed trial kept its validation predictions
+        if r["state"] == "complete":
+            assert (run / "trials" / f"{r['number']:05d}" / "valid_pred.npz").exists()
+    listed = _invoke("trials", run)
+    assert "ensemble" in listed.output and "delta-m" in listed.output
+
+
+def test_ensemble_served_by_plain_tensorflow_is_the_weighted_average_of_its_members(finished, tmp_path):
+    import keras
+
+    import automtl.model.layers  # noqa: F401
+    from automtl.outputs.predict import load_manifest, model_inputs
+
+    run, _ = finished
+    manifest = load_manifest(run / "ensemble")
+    best_manifest = json.loads((run / "best" / "automtl.json").read_text())
+    assert [t["outputs"] for t in manifest["tasks"]] == [t["outputs"] for t in best_manifest["tasks"]]
+    members = manifest["ensemble"]["members"]
+    per_task = manifest["ensemble"]["tasks"]
+    frame = make_table(30, seed=5)
+    x = model_inputs(manifest, {c: frame[c].to_numpy() for c in frame.columns}, "test")
+    np.savez(tmp_path / "in.npz", **x)
+    subprocess.run([sys.executable, "-c", SERVE, str(run / "ensemble"), str(tmp_path / "in.npz"),
+                    str(tmp_path / "out.npz")], check=True, cwd=tmp_path)
+    served = dict(np.load(tmp_path / "out.npz", allow_pickle=True))
+    probs, value = 0.0, 0.0
+    raws = {}
+    for m in members:
+        model = keras.saving.load_model(run / "ensemble" / m["model"])
+        raws[m["trial"]] = model({k: (v.astype(str) if v.dtype == object else v) for k, v in x.items()})
+    for m in per_task["kind"]:
+        p1 = 1 / (1 + np.exp(-np.asarray(raws[m["trial"]]["kind"], np.float64)[:, 0]))
+        probs = probs + m["weight"] * np.stack([1 - p1, p1], axis=1)
+    for m in per_task["price"]:
+        value = value + m["weight"] * np.asarray(raws[m["trial"]]["price"])[:, 0]
+    price = next(t for t in manifest["tasks"] if t["name"] == "price")
+    np.testing.assert_allclose(served["kind.probabilities"], probs, atol=1e-5)
+    np.testing.assert_allclose(served["price.value"], value * price["std"][0] + price["mean"][0], rtol=1e-4, atol=1e-3)
+    # `automtl predict` takes the ensemble folder like best/
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    result = _invoke("predict", run / "ensemble", "--data", tmp_path / "rows.csv", "--out", tmp_path / "pred.csv")
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    written = pd.read_csv(tmp_path / "pred.csv")
+    np.testing.assert_allclose(written["price.value"], served["price.value"], rtol=1e-4, atol=1e-3)
+
+
+def test_export_a_baseline_like_best(finished, tmp_path):
+    run, _ = finished
+    result = _invoke("export", run, "--baseline", "price", "--out", tmp_path / "price")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "price" / "automtl.json").read_text())
+    assert [t["name"] for t in manifest["tasks"]] == ["price"] and manifest["baseline"]["task"] == "price"
+    assert (tmp_path / "price" / "saved_model").is_dir()
+    assert_user_error(_invoke("export", run, "--baseline", "nosuch", "--out", tmp_path / "x"),
+                      "no baseline for task 'nosuch'", "price")
+
+
+def test_distill_fills_missing_labels_with_the_teacher_and_serves(finished, tmp_path):
+    run, _ = finished
+    result = _invoke("distill", run, "--out", tmp_path / "student", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert "teacher (ensemble)" in result.output and "latency batch 256" in result.output
+    assert "parameters" in result.output
+    manifest = json.loads((tmp_path / "student" / "automtl.json").read_text())
+    assert manifest["teacher"]["kind"] == "ensemble"
+    ensemble_members = json.loads((run / "ensemble" / "automtl.json").read_text())["ensemble"]["members"]
+    assert [(m["trial"], pytest.approx(m["weight"])) for m in manifest["teacher"]["members"]] == [
+        (m["trial"], m["weight"]) for m in ensemble_members]
+    filled = manifest["distillation"]["filled_rows"]
+    assert filled["kind"] > 0 and filled["price"] == 0  # 'kind' unlabelled on a third of the rows
+    assert f"task 'kind': the teacher filled in {filled['kind']}" in result.output
+    from automtl.outputs.predict import predict
+
+    frame = make_table(20, seed=9)
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    summary = predict(tmp_path / "student", tmp_path / "new.csv", tmp_path / "pred.csv")
+    assert summary.rows == 20 and "kind.label" in summary.outputs
+
+
+def test_bad_inputs_exit_2_with_a_clear_message(finished, write_experiment, tmp_path):
+    run, _ = finished
+    assert_user_error(_invoke("search", "--config", write_experiment(), "--ensemble", "-1"), "--ensemble")
+    bad = write_experiment("bad.yaml", search={"ensemble": -1})
+    assert_user_error(_invoke("search", "--config", bad), "search.ensemble", "greater than or equal to 0")
+    assert_user_error(_invoke("distill", run, "--out", tmp_path / "s", "--teacher", "nobody"), "--teacher", "ensemble, best")
+    assert_user_error(_invoke("distill", run, "--out", tmp_path / "s", "--student", "missing.yaml"), "--student")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "trials.json").write_text(json.dumps({"format": "automtl-trials/1", "tasks": [], "trials": [
+        {"number": 0, "state": "fail", "score": None, "params": {}, "metrics": {}, "duration_s": 1.0,
+         "reason": "boom"}]}))
+    assert_user_error(_invoke("distill", empty, "--out", tmp_path / "s"), "no completed trial")
+    assert_user_error(_invoke("export", run, "--out", tmp_path / "s"), "exactly one of --trial N or --baseline TASK")
+
+
+def test_baselines_search_runs_a_resumable_single_task_study_per_task(write_experiment, cli, tmp_path):
+    run = tmp_path / "run"
+    exp = write_experiment(search={"trials": 2, "epochs": 2, "seed": 0, "trials_per_process": 0, "out": str(run),
+                                   "baselines": "search", "baseline_trials": 1, "ensemble": 0})
+    result = cli("search", "--config", exp, "--no-report")
+    assert result.exit_code == 0, result.output
+    import optuna
+
+    storage = f"sqlite:///{run / 'study.db'}"
+    names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert names == {"tiny": 2, "tiny/single/price": 1, "tiny/single/kind": 1}
+    params = optuna.load_study(study_name="tiny/single/kind", storage=storage).trials[0].params
+    assert not any(k.startswith(("loss_weight", "task_prob", "weighting")) for k in params)
+    assert "head.price.units" not in params
+    doc = json.loads((run / "baselines.json").read_text())
+    assert doc["mode"] == "search" and doc["trainings"] == 2
+    again = cli("search", "--config", exp, "--no-report", "--baseline-trials", "2")  # resumes every study
+    assert again.exit_code == 0, again.output
+    names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert names == {"tiny": 2, "tiny/single/price": 2, "tiny/single/kind": 2}
+    assert json.loads((run / "baselines.json").read_text())["trainings"] == 2  # one new trial per task
+
+
+def test_baselines_search_with_space_auto_under_keras_tuner(write_experiment, cli, tmp_path):
+    """The single-task searches use the auto space the main search chose, each without the parameters only
+    the other task's plugin declares, in a Keras Tuner project named for the task inside its own folder."""
+    run = tmp_path / "run"
+    exp = write_experiment(space="auto", search={"trials": 1, "epochs": 1, "seed": 0, "trials_per_process": 0,
+                                                 "out": str(run), "backend": "keras-tuner", "algorithm": "random",
+                                                 "baselines": "search", "baseline_trials": 1, "ensemble": 0})
+    result = cli("search", "--config", exp, "--no-report")
+    assert result.exit_code == 0, result.output
+    assert "could not train" not in result.output
+    doc = json.loads((run / "baselines.json").read_text())
+    params = {t["task"]: t["params"] for t in doc["tasks"]}
+    assert set(params) == {"price", "kind"}
+    assert "label_smoothing" in params["kind"] and "label_smoothing" not in params["price"]
+    assert (run / "baselines" / "price" / "keras_tuner" / "tiny-single-price").is_dir()
