@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import pydantic
@@ -25,8 +25,10 @@ from automtl.params import ParamSpec
 from automtl.trial import HeadParams, TrialParams
 
 __all__ = [
+    "Block",
     "ConfigError",
     "DataError",
+    "EncoderBlocks",
     "HeadParams",
     "InputEncoder",
     "InputSpec",
@@ -101,6 +103,46 @@ class InputSpec:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": [None, *self.shape], **self.meta}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One copyable layer of an input encoder: a conv stage, a text encoder layer.
+
+    ``make(name)`` returns a *fresh* Keras layer named ``name`` each time it is
+    called: a sharing scheme calls it once (the block is shared by every task)
+    or once per task, expert or copy (names then get ``-<tag>`` appended).
+    ``name`` is the shared copy's name, unique in the model.
+    """
+
+    name: str
+    make: Callable[[str], Any]
+
+
+@dataclass
+class EncoderBlocks:
+    """What an input encoder lets the sharing scheme copy (see :meth:`InputEncoder.blocks`).
+
+    ``stem`` is the tensor after what always stays shared (scaling, an
+    embedding); ``blocks`` run on it in order, each block's layer called as
+    ``layer(x)``, or ``layer([x, *context])`` when ``context`` holds tensors
+    every block also needs (a token mask); ``views(x, suffix)`` turns the last
+    block's output into the encoder's views (``{"vector": ..., "spatial": ...}``),
+    adding ``suffix`` to the names of the layers it makes (one call per copy).
+    """
+
+    stem: Any
+    blocks: Sequence[Block]
+    views: Callable[[Any, str], dict[str, Any]]
+    context: Sequence[Any] = ()
+
+    def apply(self) -> dict[str, Any]:
+        """Every block once, then the views: the encoder as one shared stack."""
+        x = self.stem
+        for block in self.blocks:
+            layer = block.make(block.name)
+            x = layer([x, *self.context]) if self.context else layer(x)
+        return self.views(x, "")
 
 
 @dataclass(frozen=True)
@@ -322,8 +364,19 @@ class InputEncoder(_Plugin):
         raise NotImplementedError
 
     def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
-        """Return views, e.g. ``{"vector": tensor}``, from the raw Keras inputs."""
-        raise NotImplementedError
+        """Return views, e.g. ``{"vector": tensor}``, from the raw Keras inputs; every task shares them.
+
+        An encoder that implements :meth:`blocks` need not implement this (its blocks are applied once)."""
+        offered = self.blocks(inputs, params)
+        if offered is None:
+            raise NotImplementedError(f"{type(self).__name__} implements neither build() nor blocks()")
+        return offered.apply()
+
+    def blocks(self, inputs: Mapping[str, Any], params: TrialParams) -> EncoderBlocks | None:
+        """Opt in to per-task sharing: the encoder's stem plus its copyable layers (:class:`EncoderBlocks`),
+        which the searched ``sharing`` scheme shares, copies per task or mixes, level by level with the
+        dense trunk. The default (None) means nothing to copy: :meth:`build`'s views are shared by every task."""
+        return None
 
     @classmethod
     def serving_arrays(cls, spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], source: Path,

@@ -11,6 +11,7 @@ importing any plugin (and so numpy or TensorFlow).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 from typing import Any, Iterable
@@ -35,6 +36,15 @@ def batch_sizes(rows: int | None) -> list[int]:
     return fitting[-3:]
 
 
+#: With several tasks, how much they share is searched (as in ``default.yaml``): ``none`` (a tower
+#: per task) is always a choice, so the search can fall back to what separate models get.
+SHARING: dict[str, Any] = {
+    "sharing": {"choice": ["hard", "none", "branch", "soft"]},
+    "branch.at": {"int": [0, 3], "when": {"sharing": "branch"}},
+    "soft.strength": {"float": [1.0e-3, 1.0], "log": True, "when": {"sharing": "soft"}},
+}
+
+
 def core_fragment(tasks: int, rows: int | None = None) -> dict[str, Any]:
     """Trunk, heads and training: what every experiment searches (``rows``: training rows)."""
     parameters: dict[str, Any] = {
@@ -50,10 +60,11 @@ def core_fragment(tasks: int, rows: int | None = None) -> dict[str, Any]:
     }
     per_task: dict[str, Any] = {"head.depth": {"int": [0, 1]}, "head.units": {"int": [32, 128], "log": True}}
     if tasks > 1:
+        parameters.update(copy.deepcopy(SHARING))
         per_task["loss_weight"] = {"float": [0.5, 2.0], "log": True}
     start = core_start(rows)
     if tasks > 1:
-        start["loss_weight"] = 1.0
+        start.update({"sharing": "hard", "loss_weight": 1.0})
     return {"parameters": parameters, "per_task": per_task, "start": [start]}
 
 
@@ -98,7 +109,8 @@ def read_fragment(folder: Path | None, kind: str, type_name: str) -> dict[str, A
 def merge(fragments: Iterable[tuple[str, dict[str, Any]]], tasks: int, rows: int | None = None) -> dict[str, Any]:
     """Core first, then each plugin's fragment in turn (a later entry replaces an earlier one)."""
     space = core_fragment(tasks, rows)
-    notes = ["core: trunk, heads, norm, dropout, learning rate and its schedule, weight decay, batch size"
+    notes = ["core: " + ("how much the tasks share (none, hard, branch, soft), " if tasks > 1 else "")
+             + "trunk, heads, norm, dropout, learning rate and its schedule, weight decay, batch size"
              + (f" (for {rows} training rows)" if rows is not None else "")]
     for owner, fragment in fragments:
         if not fragment:

@@ -350,8 +350,8 @@ CASES: list[Case] = [
          ("trunk.units", "whole numbers")),
     Case("space-infinite-bound", search(lambda w: w.space_params("infb.yaml", learning_rate={"float": [0.001, float("inf")]})),
          ("learning_rate", "finite")),
-    Case("space-unknown-sharing", search(lambda w: w.space_params("share.yaml", sharing={"choice": ["hard", "soft"]})),
-         ("sharing", "'soft'")),
+    Case("space-unknown-sharing", search(lambda w: w.space_params("share.yaml", sharing={"choice": ["hard", "adashare"]})),
+         ("sharing", "'adashare'")),
     Case("space-unknown-strategy-blamed-on-strategy", search(lambda w: w.space(
         "strat.yaml", {"parameters": {"strategy": {"choice": ["joint", "sequential"]}},
                        "per_task": {"task_prob": {"float": [0.5, 2.0], "when": {"strategy": "alternating"}}}})),

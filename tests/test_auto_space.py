@@ -157,3 +157,18 @@ def test_text_with_pretrained_vectors_searches_freezing_not_the_embedding_width(
                          [{"name": "intent", "type": "classification", "target": "intent"}])
     assert set(params["text.freeze_embeddings"].values) == {True, False}
     assert "text.embedding" not in params
+
+
+def test_several_tasks_search_how_much_they_share_starting_from_hard():
+    """With several tasks ``auto`` searches the sharing (none always a choice); with one it has nothing to share."""
+    inputs = [{"name": "f", "type": "tabular", "numeric": ["x*"]}]
+    two = [{"name": "price", "type": "regression", "target": "price"},
+           {"name": "kind", "type": "classification", "target": "kind"}]
+    params, raw = auto_for(inputs, two)
+    assert set(params["sharing"].values) == {"hard", "none", "branch", "soft"}
+    assert {"branch.at", "soft.strength"} <= set(params)
+    exp = build_experiment({"data": {"train": "x.csv"}, "inputs": inputs, "tasks": two}, "exp.yaml", ".")
+    space = parse_space(raw, "auto", ["price", "kind"], plugin_parameters([p for ps in instantiate(exp) for p in ps]))
+    assert space.start and all(point["sharing"] == "hard" for point in space.start)
+    params, _ = auto_for(inputs, two[:1])
+    assert "sharing" not in params and "branch.at" not in params

@@ -98,6 +98,7 @@ class Trainer:
         streaming: bool | None = None,
         encoders: Sequence[InputEncoder] = (),
     ) -> None:
+        self.assembled = assembled
         self.model = assembled.model
         self.tasks = list(tasks)
         self.params = params
@@ -191,6 +192,8 @@ class Trainer:
             self.weighting.end_epoch(losses)
         metrics, scores, objective = self.evaluate()
         row = {"epoch": epoch, "objective": objective}
+        if epoch == 1:
+            row.update(self.strategy.notes)
         row.update({f"loss.{n}": float(l) for n, l in zip(names, losses)})
         if self.weighting is not None:
             row.update(self.weighting.epoch_record())  # effective weights (and task-gradient statistics)
@@ -199,13 +202,20 @@ class Trainer:
 
     def fit(self, epochs: int, patience: int | None = None, report: Callable[[EpochResult], None] | None = None,
             deadline: float | None = None) -> FitResult:
-        """Train up to ``epochs``, keep the best epoch's weights; past ``deadline`` stop at the epoch's end."""
+        """Train up to ``epochs``, keep the best epoch by the objective, stop after ``patience`` epochs
+        without a better one; past ``deadline`` stop at the epoch's end. A task whose path is its own (no
+        trainable variable shared with another task: ``none`` or ``soft`` sharing) is a separate model
+        inside this one, so it keeps its own best epoch, and training goes on while it still improves, as
+        it would trained alone."""
         best: FitResult | None = None
         best_weights: list[np.ndarray] | None = None
         history: list[dict[str, float]] = []
         since_best = 0
         stopped = ""
         check_started_in_time(deadline)
+        own = {t: self.assembled.task_weights(t) for t in self.assembled.own_path_tasks()}
+        own_best: dict[str, tuple[float, int, list[np.ndarray]]] = {}
+        since_own = dict.fromkeys(own, 0)
         for epoch in range(1, epochs + 1):
             result, row = self.train_epoch(epoch, epochs)
             metrics, scores, objective = result.metrics, result.scores, result.objective
@@ -216,9 +226,15 @@ class Trainer:
                 since_best = 0
             else:
                 since_best += 1
+            for t, weights in own.items():
+                if t not in own_best or (np.isfinite(scores[t]) and not scores[t] <= own_best[t][0]):
+                    own_best[t] = (scores[t], epoch, [np.array(w.numpy()) for w in weights])
+                    since_own[t] = 0
+                else:
+                    since_own[t] += 1
             if report is not None:
                 report(result)
-            if patience is not None and since_best >= patience:
+            if patience is not None and since_best >= patience and all(n >= patience for n in since_own.values()):
                 break
             if epoch < epochs and time_is_up(deadline):
                 stopped = f"{TIME_UP} after epoch {epoch}"
@@ -226,6 +242,14 @@ class Trainer:
         assert best is not None and best_weights is not None
         if best.best_epoch != len(history):
             self.model.set_weights(best_weights)  # restore the best epoch's weights
+        moved = {t: e for t, (_, e, _) in own_best.items() if e != best.best_epoch}
+        for t in moved:  # then each own-path task's best epoch, and the metrics of the model so made
+            for w, value in zip(own[t], own_best[t][2]):
+                w.assign(value)
+        if moved:
+            metrics, scores, objective = self.evaluate()
+            history[-1]["task_best_epochs"] = {t: e for t, (_, e, _) in own_best.items()}
+            best = FitResult(objective, metrics, scores, best.best_epoch, valid_pred=self.last_pred)
         if not np.isfinite(best.objective):
             raise TrialFailed("the validation objective is not finite")
         best.history = history

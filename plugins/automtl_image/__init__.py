@@ -22,10 +22,17 @@ or none), fine-tuned as ``image.fine_tune`` says (``frozen``, the last
 image.backbone_lr_scale``. Views: ``spatial`` (the last map of the conv trunk,
 or the backbone's stride-``image.stride`` map, for detection) and ``vector``
 (global pooling of the last map, for the image-level heads).
+The conv trunk's vector view is global average and max pooling; with
+``image.pool: grid`` also the means over a 2x2 grid of the map, which keeps
+where things are. The conv stages are offered as blocks
+(:meth:`ImageInput.blocks`), so the searched ``sharing`` scheme can give tasks
+their own copies of the last stages (or of all); a pretrained backbone is
+shared by every task.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -33,7 +40,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pydantic
 
-from automtl.api import (ConfigError, DataError, InputEncoder, InputSpec, MappedArray, Options, ParamSpec,
+from automtl.api import (Block, ConfigError, DataError, EncoderBlocks, InputEncoder, InputSpec, MappedArray, Options, ParamSpec,
                          PortableInput, StreamedArray, Table, TrialParams, is_missing, memory_budget_bytes,
                          scale_learning_rate)
 
@@ -58,6 +65,8 @@ PARAMETERS = {
     "image.backbone_lr_scale": ParamSpec("image.backbone_lr_scale", 0.1, low=0, low_open=True, high=10,
                                          doc="backbone learning rate = learning_rate x this"),
     "image.stride": ParamSpec("image.stride", 16, choices=STRIDES, doc="a backbone's spatial view: stride 8, 16 or 32"),
+    "image.pool": ParamSpec("image.pool", "global", choices=("global", "grid"),
+                            doc="conv trunk's vector view: global pooling, or also a 2x2 grid of region means"),
 }
 
 
@@ -255,16 +264,20 @@ class ImageInput(InputEncoder):
     def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
         s = self.settings(params)
         if s["backbone"] == "conv":
-            return self._build_conv(inputs[self.name], params)
+            return super().build(inputs, params)  # the conv blocks, applied once
         if s["backbone"] not in BACKBONES:
             raise ValueError(f"unknown image.backbone '{s['backbone']}'; expected one of {', '.join(TRUNKS)}")
         return self._build_backbone(inputs[self.name], s)
 
-    def _build_conv(self, images: Any, params: TrialParams) -> dict[str, Any]:
+    def blocks(self, inputs: Mapping[str, Any], params: TrialParams) -> EncoderBlocks | None:
+        """The conv trunk: resizing and scaling (shared), then one block per conv stage. A pretrained
+        backbone offers nothing to copy (None): every task shares it."""
+        if self.settings(params)["backbone"] != "conv":
+            return None
         import keras
 
         from .layers import ResizeImages
-        from .trunk import conv_trunk, pooled
+        from .trunk import conv_stage, image_views
 
         stages = int(params.get("image.stages", params.trunk_depth))
         filters = int(params.get("image.filters", params.trunk_units))
@@ -273,10 +286,12 @@ class ImageInput(InputEncoder):
                              f"got {stages} and {filters}")
         if min(self.size) < 2**stages:
             raise ValueError(f"{stages} stages halve a {self.size[0]}x{self.size[1]} image below one pixel")
-        x = ResizeImages(*self.size, name=f"{self.name}_resize")(images)
+        x = ResizeImages(*self.size, name=f"{self.name}_resize")(inputs[self.name])
         x = keras.layers.Normalization(mean=self.mean, variance=self.variance, name=f"{self.name}_scale")(x)
-        maps = conv_trunk(x, stages, filters, params.l2, self.name)
-        return {"spatial": maps[-1], "vector": pooled(maps[-1], self.name)}
+        stack = [Block(f"{self.name}_stage{s}", functools.partial(conv_stage, filters * 2**s, params.l2))
+                 for s in range(stages)]
+        pool = str(params.get("image.pool", "global"))
+        return EncoderBlocks(x, stack, functools.partial(image_views, self.name, pool))
 
     def _build_backbone(self, images: Any, s: Mapping[str, Any]) -> dict[str, Any]:
         import keras

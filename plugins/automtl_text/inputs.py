@@ -5,21 +5,24 @@ vocabulary is counted on the training split only, with the tokeniser of
 :mod:`automtl_text.tokens`; the exported SavedModel therefore takes raw
 strings. After the embedding a searchable sequence encoder (``conv``,
 ``bigru`` or ``transformer``) takes its depth and width from the trunk
-parameters. With ``embeddings: PATH`` the embedding layer starts from
-pretrained word vectors (GloVe, word2vec or fastText text files), kept
-frozen or fine-tuned as ``text.freeze_embeddings`` says.
+parameters; its layers are offered as blocks, so the searched ``sharing``
+scheme can copy them per task (the embedding stays shared). With
+``embeddings: PATH`` the embedding layer starts from pretrained word vectors
+(GloVe, word2vec or fastText text files), kept frozen or fine-tuned as
+``text.freeze_embeddings`` says.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Any, Literal, Mapping
 
 import numpy as np
 import pydantic
 
-from automtl.api import (ConfigError, DataError, InputEncoder, InputSpec, Options, ParamSpec, PortableInput, Table,
-                         TrialParams)
+from automtl.api import (Block, ConfigError, DataError, EncoderBlocks, InputEncoder, InputSpec, Options, ParamSpec,
+                         PortableInput, Table, TrialParams)
 
 from automtl_text import tokens
 from automtl_text.cells import text_column, text_of, tokens_of
@@ -164,7 +167,9 @@ class TextInput(InputEncoder):
             "freeze_embeddings": bool(params.get("text.freeze_embeddings", self.options.freeze_embeddings)),
         } | ({"embedding": self.vector_dim} if self.vectors is not None else {})
 
-    def build(self, inputs: Mapping[str, Any], params: TrialParams) -> dict[str, Any]:
+    def blocks(self, inputs: Mapping[str, Any], params: TrialParams) -> EncoderBlocks:
+        """Vectorising, word dropout and the embedding (shared), then one block per encoder layer;
+        the token mask goes to every block."""
         import keras
 
         from automtl_text import layers
@@ -188,12 +193,9 @@ class TextInput(InputEncoder):
         else:
             embed = keras.layers.Embedding(s["vocab_size"] + 2, s["embedding"], name=f"{name}_embedding")
         x = embed(ids)
-        x = layers.sequence_encoder(x, mask, s["encoder"], params.trunk_units, max(1, params.trunk_depth),
-                                    params.dropout, params.l2, length, f"{name}_{s['encoder']}")
-        return {
-            "sequence": layers.SequenceView(name=f"{name}_sequence")([x, mask]),
-            "vector": layers.MaskedPool(name=f"{name}_pool")([x, mask]),
-        }
+        stack = layers.encoder_blocks(s["encoder"], params.trunk_units, max(1, params.trunk_depth), params.dropout,
+                                      params.l2, length, f"{name}_{s['encoder']}")
+        return EncoderBlocks(x, [Block(n, make) for n, make in stack], functools.partial(_views, name, mask), (mask,))
 
     def register_keras_objects(self) -> None:
         from automtl_text import layers  # noqa: F401  (registering is importing)
@@ -219,3 +221,13 @@ class TextInput(InputEncoder):
             out |= {"embeddings": str(self.options.embeddings), "embedding_dim": self.vector_dim,
                     "words_with_vectors": round(self.coverage, 4)}
         return out
+
+
+def _views(name: str, mask: Any, x: Any, suffix: str) -> dict[str, Any]:
+    """The encoder's output -> the "sequence" view (features and mask) and the pooled "vector" view."""
+    from automtl_text import layers
+
+    return {
+        "sequence": layers.SequenceView(name=f"{name}_sequence{suffix}")([x, mask]),
+        "vector": layers.MaskedPool(name=f"{name}_pool{suffix}")([x, mask]),
+    }

@@ -8,6 +8,7 @@ start TensorFlow.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
@@ -142,46 +143,133 @@ class SplitMask(keras.layers.Layer):
         return {**super().get_config(), "length": self.length}
 
 
-def _dropout(x: Any, rate: float, name: str) -> Any:
-    return keras.layers.Dropout(rate, name=name)(x) if rate > 0 else x
-
-
-def sequence_encoder(x: Any, mask: Any, kind: str, units: int, depth: int, dropout: float, l2: float,
-                     length: int, name: str) -> Any:
-    """Embedded tokens ``[batch, length, dim]`` -> contextual features ``[batch, length, units]``.
+def encoder_blocks(kind: str, units: int, depth: int, dropout: float, l2: float, length: int,
+                   name: str) -> list[tuple[str, Any]]:
+    """The sequence encoder as ``depth`` copyable blocks: ``(name, make)`` pairs, ``make(name)`` a fresh
+    layer taking ``[x, mask]`` (embedded tokens ``[batch, length, dim]`` and the 0/1 token mask) and
+    returning contextual features ``[batch, length, units]``.
 
     ``kind`` is ``conv`` (same-padded 1-D convolutions), ``bigru`` (bidirectional
-    GRUs) or ``transformer`` (self-attention blocks with position embeddings).
+    GRUs) or ``transformer`` (self-attention blocks; the first also projects to
+    ``units`` and adds position embeddings).
     """
-    reg = keras.regularizers.L2(l2) if l2 > 0 else None
-    if kind == "conv":
-        for i in range(depth):
-            x = keras.layers.Conv1D(units, 3, padding="same", activation="relu", kernel_regularizer=reg,
-                                    name=f"{name}_conv{i}")(x)
-            x = _dropout(x, dropout, f"{name}_dropout{i}")
-        return x
-    is_token = BoolMask(name=f"{name}_bool_mask")(mask)
-    if kind == "bigru":
-        for i in range(depth):
-            gru = keras.layers.GRU(max(4, units // 2), return_sequences=True, kernel_regularizer=reg)
-            x = keras.layers.Bidirectional(gru, name=f"{name}_bigru{i}")(x, mask=is_token)
-            x = _dropout(x, dropout, f"{name}_dropout{i}")
-        return x
-    if kind == "transformer":
-        heads = next(h for h in (4, 2, 1) if (units % h == 0 and units // h >= 8) or h == 1)
-        x = keras.layers.Dense(units, kernel_regularizer=reg, name=f"{name}_project")(x)
-        x = PositionEmbedding(length, name=f"{name}_positions")(x)
-        for i in range(depth):
-            attn = keras.layers.MultiHeadAttention(heads, units // heads, dropout=dropout, kernel_regularizer=reg,
-                                                   name=f"{name}_attention{i}")
-            a = attn(x, x, query_mask=is_token, value_mask=is_token)
-            x = keras.layers.LayerNormalization(name=f"{name}_norm{i}a")(keras.layers.Add()([x, a]))
-            f = keras.layers.Dense(2 * units, activation="relu", kernel_regularizer=reg, name=f"{name}_ff{i}a")(x)
-            f = _dropout(keras.layers.Dense(units, kernel_regularizer=reg, name=f"{name}_ff{i}b")(f), dropout,
-                         f"{name}_dropout{i}")
-            x = keras.layers.LayerNormalization(name=f"{name}_norm{i}b")(keras.layers.Add()([x, f]))
-        return x
-    raise ValueError(f"unknown text encoder '{kind}'; expected conv, bigru or transformer")
+    if kind not in ("conv", "bigru", "transformer"):
+        raise ValueError(f"unknown text encoder '{kind}'; expected conv, bigru or transformer")
+    blocks = []
+    for i in range(depth):
+        if kind == "conv":
+            make = functools.partial(_make, ConvEncoderLayer, units=units, dropout=dropout, l2=l2)
+        elif kind == "bigru":
+            make = functools.partial(_make, GRUEncoderLayer, units=units, dropout=dropout, l2=l2)
+        else:
+            make = functools.partial(_make, TransformerEncoderLayer, units=units, dropout=dropout, l2=l2,
+                                     length=length if i == 0 else 0)
+        blocks.append((f"{name}_{kind}{i}", make))
+    return blocks
+
+
+def _make(cls: type, name: str, **config: Any) -> Any:
+    return cls(name=name, **config)
+
+
+class _EncoderLayer(_ExplicitMask):
+    """Base of the encoder blocks: ``[x, mask] -> features``, with L2 on kernels and dropout after."""
+
+    def __init__(self, units: int, dropout: float = 0.0, l2: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units, self.rate, self.l2 = int(units), float(dropout), float(l2)
+        self.reg = keras.regularizers.L2(self.l2) if self.l2 > 0 else None
+        self.drop = keras.layers.Dropout(self.rate, name="dropout") if self.rate > 0 else None
+
+    def _dropped(self, x: Any, training: Any) -> Any:
+        return self.drop(x, training=training) if self.drop is not None else x
+
+    def compute_output_shape(self, input_shape: list) -> tuple:
+        return (*input_shape[0][:-1], self.units)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units, "dropout": self.rate, "l2": self.l2}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ConvEncoderLayer(_EncoderLayer):
+    """A same-padded width-3 1-D convolution with ReLU."""
+
+    def __init__(self, units: int, **kwargs: Any) -> None:
+        super().__init__(units, **kwargs)
+        self.conv = keras.layers.Conv1D(self.units, 3, padding="same", activation="relu", kernel_regularizer=self.reg,
+                                        name="conv")
+
+    def build(self, input_shape: list) -> None:
+        self.conv.build(input_shape[0])
+
+    def call(self, inputs: list, training: Any = None) -> Any:
+        return self._dropped(self.conv(inputs[0]), training)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GRUEncoderLayer(_EncoderLayer):
+    """A bidirectional GRU (``units / 2`` each way) over the real tokens."""
+
+    def __init__(self, units: int, **kwargs: Any) -> None:
+        super().__init__(units, **kwargs)
+        half = max(4, self.units // 2)
+        self.units = 2 * half
+        self.bigru = keras.layers.Bidirectional(
+            keras.layers.GRU(half, return_sequences=True, kernel_regularizer=self.reg), name="bigru")
+
+    def build(self, input_shape: list) -> None:
+        self.bigru.build(input_shape[0])
+
+    def call(self, inputs: list, training: Any = None) -> Any:
+        x, mask = inputs
+        return self._dropped(self.bigru(x, mask=ops.greater(mask, 0), training=training), training)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TransformerEncoderLayer(_EncoderLayer):
+    """Self-attention over the real tokens and a feed-forward layer, each with a residual and layer
+    normalisation. With ``length`` > 0 (the first block) it first projects to ``units`` and adds
+    learned position embeddings."""
+
+    def __init__(self, units: int, length: int = 0, **kwargs: Any) -> None:
+        super().__init__(units, **kwargs)
+        self.length = int(length)
+        heads = next(h for h in (4, 2, 1) if (self.units % h == 0 and self.units // h >= 8) or h == 1)
+        if self.length:
+            self.project = keras.layers.Dense(self.units, kernel_regularizer=self.reg, name="project")
+            self.positions = PositionEmbedding(self.length, name="positions")
+        self.attention = keras.layers.MultiHeadAttention(heads, self.units // heads, dropout=self.rate,
+                                                         kernel_regularizer=self.reg, name="attention")
+        self.norm_a = keras.layers.LayerNormalization(name="norm_a")
+        self.ff_a = keras.layers.Dense(2 * self.units, activation="relu", kernel_regularizer=self.reg, name="ff_a")
+        self.ff_b = keras.layers.Dense(self.units, kernel_regularizer=self.reg, name="ff_b")
+        self.norm_b = keras.layers.LayerNormalization(name="norm_b")
+
+    def build(self, input_shape: list) -> None:
+        shape = tuple(input_shape[0])
+        if self.length:
+            self.project.build(shape)
+            shape = (*shape[:-1], self.units)
+            self.positions.build(shape)
+        self.attention.build(shape, shape)
+        self.norm_a.build(shape)
+        self.ff_a.build(shape)
+        self.ff_b.build((*shape[:-1], 2 * self.units))
+        self.norm_b.build(shape)
+
+    def call(self, inputs: list, training: Any = None) -> Any:
+        x, mask = inputs
+        if self.length:
+            x = self.positions(self.project(x))
+        is_token = ops.greater(mask, 0)
+        a = self.attention(x, x, query_mask=is_token, value_mask=is_token, training=training)
+        x = self.norm_a(x + a)
+        f = self._dropped(self.ff_b(self.ff_a(x)), training)
+        return self.norm_b(x + f)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "length": self.length}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

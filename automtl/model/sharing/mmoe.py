@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from automtl.model.blocks import dense_block
-from automtl.model.sharing.base import Shared, SharingScheme
+from automtl.model.sharing.base import Shared, SharingScheme, Trunk, gated
 from automtl.params import ParamSpec, positive_int
 from automtl.trial import TrialParams
 
 
 class MixtureOfExperts(SharingScheme):
-    """``experts`` dense experts of ``trunk.depth`` layers; each task mixes them with its own gate."""
+    """``experts`` copies of the whole trunk (encoder blocks and dense layers, at least one
+    level); each task mixes their outputs with its own softmax gate, computed from the
+    inputs' summary (pooled stems, plain inputs' vectors). Maps (images) and sequences
+    (text) are mixed the same way as vectors."""
 
     parameters = (
         positive_int("experts", 4, "number of shared experts"),
-        ParamSpec("expert_units", None, low=1, integer=True, doc="width of each expert (default: trunk.units)"),
+        ParamSpec("expert_units", None, low=1, integer=True, doc="width of each expert's dense layers (default: trunk.units)"),
     )
 
-    def build(self, features: Any, tasks: list[str], params: TrialParams) -> Shared:
-        import keras
-
-        from automtl.model.layers import GatedMixture
-
+    def build(self, trunk: Trunk, tasks: list[str], params: TrialParams) -> Shared:
         n = int(self.value(params, "experts"))
-        units = int(self.value(params, "expert_units") or params.trunk_units)
-        depth = max(1, params.trunk_depth)
-        experts = [dense_block(features, units, depth, params.dropout, params.l2, name=f"expert{k}", norm=params.norm)
-                   for k in range(n)]
-        per_task = {}
-        for t in tasks:
-            gate = keras.layers.Dense(n, name=f"gate_{t}")(features)
-            per_task[t] = GatedMixture(name=f"mixture_{t}")([gate, *experts])
-        return Shared(per_task, [f"expert{k}_dense{depth - 1}" for k in range(n)])
+        units = self.value(params, "expert_units")
+        trunk = trunk.with_min_depth(1, int(units) if units else None)
+        if trunk.depth == 0:
+            raise ValueError("mmoe needs at least one level to make experts of (a dense trunk layer or encoder block)")
+        experts = [trunk.run(trunk.begin(), 0, trunk.depth, tag=f"expert{k}") for k in range(n)]
+        summary = trunk.summary("gate_input")
+        per_task = {t: gated(summary, experts, t).tensors for t in tasks}
+        last = trunk.last_layers()
+        return Shared(per_task, last, "the experts' last level: " + ", ".join(l.name for l in last))

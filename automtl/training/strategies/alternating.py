@@ -1,6 +1,7 @@
 """Alternating training: each step picks one task and runs that task's own optimizer on its loss alone.
 
-The shared layers move with every task, a head only with its own. Batches
+The shared layers move with every task, a head (and a task's own copies of
+trunk levels) only with its own. Batches
 for a task are drawn from the examples that carry its label, so tasks
 labelled on different examples (or on few) train as well as fully labelled ones.
 """
@@ -35,8 +36,9 @@ class AlternatingTraining(Strategy):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         names = [t.name for t in self.tasks]
-        shared = self.assembled.shared_variables()
-        self.variables = [shared + list(self.assembled.heads[t.name].trainable_variables) for t in self.tasks]
+        # Each task's optimizer moves what its output depends on: shared levels, its own copies, its head.
+        # A soft-sharing penalty in model.losses then moves only the trained task's copies (its own terms).
+        self.variables = [self.assembled.task_variables(t) for t in names]
         self.optimizers = [FusedAdam(self.params.task_learning_rate(t), v, weight_decay=self.params.weight_decay,
                                      lr_scales=self.assembled.lr_scales(v))
                            for t, v in zip(names, self.variables)]

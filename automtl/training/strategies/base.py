@@ -48,6 +48,8 @@ class Strategy(Declared):
 
     #: the joint strategy's loss weighting (None for strategies that weight nothing)
     weighting: "Weighting | None" = None
+    #: facts about this trial's training worth keeping in its history (the first epoch's row)
+    notes: dict[str, str] = {}
     #: every optimizer the strategy steps (the trainer sets their learning rates per epoch)
     optimizers: list = []
 

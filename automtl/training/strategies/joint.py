@@ -30,11 +30,19 @@ class JointTraining(Strategy):
         self.weighting = method(names, self.params)
         self.variables = list(self.model.trainable_variables) + self.weighting.variables
         self.norm_on = self.assembled.last_shared_variables() if self.weighting.wants_gradient_norms() else []
+        if self.norm_on:  # which layers depends on the sharing scheme: the trial's history says
+            self.notes = {"gradient_norms_on": self.assembled.measured_on}
         self.optimizer = FusedAdam(self.params.learning_rate, self.variables, weight_decay=self.params.weight_decay,
                                    lr_scales=self.assembled.lr_scales(self.variables))
         self.optimizers = [self.optimizer]
-        if self.weighting.per_task_gradients:
+        self.manipulate = self.weighting.per_task_gradients
+        if self.manipulate:
             self.shared = self.assembled.shared_variables()
+            if not self.shared:  # e.g. sharing: none; every variable follows the combined loss
+                self.manipulate = False
+                self.notes = {**self.notes, "gradient_manipulation": "no variable is shared by several tasks: every "
+                              "variable follows the gradient of the combined loss"}
+        if self.manipulate:
             shared_ids = {id(v) for v in self.shared}
             self.task_specific = [v for v in self.variables if id(v) not in shared_ids]
             self.sizes = [int(np.prod(v.shape)) for v in self.shared]
@@ -48,17 +56,17 @@ class JointTraining(Strategy):
     def step(self, x: dict, y: dict, mask: dict) -> Any:
         """One optimizer step on one batch; returns the task losses ``[T]``."""
         w = self.weighting
-        with tf.GradientTape(persistent=bool(self.norm_on) or w.per_task_gradients) as tape:
+        with tf.GradientTape(persistent=bool(self.norm_on) or self.manipulate) as tape:
             losses = self.losses(x, y, mask)
             reg = regularisation(self.model)
             total = w.combine(losses) + reg
-            terms = w.task_objectives(losses) if w.per_task_gradients else None
+            terms = w.task_objectives(losses) if self.manipulate else None
         if self.norm_on:
             T = len(self.tasks)
             norms = tf.stack([tf.linalg.global_norm([g for g in tape.gradient(losses, self.norm_on,
                                                                               output_gradients=tf.one_hot(i, T))
                                                      if g is not None]) for i in range(T)])
-        if w.per_task_gradients:
+        if self.manipulate:
             self.manipulated_step(tape, terms, total, reg)
         else:
             apply_gradients(self.optimizer, total, tape, self.variables)
