@@ -88,16 +88,16 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
         raise ConfigError(f"--epochs {epochs}: expected a positive number")
     if student not in ("best", "smallest") and not Path(student).is_file():
         raise ConfigError(f"--student {student!r}: expected best, smallest or a search space file (not found)")
-    from automtl.outputs.rundir import load_experiment
-
-    if load_experiment(run_dir).data.folds:
-        raise ConfigError(f"{run_dir}: the run cross-validates (data.folds); distillation scores the student against "
-                          "its teacher on one validation split (search with a hold-out split to distill)")
     done = [r for r in read_trials(run_dir).records
             if r.ok and (trial_dir(run_dir, r.number) / "model.keras").exists()]
     if not done:
         raise AutomtlError(f"{run_dir}: no completed trial with a kept model; a student needs a teacher "
                            "(run `automtl search` until a trial completes)")
+    from automtl.outputs.rundir import load_experiment
+
+    if load_experiment(run_dir).data.folds:
+        raise ConfigError(f"{run_dir}: the run cross-validates (data.folds); distillation scores the student against "
+                          "its teacher on one validation split (search with a hold-out split to distill)")
     if teacher == "ensemble" and not (Path(run_dir) / "ensemble" / "automtl.json").exists():
         raise AutomtlError(f"{run_dir}: no ensemble here (ensemble/automtl.json); use --teacher best, or rerun the "
                            "search with --ensemble K (it resumes the finished study and only adds the ensemble)")

@@ -228,11 +228,11 @@ def _train(s: "Search", task: str, folder: Path, handle: _Handle) -> Any:
     if s.role.kind == "single":
         from automtl.training.runner import TrialRunner
 
-        return TrialRunner(s.prepared.only(task), folder)(handle)
+        return TrialRunner(s.prepared.only(task), folder, deadline=s.deadline)(handle)
     from automtl.run.trial_process import ProcessTrialRunner
 
     exp = s.exp.model_copy(update={"tasks": [c for c in s.exp.tasks if c.name == task]})
-    runner = ProcessTrialRunner(exp, folder, 1)
+    runner = ProcessTrialRunner(exp, folder, 1, deadline=s.deadline)
     try:
         return runner(handle)
     finally:

@@ -403,6 +403,10 @@ def _baselines(s: Search, best: TrialRecord, notes: list[str]) -> Any:
     """Single-task baselines (``search.baselines``); a failure costs the user only the baselines."""
     from automtl.run.baselines import run_baselines
 
+    if s.deadline is not None and time.time() >= s.deadline and s.exp.search.baselines != "off":
+        notes.append("no single-task baselines: the time budget (--timeout) ran out; rerun the same command with "
+                     "time left to add them")
+        return None
     if s.prepared.folds and s.exp.search.baselines != "off":
         notes.append("no single-task baselines: the run cross-validates (data.folds), and baselines are scored on "
                      "one validation split")
