@@ -34,7 +34,8 @@ def test_new_methods_search_export_and_resume(cli, write_experiment, tmp_path, b
     space = {**SPACE, "start": [{"weighting": m} for m in NEW]} if backend == "optuna" else SPACE
     (tmp_path / "weights.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
     exp = write_experiment(space=str(tmp_path / "weights.yaml"))
-    args = ("search", "--config", exp, "--backend", backend, "--algorithm", algorithm, "--epochs", "2", "--no-report")
+    args = ("search", "--config", exp, "--backend", backend, "--algorithm", algorithm, "--epochs", "2", "--no-report",
+            "--pruner", "none")  # the resumed trial runs to the end (a sixth trial may be pruned otherwise)
     result = cli(*args, "--trials", str(n))
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
