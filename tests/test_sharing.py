@@ -338,8 +338,8 @@ def test_third_party_scheme_through_an_entry_point(tmp_path, table_csv):
 def test_trial_summaries_name_the_scheme_and_its_main_parameter():
     from automtl.outputs.choices import short_params
 
-    assert short_params({"sharing": "branch", "branch.at": 2, "strategy": "joint"}).startswith("branch at 2, joint")
-    assert short_params({"sharing": "soft", "soft.strength": 0.0123}).startswith("soft 0.012")
+    assert short_params({"sharing": "branch", "branch.at": 2, "strategy": "joint"}).startswith("branch(at=2), joint")
+    assert short_params({"sharing": "soft", "soft.strength": 0.0123}).startswith("soft(strength=0.012)")
     assert short_params({"sharing": "none", "learning_rate": 0.001}) == "none, lr 0.001"
 
 
