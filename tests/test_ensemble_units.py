@@ -270,3 +270,31 @@ def test_single_task_space_drops_multi_task_and_other_tasks_parameters_and_keeps
                                                                                  "head.price.units": 8}
     assert single_task_params(params, "kind", ["price", "kind"]) == {"trunk.units": 32, "label_smoothing": 0.1,
                                                                       "head.kind.units": 16}
+
+
+def test_bootstrap_interval_fits_its_time_budget_for_a_costly_metric(monkeypatch):
+    """A metric that is slow to compute (detection mAP) gets the draws that fit in the budget, or no interval."""
+    import time as _time
+
+    from automtl.data.prepare import Arrays
+    from automtl.run import baselines
+
+    class Slow:
+        name, primary_metric, direction = "t", "accuracy", "maximize"
+        calls = 0
+
+        def evaluate(self, y, mask, pred):
+            Slow.calls += 1
+            _time.sleep(0.01)
+            return {"accuracy": float(np.mean((pred[:, 0] > 0.5) == (y[:, 0] > 0.5)))}
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((60, 1)) > 0.5).astype(np.float64)
+    valid = Arrays({"x": np.zeros((60, 1))}, {"t": y}, {"t": np.ones((60, 1))})
+    good, bad = y * 0.9 + 0.05, rng.random((60, 1))
+    monkeypatch.setattr(baselines, "BOOTSTRAP_SECONDS", 1.2)  # room for ~60 draws of two 10 ms calls
+    multi, single, delta, interval = baselines.compare(Slow(), valid, good, valid, bad)
+    assert multi == 1.0 and delta > 0 and interval is not None
+    assert Slow.calls <= 2 + 2 * 62  # not the default 200 draws
+    monkeypatch.setattr(baselines, "BOOTSTRAP_SECONDS", 0.3)  # under MIN_RESAMPLES draws: no interval
+    assert baselines.compare(Slow(), valid, good, valid, bad)[3] is None
