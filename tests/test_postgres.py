@@ -90,7 +90,8 @@ def test_two_processes_share_one_study_in_postgresql(postgres_url, tmp_path, tab
 
     from conftest import experiment_dict
 
-    exp = experiment_dict(table_csv, tiny_space, trials=6, epochs=3, trials_per_process=10)
+    exp = experiment_dict(table_csv, tiny_space, trials=6, epochs=3, trials_per_process=10,
+                          pruner="none")  # every trial runs to the end (a sixth may be pruned otherwise)
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump(exp))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
