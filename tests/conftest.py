@@ -16,18 +16,8 @@ from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
 
-#: A tiny space so end-to-end tests take seconds.
-TINY_SPACE = {
-    "parameters": {
-        "trunk.depth": {"int": [1, 2]},
-        "trunk.units": {"choice": [16, 32]},
-        "strategy": {"choice": ["joint", "alternating"]},
-        "learning_rate": {"float": [3e-3, 1e-2], "log": True},
-        "batch_size": 32,
-    },
-    "per_task": {"head.units": {"choice": [8, 16]}, "head.depth": 1,
-                 "loss_weight": {"float": [0.5, 2.0], "when": {"strategy": "joint"}}},
-}
+#: A tiny space so end-to-end tests take seconds (one definition, shared with the bad-input bench).
+from bad_input_cases import SPACE as TINY_SPACE  # noqa: E402
 
 
 def make_table(n: int = 300, seed: int = 0) -> "Any":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,3 +55,17 @@ def assert_user_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.output
     for fragment in fragments:
         assert fragment in result.output, (fragment, result.output)
+
+
+def fake_distribution(root: Path, package: str, source: str, version: str, group: str, entry: str) -> Path:
+    """``root/site`` holding ``package`` and a dist-info declaring one entry point in ``group``, as pip
+    would install a third-party plugin; put the returned folder on ``sys.path`` or ``PYTHONPATH``."""
+    site = root / "site"
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text(source)
+    info = site / f"{package}-{version}.dist-info"
+    info.mkdir()
+    name = package.replace("_", "-")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{entry}\n")
+    return site

@@ -55,14 +55,10 @@ class CountTask(Task):
 
 def make_distribution(root: Path) -> Path:
     """A package with a dist-info declaring an automtl.tasks entry point, as pip would install it."""
-    site = root / "site"
-    (site / "automtl_counts").mkdir(parents=True)
-    (site / "automtl_counts" / "__init__.py").write_text(THIRD_PARTY)
-    info = site / "automtl_counts-1.2.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: automtl-counts\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text("[automtl.tasks]\ncount = automtl_counts:CountTask\n")
-    return site
+    from helpers import fake_distribution
+
+    return fake_distribution(root, "automtl_counts", THIRD_PARTY, "1.2.3", "automtl.tasks",
+                             "count = automtl_counts:CountTask")
 
 
 def test_builtin_plugins_are_listed_with_distribution():
@@ -156,15 +152,10 @@ def test_third_party_weighting_is_registered_validated_and_trained(tmp_path, mon
     from automtl_regression import RegressionTask
     from automtl_tabular import TabularInput
     from conftest import make_table
-    from helpers import prepared, split, train_once
+    from helpers import fake_distribution, prepared, split, train_once
 
-    site = tmp_path / "site"
-    (site / "automtl_boost").mkdir(parents=True)
-    (site / "automtl_boost" / "__init__.py").write_text(THIRD_PARTY_WEIGHTING)
-    info = site / "automtl_boost-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: automtl-boost\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[automtl.weightings]\nboost = automtl_boost:BoostWorst\n")
+    site = fake_distribution(tmp_path, "automtl_boost", THIRD_PARTY_WEIGHTING, "0.1", "automtl.weightings",
+                             "boost = automtl_boost:BoostWorst")
     monkeypatch.syspath_prepend(str(site))
     registry.refresh()
     try:

@@ -296,13 +296,10 @@ class LateBranch(SharingScheme):
 
 
 def test_third_party_scheme_through_an_entry_point(tmp_path, table_csv):
-    site = tmp_path / "site"
-    (site / "automtl_late").mkdir(parents=True)
-    (site / "automtl_late" / "__init__.py").write_text(LATE_BRANCH)
-    info = site / "automtl_late-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: automtl-late\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[automtl.sharing]\nlate_branch = automtl_late:LateBranch\n")
+    from helpers import fake_distribution
+
+    site = fake_distribution(tmp_path, "automtl_late", LATE_BRANCH, "0.1", "automtl.sharing",
+                             "late_branch = automtl_late:LateBranch")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
 
     def search(copies) -> subprocess.CompletedProcess:
