@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from automtl.backends.optuna.backend import PRUNER_STARTUP_TRIALS, make_pruner
+from automtl.backends.optuna.backend import PRUNER_STARTUP_TRIALS, make_pruner, pruner_startup
 from automtl.config import SearchConfig
 from helpers import assert_user_error
 
@@ -23,6 +23,9 @@ def test_what_each_pruner_is():
     median = make_pruner(SearchConfig(epochs=40))
     assert isinstance(median, optuna.pruners.MedianPruner)
     assert (median._n_startup_trials, median._n_warmup_steps) == (PRUNER_STARTUP_TRIALS, 10)
+    # a fifth of a larger budget completes before any pruning
+    assert make_pruner(SearchConfig(trials=50))._n_startup_trials == pruner_startup(50) == 10
+    assert pruner_startup(12) == PRUNER_STARTUP_TRIALS
     hyperband = make_pruner(SearchConfig(pruner="hyperband", epochs=27, pruner_warmup=3))
     # a subclass, so Optuna's samplers still draw each bracket from its own history
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
@@ -54,6 +57,9 @@ def test_no_pruning_before_five_completed_trials_nor_before_the_warmup(pruner):
         return False
 
     assert not poor_trial(_study(make_pruner(settings), PRUNER_STARTUP_TRIALS - 1), 12)
+    big = SearchConfig(pruner=pruner, epochs=12, pruner_warmup=3, trials=60)  # 12 completed trials first
+    assert not poor_trial(_study(make_pruner(big), 11), 12)
+    assert poor_trial(_study(make_pruner(big), 12), 12)
     assert not poor_trial(_study(make_pruner(settings), 8), 2)  # inside the warm-up
     assert poor_trial(_study(make_pruner(settings), 8), 9)
 

@@ -258,7 +258,8 @@ def _print_start(s: Search, where: str) -> None:
         f"[bold]automtl search[/] '{exp.name}': {describe_rows(s)}; "
         f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
         f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}"
-        + (f", pruner {settings.pruner} (from epoch {settings.pruner_warmup}, after 5 completed trials)"
+        + (f", pruner {settings.pruner} (from epoch {settings.pruner_warmup}, after "
+           f"{max(5, settings.trials // 5)} completed trials)"
            if settings.pruner not in (None, "none") else ", no pruning")
         + "; " + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
                   if settings.objective == "pareto" else "")
