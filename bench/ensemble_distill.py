@@ -128,7 +128,7 @@ def one_run(problem: str, seed: int, args: argparse.Namespace, root: Path) -> di
         raise RuntimeError(f"{problem} seed {seed}: no ensemble was exported: {summary.notes}")
     started = time.perf_counter()
     result = distill(run, folder / "student", teacher="ensemble", student=args.student, temperature=args.temperature,
-                     init=args.init)
+                     init=args.init, mixup=args.mixup)
     distill_s = time.perf_counter() - started
     models = {"best": run / "best", "ensemble": run / "ensemble", "student": folder / "student"}
     latency = serving_latency(models, {k: v for k, v in _rows(run, test).items()})
@@ -194,6 +194,7 @@ def main() -> None:
     ap.add_argument("--student", default="best")
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--init", default="trial", help="the student starts from the best trial's weights, or scratch")
+    ap.add_argument("--mixup", type=float, default=4.0, help="MixUp transfer rows per training row (0: none)")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
     ap.add_argument("--merge", type=Path, nargs="*", default=[], help="earlier --json files to report with these runs")
@@ -207,7 +208,7 @@ def main() -> None:
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
     print(f"{args.trials} trials x up to {args.epochs} epochs per search, space '{args.space}', ensemble size "
-          f"{args.ensemble}, student '{args.student}' (init {args.init}, temperature {args.temperature:g}); "
+          f"{args.ensemble}, student '{args.student}' (init {args.init}, temperature {args.temperature:g}, mixup {args.mixup:g}); "
           "2-core CPU, shared")
     report(rows)
 

@@ -33,6 +33,8 @@ INITS = ("trial", "scratch")
 #: ``--student smallest``: the smallest trial scoring within this share of the best score.
 SMALLEST_WITHIN = 0.01
 PREDICT_BATCH = 2048
+#: A student starting from a trial's trained weights fine-tunes at this share of that trial's learning rate.
+FINETUNE_LR = 0.1
 #: Default MixUp transfer rows per training row (``--mixup``): pairs of training rows mixed, labelled by the teacher.
 MIXUP = 4
 #: At most this many MixUp rows, whatever the training set's size.
@@ -118,7 +120,8 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
 # -- the work ------------------------------------------------------------------------------------
 def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str = "best", epochs: int | None = None,
             temperature: float = 2.0, trials: int = 8, init: str = "trial", console: Any = None,
-            force: bool = False, mixup: float = MIXUP, seed: int = 0) -> DistillResult:
+            force: bool = False, mixup: float = MIXUP, seed: int = 0,
+            finetune_lr: float | None = None) -> DistillResult:
     run_dir = Path(run_dir)
     done = check_request(run_dir, teacher, student, epochs, temperature, init, out, force, mixup)
     from automtl.data.prepare import Prepared, instantiate, prepare
@@ -195,6 +198,12 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
     try:
         params, source, origin = _student_params(student, done, best, run_dir, taught, work, trials, console)
         start_from = trial_dir(run_dir, origin) / "model.keras" if origin is not None and init == "trial" else None
+        lr_scale = FINETUNE_LR if finetune_lr is None else finetune_lr
+        if start_from is not None and "learning_rate" in params:
+            # Fine-tuning trained weights at the rate that trained them from scratch walks away from
+            # the good solution it starts in; a tenth of it is the usual fine-tuning rate.
+            params = {**params, "learning_rate": float(params["learning_rate"]) * lr_scale}
+            source += f" (learning rate x{lr_scale:g})"
         if start_from is not None:
             source += ", starting from its trained weights"
         say(f"student: {source}; training with the teacher's targets (temperature {temperature:g})", highlight=False)
@@ -217,6 +226,7 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
                                     "fill_weight": FILL_WEIGHT, "filled_rows": filled,
                                     "mixup_rows": len(next(iter(mixed_x.values()))) if mixed_x else 0,
                                     "initial_weights": str(start_from) if start_from else None,
+                                    "learning_rate": params.get("learning_rate"),
                                     "epochs": epochs or exp.search.epochs}},
             force=force,
         )

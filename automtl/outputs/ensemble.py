@@ -52,7 +52,7 @@ class EnsembleResult:
     size: int
     #: the union of the members: trial, mean weight over the tasks, its own score
     members: list[dict[str, Any]]
-    #: per task, its members: trial, count (times picked), weight
+    #: per task, its members: trial, count (times picked; absent when bagged), weight
     tasks: dict[str, list[dict[str, Any]]]
     score: float
     scores: dict[str, float]
@@ -88,7 +88,12 @@ class EnsembleResult:
 
     def describe(self) -> str:
         def part(ms: list[dict[str, Any]]) -> str:
-            return ", ".join(f"#{m['trial']}" + (f" x{m['count']}" if m.get("count", 1) > 1 else "") for m in ms)
+            def one(m: dict[str, Any]) -> str:
+                if "count" not in m and len(ms) > 1:
+                    return f"#{m['trial']} {m['weight']:.0%}"
+                return f"#{m['trial']}" + (f" x{m['count']}" if m.get("count", 1) > 1 else "")
+
+            return ", ".join(one(m) for m in ms)
 
         per_task = "; ".join(f"{t}: {part(ms)}" for t, ms in self.tasks.items())
         return f"{len(self.members)} model(s) ({per_task})"
@@ -236,7 +241,8 @@ def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, fl
             if score(weights) < score({order[0]: 1.0}):
                 weights = {order[0]: 1.0}
         total = sum(weights.values())
-        per_task[task.name] = [{"trial": int(n), "count": int(counts.get(n, 0)), "weight": w / total}
+        # bagged weights are averages over bags, not pick counts
+        per_task[task.name] = [{"trial": int(n), **({} if bagged else {"count": int(counts[n])}), "weight": w / total}
                                for n, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))]
         rounds[task.name] = history
     pred = combine_outputs(tasks, preds, per_task)
