@@ -37,8 +37,9 @@ PREDICT_BATCH = 2048
 FINETUNE_LR = 0.1
 #: Default MixUp transfer rows per training row (``--mixup``): pairs of training rows mixed, labelled by the teacher.
 MIXUP = 4
-#: At most this many MixUp rows, whatever the training set's size.
+#: At most this many MixUp rows, and at most this many bytes of their inputs (images are large).
 MIXUP_MAX_ROWS = 50_000
+MIXUP_MAX_BYTES = 512 * 2**20
 
 
 @dataclass
@@ -265,7 +266,8 @@ def mixup_inputs(x: dict[str, Any], tasks: Sequence[Any], per_row: float, seed: 
     if not all(isinstance(v, np.ndarray) for v in x.values()):
         return None, "no MixUp rows: an input streams from disk"
     n = len(next(iter(x.values())))
-    count = min(int(round(per_row * n)), MIXUP_MAX_ROWS)
+    row_bytes = max(1, sum(int(v[:1].nbytes) for v in x.values()))
+    count = min(int(round(per_row * n)), MIXUP_MAX_ROWS, MIXUP_MAX_BYTES // row_bytes)
     if n < 2 or count < 1:
         return None, ""
     rng = np.random.default_rng(seed)
