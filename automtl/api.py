@@ -230,6 +230,11 @@ class Task(_Plugin):
     primary_metric: ClassVar[str] = ""
     #: "maximize" or "minimize" for the primary metric.
     direction: ClassVar[str] = "maximize"
+    #: A smooth metric of :meth:`evaluate` (lower is better, e.g. log loss) that ranks
+    #: outputs whose primary metric ties. Ensemble selection on a small validation split
+    #: needs it: there a coarse metric (accuracy on 50 rows) ties for most candidates.
+    #: None: ties stay ties.
+    tiebreak_metric: ClassVar[str | None] = None
     #: True when ``y`` holds boxes that must move with their image when an input
     #: augments it (flips, shifts): ``y`` is ``[n, max_boxes, 5]`` float32 with
     #: ``xmin, ymin, xmax, ymax`` normalised to [0, 1] by the image's width and

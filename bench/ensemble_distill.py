@@ -6,7 +6,8 @@ classification, body mass regression; 344 birds, sex missing for 11, from the
 ``palmerpenguins`` package: ``pip install -e '.[bench]'``). For each problem
 and seed, a seeded 20 % test split is set aside; automtl searches on the rest
 (its own validation split inside), builds the ensemble (``--ensemble``), and
-``automtl distill`` teaches a student (the best trial's architecture) from it.
+``automtl distill`` teaches a student (the best trial's architecture, from its
+weights at a tenth of its learning rate, MixUp transfer rows) from it.
 The three exported SavedModels then serve the test rows:
 
 - per-task test metrics (accuracy; RMSE), and the objective: the mean of the
@@ -128,7 +129,7 @@ def one_run(problem: str, seed: int, args: argparse.Namespace, root: Path) -> di
         raise RuntimeError(f"{problem} seed {seed}: no ensemble was exported: {summary.notes}")
     started = time.perf_counter()
     result = distill(run, folder / "student", teacher="ensemble", student=args.student, temperature=args.temperature,
-                     init=args.init)
+                     init=args.init, mixup=args.mixup, finetune_lr=args.finetune_lr)
     distill_s = time.perf_counter() - started
     models = {"best": run / "best", "ensemble": run / "ensemble", "student": folder / "student"}
     latency = serving_latency(models, {k: v for k, v in _rows(run, test).items()})
@@ -194,6 +195,9 @@ def main() -> None:
     ap.add_argument("--student", default="best")
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--init", default="trial", help="the student starts from the best trial's weights, or scratch")
+    ap.add_argument("--mixup", type=float, default=4.0, help="MixUp transfer rows per training row (0: none)")
+    ap.add_argument("--finetune-lr", type=float, default=None,
+                    help="a student from trial weights trains at this share of the trial's learning rate (default 0.1)")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
     ap.add_argument("--merge", type=Path, nargs="*", default=[], help="earlier --json files to report with these runs")
@@ -207,7 +211,8 @@ def main() -> None:
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
     print(f"{args.trials} trials x up to {args.epochs} epochs per search, space '{args.space}', ensemble size "
-          f"{args.ensemble}, student '{args.student}' (init {args.init}, temperature {args.temperature:g}); "
+          f"{args.ensemble}, student '{args.student}' (init {args.init}, temperature {args.temperature:g}, mixup {args.mixup:g}, "
+          f"fine-tuning rate x{0.1 if args.finetune_lr is None else args.finetune_lr:g}); "
           "2-core CPU, shared")
     report(rows)
 

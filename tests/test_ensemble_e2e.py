@@ -131,6 +131,7 @@ def test_distill_fills_missing_labels_with_the_teacher_and_serves(finished, tmp_
     filled = manifest["distillation"]["filled_rows"]
     assert filled["kind"] > 0 and filled["price"] == 0  # 'kind' unlabelled on a third of the rows
     assert f"task 'kind': the teacher filled in {filled['kind']}" in result.output
+    assert manifest["distillation"]["mixup_rows"] > 0  # the default transfer set adds MixUp rows
     from automtl.outputs.predict import predict
 
     frame = make_table(20, seed=9)

@@ -105,6 +105,44 @@ def test_selection_never_scores_below_the_best_trial_and_names_tasks_it_cannot_a
     assert any("task 'u' cannot be averaged" in note for note in result.notes)
 
 
+class SignHits(Squared):
+    """A coarse primary metric (share of right signs) that ties often; the mean squared error breaks ties."""
+
+    primary_metric, direction, tiebreak_metric = "hits", "maximize", "mse"
+
+    def evaluate(self, y_true, mask, y_pred):
+        m = mask > 0
+        return {"hits": float((np.sign(y_pred[m]) == np.sign(y_true[m])).mean()),
+                "mse": float(((y_pred[m] - y_true[m]) ** 2).mean())}
+
+
+def test_ties_of_a_coarse_metric_are_broken_by_the_tiebreak_metric():
+    # every trial gets every sign right; #0 (0.9) and #2 (1.1) average to the truth: the tie-break finds that pair
+    task, n = SignHits("t"), 4
+    preds = {0: {"t": np.full(n, 0.9)}, 1: {"t": np.full(n, 0.2)}, 2: {"t": np.full(n, 1.1)}}
+    valid = Arrays({"x": np.zeros((n, 1))}, {"t": np.ones(n)}, {"t": np.ones(n)})
+    result = select([task], valid, {"t": 1.0}, preds, {0: 1.0, 1: 1.0, 2: 1.0}, size=2)
+    assert {m["trial"]: m["weight"] for m in result.tasks["t"]} == {0: 0.5, 2: 0.5}
+    task.tiebreak_metric = None  # without it, no member beats the first: the best trial alone
+    assert select([task], valid, {"t": 1.0}, preds, {0: 1.0, 1: 1.0, 2: 1.0}, size=2).tasks["t"] == [
+        {"trial": 0, "count": 1, "weight": 1.0}]
+
+
+def test_bagged_selection_averages_bags_that_all_hold_the_best_trial():
+    # six trials: the bags (random halves of the other five, plus the best #0) pick different partners for #0
+    # (or none, in a bag of #4 and #5 only); the weights are their average, never below #0 on the validation rows
+    task, n = Squared("t"), 4
+    values = {0: 0.3, 1: -0.35, 2: -0.4, 3: -0.45, 4: 2.0, 5: 3.0}
+    preds = {k: {"t": np.full(n, v)} for k, v in values.items()}
+    single = {k: -v * v for k, v in values.items()}
+    result = select([task], _valid(n), {"t": 1.0}, preds, single, size=2, bags=20)
+    weights = {m["trial"]: m["weight"] for m in result.tasks["t"]}
+    assert result.bags == 20 and 0.5 <= weights[0] < 1 and sum(weights.values()) == pytest.approx(1.0)
+    assert {1, 2, 3} >= set(weights) - {0} and len(weights) >= 3  # partners vary from bag to bag; never #4 or #5
+    assert result.score > -0.09 and result.best_single["trial"] == 0
+    assert select([task], _valid(n), {"t": 1.0}, preds, single, size=2, bags=0).bags == 0
+
+
 # -- each task type's combine --------------------------------------------------------------------
 def _softmax(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -248,6 +286,22 @@ def test_distilled_box_targets_survive_augmentation_with_their_flag():
 
 
 # -- the single-task space of a baseline search -------------------------------------------------
+def test_mixup_rows_mix_numbers_and_take_other_inputs_from_the_larger_share():
+    from automtl.outputs.distill import mixup_inputs
+
+    x = {"num": np.array([[0.0, 10.0], [1.0, 20.0], [2.0, 30.0]], np.float32),
+         "cat": np.array(["a", "b", "c"], dtype=object)}
+    mixed, why = mixup_inputs(x, [Squared("t")], per_row=4, seed=1)
+    assert why == "" and len(mixed["num"]) == 12 and mixed["num"].dtype == np.float32
+    # each mixed row lies on the segment between two training rows (here a line: the second column is 10 + 10 * first)
+    np.testing.assert_allclose(mixed["num"][:, 1], 10 + 10 * mixed["num"][:, 0], rtol=1e-5)
+    assert set(mixed["cat"]) <= {"a", "b", "c"}
+    assert mixup_inputs(x, [Squared("t")], per_row=0)[0] is None
+    boxes = Squared("b")
+    boxes.box_targets = True
+    assert mixup_inputs(x, [boxes], per_row=4)[0] is None
+
+
 def test_single_task_space_drops_multi_task_and_other_tasks_parameters_and_keeps_start_points():
     from automtl.params import ParamSpec
     from automtl.run.baselines import single_task_params, single_task_space

@@ -25,29 +25,33 @@ from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
               help="Trials of the student search when --student is a space file.")
 @click.option("--init", default="trial", show_default=True,
               help="trial: a best or smallest student starts from that trial's trained weights; scratch: fresh weights.")
+@click.option("--mixup", type=float, default=4.0, show_default=True,
+              help="MixUp rows per training row for the transfer set: pairs of training rows mixed and labelled by "
+              "the teacher (0: none).")
 @click.option("--force", is_flag=True, help="Replace an existing --out folder that is not an automtl export "
               "(a run folder, or a folder holding or inside one, is never replaced).")
 @user_errors
 def distill(run_dir: Path, out: Path, teacher: str, student: str, epochs: int | None, temperature: float,
-            trials: int, init: str, force: bool) -> None:
+            trials: int, init: str, mixup: float, force: bool) -> None:
     """Distil the run's ensemble (or best trial) into one small multi-task student.
 
     The student learns from the hard labels plus the teacher's soft outputs on
     every training row; where a task's label is missing, the teacher's
-    prediction fills in (weighted below real labels). Prints teacher vs student
+    prediction fills in (weighted below real labels), and MixUp rows (pairs of
+    training rows mixed) add inputs that only the teacher labels. Prints teacher vs student
     metrics, parameter counts and serving latency of the exported SavedModels.
     """
     from rich.console import Console
 
     from automtl.outputs.distill import check_request
 
-    check_request(run_dir, teacher, student, epochs, temperature, init, out, force)  # bad arguments fail before TensorFlow
+    check_request(run_dir, teacher, student, epochs, temperature, init, out, force, mixup)  # bad arguments fail before TensorFlow
     quiet_tensorflow()
     from automtl.outputs.distill import distill as run_distill
 
     console = Console()
     result = run_distill(run_dir, out, teacher=teacher, student=student, epochs=epochs, temperature=temperature,
-                         trials=trials, init=init, console=console, force=force)
+                         trials=trials, init=init, console=console, force=force, mixup=mixup)
     print_result(console, result)
 
 

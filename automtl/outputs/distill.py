@@ -33,6 +33,13 @@ INITS = ("trial", "scratch")
 #: ``--student smallest``: the smallest trial scoring within this share of the best score.
 SMALLEST_WITHIN = 0.01
 PREDICT_BATCH = 2048
+#: A student starting from a trial's trained weights fine-tunes at this share of that trial's learning rate.
+FINETUNE_LR = 0.1
+#: Default MixUp transfer rows per training row (``--mixup``): pairs of training rows mixed, labelled by the teacher.
+MIXUP = 4
+#: At most this many MixUp rows, and at most this many bytes of their inputs (images are large).
+MIXUP_MAX_ROWS = 50_000
+MIXUP_MAX_BYTES = 512 * 2**20
 
 
 @dataclass
@@ -71,7 +78,8 @@ class _Handle:
 
 # -- checks before TensorFlow starts ----------------------------------------------------------
 def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None, temperature: float,
-                  init: str = "trial", out: Path | None = None, force: bool = False) -> list[TrialRecord]:
+                  init: str = "trial", out: Path | None = None, force: bool = False,
+                  mixup: float = MIXUP) -> list[TrialRecord]:
     """Every bad argument is refused here, with the reason; returns the run's completed trials.
 
     ``out`` is checked like ``automtl export --out`` (a run folder, or a folder
@@ -86,6 +94,8 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
         raise ConfigError(f"--temperature {temperature}: expected a positive number")
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs {epochs}: expected a positive number")
+    if not (mixup >= 0 and np.isfinite(mixup)):
+        raise ConfigError(f"--mixup {mixup}: expected a number of MixUp rows per training row, 0 or more")
     if student not in ("best", "smallest") and not Path(student).is_file():
         raise ConfigError(f"--student {student!r}: expected best, smallest or a search space file (not found)")
     done = [r for r in read_trials(run_dir).records
@@ -111,9 +121,10 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
 # -- the work ------------------------------------------------------------------------------------
 def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str = "best", epochs: int | None = None,
             temperature: float = 2.0, trials: int = 8, init: str = "trial", console: Any = None,
-            force: bool = False) -> DistillResult:
+            force: bool = False, mixup: float = MIXUP, seed: int = 0,
+            finetune_lr: float | None = None) -> DistillResult:
     run_dir = Path(run_dir)
-    done = check_request(run_dir, teacher, student, epochs, temperature, init, out, force)
+    done = check_request(run_dir, teacher, student, epochs, temperature, init, out, force, mixup)
     from automtl.data.prepare import Prepared, instantiate, prepare
     from automtl.outputs.ensemble import EnsembleResult, combine_outputs, evaluate_outputs
     from automtl.outputs.ensemble_export import load_members, read_ensemble
@@ -136,13 +147,21 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
     valid_raw = _predict(module, prepared.valid.x, len(prepared.valid))
     t_metrics, t_scores, t_score = evaluate_outputs(tasks, prepared.valid, valid_raw, prepared.importance)
     teacher_params = int(sum(m.count_params() for m in module.members))
+    notes: list[str] = []
+    mixed_x, why = mixup_inputs(prepared.train.x, tasks, mixup, seed)
+    if why:
+        notes.append(why)
+    mixed_raw = _predict(module, mixed_x, len(next(iter(mixed_x.values())))) if mixed_x else None
     del module
 
     from automtl.api import distills
     from automtl.training.distillation import DistilledTask
 
     student_tasks, train_y, train_m, valid_y, valid_m = [], {}, {}, {}, {}
-    filled, notes = {}, []
+    filled = {}
+    if mixed_x and not all(distills(t) for t in tasks):
+        notes.append("no MixUp rows: a task has no distill_targets hook, and those rows have no labels for it")
+        mixed_x, mixed_raw = None, None
     for t in tasks:
         hard, mask = prepared.train.y[t.name], prepared.train.mask[t.name]
         soft = t.distill_targets(train_raw[t.name], temperature) if distills(t) else None
@@ -156,6 +175,14 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
         wrapped = DistilledTask(t, temperature, hard, mask, soft)
         student_tasks.append(wrapped)
         train_y[t.name], train_m[t.name] = wrapped.pack(hard, mask, soft)
+        if mixed_x:
+            # MixUp rows carry no label: the teacher's targets alone, weighted like a filled-in entry.
+            mixed_soft = t.distill_targets(mixed_raw[t.name], temperature)
+            n_mixed = len(mixed_raw[t.name])
+            y_mixed, m_mixed = wrapped.pack(np.zeros((n_mixed, *hard.shape[1:]), hard.dtype),
+                                            np.zeros((n_mixed, *mask.shape[1:]), mask.dtype), mixed_soft)
+            train_y[t.name] = np.concatenate([train_y[t.name], y_mixed])
+            train_m[t.name] = np.concatenate([train_m[t.name], m_mixed])
         v_hard, v_mask = prepared.valid.y[t.name], prepared.valid.mask[t.name]
         valid_y[t.name], _ = wrapped.pack(v_hard, v_mask, None)
         valid_m[t.name] = v_mask
@@ -163,13 +190,21 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
         filled[t.name] = int((~rows_labelled).sum())
     from automtl.data.prepare import Arrays
 
-    taught = Prepared(exp, encoders, student_tasks, Arrays(prepared.train.x, train_y, train_m),
+    train_x = ({k: np.concatenate([v, mixed_x[k]]) for k, v in prepared.train.x.items()} if mixed_x
+               else prepared.train.x)
+    taught = Prepared(exp, encoders, student_tasks, Arrays(train_x, train_y, train_m),
                       Arrays(prepared.valid.x, valid_y, valid_m), prepared.importance, prepared.sources)
     work = Path(tempfile.mkdtemp(prefix=".automtl-distill-", dir=Path(out).resolve().parent
                                  if Path(out).resolve().parent.exists() else None))
     try:
         params, source, origin = _student_params(student, done, best, run_dir, taught, work, trials, console)
         start_from = trial_dir(run_dir, origin) / "model.keras" if origin is not None and init == "trial" else None
+        lr_scale = FINETUNE_LR if finetune_lr is None else finetune_lr
+        if start_from is not None and "learning_rate" in params:
+            # Fine-tuning trained weights at the rate that trained them from scratch walks away from
+            # the good solution it starts in; a tenth of it is the usual fine-tuning rate.
+            params = {**params, "learning_rate": float(params["learning_rate"]) * lr_scale}
+            source += f" (learning rate x{lr_scale:g})"
         if start_from is not None:
             source += ", starting from its trained weights"
         say(f"student: {source}; training with the teacher's targets (temperature {temperature:g})", highlight=False)
@@ -190,7 +225,9 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
             extra={"experiment": exp.name, "data": prepared.sources, "teacher": manifest_teacher,
                    "distillation": {"student": source, "temperature": temperature, "soft_weight": SOFT_WEIGHT,
                                     "fill_weight": FILL_WEIGHT, "filled_rows": filled,
+                                    "mixup_rows": len(next(iter(mixed_x.values()))) if mixed_x else 0,
                                     "initial_weights": str(start_from) if start_from else None,
+                                    "learning_rate": params.get("learning_rate"),
                                     "epochs": epochs or exp.search.epochs}},
             force=force,
         )
@@ -211,6 +248,40 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
     student_m = Measured("student", record.score, record.scores, record.metrics, int(student_params),
                          latency["student"], folder)
     return DistillResult(teacher_m, student_m, folder, filled, notes)
+
+
+def mixup_inputs(x: dict[str, Any], tasks: Sequence[Any], per_row: float, seed: int = 0,
+                 alpha: float = 1.0) -> tuple[dict[str, np.ndarray] | None, str]:
+    """MixUp rows for the transfer set (Zhang et al. 2018; as distillation's "consistent teaching",
+    Beyer et al. 2022): ``lam * x_i + (1 - lam) * x_j`` for random pairs of training rows,
+    ``lam ~ Beta(alpha, alpha)``, on every floating-point input; other inputs (categories,
+    text, token ids) take the value of the row with the larger share. The teacher labels
+    these rows, so the student matches the teacher between the training rows too, where
+    the few labelled rows of a small data set say nothing. Returns ``(rows or None, why not)``.
+    """
+    if per_row <= 0:
+        return None, ""
+    if any(getattr(t, "box_targets", False) for t in tasks):
+        return None, "no MixUp rows: a task predicts boxes, and mixed images have no boxes to teach"
+    if not all(isinstance(v, np.ndarray) for v in x.values()):
+        return None, "no MixUp rows: an input streams from disk"
+    n = len(next(iter(x.values())))
+    row_bytes = max(1, sum(int(v[:1].nbytes) for v in x.values()))
+    count = min(int(round(per_row * n)), MIXUP_MAX_ROWS, MIXUP_MAX_BYTES // row_bytes)
+    if n < 2 or count < 1:
+        return None, ""
+    rng = np.random.default_rng(seed)
+    i, j = rng.integers(0, n, count), rng.integers(0, n, count)
+    lam = rng.beta(alpha, alpha, count)
+    first = lam >= 0.5
+    out = {}
+    for k, v in x.items():
+        if v.dtype.kind == "f":
+            shape = (count,) + (1,) * (v.ndim - 1)
+            out[k] = (lam.reshape(shape) * v[i] + (1 - lam.reshape(shape)) * v[j]).astype(v.dtype)
+        else:
+            out[k] = np.where(first.reshape((count,) + (1,) * (v.ndim - 1)), v[i], v[j])
+    return out, ""
 
 
 def _predict(module: Any, x: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:

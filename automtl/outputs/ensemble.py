@@ -31,6 +31,11 @@ DEFAULT_SIZE = 5
 LIBRARY = 20
 #: Rows per combine call (bounds memory, e.g. detection's box fusion).
 CHUNK = 256
+#: Bagged ensemble selection (Caruana et al. 2006): this many bags, each a random share of the library.
+BAGS = 20
+BAG_FRACTION = 0.5
+#: Bag only a library of at least this many trials (smaller ones leave the bags no choice).
+BAG_MIN_LIBRARY = 4
 
 
 @dataclass
@@ -47,7 +52,7 @@ class EnsembleResult:
     size: int
     #: the union of the members: trial, mean weight over the tasks, its own score
     members: list[dict[str, Any]]
-    #: per task, its members: trial, count (times picked), weight
+    #: per task, its members: trial, count (times picked; absent when bagged), weight
     tasks: dict[str, list[dict[str, Any]]]
     score: float
     scores: dict[str, float]
@@ -58,6 +63,8 @@ class EnsembleResult:
     #: tasks whose type cannot combine: served by the one trial best for them (task -> trial number)
     solo: dict[str, int] = field(default_factory=dict)
     library: int = 0
+    #: bags of bagged selection (0: one greedy pass)
+    bags: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -81,7 +88,12 @@ class EnsembleResult:
 
     def describe(self) -> str:
         def part(ms: list[dict[str, Any]]) -> str:
-            return ", ".join(f"#{m['trial']}" + (f" x{m['count']}" if m.get("count", 1) > 1 else "") for m in ms)
+            def one(m: dict[str, Any]) -> str:
+                if "count" not in m and len(ms) > 1:
+                    return f"#{m['trial']} {m['weight']:.0%}"
+                return f"#{m['trial']}" + (f" x{m['count']}" if m.get("count", 1) > 1 else "")
+
+            return ", ".join(one(m) for m in ms)
 
         per_task = "; ".join(f"{t}: {part(ms)}" for t, ms in self.tasks.items())
         return f"{len(self.members)} model(s) ({per_task})"
@@ -129,45 +141,80 @@ def solo_tasks(tasks: Sequence["Task"]) -> list[str]:
     return [t.name for t in tasks if not combines(t)]
 
 
-def _greedy(task: "Task", valid: "Arrays", preds: Mapping[int, Mapping[str, np.ndarray]], order: list[int],
-            size: int) -> tuple[Counter, list[float]]:
-    """Caruana et al. (2004) for one task: start from its best trial, add (with replacement) the trial
-    that most improves its score, ``size`` rounds in all; keep the best nested ensemble (fewest
-    rounds on a tie), so it never scores below that task's best trial."""
-    cache: dict[tuple, float] = {}
+def _scorer(task: "Task", valid: "Arrays", preds: Mapping[int, Mapping[str, np.ndarray]]) -> Any:
+    """``score(weights) -> (task score, -tie-break metric)`` of a weighted combination, cached.
 
-    def score(counts: Counter) -> float:
-        key = tuple(sorted(counts.items()))
+    The tie-break (the task's ``tiebreak_metric``, e.g. log loss) ranks combinations
+    whose primary metric ties, as it does for most of them when a small validation
+    split gives accuracy a few distinct values: greedy selection then still moves
+    towards better calibrated, more confident-where-right averages instead of
+    stopping at the first tie."""
+    cache: dict[tuple, tuple[float, float]] = {}
+    tiebreak = getattr(task, "tiebreak_metric", None)
+
+    def score(weights: Mapping[int, float]) -> tuple[float, float]:
+        total = float(sum(weights.values()))
+        members = sorted(n for n, w in weights.items() if w > 0)
+        key = tuple((n, round(weights[n] / total, 12)) for n in members)
         if key not in cache:
-            total = sum(counts.values())
-            members = sorted(counts)
-            pred = combine_task(task, [preds[n][task.name] for n in members], [counts[n] / total for n in members])
+            pred = combine_task(task, [preds[n][task.name] for n in members], [weights[n] / total for n in members])
             metrics = task.evaluate(valid.y[task.name], valid.mask[task.name], np.asarray(pred, np.float64))
-            cache[key] = float(task.score(metrics))
+            value = float(task.score(metrics))
+            second = float(metrics[tiebreak]) if tiebreak and tiebreak in metrics else 0.0
+            cache[key] = (value if math.isfinite(value) else -math.inf, -second if math.isfinite(second) else -math.inf)
         return cache[key]
 
+    return score
+
+
+def _greedy(score: Any, order: list[int], size: int) -> tuple[Counter, list[float]]:
+    """Caruana et al. (2004) over ``order``: start from ``order[0]``, add (with replacement) the
+    trial that most improves the score, ``size`` members in all; keep the best nested ensemble
+    (fewest rounds on a tie), so it never scores below ``order[0]`` alone."""
     counts: Counter = Counter({order[0]: 1})
     history = [(score(counts), Counter(counts))]
     for _ in range(1, size):
-        best_n, best_value = None, -math.inf
+        best_n, best_value = None, (-math.inf, -math.inf)
         for n in order:
             value = score(counts + Counter({n: 1}))
-            if math.isfinite(value) and value > best_value + 1e-12:
+            if value > best_value:
                 best_n, best_value = n, value
         if best_n is None:
             break
         counts[best_n] += 1
         history.append((best_value, Counter(counts)))
     best_round = max(range(len(history)), key=lambda i: (history[i][0], -i))
-    return history[best_round][1], [v for v, _ in history]
+    return history[best_round][1], [v[0] for v, _ in history]
+
+
+def _bagged(score: Any, order: list[int], size: int, bags: int, seed: int) -> dict[int, float]:
+    """Bagged ensemble selection (Caruana et al. 2006): greedy selection in ``bags`` random halves
+    of the library, each holding ``order[0]`` (the run's best trial, where selection starts),
+    and the bags' weights averaged. A single greedy run on a small validation split follows
+    its noise (one lucky trial gets most weight); averaging over bags keeps the members
+    that help in most of them."""
+    rng = np.random.default_rng(seed)
+    rest = order[1:]
+    half = max(1, int(round(BAG_FRACTION * len(rest))))
+    weights: dict[int, float] = {}
+    for _ in range(bags):
+        picked = sorted(rng.choice(len(rest), half, replace=False).tolist())
+        counts, _ = _greedy(score, [order[0], *(rest[i] for i in picked)], size)
+        total = sum(counts.values())
+        for n, c in counts.items():
+            weights[n] = weights.get(n, 0.0) + c / total / bags
+    return weights
 
 
 def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, float],
            preds: Mapping[int, Mapping[str, np.ndarray]], single_scores: Mapping[int, float], size: int,
-           library: int = LIBRARY) -> EnsembleResult:
-    """Greedy ensemble selection with replacement, per task, over the best ``library`` trials
-    (by the run's score): each task's score never falls below the trial best for that task,
-    so the objective never falls below the best trial's."""
+           library: int = LIBRARY, bags: int = BAGS, seed: int = 0) -> EnsembleResult:
+    """Ensemble selection with replacement, per task, over the best ``library`` trials (by the
+    run's score). With at least :data:`BAG_MIN_LIBRARY` trials it is bagged (``bags`` random
+    halves of the library, each holding the run's best trial, weights averaged), and a task
+    whose bagged selection scores below the best trial on the validation rows keeps that
+    trial alone; a smaller library gets one greedy pass from the trial best for each task.
+    Either way the objective never falls below the best trial's."""
     order = sorted(preds, key=lambda n: (-single_scores[n], n))[:library]
     if not order:
         raise ValueError("no trial with validation predictions to ensemble")
@@ -175,18 +222,28 @@ def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, fl
     per_task: dict[str, list[dict[str, Any]]] = {}
     rounds: dict[str, list[float]] = {}
     solo: dict[str, int] = {}
+    bagged = bags > 0 and len(order) >= BAG_MIN_LIBRARY
     for task in tasks:
-        own = {n: float(task.score(task.evaluate(valid.y[task.name], valid.mask[task.name],
-                                                 np.asarray(preds[n][task.name], np.float64)))) for n in order}
-        # Ties (several trials at 100 % accuracy on a small validation split) go to the better trial
-        # by the run's score: the evidence does not prefer the other, and the best trial is the default.
-        task_order = sorted(order, key=lambda n: (-own[n] if math.isfinite(own[n]) else math.inf,
-                                                  -single_scores[n], n))
-        counts, history = _greedy(task, valid, preds, task_order, 1 if task.name in cannot else size)
+        score = _scorer(task, valid, preds)
+        own = {n: score({n: 1.0}) for n in order}
+        # The trial best for this task first; ties go to the better trial by the run's score
+        # (the evidence does not prefer the other, and the best trial is the default).
+        task_order = sorted(order, key=lambda n: (tuple(-v for v in own[n]), -single_scores[n], n))
         if task.name in cannot:
             solo[task.name] = task_order[0]
-        total = sum(counts.values())
-        per_task[task.name] = [{"trial": int(n), "count": int(c), "weight": c / total} for n, c in counts.most_common()]
+            per_task[task.name] = [{"trial": int(task_order[0]), "count": 1, "weight": 1.0}]
+            rounds[task.name] = [own[task_order[0]][0]]
+            continue
+        counts, history = _greedy(score, task_order, size)
+        weights = {n: float(c) for n, c in counts.items()}
+        if bagged:
+            weights = _bagged(score, order, size, bags, seed)
+            if score(weights) < score({order[0]: 1.0}):
+                weights = {order[0]: 1.0}
+        total = sum(weights.values())
+        # bagged weights are averages over bags, not pick counts
+        per_task[task.name] = [{"trial": int(n), **({} if bagged else {"count": int(counts[n])}), "weight": w / total}
+                               for n, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))]
         rounds[task.name] = history
     pred = combine_outputs(tasks, preds, per_task)
     metrics, scores, objective = evaluate_outputs(tasks, valid, pred, importance)
@@ -203,7 +260,7 @@ def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, fl
     return EnsembleResult(
         size=size, members=members, tasks=per_task, score=float(objective), scores=scores, metrics=metrics,
         best_single={"trial": int(order[0]), "score": float(single_scores[order[0]])}, rounds=rounds, solo=solo,
-        library=len(order), notes=notes,
+        library=len(order), bags=bags if bagged else 0, notes=notes,
     )
 
 

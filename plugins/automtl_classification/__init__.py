@@ -32,6 +32,7 @@ class ClassificationTask(Task):
     Options = ClassificationOptions
     primary_metric = "accuracy"
     direction = "maximize"
+    tiebreak_metric = "log_loss"  # single-label modes report it; multilabel does not (ties stay ties)
     #: ``label_smoothing`` (global, or per task as ``label_smoothing.<task>``) overrides the option.
     parameters = {"label_smoothing": ParamSpec("label_smoothing", 0.0, low=0.0, high=1.0, high_open=True, per_task=True,
                                                doc="share of each target spread over the classes")}
