@@ -206,12 +206,22 @@ def _bagged(score: Any, order: list[int], size: int, bags: int, seed: int) -> di
     return weights
 
 
+def heaviest(weights: Mapping[int, float], size: int) -> dict[int, float]:
+    """The ``size`` members of largest weight, renormalised: bagging averages many bags' picks, and
+    ``--ensemble K`` bounds each task's members (and so the ensemble's serving cost) to K, as a single
+    greedy pass of K picks would."""
+    kept = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:max(1, size)]
+    total = sum(w for _, w in kept)
+    return {n: w / total for n, w in kept}
+
+
 def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, float],
            preds: Mapping[int, Mapping[str, np.ndarray]], single_scores: Mapping[int, float], size: int,
            library: int = LIBRARY, bags: int = BAGS, seed: int = 0) -> EnsembleResult:
     """Ensemble selection with replacement, per task, over the best ``library`` trials (by the
     run's score). With at least :data:`BAG_MIN_LIBRARY` trials it is bagged (``bags`` random
-    halves of the library, each holding the run's best trial, weights averaged), and a task
+    halves of the library, each holding the run's best trial, weights averaged, the ``size``
+    heaviest kept), and a task
     whose bagged selection scores below the best trial on the validation rows keeps that
     trial alone; a smaller library gets one greedy pass from the trial best for each task.
     Either way the objective never falls below the best trial's."""
@@ -237,7 +247,7 @@ def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, fl
         counts, history = _greedy(score, task_order, size)
         weights = {n: float(c) for n, c in counts.items()}
         if bagged:
-            weights = _bagged(score, order, size, bags, seed)
+            weights = heaviest(_bagged(score, order, size, bags, seed), size)
             if score(weights) < score({order[0]: 1.0}):
                 weights = {order[0]: 1.0}
         total = sum(weights.values())
