@@ -114,10 +114,14 @@ def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, t
     raw["data"].update(group="site", folds=3)
     path = tmp_path / "cv.yaml"
     path.write_text(yaml.safe_dump(raw))
-    result = cli("search", "--config", path, "--no-report")
+    result = cli("search", "--config", path, "--no-report", "--ensemble", 2)
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())  # the console wraps at 80 columns
     assert "120 training rows in 3 cross-validation folds (40 validate in each), grouped by 'site': 12 groups" in said
+    # Baselines and ensembles are scored on one validation split, which a cross-validated run has not: skipped, said.
+    assert "no single-task baselines: the run cross-validates (data.folds)" in said
+    assert "no ensemble: the run cross-validates (data.folds)" in said
+    assert not (tmp_path / "run" / "ensemble").exists() and not (tmp_path / "run" / "baselines.json").exists()
     assert "x 3 folds (each trial costs 3 trainings)" in said
     run = tmp_path / "run"
     split = json.loads((run / SPLIT_FILE).read_text())
@@ -134,6 +138,10 @@ def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, t
     result = cli("export", run, "--trial", other, "--out", tmp_path / "other")
     assert result.exit_code == 0, result.output
     assert (run / "trials" / f"{other:05d}" / "model.keras").exists()
+    # Distillation would score the student on a validation split too: refused, saying why (exit 2).
+    result = cli("distill", run, "--out", tmp_path / "student")
+    assert_user_error(result, "cross-validates")
+    assert not (tmp_path / "student").exists()
     # The leaderboard with every parameter.
     result = cli("trials", run, "--params")
     assert result.exit_code == 0 and "learning_rate=" in result.output and "head.price.units=" in result.output

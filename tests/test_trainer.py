@@ -74,3 +74,20 @@ def test_size_decides_between_in_memory_and_streaming(monkeypatch):
     assert not trainer_for({}).streaming
     monkeypatch.setattr(trainer_module, "INMEMORY_LIMIT_MB", 0.001)
     assert trainer_for({}).streaming
+
+
+def test_own_path_tasks_keep_their_best_epoch_and_the_ensemble_sees_that_model():
+    """Sharing ``none``: each task's tower restores its own best epoch; the kept validation predictions
+    (what ensembles are selected on) are those of the model so made, not of the joint best epoch."""
+    trainer = trainer_for({"learning_rate": 0.05, "strategy": "joint", "sharing": "none", "trunk.units": 16}, n=200)
+    fit = trainer.fit(12)
+    per_task = fit.history[-1].get("task_best_epochs")
+    assert per_task is not None and set(per_task) == {"price", "kind"}
+    assert any(e != fit.best_epoch for e in per_task.values())  # a tower's best epoch is not the joint one
+    assert fit.metrics["price"]["rmse"] == pytest.approx(min(r["price.rmse"] for r in fit.history), abs=1e-5)
+    assert fit.metrics["kind"]["accuracy"] == pytest.approx(max(r["kind.accuracy"] for r in fit.history), abs=1e-5)
+    assert set(fit.valid_pred) == {"price", "kind"}
+    _, _, objective = trainer.evaluate()  # the model now in memory: the towers' best epochs
+    assert objective == pytest.approx(fit.objective, abs=1e-5)
+    for task, values in trainer.last_pred.items():
+        np.testing.assert_allclose(fit.valid_pred[task], values, rtol=1e-5, atol=1e-6)

@@ -382,7 +382,8 @@ def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> S
     baselines, ensemble, notes = None, None, []
     if best is not None and interrupted:
         notes.append("baselines and ensemble skipped (interrupted); rerun the same command to add them")
-    elif best is not None and (trial_dir(s.run_dir, best.number) / "model.keras").exists():
+    elif best is not None and (s.prepared.folds or (trial_dir(s.run_dir, best.number) / "model.keras").exists()):
+        # (a cross-validated trial has no model yet: both say why they are skipped)
         baselines = _baselines(s, best, notes)
         ensemble = _ensemble(s, records, notes)
     extra = {"baselines": baselines.to_json()} if baselines is not None else {}
