@@ -171,6 +171,11 @@ class SearchConfig(_Strict):
         None, ge=0, description="ensemble size K (greedy selection with replacement over the completed trials); "
         "default 5 when at least 5 trials completed; 0 turns it off"
     )
+    refit: bool = pydantic.Field(
+        True, description="before exporting best/, train the best trial's parameters once more on the training "
+        "and validation rows together for its best epoch count (only where the validation rows were split off "
+        "the training file); false exports the trial's own model"
+    )
 
     @pydantic.field_validator("study")
     @classmethod

@@ -20,7 +20,8 @@ Compared on the test split:
   ``--trials`` trials of up to ``--epochs`` epochs (``--timeout`` only caps a very slow
   machine: a trial budget makes the result independent of the machine's load), the exported
   best model served on the raw test file
-  (``automtl.outputs.predict``: SavedModel, raw values with missing cells);
+  (``automtl.outputs.predict``: SavedModel, raw values with missing cells), and in a second column
+  the run's ``ensemble/`` (the tool's own ensemble of its best trials, served the same way);
 - **GBDT**: one scikit-learn ``HistGradientBoosting{Classifier,Regressor}`` per task, default
   settings, native categorical support: the baseline a practitioner reaches for first;
 - **MLP**: one untuned scikit-learn ``MLPClassifier/MLPRegressor`` per task (two hidden layers of
@@ -29,7 +30,8 @@ Compared on the test split:
 Per-task metrics: accuracy for classification; RMSE, R^2 and skill = 1 - RMSE / std(test
 target) for regression. The **gap** of a task is automtl minus GBDT in points: accuracy points
 (100 x accuracy difference) for classification, 100 x skill difference for regression. The last
-line is ``automtl vs GBDT: mean per-task gap +X.X points over N tasks``.
+line is ``automtl vs GBDT: mean per-task gap +X.X points over N tasks`` (``best/``); the line before
+it gives the same for ``ensemble/``.
 
     python bench/tabular_quality.py [--datasets penguins,diamonds,loans,credit] [--trials 30]
         [--timeout 900] [--epochs 60] [--space auto] [--seed 0]
@@ -199,7 +201,6 @@ def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder
     from rich.console import Console
 
     from automtl.config import load_experiment
-    from automtl.outputs.predict import predict
     from automtl.run.search import run_search
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -219,15 +220,24 @@ def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder
     summary = run_search(exp, console=Console(quiet=True), quiet=True, report=False)
     if summary.export_dir is None:
         raise SystemExit(f"{ds.name}: automtl exported no model")
-    predict(summary.export_dir, folder / "test.csv", folder / "pred.csv")
-    pred = pd.read_csv(folder / "pred.csv")
-    out = {}
-    for name, kind, _ in ds.tasks:
-        out[name] = pred[f"{name}.label"].astype(str).to_numpy() if kind == "classification" else pred[f"{name}.value"].to_numpy()
+    out = {"best": _served(ds, summary.export_dir, folder, "pred.csv")}
+    if summary.ensemble_dir is not None:
+        out["ensemble"] = _served(ds, summary.ensemble_dir, folder, "pred_ensemble.csv")
     done = [r for r in summary.records if r.state == "complete"]
     info = {"trials": len(summary.records), "complete": len(done), "best": summary.best.number,
-            "params": dict(summary.best.params)}
+            "params": dict(summary.best.params),
+            "ensemble": summary.ensemble.describe() if summary.ensemble is not None else None}
     return out, info
+
+
+def _served(ds: Dataset, model_dir: Path, folder: Path, name: str) -> dict[str, np.ndarray]:
+    """Serve an exported model (``best/`` or ``ensemble/``) on the raw test file, as a user would."""
+    from automtl.outputs.predict import predict
+
+    predict(model_dir, folder / "test.csv", folder / name)
+    pred = pd.read_csv(folder / name)
+    return {task: pred[f"{task}.label"].astype(str).to_numpy() if kind == "classification"
+            else pred[f"{task}.value"].to_numpy() for task, kind, _ in ds.tasks}
 
 
 def main() -> None:
@@ -246,7 +256,7 @@ def main() -> None:
     print(f"budget per data set: automtl space '{args.space}', {args.trials} trials (capped at {args.timeout:.0f} s), "
           f"{args.epochs} epochs (patience {args.patience}); seed {args.seed}; test = 30% held out; "
           f"{os.cpu_count()} CPU cores", flush=True)
-    rows, gaps = [], []
+    rows, gaps, ens_gaps = [], [], []
     for name in names:
         ds = DATASETS[name]()
         train, test = held_out_split(ds.frame, args.seed)
@@ -257,6 +267,7 @@ def main() -> None:
               f"trials complete in {searched:.0f} s; best #{info['best']}: "
               + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()),
               flush=True)
+        print(f"  ensemble: {info['ensemble'] or 'none exported'}", flush=True)
         for task, kind, col in ds.tasks:
             mask = labelled(test, col)
             truth = test.loc[mask, col].to_numpy()
@@ -264,21 +275,26 @@ def main() -> None:
                 truth = truth.astype(str)
             gb = task_metrics(kind, truth, gbdt_predict(ds, train, test, kind, col, args.seed)[mask])
             mlp = task_metrics(kind, truth, mlp_predict(ds, train, test, kind, col, args.seed)[mask])
-            am = task_metrics(kind, truth, auto[task][mask])
+            am = task_metrics(kind, truth, auto["best"][task][mask])
+            # no ensemble exported (too few completed trials): the ensemble column is the best trial
+            en = task_metrics(kind, truth, auto.get("ensemble", auto["best"])[task][mask])
             gap = headline(kind, am) - headline(kind, gb)
+            ens_gap = headline(kind, en) - headline(kind, gb)
             gaps.append(gap)
-            rows.append((name, task, kind, int(mask.sum()), am, gb, mlp, gap))
+            ens_gaps.append(ens_gap)
+            rows.append((name, task, kind, int(mask.sum()), am, en, gb, mlp, gap, ens_gap))
             print(f"  {task:<14} " + " | ".join(f"{who} {_fmt(kind, m)}" for who, m in
-                                                 (("automtl", am), ("GBDT", gb), ("MLP", mlp)))
-                  + f" | gap {gap:+.1f}", flush=True)
-    print("\n| data set | task | metric | automtl | GBDT | MLP | gap (points) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, task, kind, n, am, gb, mlp, gap in rows:
+                                                 (("best", am), ("ensemble", en), ("GBDT", gb), ("MLP", mlp)))
+                  + f" | gap {gap:+.1f} (ensemble {ens_gap:+.1f})", flush=True)
+    print("\n| data set | task | metric | automtl best/ | automtl ensemble/ | GBDT | MLP | gap best | gap ensemble |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, task, kind, n, am, en, gb, mlp, gap, ens_gap in rows:
         metric = "accuracy" if kind == "classification" else "skill (RMSE; R^2)"
-        cells = [_cell(kind, m) for m in (am, gb, mlp)]
-        print(f"| {name} | {task} (n={n}) | {metric} | {cells[0]} | {cells[1]} | {cells[2]} | {gap:+.1f} |")
-    worst = min(gaps)
-    print(f"worst task gap {worst:+.1f} points; tasks more than 1 point below GBDT: {sum(g < -1 for g in gaps)}")
+        cells = [_cell(kind, m) for m in (am, en, gb, mlp)]
+        print(f"| {name} | {task} (n={n}) | {metric} | {' | '.join(cells)} | {gap:+.1f} | {ens_gap:+.1f} |")
+    for who, g in (("ensemble/", ens_gaps), ("best/", gaps)):
+        print(f"{who}: worst task gap {min(g):+.1f} points; tasks more than 1 point below GBDT: {sum(x < -1 for x in g)}")
+    print(f"automtl ensemble/ vs GBDT: mean per-task gap {np.mean(ens_gaps):+.1f} points over {len(ens_gaps)} tasks")
     print(f"automtl vs GBDT: mean per-task gap {np.mean(gaps):+.1f} points over {len(gaps)} tasks")
 
 

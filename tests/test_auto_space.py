@@ -26,7 +26,7 @@ def test_tabular_gets_encodings_schedules_and_training_options():
     params, raw = auto_for([{"name": "f", "type": "tabular", "numeric": ["x*"], "categorical": ["city"]}],
                            [{"name": "price", "type": "regression", "target": "price"},
                             {"name": "kind", "type": "classification", "target": "kind"}])
-    assert set(params["tabular.numeric"].values) == {"standard", "quantile", "ple", "periodic"}
+    assert set(params["tabular.numeric"].values) == {"robust", "standard", "quantile", "ple", "periodic"}
     assert set(params["tabular.categorical"].values) == {"one_hot", "embedding"}
     assert {"tabular.numeric_bins", "tabular.embedding_dim", "tabular.periodic_sigma"} <= set(params)
     assert set(params["lr_schedule"].values) == {"constant", "cosine", "onecycle"}
@@ -104,7 +104,7 @@ def test_tabular_auto_starts_from_a_plain_mlp_with_each_numeric_encoding():
     space = parse_space(raw, "auto", ["price", "kind"], {"tabular.numeric": None, "tabular.categorical": None,
                         "tabular.numeric_bins": None, "tabular.embedding_dim": None, "tabular.periodic_sigma": None,
                         "label_smoothing": None})
-    assert [p["tabular.numeric"] for p in space.start] == ["standard", "quantile", "ple", "periodic"]
+    assert [p["tabular.numeric"] for p in space.start] == ["robust", "quantile", "ple", "periodic"]
     for point in space.start:
         assert point["trunk.units"] == 256 and point["lr_schedule"] == "cosine" and point["label_smoothing"] == 0.0
         assert point["loss_weight.price"] == point["loss_weight.kind"] == 1.0  # per-task names expanded

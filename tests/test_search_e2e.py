@@ -32,6 +32,9 @@ def test_search_from_config_exports_and_records(cli, write_experiment, tmp_path)
     assert (run / "best" / "model.keras").exists()
     assert (run / "best" / "saved_model" / "saved_model.pb").exists()
     assert "Leaderboard" in result.output and "best" in result.output
+    # search.refit (default): best/ is the best parameters trained on training + validation rows (all 300)
+    assert manifest["refit"] == {"rows": 300, "epochs": int(best["best_epoch"]), "metrics": manifest["refit"]["metrics"]}
+    assert (run / "trials" / f"{int(best['number']):05d}" / "refit.keras").exists()
 
 
 def test_rerun_resumes_study(cli, write_experiment, tmp_path):

@@ -11,7 +11,7 @@ from automtl_tabular import TabularInput
 from conftest import make_table
 from helpers import prepared, split, table_from, train_once
 
-ENCODINGS = [("standard", "one_hot"), ("quantile", "embedding"), ("ple", "one_hot"), ("periodic", "embedding")]
+ENCODINGS = [("robust", "one_hot"), ("quantile", "embedding"), ("ple", "one_hot"), ("periodic", "embedding")]
 
 
 def frame_with_gaps(n: int = 300, seed: int = 0):
@@ -28,7 +28,7 @@ def plugins(**options):
 
 
 def fitted_weights(model) -> dict[str, list[np.ndarray]]:
-    names = ("features_quantile", "features_ple", "features_norm", "features_missing", "city_lookup")
+    names = ("features_quantile", "features_ple", "features_norm", "features_robust", "features_missing", "city_lookup")
     return {l.name: [np.array(w) for w in l.get_weights()] for l in model.layers if l.name in names}
 
 
@@ -50,11 +50,11 @@ def test_encoders_fit_on_training_rows_only():
         enc = encoders[0]
         assert "atlantis" not in enc.vocab["city"] and set(enc.vocab["city"]) == {"north", "south", "east"}
         assert enc.missing_columns == [1]
-        for numeric in ("quantile", "ple", "standard"):
+        for numeric in ("quantile", "ple", "standard", "robust"):
             keras.backend.clear_session()
             model = build_model(encoders, tasks, TrialParams({"tabular.numeric": numeric})).model
             built[(label, numeric)] = fitted_weights(model)
-    for numeric in ("quantile", "ple", "standard"):
+    for numeric in ("quantile", "ple", "standard", "robust"):
         a, b = built[("a", numeric)], built[("b", numeric)]
         assert a.keys() == b.keys() and a
         for name in a:
@@ -101,3 +101,28 @@ def test_ple_edges_follow_training_quantiles():
     assert edges[0, 0] >= np.nanmin(x0) and edges[0, -1] <= np.nanmax(x0)
     assert np.all(np.diff(edges, axis=1) >= 0)
     assert np.count_nonzero(np.diff(edges[3])) == 1
+
+
+def test_robust_encoding_centres_on_the_median_and_clips_outliers_smoothly():
+    frame = frame_with_gaps()
+    frame.loc[10, "x0"] = 1e6  # one huge outlier in training moves neither the centre nor the scale much
+    train, valid = split(frame)
+    encoders, tasks = plugins()
+    prepared(encoders, tasks, train, valid)
+    import keras
+
+    from automtl.model.assemble import build_model
+    from automtl.trial import TrialParams
+
+    enc = encoders[0]
+    x0 = train.column("x0", needed_by="t").astype(float)
+    center, scale = enc.robust_scaling()
+    assert abs(center[0] - np.nanmedian(x0)) < 0.05 and 0.5 < scale[0] < 5  # the IQR, not the outlier's std
+    keras.backend.clear_session()
+    model = build_model(encoders, tasks, TrialParams({"tabular.numeric": "robust"})).model
+    clip = keras.Model(model.inputs, model.get_layer("features_clip").output)
+    raw = np.array([[center[0], 0, 0, 0], [1e9, 0, 0, 0], [center[0] + scale[0], 0, 0, 0]], np.float32)
+    cities = np.array(["north"] * 3, dtype=object)
+    out = np.asarray(clip({"features": raw, "city": cities}))
+    assert abs(out[0, 0]) < 1e-6 and 2.9 < out[1, 0] <= 3.0  # the median -> 0; an outlier -> just under 3
+    assert abs(out[2, 0] - 1 / np.sqrt(1 + 1 / 9)) < 1e-4  # one IQR above -> x / sqrt(1 + (x/3)^2) at x = 1

@@ -76,6 +76,9 @@ DEMO_MARKER = ".automtl-demo"
               help="Trials of each single-task search with --baselines search (default: --trials / tasks).")
 @click.option("--ensemble", type=click.IntRange(min=0),
               help="Ensemble size K over the completed trials (default 5 when at least 5 completed; 0: off).")
+@click.option("--refit/--no-refit", default=None,
+              help="Retrain the best trial on training + validation rows before exporting best/ (default: on "
+              "when the validation rows are split off the training file).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option("--no-report", is_flag=True, help="Do not write RUN_DIR/report.html at the end.")
 @user_errors

@@ -40,6 +40,11 @@ class Arrays:
         pick = lambda d: {k: v[rows] for k, v in d.items()}  # noqa: E731
         return Arrays(pick(self.x), pick(self.y), pick(self.mask))
 
+    def concat(self, other: "Arrays") -> "Arrays":
+        """These rows, then ``other``'s (same inputs and tasks; in-memory arrays only)."""
+        join = lambda a, b: {k: np.concatenate([a[k], b[k]]) for k in a}  # noqa: E731
+        return Arrays(join(self.x, other.x), join(self.y, other.y), join(self.mask, other.mask))
+
     def labelled_rows(self, tasks: list[str] | None = None) -> np.ndarray:
         """Whether each row carries a label for at least one of ``tasks`` (default: any task)."""
         names = tasks if tasks is not None else list(self.mask)
@@ -94,6 +99,21 @@ class Prepared:
     def export_rows(self) -> dict[str, np.ndarray]:
         """Inputs an export checks its formats on: the validation rows (every training row with folds)."""
         return self.valid.x if self.valid is not None else self.train.x
+
+    @property
+    def can_refit(self) -> bool:
+        """Whether a final model may train on the training and validation rows together: only when the
+        validation rows were split off the training file (a separate validation file is the user's
+        own hold-out) and both are in memory."""
+        return (self.valid is not None and not self.folds and self.experiment.data.valid is None
+                and not self.train.streamed and not self.valid.streamed)
+
+    def with_valid_rows(self) -> "Prepared":
+        """The same plugins (fitted on the training rows) with the validation rows added to the
+        training rows and no validation rows: what a final refit trains on."""
+        assert self.valid is not None
+        return Prepared(self.experiment, self.encoders, self.tasks, self.train.concat(self.valid), None,
+                        self.importance, self.sources, [], self.split)
 
     def only(self, task: str) -> "Prepared":
         """One task alone, as :func:`prepare` makes it for an experiment with that task only

@@ -93,6 +93,39 @@ def trial_model(run_dir: Path, record: TrialRecord, prepared: "Prepared", say: C
                  budget=prepared.experiment.search.epochs)
 
 
+#: The best trial's parameters trained once more on the training and validation rows (``search.refit``).
+REFIT_MODEL = "refit.keras"
+
+
+def refit_model(run_dir: Path, record: TrialRecord, prepared: "Prepared",
+                say: Callable[[str], None] | None = None) -> Path:
+    """``trials/<n>/refit.keras``: trial ``n``'s parameters trained on the training and validation rows
+    together for its best epoch count (its learning-rate schedule spanning the same epoch budget).
+
+    Why: the validation rows chose the parameters and the epoch count; the model that
+    serves should also learn from them (a fifth more data with the default split, which
+    counts on small tables). Trained once; a resumed run reuses it.
+    """
+    path = trial_dir(run_dir, record.number) / REFIT_MODEL
+    if path.exists():
+        return path
+    epochs = int(record.best_epoch or prepared.experiment.search.epochs)
+    both = prepared.with_valid_rows()
+    if say is not None:
+        say(f"refitting trial #{record.number} on its {len(prepared.train)} training + {len(prepared.valid or ())} "
+            f"validation rows for {epochs} epoch(s), its best epoch count (search.refit)")
+    from automtl.training.runner import refit
+
+    return refit(both, record.params, epochs, prepared.experiment.search.seed + record.number, path,
+                 budget=prepared.experiment.search.epochs)
+
+
+def refit_info(prepared: "Prepared", record: TrialRecord) -> dict:
+    """For the manifest: what a refitted model trained on."""
+    return {"refit": {"rows": len(prepared.train) + len(prepared.valid or ()), "epochs": record.best_epoch,
+                      "metrics": "the trial's, on the validation rows, before the refit trained on them"}}
+
+
 def cross_validation(prepared: "Prepared", record: TrialRecord) -> dict:
     """For the manifest: how a cross-validated model was chosen and trained (empty otherwise)."""
     if not prepared.folds:

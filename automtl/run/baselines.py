@@ -263,7 +263,8 @@ def _search(s: "Search", best: TrialRecord, task: "Task") -> tuple[TaskBaseline 
     study = (f"{s.exp.study_name}/single/{task.name}" if backends.spec(settings.backend).optuna_study
              else f"{s.exp.study_name}-single-{task.name}")
     update: dict[str, Any] = {"trials": n_trials, "study": study,
-                              "out": folder.resolve(), "baselines": "off", "ensemble": 0, "objective": "mean",
+                              "out": folder.resolve(), "baselines": "off", "ensemble": 0, "refit": False,
+                              "objective": "mean",
                               "latency_objective": False, "export_formats": ["saved_model"]}
     storage = getattr(s.backend, "storage_url", None)
     if storage is not None:

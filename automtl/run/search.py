@@ -466,6 +466,17 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
 
         model_path = trial_model(s.run_dir, best, s.prepared,
                                  say=None if s.quiet else lambda m: s.console.print(m, highlight=False))
+    refitted: dict[str, Any] = {}
+    if s.exp.search.refit and s.prepared.can_refit and model_path.exists() and best.best_epoch:
+        from automtl.outputs.export_run import refit_info, refit_model
+
+        try:
+            model_path = refit_model(s.run_dir, best, s.prepared,
+                                     say=None if s.quiet else lambda m: s.console.print(m, highlight=False))
+            refitted = refit_info(s.prepared, best)
+        except Exception as exc:  # noqa: BLE001 - the trial's own model is still there to export
+            s.console.print(f"[yellow]could not refit the best trial ({type(exc).__name__}: {exc}); exporting its "
+                            "own model[/]", highlight=False, soft_wrap=True)
     if not model_path.exists():
         s.console.print(f"[yellow]best trial #{best.number} trained in another process sharing the study; its model "
                         "is in that process's run folder: that process exports it, or run "
@@ -479,7 +490,7 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
     def export(formats: list[str]) -> Path:
         return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
                             extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources,
-                                   **cross_validation(s.prepared, best), **(extra or {})},
+                                   **cross_validation(s.prepared, best), **refitted, **(extra or {})},
                             formats=formats, rows=s.prepared.export_rows, model_name=s.exp.name)
 
     # A format that fails (a converter without a kernel, parity beyond tolerance) is reported,

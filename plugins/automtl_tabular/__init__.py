@@ -17,7 +17,7 @@ from automtl.api import (ConfigError, InputEncoder, InputSpec, Options, ParamSpe
                          as_float, is_missing)
 
 
-NUMERIC_ENCODINGS = ("standard", "quantile", "ple", "periodic")
+NUMERIC_ENCODINGS = ("standard", "robust", "quantile", "ple", "periodic")
 CATEGORICAL_ENCODINGS = ("one_hot", "embedding")
 #: Levels of the training-quantile sketch each numeric column keeps (quantile and PLE encodings).
 QUANTILE_LEVELS = 1001
@@ -39,7 +39,7 @@ class TabularOptions(Options):
     categorical: list[str] = []
     max_categories: int = pydantic.Field(100, ge=1, description="most frequent categories kept per column")
     min_count: int = pydantic.Field(5, ge=1, description="categories seen fewer times in training share one bucket")
-    numeric_encoding: Literal["standard", "quantile", "ple", "periodic"] = "standard"
+    numeric_encoding: Literal["standard", "robust", "quantile", "ple", "periodic"] = "standard"
     categorical_encoding: Literal["one_hot", "embedding"] = "one_hot"
     numeric_bins: int = pydantic.Field(16, ge=2, le=256, description="PLE bins / periodic frequencies per column")
     embedding_dim: int = pydantic.Field(8, ge=1, le=256, description="size of a learned category or PLR embedding")
@@ -49,7 +49,10 @@ class TabularOptions(Options):
 class TabularInput(InputEncoder):
     """Numeric columns (glob patterns allowed) and categorical columns from a table.
 
-    Numeric encodings (``tabular.numeric``): ``standard`` (z-scores), ``quantile``
+    Numeric encodings (``tabular.numeric``): ``standard`` (z-scores), ``robust``
+    (centred on the training median, scaled by the interquartile range, then
+    smoothly clipped to about +-3: RealMLP's defence against heavy tails and
+    outliers, Holzmueller et al. 2024), ``quantile``
     (through the training quantiles to a normal), ``ple`` (piecewise-linear
     encoding on ``tabular.numeric_bins`` quantile bins) and ``periodic`` (learned
     periodic embeddings + linear + ReLU, ``tabular.embedding_dim`` per column).
@@ -155,6 +158,11 @@ class TabularInput(InputEncoder):
                 parts.append(layers.QuantileNormal(self.quantiles, name=f"{self.name}_quantile")(raw))
             elif s["numeric"] == "ple":
                 parts.append(layers.PiecewiseLinear(self.bin_edges(s["bins"]), name=f"{self.name}_ple")(raw))
+            elif s["numeric"] == "robust":
+                center, scale = self.robust_scaling()
+                x = keras.layers.Normalization(mean=center, variance=scale**2, name=f"{self.name}_robust")(raw)
+                x = NanToZero(name=f"{self.name}_impute")(x)
+                parts.append(layers.SmoothClip(name=f"{self.name}_clip")(x))
             else:
                 x = keras.layers.Normalization(mean=self.mean, variance=self.variance, name=f"{self.name}_norm")(raw)
                 x = NanToZero(name=f"{self.name}_impute")(x)
@@ -200,6 +208,18 @@ class TabularInput(InputEncoder):
             e = np.unique(np.interp(levels, sketch_levels, self.quantiles[:, j]))
             edges[j] = np.concatenate([e, np.full(bins + 1 - len(e), e[-1])])
         return edges
+
+    def robust_scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per column: the training median and the interquartile range (half the range where the
+        quartiles coincide, as for a mostly-zero count; 1 for a constant column), from the
+        training-quantile sketch."""
+        q = self.quantiles.astype(np.float64)
+        n = len(q) - 1
+        center = q[n // 2]
+        iqr = q[(3 * n) // 4] - q[n // 4]
+        half_range = 0.5 * (q[-1] - q[0])
+        scale = np.where(iqr > 0, iqr, np.where(half_range > 0, half_range, 1.0))
+        return center.astype(np.float32), scale.astype(np.float32)
 
     def register_keras_objects(self) -> None:
         from . import layers  # noqa: F401  (registering is importing)

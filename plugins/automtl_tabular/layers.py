@@ -170,6 +170,19 @@ class PeriodicEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class SmoothClip(keras.layers.Layer):
+    """``x / sqrt(1 + (x / 3)^2)``: the identity near 0, tending to +-3 for outliers (RealMLP's
+    smooth clipping, Holzmueller et al. 2024), so a heavy tail cannot dominate the first layer."""
+
+    def call(self, x: Any) -> Any:
+        x = ops.cast(x, self.compute_dtype)
+        return x / ops.sqrt(1.0 + ops.square(x / 3.0))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class MissingIndicator(keras.layers.Layer):
     """1.0 where a listed column is missing (NaN): one indicator per column that had gaps in training."""
 
