@@ -77,3 +77,5 @@ def test_search_ends_at_its_deadline_with_an_export(write_experiment, monkeypatc
     assert all(r.state == "fail" and "before this trial finished an epoch" in r.reason for r in records[1:]), records
     assert records[0].best_epoch is not None and summary.export_dir is not None
     assert (summary.export_dir / "saved_model" / "saved_model.pb").exists()
+    # No refit after the deadline (it would train the best trial's epochs once more): best/ is the trial's model.
+    assert not (summary.export_dir.parent / "trials" / f"{records[0].number:05d}" / "refit.keras").exists()

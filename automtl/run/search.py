@@ -467,7 +467,11 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
         model_path = trial_model(s.run_dir, best, s.prepared,
                                  say=None if s.quiet else lambda m: s.console.print(m, highlight=False))
     refitted: dict[str, Any] = {}
-    if s.exp.search.refit and s.prepared.can_refit and model_path.exists() and best.best_epoch:
+    out_of_time = s.deadline is not None and time.time() >= s.deadline
+    if out_of_time and s.exp.search.refit and s.prepared.can_refit and not s.quiet:
+        s.console.print("[yellow]note:[/] no refit on the validation rows: the time budget (--timeout) ran out; "
+                        "best/ is the trial's own model", highlight=False, soft_wrap=True)
+    if s.exp.search.refit and s.prepared.can_refit and model_path.exists() and best.best_epoch and not out_of_time:
         from automtl.outputs.export_run import refit_info, refit_model
 
         try:
