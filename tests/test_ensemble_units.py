@@ -359,3 +359,12 @@ def test_bootstrap_interval_fits_its_time_budget_for_a_costly_metric(monkeypatch
     assert Slow.calls <= 2 + 2 * 62  # not the default 200 draws
     monkeypatch.setattr(baselines, "BOOTSTRAP_SECONDS", 0.3)  # under MIN_RESAMPLES draws: no interval
     assert baselines.compare(Slow(), valid, good, valid, bad)[3] is None
+
+
+def test_latency_rounds_put_every_model_in_every_position():
+    from automtl.outputs.distill import rotations
+
+    orders = rotations(["best", "ensemble", "student"], 6)
+    assert all(sorted(o) == ["best", "ensemble", "student"] for o in orders)
+    for position in range(3):  # over the rounds, each model is timed first, second and last equally often
+        assert sorted(o[position] for o in orders) == ["best", "best", "ensemble", "ensemble", "student", "student"]

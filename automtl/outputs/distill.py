@@ -345,10 +345,17 @@ def _student_search(space_path: Path, taught: Any, work: Path, trials: int, cons
     return dict(found.params), f"the best of a {trials}-trial search over {space_path} (#{found.number})"
 
 
+def rotations(names: list[str], rounds: int) -> list[list[str]]:
+    """The timing order of each round: every model takes every position in turn (a model always
+    timed right after a large one would pay for the caches it evicted)."""
+    return [names[r % len(names):] + names[:r % len(names)] for r in range(rounds)]
+
+
 def serving_latency(folders: dict[str, Path], rows: dict[str, np.ndarray], rounds: int = 15) -> dict[str, dict[str, float]]:
     """Median milliseconds per call of each folder's ``serving_default`` at batch 1 and batch 256
-    (plain TensorFlow), measured side by side: every round times each model in turn, so that
-    load on a shared machine falls on all of them alike."""
+    (plain TensorFlow), measured side by side: every round times each model in turn, starting
+    from the next model each round (so none always follows the largest), and load on a shared
+    machine falls on all of them alike."""
     import tensorflow as tf
 
     fns = {name: tf.saved_model.load(str(Path(f) / "saved_model")).signatures["serving_default"]
@@ -362,8 +369,9 @@ def serving_latency(folders: dict[str, Path], rows: dict[str, np.ndarray], round
             for _ in range(3):
                 fn(**feed)
         times: dict[str, list[float]] = {name: [] for name in fns}
-        for _ in range(rounds):
-            for name, fn in fns.items():
+        for order in rotations(list(fns), rounds):
+            for name in order:
+                fn = fns[name]
                 started = time.perf_counter()
                 for _ in range(calls):
                     fn(**feed)
