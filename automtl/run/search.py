@@ -253,13 +253,15 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
 
 
 def _print_start(s: Search, where: str) -> None:
+    from automtl.backends.optuna.backend import pruner_startup  # only Optuna prunes
+
     exp, settings, tasks, space = s.exp, s.exp.search, s.checked.tasks, s.checked.space
     s.console.print(
         f"[bold]automtl search[/] '{exp.name}': {describe_rows(s)}; "
         f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
         f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}"
         + (f", pruner {settings.pruner} (from epoch {settings.pruner_warmup}, after "
-           f"{max(5, settings.trials // 5)} completed trials)"
+           f"{pruner_startup(settings.trials)} completed trials)"
            if settings.pruner not in (None, "none") else ", no pruning")
         + "; " + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
                   if settings.objective == "pareto" else "")
