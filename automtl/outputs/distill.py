@@ -148,20 +148,20 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
     t_metrics, t_scores, t_score = evaluate_outputs(tasks, prepared.valid, valid_raw, prepared.importance)
     teacher_params = int(sum(m.count_params() for m in module.members))
     notes: list[str] = []
-    mixed_x, why = mixup_inputs(prepared.train.x, tasks, mixup, seed)
-    if why:
-        notes.append(why)
-    mixed_raw = _predict(module, mixed_x, len(next(iter(mixed_x.values())))) if mixed_x else None
-    del module
-
     from automtl.api import distills
     from automtl.training.distillation import DistilledTask
 
+    mixed_x, why = mixup_inputs(prepared.train.x, tasks, mixup, seed)
+    if why:
+        notes.append(why)
+    if mixed_x and not all(distills(t) for t in tasks):  # decided before the teacher labels them
+        notes.append("no MixUp rows: a task has no distill_targets hook, and those rows have no labels for it")
+        mixed_x = None
+    mixed_raw = _predict(module, mixed_x, len(next(iter(mixed_x.values())))) if mixed_x else None
+    del module
+
     student_tasks, train_y, train_m, valid_y, valid_m = [], {}, {}, {}, {}
     filled = {}
-    if mixed_x and not all(distills(t) for t in tasks):
-        notes.append("no MixUp rows: a task has no distill_targets hook, and those rows have no labels for it")
-        mixed_x, mixed_raw = None, None
     for t in tasks:
         hard, mask = prepared.train.y[t.name], prepared.train.mask[t.name]
         soft = t.distill_targets(train_raw[t.name], temperature) if distills(t) else None
