@@ -33,8 +33,15 @@ target) for regression. The **gap** of a task is automtl minus GBDT in points: a
 line is ``automtl vs GBDT: mean per-task gap +X.X points over N tasks`` (``best/``); the line before
 it gives the same for ``ensemble/``.
 
+With ``--seeds 0 1 2 ...`` every data set is compared once per seed, each seed its own held-out
+test split (and search seed); the table then gives each task's means over the seeds and the gaps'
+mean and standard deviation, and the last lines use the per-task mean gaps. A test split of a
+hundred rows moves a task's accuracy by a point per row, so one split cannot tell a 1-point gap
+from luck. ``--folds K`` makes automtl cross-validate its trials on K folds of the training rows
+(``data.folds``) instead of holding out 20 % of them.
+
     python bench/tabular_quality.py [--datasets penguins,diamonds,loans,credit] [--trials 30]
-        [--timeout 900] [--epochs 60] [--space auto] [--seed 0]
+        [--timeout 900] [--epochs 60] [--space auto] [--seeds 0] [--folds 0]
 """
 
 from __future__ import annotations
@@ -197,7 +204,7 @@ def mlp_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, kind: str,
 
 # -- automtl --------------------------------------------------------------------------------
 def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder: Path,
-                    args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict]:
+                    args: argparse.Namespace, seed: int) -> tuple[dict[str, np.ndarray], dict]:
     from rich.console import Console
 
     from automtl.config import load_experiment
@@ -208,12 +215,13 @@ def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder
     test.drop(columns=[t for _, _, t in ds.tasks]).to_csv(folder / "test.csv", index=False)
     experiment = {
         "name": ds.name,
-        "data": {"train": "train.csv", "valid_fraction": 0.2, "split_seed": args.seed},
+        "data": {"train": "train.csv", "split_seed": seed,
+                 **({"folds": args.folds} if args.folds else {"valid_fraction": 0.2})},
         "inputs": [{"name": "features", "type": "tabular", "numeric": ds.numeric, "categorical": ds.categorical}],
         "tasks": [{"name": name, "type": kind, "target": col} for name, kind, col in ds.tasks],
         "space": args.space,
         "search": {"trials": args.trials, "timeout": args.timeout, "epochs": args.epochs, "patience": args.patience,
-                   "seed": args.seed, "out": "run"},
+                   "seed": seed, "out": "run"},
     }
     (folder / "experiment.yaml").write_text(yaml.safe_dump(experiment, sort_keys=False))
     exp = load_experiment(folder / "experiment.yaml")
@@ -248,50 +256,71 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--space", default="auto")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="one held-out split (and search seed) each")
+    ap.add_argument("--seed", type=int, dest="seeds", nargs=1, help=argparse.SUPPRESS)  # the old spelling
+    ap.add_argument("--folds", type=int, default=0, help="automtl cross-validates on K folds (0: 20%% hold-out)")
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="automtl-tabular-"))
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     print(f"budget per data set: automtl space '{args.space}', {args.trials} trials (capped at {args.timeout:.0f} s), "
-          f"{args.epochs} epochs (patience {args.patience}); seed {args.seed}; test = 30% held out; "
-          f"{os.cpu_count()} CPU cores", flush=True)
-    rows, gaps, ens_gaps = [], [], []
+          f"{args.epochs} epochs (patience {args.patience}); "
+          + (f"{args.folds}-fold cross-validation; " if args.folds else "20% validation hold-out; ")
+          + f"seeds {' '.join(map(str, args.seeds))}; test = 30% held out; {os.cpu_count()} CPU cores", flush=True)
+    rows = []  # (data set, task, kind, seed, test rows, best, ensemble, GBDT, MLP)
     for name in names:
         ds = DATASETS[name]()
-        train, test = held_out_split(ds.frame, args.seed)
-        started = time.perf_counter()
-        auto, info = automtl_predict(ds, train, test, root / name, args)
-        searched = time.perf_counter() - started
-        print(f"\n{name}: {len(train)} train / {len(test)} test rows; automtl {info['complete']}/{info['trials']} "
-              f"trials complete in {searched:.0f} s; best #{info['best']}: "
-              + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()),
-              flush=True)
-        print(f"  ensemble: {info['ensemble'] or 'none exported'}", flush=True)
-        for task, kind, col in ds.tasks:
-            mask = labelled(test, col)
-            truth = test.loc[mask, col].to_numpy()
-            if kind == "classification":
-                truth = truth.astype(str)
-            gb = task_metrics(kind, truth, gbdt_predict(ds, train, test, kind, col, args.seed)[mask])
-            mlp = task_metrics(kind, truth, mlp_predict(ds, train, test, kind, col, args.seed)[mask])
-            am = task_metrics(kind, truth, auto["best"][task][mask])
-            # no ensemble exported (too few completed trials): the ensemble column is the best trial
-            en = task_metrics(kind, truth, auto.get("ensemble", auto["best"])[task][mask])
-            gap = headline(kind, am) - headline(kind, gb)
-            ens_gap = headline(kind, en) - headline(kind, gb)
-            gaps.append(gap)
-            ens_gaps.append(ens_gap)
-            rows.append((name, task, kind, int(mask.sum()), am, en, gb, mlp, gap, ens_gap))
-            print(f"  {task:<14} " + " | ".join(f"{who} {_fmt(kind, m)}" for who, m in
-                                                 (("best", am), ("ensemble", en), ("GBDT", gb), ("MLP", mlp)))
-                  + f" | gap {gap:+.1f} (ensemble {ens_gap:+.1f})", flush=True)
-    print("\n| data set | task | metric | automtl best/ | automtl ensemble/ | GBDT | MLP | gap best | gap ensemble |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, task, kind, n, am, en, gb, mlp, gap, ens_gap in rows:
+        for seed in args.seeds:
+            train, test = held_out_split(ds.frame, seed)
+            started = time.perf_counter()
+            folder = root / name if len(args.seeds) == 1 else root / f"{name}-{seed}"
+            auto, info = automtl_predict(ds, train, test, folder, args, seed)
+            searched = time.perf_counter() - started
+            print(f"\n{name} (seed {seed}): {len(train)} train / {len(test)} test rows; automtl {info['complete']}/"
+                  f"{info['trials']} trials complete in {searched:.0f} s; best #{info['best']}: "
+                  + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()),
+                  flush=True)
+            print(f"  ensemble: {info['ensemble'] or 'none exported'}", flush=True)
+            for task, kind, col in ds.tasks:
+                mask = labelled(test, col)
+                truth = test.loc[mask, col].to_numpy()
+                if kind == "classification":
+                    truth = truth.astype(str)
+                gb = task_metrics(kind, truth, gbdt_predict(ds, train, test, kind, col, seed)[mask])
+                mlp = task_metrics(kind, truth, mlp_predict(ds, train, test, kind, col, seed)[mask])
+                am = task_metrics(kind, truth, auto["best"][task][mask])
+                # no ensemble exported (too few completed trials): the ensemble column is the best trial
+                en = task_metrics(kind, truth, auto.get("ensemble", auto["best"])[task][mask])
+                rows.append((name, task, kind, seed, int(mask.sum()), am, en, gb, mlp))
+                gap, ens_gap = headline(kind, am) - headline(kind, gb), headline(kind, en) - headline(kind, gb)
+                print(f"  {task:<14} " + " | ".join(f"{who} {_fmt(kind, m)}" for who, m in
+                                                     (("best", am), ("ensemble", en), ("GBDT", gb), ("MLP", mlp)))
+                      + f" | gap {gap:+.1f} (ensemble {ens_gap:+.1f})", flush=True)
+    print_table(rows, len(args.seeds))
+
+
+def print_table(rows: list[tuple], n_seeds: int) -> None:
+    """Per task (means over the seeds when several), then the last lines on the per-task mean gaps."""
+    tasks = list(dict.fromkeys((r[0], r[1], r[2]) for r in rows))
+    gaps, ens_gaps = [], []
+    if n_seeds == 1:
+        print("\n| data set | task | metric | automtl best/ | automtl ensemble/ | GBDT | MLP | gap best | gap ensemble |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    else:
+        print(f"\nmeans over {n_seeds} seeds (each its own test split); gaps: mean ± standard deviation over the seeds")
+        print("\n| data set | task | metric | automtl best/ | automtl ensemble/ | GBDT | MLP | gap best | gap ensemble |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    for name, task, kind in tasks:
+        mine = [r for r in rows if r[:3] == (name, task, kind)]
+        g = np.array([headline(kind, r[5]) - headline(kind, r[7]) for r in mine])
+        e = np.array([headline(kind, r[6]) - headline(kind, r[7]) for r in mine])
+        gaps.append(float(g.mean()))
+        ens_gaps.append(float(e.mean()))
         metric = "accuracy" if kind == "classification" else "skill (RMSE; R^2)"
-        cells = [_cell(kind, m) for m in (am, en, gb, mlp)]
-        print(f"| {name} | {task} (n={n}) | {metric} | {' | '.join(cells)} | {gap:+.1f} | {ens_gap:+.1f} |")
+        cells = [_cell(kind, {k: float(np.mean([r[i][k] for r in mine])) for k in mine[0][i]}) for i in (5, 6, 7, 8)]
+        n = f"n={mine[0][4]}" if n_seeds == 1 else f"n={round(np.mean([r[4] for r in mine]))} x {len(mine)}"
+        spread = (lambda a: f"{a.mean():+.1f}") if n_seeds == 1 else (lambda a: f"{a.mean():+.1f} ± {a.std(ddof=1):.1f}")
+        print(f"| {name} | {task} ({n}) | {metric} | {' | '.join(cells)} | {spread(g)} | {spread(e)} |")
     for who, g in (("ensemble/", ens_gaps), ("best/", gaps)):
         print(f"{who}: worst task gap {min(g):+.1f} points; tasks more than 1 point below GBDT: {sum(x < -1 for x in g)}")
     print(f"automtl ensemble/ vs GBDT: mean per-task gap {np.mean(ens_gaps):+.1f} points over {len(ens_gaps)} tasks")

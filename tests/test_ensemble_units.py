@@ -8,7 +8,7 @@ import pytest
 from automtl.api import Targets, Task, combines
 from automtl.data.prepare import Arrays
 from automtl.outputs.baselines import Baselines, TaskBaseline, delta_m, relative_change, summary_sentence, verdict
-from automtl.outputs.ensemble import select
+from automtl.outputs.ensemble import FoldRows, select
 
 
 # -- delta-m -----------------------------------------------------------------------------------
@@ -158,6 +158,32 @@ def _classification(**options):
 
     task = ClassificationTask("c", {"target": "y", **options})
     return task
+
+
+class Scaled(Squared):
+    """A task fitted per fold: its targets and outputs are in units of its own ``scale``."""
+
+    def __init__(self, name, scale):
+        super().__init__(name)
+        self.scale = scale
+
+    def evaluate(self, y_true, mask, y_pred):
+        m = mask > 0
+        return {"mse": float((((y_pred[m] - y_true[m]) * self.scale) ** 2).mean())}
+
+
+def test_cross_validated_selection_scores_each_fold_in_its_own_scale():
+    """Out-of-fold rows: each fold's outputs are scored by that fold's task, and a trial alone scores
+    the mean over the folds, as the trial itself was scored; selection then works as on one split."""
+    folds = FoldRows([({"t": Scaled("t", 1.0)}, _valid(2)), ({"t": Scaled("t", 10.0)}, _valid(3))])
+    assert len(folds) == 5
+    # trial 0 errs by 0.1 on every row, trial 1 by -0.1, trial 2 by 0.3 (each in its fold's units)
+    preds = {0: {"t": np.full(5, 0.1)}, 1: {"t": np.full(5, -0.1)}, 2: {"t": np.full(5, 0.3)}}
+    alone = {n: -np.mean([(0.1 * k * s) ** 2 for s in (1.0, 10.0)]) for n, k in ((0, 1), (1, 1), (2, 3))}
+    assert folds.evaluate("t", preds[2]["t"])["mse"] == pytest.approx(-alone[2])
+    result = select([Squared("t")], folds, {"t": 1.0}, preds, alone, size=4)
+    assert {m["trial"] for m in result.tasks["t"]} == {0, 1}  # their errors cancel
+    assert result.score == pytest.approx(0.0, abs=1e-12) and result.score > alone[0]
 
 
 def test_classification_combine_averages_probabilities():

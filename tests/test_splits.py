@@ -118,10 +118,15 @@ def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, t
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())  # the console wraps at 80 columns
     assert "120 training rows in 3 cross-validation folds (40 validate in each), grouped by 'site': 12 groups" in said
-    # Baselines and ensembles are scored on one validation split, which a cross-validated run has not: skipped, said.
+    # Baselines are scored on one validation split, which a cross-validated run has not: skipped, said.
     assert "no single-task baselines: the run cross-validates (data.folds)" in said
-    assert "no ensemble: the run cross-validates (data.folds)" in said
-    assert not (tmp_path / "run" / "ensemble").exists() and not (tmp_path / "run" / "baselines.json").exists()
+    assert not (tmp_path / "run" / "baselines.json").exists()
+    # The ensemble is selected on every row's out-of-fold outputs; its members train on every row.
+    ensemble = json.loads((tmp_path / "run" / "ensemble" / "automtl.json").read_text())
+    assert ensemble["cross_validation"]["folds"] == 3 and "out-of-fold" in ensemble["cross_validation"]["metrics"]
+    for member in ensemble["ensemble"]["members"]:
+        assert (tmp_path / "run" / "trials" / f"{member['trial']:05d}" / "model.keras").exists()
+    assert ensemble["ensemble"]["score"] >= ensemble["ensemble"]["best_single"]["score"] - 1e-9
     assert "x 3 folds (each trial costs 3 trainings)" in said
     run = tmp_path / "run"
     split = json.loads((run / SPLIT_FILE).read_text())

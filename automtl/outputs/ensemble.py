@@ -5,6 +5,9 @@ so selection re-runs no model: it combines saved outputs with each task's
 :meth:`~automtl.api.Task.combine` hook and scores them with the task's own
 :meth:`~automtl.api.Task.evaluate`, ranked by the search's objective. The chosen
 members and weights go to :func:`automtl.outputs.ensemble_export.export_ensemble`.
+A cross-validated run selects on every training row's out-of-fold output
+(:class:`FoldRows`), as AutoGluon and auto-sklearn do: far more rows than one
+validation split of a small table, and so less noise in what is picked.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from automtl.objective import combine as objective_of
+from automtl.objective import mean_of
 from automtl.trial import TrialRecord, trial_dir
 
 if TYPE_CHECKING:
@@ -99,6 +103,40 @@ class EnsembleResult:
         return f"{len(self.members)} model(s) ({per_task})"
 
 
+@dataclass
+class FoldRows:
+    """The validation rows of a cross-validated run: each fold's rows, in fold order, scored by that
+    fold's own fitted tasks (a fold's targets and outputs are in its own scale, e.g. its standardised
+    regression targets). A trial's ``valid_pred`` is its folds' outputs concatenated in the same order,
+    and a metric over these rows is the mean over the folds, as the trial's own score is."""
+
+    #: per fold: (its tasks by name, its validation arrays)
+    folds: list[tuple[dict[str, "Task"], "Arrays"]]
+
+    def __len__(self) -> int:
+        return sum(len(valid) for _, valid in self.folds)
+
+    def evaluate(self, task: str, pred: np.ndarray) -> dict[str, float]:
+        out, start = [], 0
+        for tasks, valid in self.folds:
+            part = pred[start : start + len(valid)]
+            start += len(valid)
+            out.append(tasks[task].evaluate(valid.y[task], valid.mask[task], part))
+        return mean_of(out)
+
+    @classmethod
+    def of(cls, folds: Sequence[Any]) -> "FoldRows":
+        """From :class:`automtl.data.prepare.Fold` objects."""
+        return cls([({t.name: t for t in f.tasks}, f.valid) for f in folds])
+
+
+def evaluate_task(task: "Task", valid: "Arrays | FoldRows", pred: np.ndarray) -> dict[str, float]:
+    """``task``'s metrics of raw outputs ``pred`` on the validation rows (a split or the folds' rows)."""
+    if isinstance(valid, FoldRows):
+        return valid.evaluate(task.name, pred)
+    return task.evaluate(valid.y[task.name], valid.mask[task.name], pred)
+
+
 def load_valid_pred(run_dir: Path, number: int) -> dict[str, np.ndarray] | None:
     path = trial_dir(run_dir, number) / VALID_PRED
     if not path.exists():
@@ -123,13 +161,13 @@ def combine_outputs(tasks: Sequence["Task"], preds: Mapping[int, Mapping[str, np
                                  [float(m["weight"]) for m in per_task[t.name]]) for t in tasks}
 
 
-def evaluate_outputs(tasks: Sequence["Task"], valid: "Arrays", pred: Mapping[str, np.ndarray],
+def evaluate_outputs(tasks: Sequence["Task"], valid: "Arrays | FoldRows", pred: Mapping[str, np.ndarray],
                      importance: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float], float]:
     """``(metrics as task.metric, per-task scores, objective)`` of raw outputs on the validation rows."""
     metrics: dict[str, float] = {}
     scores: dict[str, float] = {}
     for t in tasks:
-        ms = t.evaluate(valid.y[t.name], valid.mask[t.name], np.asarray(pred[t.name], np.float64))
+        ms = evaluate_task(t, valid, np.asarray(pred[t.name], np.float64))
         metrics.update({f"{t.name}.{k}": float(v) for k, v in ms.items()})
         scores[t.name] = float(t.score(ms))
     return metrics, scores, objective_of(scores, {t.name: importance.get(t.name, 1.0) for t in tasks})
@@ -141,7 +179,7 @@ def solo_tasks(tasks: Sequence["Task"]) -> list[str]:
     return [t.name for t in tasks if not combines(t)]
 
 
-def _scorer(task: "Task", valid: "Arrays", preds: Mapping[int, Mapping[str, np.ndarray]]) -> Any:
+def _scorer(task: "Task", valid: "Arrays | FoldRows", preds: Mapping[int, Mapping[str, np.ndarray]]) -> Any:
     """``score(weights) -> (task score, -tie-break metric)`` of a weighted combination, cached.
 
     The tie-break (the task's ``tiebreak_metric``, e.g. log loss) ranks combinations
@@ -158,7 +196,7 @@ def _scorer(task: "Task", valid: "Arrays", preds: Mapping[int, Mapping[str, np.n
         key = tuple((n, round(weights[n] / total, 12)) for n in members)
         if key not in cache:
             pred = combine_task(task, [preds[n][task.name] for n in members], [weights[n] / total for n in members])
-            metrics = task.evaluate(valid.y[task.name], valid.mask[task.name], np.asarray(pred, np.float64))
+            metrics = evaluate_task(task, valid, np.asarray(pred, np.float64))
             value = float(task.score(metrics))
             second = float(metrics[tiebreak]) if tiebreak and tiebreak in metrics else 0.0
             cache[key] = (value if math.isfinite(value) else -math.inf, -second if math.isfinite(second) else -math.inf)
@@ -215,7 +253,7 @@ def heaviest(weights: Mapping[int, float], size: int) -> dict[int, float]:
     return {n: w / total for n, w in kept}
 
 
-def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, float],
+def select(tasks: Sequence["Task"], valid: "Arrays | FoldRows", importance: Mapping[str, float],
            preds: Mapping[int, Mapping[str, np.ndarray]], single_scores: Mapping[int, float], size: int,
            library: int = LIBRARY, bags: int = BAGS, seed: int = 0) -> EnsembleResult:
     """Ensemble selection with replacement, per task, over the best ``library`` trials (by the
@@ -274,7 +312,7 @@ def select(tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, fl
     )
 
 
-def select_for_run(run_dir: Path, tasks: Sequence["Task"], valid: "Arrays", importance: Mapping[str, float],
+def select_for_run(run_dir: Path, tasks: Sequence["Task"], valid: "Arrays | FoldRows", importance: Mapping[str, float],
                    records: Sequence[TrialRecord], size: int | None) -> tuple[EnsembleResult | None, str]:
     """The ensemble of a run's completed trials, or None with the reason in words.
 

@@ -386,7 +386,8 @@ def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> S
     if best is not None and interrupted:
         notes.append("baselines and ensemble skipped (interrupted); rerun the same command to add them")
     elif best is not None and (s.prepared.folds or (trial_dir(s.run_dir, best.number) / "model.keras").exists()):
-        # (a cross-validated trial has no model yet: both say why they are skipped)
+        # (a cross-validated trial has no model yet: baselines say why they are skipped, the
+        # ensemble trains its members on every row when it is exported)
         baselines = _baselines(s, best, notes)
         ensemble = _ensemble(s, records, notes)
     extra = {"baselines": baselines.to_json()} if baselines is not None else {}
@@ -426,14 +427,16 @@ def _baselines(s: Search, best: TrialRecord, notes: list[str]) -> Any:
 
 def _ensemble(s: Search, records: list[TrialRecord], notes: list[str]) -> Any:
     """Greedy ensemble selection over the completed trials (``search.ensemble``)."""
-    from automtl.outputs.ensemble import select_for_run
+    from automtl.outputs.ensemble import FoldRows, select_for_run
 
-    if s.prepared.folds and s.exp.search.ensemble != 0:
-        notes.append("no ensemble: the run cross-validates (data.folds), and members are selected on one validation "
-                     "split's predictions")
+    if s.prepared.folds and s.deadline is not None and time.time() >= s.deadline and s.exp.search.ensemble != 0:
+        notes.append("no ensemble: the time budget (--timeout) ran out, and a cross-validated run's members "
+                     "would each train once more on every row")
         return None
+    # cross-validated: selected on every training row's out-of-fold outputs
+    valid = FoldRows.of(s.prepared.folds) if s.prepared.folds else s.prepared.valid
     try:
-        result, why = select_for_run(s.run_dir, s.checked.tasks, s.prepared.valid, s.prepared.importance, records,
+        result, why = select_for_run(s.run_dir, s.checked.tasks, valid, s.prepared.importance, records,
                                      s.exp.search.ensemble)
     except Exception as exc:  # noqa: BLE001
         notes.append(f"could not select an ensemble: {type(exc).__name__}: {exc}")
@@ -450,6 +453,17 @@ def _export_ensemble(s: Search, ensemble: Any, extra: dict[str, Any], notes: lis
     from automtl.outputs.ensemble_export import export_ensemble
 
     try:
+        if s.prepared.folds:  # no fold model is kept: each member is trained on every row, as best/ is
+            from automtl.outputs.export_run import trial_model
+
+            say = None if s.quiet else lambda m: s.console.print(m, highlight=False)
+            by_number = {r.number: r for r in s.backend.records()}
+            for m in ensemble.members:
+                trial_model(s.run_dir, by_number[int(m["trial"])], s.prepared, say=say)
+            extra = {"cross_validation": {
+                "folds": len(s.prepared.folds),
+                "metrics": "out-of-fold: means over the folds' validation rows, where members were selected; "
+                           "each member then trained on every row for its best epoch count"}, **extra}
         return export_ensemble(s.run_dir, ensemble, s.checked.encoders, s.checked.tasks, s.run_dir / "ensemble",
                                extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources,
                                       **extra})

@@ -5,7 +5,9 @@ epoch are averaged over the folds and reported as the trial's epoch, so the
 backend prunes on the mean (one lucky fold prunes nothing and saves no
 trial). Early stopping and the best epoch also follow the mean; the fold
 models are not kept: the exported model is retrained on every training row
-for the best epoch count (:func:`automtl.training.runner.refit`).
+for the best epoch count (:func:`automtl.training.runner.refit`). The folds'
+validation outputs of the best epoch are kept, concatenated in fold order:
+every training row's out-of-fold prediction, which ensemble selection uses.
 """
 
 from __future__ import annotations
@@ -15,18 +17,18 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from automtl.errors import TrialFailed
-from automtl.objective import combine
+from automtl.objective import combine, mean_of
 from automtl.training.trainer import TIME_UP, EpochResult, FitResult, Trainer, check_started_in_time, time_is_up
 
 
-def mean_of(dicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Key-wise mean (NaN-aware: a fold without a value does not sink the others)."""
-    keys = [k for k in dicts[0]]
-    out = {}
-    for k in keys:
-        values = np.array([d.get(k, np.nan) for d in dicts], dtype=np.float64)
-        out[k] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-    return out
+def out_of_fold(trainers: Sequence[Trainer]) -> dict[str, np.ndarray]:
+    """The folds' last validation outputs per task, concatenated in fold order; empty when the folds'
+    outputs differ in shape (e.g. a class missing from one fold's training rows)."""
+    preds = [tr.last_pred for tr in trainers]
+    try:
+        return {t: np.concatenate([np.asarray(p[t]) for p in preds]) for t in preds[0]}
+    except (ValueError, KeyError):
+        return {}
 
 
 def fit_folds(trainers: Sequence[Trainer], importance: Mapping[str, float], epochs: int, patience: int | None = None,
@@ -49,7 +51,7 @@ def fit_folds(trainers: Sequence[Trainer], importance: Mapping[str, float], epoc
         row.update({f"fold{k + 1}.objective": r.objective for k, (r, _) in enumerate(results)})
         history.append(row)
         if best is None or (np.isfinite(objective) and not objective <= best.objective):
-            best = FitResult(objective, metrics, scores, epoch)
+            best = FitResult(objective, metrics, scores, epoch, valid_pred=out_of_fold(trainers))
             since_best = 0
         else:
             since_best += 1
