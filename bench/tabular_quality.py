@@ -37,8 +37,9 @@ With ``--seeds 0 1 2 ...`` every data set is compared once per seed, each seed i
 test split (and search seed); the table then gives each task's means over the seeds and the gaps'
 mean and standard deviation, and the last lines use the per-task mean gaps. A test split of a
 hundred rows moves a task's accuracy by a point per row, so one split cannot tell a 1-point gap
-from luck. ``--folds K`` makes automtl cross-validate its trials on K folds of the training rows
-(``data.folds``) instead of holding out 20 % of them.
+from luck. The experiment names no split, so automtl uses its default: 5-fold cross-validation
+for a table of at most 1,000 training rows (penguins), a 20 % hold-out otherwise; ``--folds K``
+names K folds and ``--folds 0`` a 20 % hold-out.
 
     python bench/tabular_quality.py [--datasets penguins,diamonds,loans,credit] [--trials 30]
         [--timeout 900] [--epochs 60] [--space auto] [--seeds 0] [--folds 0]
@@ -216,7 +217,7 @@ def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder
     experiment = {
         "name": ds.name,
         "data": {"train": "train.csv", "split_seed": seed,
-                 **({"folds": args.folds} if args.folds else {"valid_fraction": 0.2})},
+                 **({} if args.folds is None else {"folds": args.folds} if args.folds else {"valid_fraction": 0.2})},
         "inputs": [{"name": "features", "type": "tabular", "numeric": ds.numeric, "categorical": ds.categorical}],
         "tasks": [{"name": name, "type": kind, "target": col} for name, kind, col in ds.tasks],
         "space": args.space,
@@ -232,7 +233,11 @@ def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder
     if summary.ensemble_dir is not None:
         out["ensemble"] = _served(ds, summary.ensemble_dir, folder, "pred_ensemble.csv")
     done = [r for r in summary.records if r.state == "complete"]
-    info = {"trials": len(summary.records), "complete": len(done), "best": summary.best.number,
+    from automtl.outputs.rundir import load_experiment as run_experiment
+
+    folds = run_experiment(summary.run_dir).data.folds  # what the run used (automtl's default, if not named)
+    info = {"split": f"{folds}-fold cross-validation" if folds else "20% hold-out",
+            "trials": len(summary.records), "complete": len(done), "best": summary.best.number,
             "params": dict(summary.best.params),
             "ensemble": summary.ensemble.describe() if summary.ensemble is not None else None}
     return out, info
@@ -258,14 +263,16 @@ def main() -> None:
     ap.add_argument("--space", default="auto")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="one held-out split (and search seed) each")
     ap.add_argument("--seed", type=int, dest="seeds", nargs=1, help=argparse.SUPPRESS)  # the old spelling
-    ap.add_argument("--folds", type=int, default=0, help="automtl cross-validates on K folds (0: 20%% hold-out)")
+    ap.add_argument("--folds", type=int, default=None,
+                    help="name the split: K folds, or 0 for a 20%% hold-out (default: automtl's own choice)")
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="automtl-tabular-"))
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     print(f"budget per data set: automtl space '{args.space}', {args.trials} trials (capped at {args.timeout:.0f} s), "
           f"{args.epochs} epochs (patience {args.patience}); "
-          + (f"{args.folds}-fold cross-validation; " if args.folds else "20% validation hold-out; ")
+          + ("automtl's default split; " if args.folds is None
+             else f"{args.folds}-fold cross-validation; " if args.folds else "20% validation hold-out; ")
           + f"seeds {' '.join(map(str, args.seeds))}; test = 30% held out; {os.cpu_count()} CPU cores", flush=True)
     rows = []  # (data set, task, kind, seed, test rows, best, ensemble, GBDT, MLP)
     for name in names:
@@ -276,8 +283,8 @@ def main() -> None:
             folder = root / name if len(args.seeds) == 1 else root / f"{name}-{seed}"
             auto, info = automtl_predict(ds, train, test, folder, args, seed)
             searched = time.perf_counter() - started
-            print(f"\n{name} (seed {seed}): {len(train)} train / {len(test)} test rows; automtl {info['complete']}/"
-                  f"{info['trials']} trials complete in {searched:.0f} s; best #{info['best']}: "
+            print(f"\n{name} (seed {seed}): {len(train)} train / {len(test)} test rows; {info['split']}; automtl "
+                  f"{info['complete']}/{info['trials']} trials complete in {searched:.0f} s; best #{info['best']}: "
                   + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()),
                   flush=True)
             print(f"  ensemble: {info['ensemble'] or 'none exported'}", flush=True)

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from automtl.config import DataConfig, GroupRule, build_experiment
-from automtl.data.split import (SPLIT_FILE, check_no_shared_groups, fold_rows, group_labels, holdout_rows,
-                                recorded_split)
+from automtl.data.split import (AUTO_FOLDS, SPLIT_FILE, check_no_shared_groups, fold_rows, group_labels,
+                                holdout_rows, recorded_split)
 from automtl.data.table import Table
 from automtl.errors import ConfigError, DataError
 from conftest import experiment_dict, make_table
@@ -97,6 +97,31 @@ def test_folds_need_the_training_file_only(tmp_path):
     raw["data"]["folds"] = 1
     with pytest.raises(ConfigError, match=r"data.folds: Input should be greater than or equal to 2"):
         build_experiment(raw, "exp.yaml", tmp_path)
+
+
+def test_a_small_table_is_cross_validated_unless_the_experiment_names_its_split(tmp_path, tiny_space, monkeypatch):
+    """A few hundred rows and no split named: 5 folds, resolved before the data is split, so the run's
+    snapshot, resume and export see data.folds; any named split, or a larger table, keeps the hold-out."""
+    from automtl.data import split
+    from automtl.run.search import check_files
+
+    path = tmp_path / "small.csv"
+    make_table(150).to_csv(path, index=False)
+    raw = experiment_dict(path, tiny_space, out=str(tmp_path / "run"))
+    del raw["data"]["valid_fraction"]
+    checked = check_files(build_experiment(raw, "exp.yaml", tmp_path))
+    assert checked.auto_folds and checked.exp.data.folds == AUTO_FOLDS and len(checked.prepared.folds) == AUTO_FOLDS
+    assert sum(len(f.valid) for f in checked.prepared.folds) == len(checked.prepared.train) == 150
+    for named in ({"valid_fraction": 0.2}, {"folds": 3}):
+        checked = check_files(build_experiment({**raw, "data": {**raw["data"], **named}}, "exp.yaml", tmp_path))
+        assert not checked.auto_folds and checked.exp.data.folds == named.get("folds")
+    # a grouped split, other inputs than tables, or too few rows for ten per fold: the hold-out
+    assert split.auto_folds(DataConfig(train=Path("d.csv"), group="city"), 300, True) is None
+    assert split.auto_folds(DataConfig(train=Path("d.csv")), 300, False) is None
+    assert split.auto_folds(DataConfig(train=Path("d.csv")), 10 * AUTO_FOLDS - 1, True) is None
+    monkeypatch.setattr(split, "SMALL_TABLE_ROWS", 149)
+    checked = check_files(build_experiment(raw, "exp.yaml", tmp_path))
+    assert not checked.auto_folds and checked.exp.data.folds is None and checked.prepared.valid is not None
 
 
 @pytest.fixture

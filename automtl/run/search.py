@@ -84,6 +84,8 @@ class Checked:
     space_raw: dict[str, Any] | None = None
     #: formats of ``best/`` (``search.export_formats``), their optional dependencies checked
     formats: list[str] = field(default_factory=lambda: ["saved_model"])
+    #: the folds were chosen for a small table (:func:`automtl.data.split.auto_folds`), not by the experiment
+    auto_folds: bool = False
 
 
 @dataclass
@@ -180,12 +182,30 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
         if isinstance(exp.search.workers, int) and exp.search.workers > 1 and not spec.parallel_workers:
             raise ConfigError(_no_parallel_workers(exp.search.workers, spec))
     _devices_before_tensorflow(exp.search.device)
+    exp, auto = with_auto_folds(exp)
     # A run folder's recorded split (split.json) is read and checked here; a new one is written by prepare_search.
     prepared = prepare(exp, encoders, tasks, exp.run_dir)
-    checked = Checked(exp, encoders, tasks, space, space_path, prepared, formats=formats)
+    checked = Checked(exp, encoders, tasks, space, space_path, prepared, formats=formats, auto_folds=auto)
     if checked.space is None:
         build_auto(checked, len(prepared.train))
     return checked
+
+
+def with_auto_folds(exp: Experiment) -> tuple[Experiment, bool]:
+    """``exp`` with a small table's default cross-validation (:func:`automtl.data.split.auto_folds`)
+    resolved, so the run's snapshot, resume, export and retraining all see ``data.folds``."""
+    from automtl.data.readers import read_table
+    from automtl.data.split import SMALL_TABLE_ROWS, auto_folds
+
+    settings = exp.search
+    if (exp.data.valid is not None or any(i.type != "tabular" for i in exp.inputs)
+            or (settings.backend == "keras-tuner" and settings.algorithm == "hyperband")
+            or auto_folds(exp.data, SMALL_TABLE_ROWS, True) is None):
+        return exp, False
+    folds = auto_folds(exp.data, len(read_table(exp.path(exp.data.train), role="training data")), True)
+    if folds is None:
+        return exp, False
+    return exp.model_copy(update={"data": exp.data.model_copy(update={"folds": folds})}), True
 
 
 def _no_parallel_workers(workers: Any, spec: Any) -> str:
@@ -288,7 +308,10 @@ def describe_rows(s: Search) -> str:
     if p.folds:
         sizes = [len(f.valid) for f in p.folds]
         each = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
-        return f"{len(p.train)} training rows in {len(p.folds)} cross-validation folds ({each} validate in each){grouped}"
+        why = " (a small table: cross-validated by default; set data.valid_fraction for a hold-out)" \
+            if s.checked.auto_folds else ""
+        return (f"{len(p.train)} training rows in {len(p.folds)} cross-validation folds ({each} validate in each)"
+                f"{grouped}{why}")
     return f"{len(p.train)} training / {p.valid_rows} validation rows{grouped}"
 
 
