@@ -107,7 +107,8 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
 
     if load_experiment(run_dir).data.folds:
         raise ConfigError(f"{run_dir}: the run cross-validates (data.folds); distillation scores the student against "
-                          "its teacher on one validation split (search with a hold-out split to distill)")
+                          "its teacher on one validation split (search with a hold-out split, e.g. data.valid_fraction: 0.2, "
+                          "to distill)")
     if teacher == "ensemble" and not (Path(run_dir) / "ensemble" / "automtl.json").exists():
         raise AutomtlError(f"{run_dir}: no ensemble here (ensemble/automtl.json); use --teacher best, or rerun the "
                            "search with --ensemble K (it resumes the finished study and only adds the ensemble)")

@@ -437,7 +437,7 @@ def _baselines(s: Search, best: TrialRecord, notes: list[str]) -> Any:
         return None
     if s.prepared.folds and s.exp.search.baselines != "off":
         notes.append("no single-task baselines: the run cross-validates (data.folds), and baselines are scored on "
-                     "one validation split")
+                     "one validation split (name one, e.g. data.valid_fraction: 0.2, to get them)")
         return None
     try:
         return run_baselines(s, best)
