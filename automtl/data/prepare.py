@@ -150,9 +150,11 @@ class Loaded:
     split: Split | None
 
 
-def load_data(exp: Experiment, run_dir: Path | None = None) -> Loaded:
-    """Read the data files and split them; ``run_dir``: use (or record) the run's ``split.json``."""
-    table = read_table(exp.path(exp.data.train), role="training data")
+def load_data(exp: Experiment, run_dir: Path | None = None, table: Table | None = None) -> Loaded:
+    """Read the data files and split them; ``run_dir``: use (or record) the run's ``split.json``;
+    ``table``: the training file, when the caller has read it already."""
+    if table is None:
+        table = read_table(exp.path(exp.data.train), role="training data")
     if exp.data.valid is not None:
         valid = read_table(exp.path(exp.data.valid), role="validation data")
         if exp.data.group_rule is not None:
@@ -223,15 +225,15 @@ def fit_arrays(encoders: list[InputEncoder], tasks: list[Task], train_t: Table,
 
 
 def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task], run_dir: Path | None = None,
-            keep_unlabelled: bool = False) -> Prepared:
+            keep_unlabelled: bool = False, table: Table | None = None) -> Prepared:
     """Load and split the data, fit the plugins on the training split, build arrays.
 
     With ``data.folds`` the given plugins are fitted on every training row
     (the exported model's), and each fold gets plugins of its own fitted on
     its training rows only, so no fold learns a vocabulary or a scale from
-    the rows it is scored on.
+    the rows it is scored on. ``table``: the training file, when the caller has read it already.
     """
-    loaded = load_data(exp, run_dir)
+    loaded = load_data(exp, run_dir, table)
     train, valid = fit_arrays(encoders, tasks, loaded.train, loaded.valid, keep_unlabelled)
     folds = []
     for fold_train, fold_valid in loaded.folds:

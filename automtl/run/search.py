@@ -182,18 +182,19 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
         if isinstance(exp.search.workers, int) and exp.search.workers > 1 and not spec.parallel_workers:
             raise ConfigError(_no_parallel_workers(exp.search.workers, spec))
     _devices_before_tensorflow(exp.search.device)
-    exp, auto = with_auto_folds(exp)
+    exp, auto, table = with_auto_folds(exp)
     # A run folder's recorded split (split.json) is read and checked here; a new one is written by prepare_search.
-    prepared = prepare(exp, encoders, tasks, exp.run_dir)
+    prepared = prepare(exp, encoders, tasks, exp.run_dir, table=table)
     checked = Checked(exp, encoders, tasks, space, space_path, prepared, formats=formats, auto_folds=auto)
     if checked.space is None:
         build_auto(checked, len(prepared.train))
     return checked
 
 
-def with_auto_folds(exp: Experiment) -> tuple[Experiment, bool]:
+def with_auto_folds(exp: Experiment) -> tuple[Experiment, bool, Any]:
     """``exp`` with a small table's default cross-validation (:func:`automtl.data.split.auto_folds`)
-    resolved, so the run's snapshot, resume, export and retraining all see ``data.folds``."""
+    resolved, so the run's snapshot, resume, export and retraining all see ``data.folds``; whether it
+    was; and the training table when it had to be read to count its rows (else None)."""
     from automtl.data.readers import read_table
     from automtl.data.split import SMALL_TABLE_ROWS, auto_folds
 
@@ -201,11 +202,12 @@ def with_auto_folds(exp: Experiment) -> tuple[Experiment, bool]:
     if (exp.data.valid is not None or any(i.type != "tabular" for i in exp.inputs)
             or (settings.backend == "keras-tuner" and settings.algorithm == "hyperband")
             or auto_folds(exp.data, SMALL_TABLE_ROWS, True) is None):
-        return exp, False
-    folds = auto_folds(exp.data, len(read_table(exp.path(exp.data.train), role="training data")), True)
+        return exp, False, None
+    table = read_table(exp.path(exp.data.train), role="training data")
+    folds = auto_folds(exp.data, len(table), True)
     if folds is None:
-        return exp, False
-    return exp.model_copy(update={"data": exp.data.model_copy(update={"folds": folds})}), True
+        return exp, False, table
+    return exp.model_copy(update={"data": exp.data.model_copy(update={"folds": folds})}), True, table
 
 
 def _no_parallel_workers(workers: Any, spec: Any) -> str:
