@@ -169,20 +169,24 @@ class Split:
 
 
 #: A training table of at most this many rows, with tabular inputs only, is cross-validated on
-#: :data:`AUTO_FOLDS` folds unless the experiment names its split (``valid``, ``valid_fraction``
-#: or ``folds``): a 20 % hold-out of it is under 200 rows, on which one row moves an accuracy by
-#: half a point or more, so which trial and which ensemble members win is mostly chance, while a
-#: trial on such a table costs seconds. (``bench/tabular_quality.py``, penguins: README.)
+#: :data:`AUTO_FOLDS` folds unless the experiment names its split (:func:`names_split`): a 20 %
+#: hold-out of it is under 200 rows, on which one row moves an accuracy by half a point or more,
+#: so which trial and which ensemble members win is mostly chance, while a trial on such a table
+#: costs seconds. (``bench/tabular_quality.py``, penguins: README.)
 SMALL_TABLE_ROWS = 1000
 AUTO_FOLDS = 5
 
 
+def names_split(data: "DataConfig") -> bool:
+    """Whether the experiment says how to split (``valid``, ``valid_fraction``, ``folds`` or ``group``)."""
+    return bool({"valid", "valid_fraction", "folds", "group"} & data.model_fields_set)
+
+
 def auto_folds(data: "DataConfig", rows: int, tabular_only: bool) -> int | None:
-    """The folds a small table gets by default, or None: the experiment's own split (it names
-    ``valid``, ``valid_fraction``, ``folds`` or ``group``), inputs other than tables (a trial costs
-    more), more than :data:`SMALL_TABLE_ROWS` rows, or too few for ten per fold."""
-    named = {"valid", "valid_fraction", "folds", "group"} & data.model_fields_set
-    if named or not tabular_only or not 10 * AUTO_FOLDS <= rows <= SMALL_TABLE_ROWS:
+    """The folds a small table gets by default, or None: the experiment's own split
+    (:func:`names_split`), inputs other than tables (a trial costs more), more than
+    :data:`SMALL_TABLE_ROWS` rows, or too few for ten per fold."""
+    if names_split(data) or not tabular_only or not 10 * AUTO_FOLDS <= rows <= SMALL_TABLE_ROWS:
         return None
     return AUTO_FOLDS
 

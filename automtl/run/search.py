@@ -196,15 +196,15 @@ def with_auto_folds(exp: Experiment) -> tuple[Experiment, bool, Any]:
     resolved, so the run's snapshot, resume, export and retraining all see ``data.folds``; whether it
     was; and the training table when it had to be read to count its rows (else None)."""
     from automtl.data.readers import read_table
-    from automtl.data.split import SMALL_TABLE_ROWS, auto_folds
+    from automtl.data.split import auto_folds, names_split
 
     settings = exp.search
-    if (exp.data.valid is not None or any(i.type != "tabular" for i in exp.inputs)
-            or (settings.backend == "keras-tuner" and settings.algorithm == "hyperband")
-            or auto_folds(exp.data, SMALL_TABLE_ROWS, True) is None):
+    tabular_only = all(i.type == "tabular" for i in exp.inputs)
+    hyperband = (settings.backend, settings.algorithm) == ("keras-tuner", "hyperband")  # cannot cross-validate
+    if names_split(exp.data) or not tabular_only or hyperband:
         return exp, False, None
     table = read_table(exp.path(exp.data.train), role="training data")
-    folds = auto_folds(exp.data, len(table), True)
+    folds = auto_folds(exp.data, len(table), tabular_only)
     if folds is None:
         return exp, False, table
     return exp.model_copy(update={"data": exp.data.model_copy(update={"folds": folds})}), True, table
