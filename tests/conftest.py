@@ -99,3 +99,18 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+#: Most pytest-xdist workers ``-n auto`` starts: each imports TensorFlow and many tests start trial
+#: processes of their own, so more workers than this only add memory and contention.
+MAX_AUTO_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: Any) -> int | None:
+    """``-n auto``: one worker per core, at most :data:`MAX_AUTO_WORKERS` (the suite is mostly
+    single-threaded Python, so the 2-core CI machine runs it in about half the time);
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
