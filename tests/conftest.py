@@ -106,6 +106,7 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 MAX_AUTO_WORKERS = 4
 
 
+@pytest.hookimpl(optionalhook=True)  # known to pytest only with pytest-xdist installed
 def pytest_xdist_auto_num_workers(config: Any) -> int | None:
     """``-n auto``: one worker per core, at most :data:`MAX_AUTO_WORKERS` (the suite is mostly
     single-threaded Python, so the 2-core CI machine runs it in about half the time);

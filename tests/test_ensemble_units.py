@@ -186,6 +186,29 @@ def test_cross_validated_selection_scores_each_fold_in_its_own_scale():
     assert result.score == pytest.approx(0.0, abs=1e-12) and result.score > alone[0]
 
 
+def test_a_cross_validated_baseline_compares_out_of_fold_outputs_fold_by_fold():
+    """Single- vs multi-task on a cross-validated run: both trials' out-of-fold outputs, on the rows
+    labelled for the task, each fold scored in its own scale and the folds averaged (as the trials
+    were scored); the bootstrap resamples within folds."""
+    from automtl.run import baselines
+
+    first, second = _valid(4), _valid(8)
+    first.mask["t"][1] = 0  # labelled for another task only: no single-task row
+    multi_rows = FoldRows([({"t": Scaled("t", 1.0)}, first), ({"t": Scaled("t", 10.0)}, second)])
+    single_rows = FoldRows([({"t": Scaled("t", 1.0)}, first.only(["t"])), ({"t": Scaled("t", 10.0)}, second)])
+    assert len(single_rows) == 11
+    multi = np.full(12, 0.1)
+    multi[1] = 99.0  # the unlabelled row's output counts nowhere
+    single = np.full(11, 0.2)
+    m, s, delta, interval = baselines.compare(Squared("t"), multi_rows, multi, single_rows, single)
+    assert m == pytest.approx((0.1**2 + 1.0**2) / 2) and s == pytest.approx((0.2**2 + 2.0**2) / 2)
+    assert delta == pytest.approx(75.0) and interval == pytest.approx([75.0, 75.0])
+    # folds of other rows (not the multi-task folds' labelled rows): the whole figures only, fold by fold
+    other = FoldRows([({"t": Scaled("t", 1.0)}, _valid(5)), ({"t": Scaled("t", 10.0)}, _valid(6))])
+    m, s, delta, interval = baselines.compare(Squared("t"), multi_rows, multi, other, single)
+    assert interval is None and s == pytest.approx(2.02) and m == pytest.approx(0.505)
+
+
 def test_classification_combine_averages_probabilities():
     rng = np.random.default_rng(0)
     task = _classification()

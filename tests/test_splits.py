@@ -143,9 +143,17 @@ def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, t
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())  # the console wraps at 80 columns
     assert "120 training rows in 3 cross-validation folds (40 validate in each), grouped by 'site': 12 groups" in said
-    # Baselines are scored on one validation split, which a cross-validated run has not: skipped, said.
-    assert "no single-task baselines: the run cross-validates (data.folds)" in said
-    assert not (tmp_path / "run" / "baselines.json").exists()
+    # Single-task baselines are cross-validated on the same folds and compared on out-of-fold outputs:
+    # every training row (all are labelled for both tasks), each fold in its own scale.
+    baselines = json.loads((tmp_path / "run" / "baselines.json").read_text())
+    assert {t["task"] for t in baselines["tasks"]} == {"price", "kind"} and baselines["trainings"] == 2 * 3
+    assert baselines["delta_m"] is not None and all(t["interval"] is not None for t in baselines["tasks"])
+    assert "(out-of-fold, 3 folds)" in said and "Single-task baselines" in said
+    for t in baselines["tasks"]:
+        trial = tmp_path / "run" / t["folder"] / "trials" / f"{t['trial']:05d}"
+        with np.load(trial / "valid_pred.npz") as pred:
+            assert len(pred[t["task"]]) == 120  # out-of-fold: one output per training row
+        assert not (trial / "model.keras").exists() and t["best_epoch"] >= 1
     # The ensemble is selected on every row's out-of-fold outputs; its members train on every row.
     ensemble = json.loads((tmp_path / "run" / "ensemble" / "automtl.json").read_text())
     assert ensemble["cross_validation"]["folds"] == 3 and "out-of-fold" in ensemble["cross_validation"]["metrics"]
@@ -168,6 +176,12 @@ def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, t
     result = cli("export", run, "--trial", other, "--out", tmp_path / "other")
     assert result.exit_code == 0, result.output
     assert (run / "trials" / f"{other:05d}" / "model.keras").exists()
+    # A baseline exports the same way: trained on every row for its best epoch count.
+    result = cli("export", run, "--baseline", "price", "--out", tmp_path / "price_alone")
+    assert result.exit_code == 0, result.output
+    alone = json.loads((tmp_path / "price_alone" / "automtl.json").read_text())
+    assert alone["baseline"]["task"] == "price" and alone["cross_validation"]["folds"] == 3
+    assert [t["name"] for t in alone["tasks"]] == ["price"]
     # Distillation would score the student on a validation split too: refused, saying why (exit 2).
     result = cli("distill", run, "--out", tmp_path / "student")
     assert_user_error(result, "cross-validates")

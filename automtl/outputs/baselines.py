@@ -46,6 +46,8 @@ class TaskBaseline:
     metrics: dict[str, float] = field(default_factory=dict)
     score: float | None = None
     seconds: float | None = None
+    #: the baseline trial's best epoch (a cross-validated baseline is trained for it on every row at export)
+    best_epoch: int | None = None
 
 
 @dataclass

@@ -153,7 +153,8 @@ def baseline_model(run_dir: Path, task: str) -> tuple[Path, object]:
         raise AutomtlError(f"{run_dir}: no baseline for task '{task}'; baselines: "
                            f"{', '.join(t.task for t in found.tasks) or 'none'}")
     path = trial_dir(run_dir / entry.folder, entry.trial) / "model.keras"
-    if not path.exists():
+    # a cross-validated baseline keeps no model: the export trains it on every row, as best/ is
+    if not path.exists() and not load_experiment(run_dir).data.folds:
         raise AutomtlError(f"{path} is missing; rerun the search to retrain the baseline")
     return path, entry
 
@@ -173,11 +174,14 @@ def export_baseline(run_dir: Path, task: str, out_dir: Path, formats: Sequence[s
     prepared = prepare(exp, encoders, tasks, run_dir)
     from automtl.outputs.export import export_trial
 
-    record = TrialRecord(entry.trial, "complete", entry.score, entry.params, entry.metrics, entry.seconds)
+    record = TrialRecord(entry.trial, "complete", entry.score, entry.params, entry.metrics, entry.seconds,
+                         best_epoch=entry.best_epoch)
+    path = trial_model(run_dir / entry.folder, record, prepared, say=print)
     return export_trial(path, encoders, tasks, record, Path(out_dir),
                         extra={"experiment": exp.name, "data": prepared.sources, "exported_from": str(run_dir.resolve()),
                                "baseline": {"task": task, "mode": read_baselines(run_dir).mode,  # type: ignore[union-attr]
                                             "multi_task": entry.multi, "single_task": entry.single,
-                                            "metric": entry.metric, "delta": entry.delta}},
+                                            "metric": entry.metric, "delta": entry.delta},
+                               **cross_validation(prepared, record)},
                         formats=formats, rows=prepared.export_rows, layout=layout, model_name=f"{exp.name}-{task}",
                         force=force)

@@ -26,7 +26,7 @@ from automtl import registry
 from automtl.outputs.baselines import (
     BOOTSTRAP, COVERAGE, Baselines, TaskBaseline, delta_m, read_baselines, relative_change, verdict, write_baselines,
 )
-from automtl.outputs.ensemble import load_valid_pred
+from automtl.outputs.ensemble import VALID_PRED, FoldRows, evaluate_task, load_valid_pred
 from automtl.space import SearchSpace
 from automtl.trial import TrialRecord, trial_dir
 
@@ -107,32 +107,76 @@ BOOTSTRAP_SECONDS = 10.0
 MIN_RESAMPLES = 50
 
 
-def compare(task: "Task", valid: "Arrays", multi_pred: np.ndarray, single_valid: "Arrays", single_pred: np.ndarray,
-            seed: int = 0, resamples: int = BOOTSTRAP) -> tuple[float, float, float | None, list[float] | None]:
+@dataclass
+class _Part:
+    """Rows scored together: a validation split, or one fold's validation rows (in that fold's scale)."""
+
+    task: "Task"
+    y: np.ndarray
+    mask: np.ndarray
+    multi: np.ndarray
+    single: np.ndarray
+
+
+def _groups(task: str, valid: "Arrays | FoldRows") -> list[tuple["Task | None", "Arrays"]]:
+    if isinstance(valid, FoldRows):
+        return [(tasks[task], rows) for tasks, rows in valid.folds]
+    return [(None, valid)]
+
+
+def _aligned(task: "Task", valid: "Arrays | FoldRows", multi_pred: np.ndarray, single_valid: "Arrays | FoldRows",
+             single_pred: np.ndarray) -> list[_Part] | None:
+    """The rows labelled for ``task`` with both outputs, per split or fold; None when the single-task
+    rows are not those rows in the same order (then only the whole figures compare)."""
+    multi_groups, single_groups = _groups(task.name, valid), _groups(task.name, single_valid)
+    if len(multi_groups) != len(single_groups):
+        return None
+    parts, m_start, s_start = [], 0, 0
+    for (fitted, rows_m), (_, rows_s) in zip(multi_groups, single_groups):
+        rows = _rows(rows_m, task.name)
+        pm = np.asarray(multi_pred[m_start : m_start + len(rows_m)], np.float64)[rows]
+        ps = np.asarray(single_pred[s_start : s_start + len(rows_s)], np.float64)
+        m_start, s_start = m_start + len(rows_m), s_start + len(rows_s)
+        if len(rows_s) != len(rows) or len(ps) != len(rows):
+            return None
+        parts.append(_Part(fitted or task, rows_m.y[task.name][rows], rows_m.mask[task.name][rows], pm, ps))
+    return parts
+
+
+def _metric(parts: Sequence[_Part], metric: str, which: str, draw: Sequence[np.ndarray] | None = None) -> float:
+    """Mean over the parts (one for a split; the folds' mean, as the trials are scored) of ``metric``."""
+    values = []
+    for i, p in enumerate(parts):
+        idx = slice(None) if draw is None else draw[i]
+        values.append(float(p.task.evaluate(p.y[idx], p.mask[idx], getattr(p, which)[idx])[metric]))
+    return float(np.mean(values))
+
+
+def compare(task: "Task", valid: "Arrays | FoldRows", multi_pred: np.ndarray, single_valid: "Arrays | FoldRows",
+            single_pred: np.ndarray, seed: int = 0,
+            resamples: int = BOOTSTRAP) -> tuple[float, float, float | None, list[float] | None]:
     """``(multi, single, delta %, bootstrap interval)`` of the primary metric on the rows labelled for
-    ``task`` (the single-task validation rows are those rows, in the same order)."""
-    rows = _rows(valid, task.name)
-    y, mask, pm = valid.y[task.name][rows], valid.mask[task.name][rows], np.asarray(multi_pred, np.float64)[rows]
-    sy, smask, ps = single_valid.y[task.name], single_valid.mask[task.name], np.asarray(single_pred, np.float64)
-    if len(sy) != len(rows):  # different rows: compare the full figures only
-        multi = task.evaluate(y, mask, pm)[task.primary_metric]
-        single = task.evaluate(sy, smask, ps)[task.primary_metric]
-        return multi, single, relative_change(multi, single, task.direction), None
+    ``task`` (the single-task validation rows are those rows, in the same order). ``valid`` is a
+    split, or a cross-validated run's folds (:class:`FoldRows`: out-of-fold outputs, each fold scored
+    in its own scale, the mean over folds; the bootstrap then resamples rows within each fold)."""
     metric = task.primary_metric
+    parts = _aligned(task, valid, multi_pred, single_valid, single_pred)
+    if parts is None:  # different rows: compare the full figures only
+        multi = evaluate_task(task, valid, multi_pred)[metric]
+        single = evaluate_task(task, single_valid, single_pred)[metric]
+        return multi, single, relative_change(multi, single, task.direction), None
     started = time.perf_counter()
-    multi = float(task.evaluate(y, mask, pm)[metric])
-    single = float(task.evaluate(y, mask, ps)[metric])
+    multi, single = _metric(parts, metric, "multi"), _metric(parts, metric, "single")
     delta = relative_change(multi, single, task.direction)
     # A costly metric (detection mAP: ~0.1 s a call) gets the draws that fit in BOOTSTRAP_SECONDS
     resamples = min(resamples, int(BOOTSTRAP_SECONDS / max(time.perf_counter() - started, 1e-6)))
-    if delta is None or len(rows) < 10 or resamples < MIN_RESAMPLES:
+    if delta is None or sum(len(p.y) for p in parts) < 10 or resamples < MIN_RESAMPLES:
         return multi, single, delta, None
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(resamples):
-        idx = rng.integers(0, len(rows), len(rows))
-        d = relative_change(float(task.evaluate(y[idx], mask[idx], pm[idx])[metric]),
-                            float(task.evaluate(y[idx], mask[idx], ps[idx])[metric]), task.direction)
+        idx = [rng.integers(0, len(p.y), len(p.y)) for p in parts]
+        d = relative_change(_metric(parts, metric, "multi", idx), _metric(parts, metric, "single", idx), task.direction)
         if d is not None and np.isfinite(d):
             draws.append(d)
     if len(draws) < resamples // 2:
@@ -190,14 +234,16 @@ def _entry(s: "Search", best: TrialRecord, task: "Task", record: TrialRecord, fo
         m_value = best.metrics.get(f"{task.name}.{metric}", float("nan"))
         s_value = record.metrics.get(f"{task.name}.{metric}", float("nan"))
         delta, interval = relative_change(m_value, s_value, task.direction), None
-    else:
-        m_value, s_value, delta, interval = compare(task, s.prepared.valid, multi_pred[task.name], single.valid,
+    else:  # cross-validated: both trials' out-of-fold outputs, every training row labelled for the task
+        valid = FoldRows.of(s.prepared.folds) if s.prepared.folds else s.prepared.valid
+        single_valid = FoldRows.of(single.folds) if single.folds else single.valid
+        m_value, s_value, delta, interval = compare(task, valid, multi_pred[task.name], single_valid,
                                                     single_pred[task.name], seed=s.exp.search.seed)
     return TaskBaseline(
         task=task.name, metric=metric, direction=task.direction, single=float(s_value), multi=float(m_value),
         delta=delta, interval=interval, verdict=verdict(delta, interval), trial=record.number,
         folder=str(folder.relative_to(s.run_dir)), params=dict(record.params), metrics=dict(record.metrics),
-        score=record.score, seconds=record.duration_s,
+        score=record.score, seconds=record.duration_s, best_epoch=record.best_epoch,
     )
 
 
@@ -215,8 +261,9 @@ def _auto(s: "Search", best: TrialRecord, task: "Task", previous: Baselines | No
     names = [t.name for t in s.checked.tasks]
     params = single_task_params(best.params, task.name, names, foreign_parameters(s, task.name))
     old = previous.task(task.name) if previous is not None and previous.mode == "auto" else None
+    kept = VALID_PRED if s.prepared.folds else "model.keras"  # a cross-validated trial keeps no model
     if (old is not None and previous.best_trial == best.number and old.params == params
-            and (trial_dir(folder, best.number) / "model.keras").exists()):
+            and (trial_dir(folder, best.number) / kept).exists()):
         record = TrialRecord(best.number, "complete", old.score, params, old.metrics, old.seconds)
         return _entry(s, best, task, record, folder), 0  # a resumed search: this baseline is done
     started = time.perf_counter()
@@ -225,10 +272,12 @@ def _auto(s: "Search", best: TrialRecord, task: "Task", previous: Baselines | No
                          round(time.perf_counter() - started, 3), outcome.device, best_epoch=outcome.best_epoch,
                          scores=outcome.scores)
     entry = _entry(s, best, task, record, folder)
+    folds = len(s.prepared.folds)
     if not s.quiet and entry is not None:
+        how = f" (out-of-fold, {folds} folds)" if folds else ""
         s.console.print(f"baseline '{task.name}' alone (trial #{best.number}'s configuration): {entry.metric} "
-                        f"{entry.single:.4g} in {record.duration_s:.1f} s", highlight=False)
-    return entry, 1
+                        f"{entry.single:.4g}{how} in {record.duration_s:.1f} s", highlight=False)
+    return entry, max(1, folds)
 
 
 def _train(s: "Search", task: str, folder: Path, handle: _Handle) -> Any:

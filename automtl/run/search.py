@@ -411,7 +411,7 @@ def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> S
     if best is not None and interrupted:
         notes.append("baselines and ensemble skipped (interrupted); rerun the same command to add them")
     elif best is not None and (s.prepared.folds or (trial_dir(s.run_dir, best.number) / "model.keras").exists()):
-        # (a cross-validated trial has no model yet: baselines say why they are skipped, the
+        # (a cross-validated trial has no model yet: baselines compare out-of-fold outputs, the
         # ensemble trains its members on every row when it is exported)
         baselines = _baselines(s, best, notes)
         ensemble = _ensemble(s, records, notes)
@@ -436,10 +436,6 @@ def _baselines(s: Search, best: TrialRecord, notes: list[str]) -> Any:
     if s.deadline is not None and time.time() >= s.deadline and s.exp.search.baselines != "off":
         notes.append("no single-task baselines: the time budget (--timeout) ran out; rerun the same command with "
                      "time left to add them")
-        return None
-    if s.prepared.folds and s.exp.search.baselines != "off":
-        notes.append("no single-task baselines: the run cross-validates (data.folds), and baselines are scored on "
-                     "one validation split (name one, e.g. data.valid_fraction: 0.2, to get them)")
         return None
     try:
         return run_baselines(s, best)
