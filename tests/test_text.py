@@ -303,7 +303,7 @@ def test_text_classification_and_regression_from_a_csv_through_config(cli, tmp_p
                                                     "learning_rate": 0.01, "batch_size": 32},
                                      "per_task": {"head.units": 16, "head.depth": 1}}))
     exp = {"name": "reviews", "data": {"train": "reviews.csv", "valid_fraction": 0.25},
-           "inputs": [{"name": "review", "type": "text", "column": "review"}],
+           "inputs": [{"name": "words", "type": "text", "column": "review"}],  # an input named apart from its column
            "tasks": [{"name": "rating", "type": "regression", "target": "rating"},
                      {"name": "category", "type": "classification", "target": "category"}],
            "space": "space.yaml", "search": {"trials": 2, "epochs": 15, "patience": 5, "out": "run"}}
@@ -314,7 +314,16 @@ def test_text_classification_and_regression_from_a_csv_through_config(cli, tmp_p
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(tmp_path / "run" / "best" / "saved_model")).signatures["serving_default"]
-    out = serve(review=tf.constant(["The kettle is superb, overall.", "The plot is terrible, honestly."]))
+    out = serve(words=tf.constant(["The kettle is superb, overall.", "The plot is terrible, honestly."]))
     assert [v.decode() for v in out["category.label"].numpy()] == ["kitchen", "books"]
     stars = out["rating.value"].numpy().reshape(-1)
     assert stars[0] > 4.0 and stars[1] < 2.0
+    # automtl predict reads the texts from the column the input was trained on
+    (tmp_path / "new.csv").write_text('review\n"The kettle is superb, overall."\n"The plot is terrible, honestly."\n')
+    result = cli("predict", tmp_path / "run" / "best", "--data", tmp_path / "new.csv", "--out", tmp_path / "pred.csv")
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert pred["category.label"].tolist() == ["kitchen", "books"]
+    assert pred["rating.value"].tolist() == pytest.approx(stars.tolist(), abs=1e-4)

@@ -154,7 +154,7 @@ def model_inputs(manifest: dict[str, Any], data: dict[str, np.ndarray], source: 
         if "array" in spec:
             out[name] = _array_input(spec, data, source)
             continue
-        cols = spec.get("columns") or [name]
+        cols = spec.get("columns") or _one_column(spec, data)
         missing = [c for c in cols if c not in data]
         if missing:
             shown = ", ".join(repr(c) for c in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -167,6 +167,15 @@ def model_inputs(manifest: dict[str, Any], data: dict[str, np.ndarray], source: 
             shape = [d for d in spec.get("shape", [None])[1:]]
             out[name] = values.reshape(len(values), *shape) if shape else values[:, 0]
     return out
+
+
+def _one_column(spec: dict[str, Any], data: dict[str, np.ndarray]) -> list[str]:
+    """The column of a one-column input (a text input's ``column``, as it was trained on); the
+    input's own name when the data has that column instead."""
+    column = spec.get("column")
+    if column and (column in data or spec["name"] not in data):
+        return [str(column)]
+    return [spec["name"]]
 
 
 def _plugin_input(spec: dict[str, Any], data: dict[str, np.ndarray], source: str,
