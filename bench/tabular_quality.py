@@ -25,7 +25,11 @@ Compared on the test split:
 - **GBDT**: one scikit-learn ``HistGradientBoosting{Classifier,Regressor}`` per task, default
   settings, native categorical support: the baseline a practitioner reaches for first;
 - **MLP**: one untuned scikit-learn ``MLPClassifier/MLPRegressor`` per task (two hidden layers of
-  100, early stopping) on median-imputed, standardised numerics and one-hot categoricals.
+  100, early stopping) on median-imputed, standardised numerics and one-hot categoricals;
+- **FLAML** (``--peer flaml``, the default when ``flaml[automl]`` is installed): a peer
+  AutoML tool, one ``flaml.AutoML`` per task with its default learners (LightGBM, random forests,
+  extra trees, ...), given the wall time automtl's search took on that data set, split evenly
+  over the tasks.
 
 Per-task metrics: accuracy for classification; RMSE, R^2 and skill = 1 - RMSE / std(test
 target) for regression. The **gap** of a task is automtl minus GBDT in points: accuracy points
@@ -203,6 +207,38 @@ def mlp_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, kind: str,
     return model.predict(features(test))
 
 
+def flaml_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, kind: str, target: str, seed: int,
+                  budget: float) -> np.ndarray:
+    """A peer AutoML tool: FLAML's ``AutoML`` on this task alone, for ``budget`` seconds (its default
+    learners: LightGBM, random forests, extra trees, ...; its own hold-out or cross-validation)."""
+    from flaml import AutoML
+
+    def features(frame: pd.DataFrame) -> pd.DataFrame:
+        x = frame[ds.numeric + ds.categorical].copy()
+        for c in ds.categorical:
+            x[c] = pd.Categorical(x[c].astype(object).where(x[c].notna(), None),
+                                  categories=sorted(train[c].dropna().astype(str).unique()))
+        for c in ds.numeric:
+            x[c] = x[c].astype(float)
+        return x
+
+    rows = labelled(train, target)
+    y = train.loc[rows, target]
+    model = AutoML()
+    model.fit(features(train[rows]), y.astype(str) if kind == "classification" else y.astype(float),
+              task=kind, metric="accuracy" if kind == "classification" else "rmse", time_budget=max(10.0, budget),
+              seed=seed, verbose=0)
+    return np.asarray(model.predict(features(test)))
+
+
+def peer_available() -> bool:
+    try:
+        from flaml import AutoML  # noqa: F401  (flaml without its [automl] extra has no AutoML)
+    except ImportError:
+        return False
+    return True
+
+
 # -- automtl --------------------------------------------------------------------------------
 def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder: Path,
                     args: argparse.Namespace, seed: int) -> tuple[dict[str, np.ndarray], dict]:
@@ -266,6 +302,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=None,
                     help="name the split: K folds, or 0 for a 20%% hold-out (default: automtl's own choice)")
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    ap.add_argument("--peer", choices=["flaml", "none"], default="flaml" if peer_available() else "none",
+                    help="a peer AutoML tool per task, given automtl's search time split over the tasks "
+                         "(default: flaml when flaml[automl] is installed)")
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="automtl-tabular-"))
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
@@ -295,28 +334,33 @@ def main() -> None:
                     truth = truth.astype(str)
                 gb = task_metrics(kind, truth, gbdt_predict(ds, train, test, kind, col, seed)[mask])
                 mlp = task_metrics(kind, truth, mlp_predict(ds, train, test, kind, col, seed)[mask])
+                # the peer gets the same wall time as automtl's search, split over the tasks
+                peer = (task_metrics(kind, truth, flaml_predict(ds, train, test, kind, col, seed,
+                                                                searched / len(ds.tasks))[mask])
+                        if args.peer == "flaml" else None)
                 am = task_metrics(kind, truth, auto["best"][task][mask])
                 # no ensemble exported (too few completed trials): the ensemble column is the best trial
                 en = task_metrics(kind, truth, auto.get("ensemble", auto["best"])[task][mask])
-                rows.append((name, task, kind, seed, int(mask.sum()), am, en, gb, mlp))
+                rows.append((name, task, kind, seed, int(mask.sum()), am, en, gb, mlp, peer))
                 gap, ens_gap = headline(kind, am) - headline(kind, gb), headline(kind, en) - headline(kind, gb)
-                print(f"  {task:<14} " + " | ".join(f"{who} {_fmt(kind, m)}" for who, m in
-                                                     (("best", am), ("ensemble", en), ("GBDT", gb), ("MLP", mlp)))
-                      + f" | gap {gap:+.1f} (ensemble {ens_gap:+.1f})", flush=True)
+                shown = [("best", am), ("ensemble", en), ("GBDT", gb), ("MLP", mlp)] + ([("FLAML", peer)] if peer else [])
+                print(f"  {task:<14} " + " | ".join(f"{who} {_fmt(kind, m)}" for who, m in shown)
+                      + f" | gap {gap:+.1f} (ensemble {ens_gap:+.1f})"
+                      + (f" | vs FLAML {headline(kind, am) - headline(kind, peer):+.1f}" if peer else ""), flush=True)
     print_table(rows, len(args.seeds))
 
 
 def print_table(rows: list[tuple], n_seeds: int) -> None:
     """Per task (means over the seeds when several), then the last lines on the per-task mean gaps."""
     tasks = list(dict.fromkeys((r[0], r[1], r[2]) for r in rows))
-    gaps, ens_gaps = [], []
-    if n_seeds == 1:
-        print("\n| data set | task | metric | automtl best/ | automtl ensemble/ | GBDT | MLP | gap best | gap ensemble |")
-        print("|---|---|---|---|---|---|---|---|---|")
-    else:
+    peer = all(r[9] is not None for r in rows)
+    gaps, ens_gaps, peer_gaps = [], [], []
+    if n_seeds > 1:
         print(f"\nmeans over {n_seeds} seeds (each its own test split); gaps: mean ± standard deviation over the seeds")
-        print("\n| data set | task | metric | automtl best/ | automtl ensemble/ | GBDT | MLP | gap best | gap ensemble |")
-        print("|---|---|---|---|---|---|---|---|---|")
+    head = ["data set", "task", "metric", "automtl best/", "automtl ensemble/", "GBDT", "MLP"] + (["FLAML"] if peer else [])
+    head += ["gap best", "gap ensemble"] + (["best vs FLAML"] if peer else [])
+    print("\n| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for name, task, kind in tasks:
         mine = [r for r in rows if r[:3] == (name, task, kind)]
         g = np.array([headline(kind, r[5]) - headline(kind, r[7]) for r in mine])
@@ -324,12 +368,21 @@ def print_table(rows: list[tuple], n_seeds: int) -> None:
         gaps.append(float(g.mean()))
         ens_gaps.append(float(e.mean()))
         metric = "accuracy" if kind == "classification" else "skill (RMSE; R^2)"
-        cells = [_cell(kind, {k: float(np.mean([r[i][k] for r in mine])) for k in mine[0][i]}) for i in (5, 6, 7, 8)]
+        columns = (5, 6, 7, 8, 9) if peer else (5, 6, 7, 8)
+        cells = [_cell(kind, {k: float(np.mean([r[i][k] for r in mine])) for k in mine[0][i]}) for i in columns]
         n = f"n={mine[0][4]}" if n_seeds == 1 else f"n={round(np.mean([r[4] for r in mine]))} x {len(mine)}"
         spread = (lambda a: f"{a.mean():+.1f}") if n_seeds == 1 else (lambda a: f"{a.mean():+.1f} ± {a.std(ddof=1):.1f}")
-        print(f"| {name} | {task} ({n}) | {metric} | {' | '.join(cells)} | {spread(g)} | {spread(e)} |")
+        cells += [spread(g), spread(e)]
+        if peer:
+            p = np.array([headline(kind, r[5]) - headline(kind, r[9]) for r in mine])
+            peer_gaps.append(float(p.mean()))
+            cells.append(spread(p))
+        print(f"| {name} | {task} ({n}) | {metric} | {' | '.join(cells)} |")
     for who, g in (("ensemble/", ens_gaps), ("best/", gaps)):
         print(f"{who}: worst task gap {min(g):+.1f} points; tasks more than 1 point below GBDT: {sum(x < -1 for x in g)}")
+    if peer:
+        print(f"automtl vs FLAML (same wall time, split over the tasks): mean per-task gap {np.mean(peer_gaps):+.1f} "
+              f"points over {len(peer_gaps)} tasks (worst {min(peer_gaps):+.1f})")
     print(f"automtl ensemble/ vs GBDT: mean per-task gap {np.mean(ens_gaps):+.1f} points over {len(ens_gaps)} tasks")
     print(f"automtl vs GBDT: mean per-task gap {np.mean(gaps):+.1f} points over {len(gaps)} tasks")
 
