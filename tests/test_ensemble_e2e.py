@@ -179,6 +179,24 @@ def test_baselines_search_runs_a_resumable_single_task_study_per_task(write_expe
     assert json.loads((run / "baselines.json").read_text())["trainings"] == 2  # one new trial per task
 
 
+def test_baselines_search_in_trial_processes_on_a_cross_validated_run(write_experiment, cli, tmp_path):
+    """The default trial processes train the single-task searches too (their study names hold '/'), and a
+    cross-validated run's single-task searches cross-validate on its folds, compared out of fold."""
+    run = tmp_path / "run"
+    exp = write_experiment(data={"train": str(tmp_path / "data.csv"), "folds": 3},
+                           search={"trials": 2, "epochs": 2, "seed": 0, "out": str(run), "baselines": "search",
+                                   "baseline_trials": 1, "ensemble": 0})
+    result = cli("search", "--config", exp, "--no-report")
+    assert result.exit_code == 0, result.output
+    assert "could not train" not in result.output
+    doc = json.loads((run / "baselines.json").read_text())
+    assert doc["mode"] == "search" and {t["task"] for t in doc["tasks"]} == {"price", "kind"}
+    assert all(t["interval"] is not None for t in doc["tasks"])  # out-of-fold rows lined up
+    for t in doc["tasks"]:
+        with np.load(run / t["folder"] / "trials" / f"{t['trial']:05d}" / "valid_pred.npz") as pred:
+            assert len(pred[t["task"]]) == 300  # every training row, out of fold
+
+
 def test_baselines_search_with_space_auto_under_keras_tuner(write_experiment, cli, tmp_path):
     """The single-task searches use the auto space the main search chose, each without the parameters only
     the other task's plugin declares, in a Keras Tuner project named for the task inside its own folder."""

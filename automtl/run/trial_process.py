@@ -88,6 +88,10 @@ class ProcessTrialRunner:
     def __init__(self, experiment: Experiment, run_dir: Path, trials_per_process: int,
                  on_epoch: Callable[[int, int, float], None] | None = None, deadline: float | None = None) -> None:
         self.experiment = experiment.model_dump(mode="python")
+        # The child trains trials only; the study lives in this process's backend. A single-task
+        # baseline search's study is a storage key ("<study>/single/<task>"), not a name a user may
+        # give, and would fail the child's validation of the experiment.
+        self.experiment["search"]["study"] = None
         self.run_dir = str(run_dir)
         self.limit = max(1, trials_per_process)
         self.on_epoch = on_epoch
