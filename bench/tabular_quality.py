@@ -157,24 +157,26 @@ def labelled(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 # -- baselines ------------------------------------------------------------------------------
+def tree_features(ds: Dataset, train: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Float numerics and pandas categoricals (categories from the training rows), as tree learners take them."""
+    x = frame[ds.numeric + ds.categorical].copy()
+    for c in ds.categorical:
+        x[c] = pd.Categorical(x[c].astype(object).where(x[c].notna(), None),
+                              categories=sorted(train[c].dropna().astype(str).unique()))
+    for c in ds.numeric:
+        x[c] = x[c].astype(float)
+    return x
+
+
 def gbdt_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, kind: str, target: str, seed: int) -> np.ndarray:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
-    def features(frame: pd.DataFrame) -> pd.DataFrame:
-        x = frame[ds.numeric + ds.categorical].copy()
-        for c in ds.categorical:
-            x[c] = pd.Categorical(x[c].astype(object).where(x[c].notna(), None),
-                                  categories=sorted(train[c].dropna().astype(str).unique()))
-        for c in ds.numeric:
-            x[c] = x[c].astype(float)
-        return x
 
     rows = labelled(train, target)
     model = (HistGradientBoostingClassifier if kind == "classification" else HistGradientBoostingRegressor)(
         categorical_features="from_dtype", random_state=seed)
     y = train.loc[rows, target]
-    model.fit(features(train[rows]), y.astype(str) if kind == "classification" else y.astype(float))
-    return model.predict(features(test))
+    model.fit(tree_features(ds, train, train[rows]), y.astype(str) if kind == "classification" else y.astype(float))
+    return model.predict(tree_features(ds, train, test))
 
 
 def mlp_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, kind: str, target: str, seed: int) -> np.ndarray:
@@ -213,22 +215,13 @@ def flaml_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, kind: st
     learners: LightGBM, random forests, extra trees, ...; its own hold-out or cross-validation)."""
     from flaml import AutoML
 
-    def features(frame: pd.DataFrame) -> pd.DataFrame:
-        x = frame[ds.numeric + ds.categorical].copy()
-        for c in ds.categorical:
-            x[c] = pd.Categorical(x[c].astype(object).where(x[c].notna(), None),
-                                  categories=sorted(train[c].dropna().astype(str).unique()))
-        for c in ds.numeric:
-            x[c] = x[c].astype(float)
-        return x
-
     rows = labelled(train, target)
     y = train.loc[rows, target]
     model = AutoML()
-    model.fit(features(train[rows]), y.astype(str) if kind == "classification" else y.astype(float),
+    model.fit(tree_features(ds, train, train[rows]), y.astype(str) if kind == "classification" else y.astype(float),
               task=kind, metric="accuracy" if kind == "classification" else "rmse", time_budget=max(10.0, budget),
               seed=seed, verbose=0)
-    return np.asarray(model.predict(features(test)))
+    return np.asarray(model.predict(tree_features(ds, train, test)))
 
 
 def peer_available() -> bool:
