@@ -189,6 +189,12 @@ def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, t
     # The leaderboard with every parameter.
     result = cli("trials", run, "--params")
     assert result.exit_code == 0 and "learning_rate=" in result.output and "head.price.units=" in result.output
+    # Rerunning the finished search reuses the baselines, keeping what their export trains for.
+    result = cli("search", "--config", path, "--no-report", "--ensemble", 2)
+    assert result.exit_code == 0, result.output
+    again = json.loads((run / "baselines.json").read_text())
+    assert again["trainings"] == 0
+    assert [t["best_epoch"] for t in again["tasks"]] == [t["best_epoch"] for t in baselines["tasks"]]
     # Resuming with other split settings is refused, naming what changed; nothing is overwritten.
     raw["data"]["folds"] = 4
     path.write_text(yaml.safe_dump(raw))

@@ -264,7 +264,8 @@ def _auto(s: "Search", best: TrialRecord, task: "Task", previous: Baselines | No
     kept = VALID_PRED if s.prepared.folds else "model.keras"  # a cross-validated trial keeps no model
     if (old is not None and previous.best_trial == best.number and old.params == params
             and (trial_dir(folder, best.number) / kept).exists()):
-        record = TrialRecord(best.number, "complete", old.score, params, old.metrics, old.seconds)
+        record = TrialRecord(best.number, "complete", old.score, params, old.metrics, old.seconds,
+                             best_epoch=old.best_epoch)  # (a cross-validated baseline's export trains for it)
         return _entry(s, best, task, record, folder), 0  # a resumed search: this baseline is done
     started = time.perf_counter()
     outcome = _train(s, task.name, folder, _Handle(best.number, params))
