@@ -136,6 +136,11 @@ def held_out_split(frame: pd.DataFrame, seed: int, test_fraction: float = 0.3) -
     return frame.iloc[idx[n_test:]].reset_index(drop=True), frame.iloc[idx[:n_test]].reset_index(drop=True)
 
 
+def params_text(params: dict) -> str:
+    """A trial's parameters on one line, floats to 4 significant digits."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 # -- metrics --------------------------------------------------------------------------------
 def task_metrics(kind: str, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     if kind == "classification":
@@ -317,7 +322,7 @@ def main() -> None:
             searched = time.perf_counter() - started
             print(f"\n{name} (seed {seed}): {len(train)} train / {len(test)} test rows; {info['split']}; automtl "
                   f"{info['complete']}/{info['trials']} trials complete in {searched:.0f} s; best #{info['best']}: "
-                  + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()),
+                  + params_text(info["params"]),
                   flush=True)
             print(f"  ensemble: {info['ensemble'] or 'none exported'}", flush=True)
             for task, kind, col in ds.tasks:

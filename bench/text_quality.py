@@ -42,7 +42,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tabular_quality import headline, held_out_split, task_metrics  # noqa: E402
+from tabular_quality import headline, held_out_split, params_text, task_metrics  # noqa: E402
 
 SOURCES = ("Twitter Web Client", "Twitter for Android", "Twitter for iPhone")
 #: (task name, kind, target column)
@@ -147,7 +147,7 @@ def main() -> None:
         searched = time.perf_counter() - started
         print(f"\nseed {seed}: {len(train)} train / {len(test)} test tweets; automtl {info['complete']}/"
               f"{info['trials']} trials complete, {searched:.0f} s with the export; best #{info['best']}: "
-              + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()),
+              + params_text(info["params"]),
               flush=True)
         print(f"  ensemble: {info['ensemble'] or 'none exported'}", flush=True)
         for task, kind, col in TASKS:
