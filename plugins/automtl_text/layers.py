@@ -1,4 +1,4 @@
-"""Keras pieces of the text plugins: tokenisation callables, masks, pooling, sequence encoders.
+"""Keras pieces of the text plugins: tokenisation callables, masks, pooling, sequence encoders, TF-IDF.
 
 Everything here is registered as serialisable so a saved ``model.keras``
 loads again (the exported SavedModel needs none of it: it is a traced graph).
@@ -39,6 +39,21 @@ def vectorizer(vocabulary: list[str], length: int, lowercase: bool, name: str) -
         output_mode="int",
         output_sequence_length=length,
         vocabulary=vocabulary,
+        name=name,
+    )
+
+
+def tfidf_vectorizer(terms: list[str], idf: Any, lowercase: bool, name: str) -> keras.layers.TextVectorization:
+    """Raw strings -> TF-IDF ``[batch, 1 + len(terms)]`` over words and word bigrams (column 0: terms
+    not in ``terms``, weighted by their mean IDF, as ``adapt`` does). The terms and weights are the
+    training split's (:func:`automtl_text.bow.fit_terms`), fixed in the layer."""
+    return keras.layers.TextVectorization(
+        standardize=standardize_lower if lowercase else standardize_keep_case,
+        split="whitespace",
+        ngrams=2,  # automtl_text.bow.NGRAMS
+        output_mode="tf_idf",
+        vocabulary=terms,
+        idf_weights=idf,
         name=name,
     )
 

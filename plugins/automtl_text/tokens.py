@@ -47,6 +47,12 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
     return [t for t in _SPACE.split(standardize(text, lowercase)) if t]
 
 
+def ngrams(tokens: list[str], widths: tuple[int, ...] = (1, 2)) -> list[str]:
+    """Every run of ``widths`` consecutive tokens, joined by one space, shorter runs first: the
+    terms ``TextVectorization(ngrams=...)`` counts (``tf.strings.ngrams``, separator ``" "``)."""
+    return [" ".join(tokens[i: i + n]) for n in widths for i in range(len(tokens) - n + 1)]
+
+
 def tf_standardize(texts: Any, lowercase: bool = True) -> Any:
     """:func:`standardize` with TensorFlow string ops (ASCII lower-casing, RE2 regex)."""
     import tensorflow as tf
