@@ -56,7 +56,7 @@ def test_image_gets_image_sized_trunks_never_trunk_units_widths():
 def test_text_gets_the_fast_encoders():
     params, _ = auto_for([{"name": "t", "type": "text", "column": "text"}],
                          [{"name": "intent", "type": "classification", "target": "intent"}])
-    assert set(params["text.encoder"].values) == {"conv", "transformer"}
+    assert set(params["text.encoder"].values) == {"bow", "conv", "transformer"}
     assert {"text.embedding", "text.vocab_size", "text.word_dropout"} <= set(params)
     assert not any(n.startswith(("tabular.", "image.")) for n in params)
 
