@@ -115,19 +115,29 @@ class TaskConfig(PluginConfig):
 
 
 
+#: Trials of a search with neither ``search.trials`` nor ``search.timeout``.
+DEFAULT_TRIALS = 20
+#: The trial cap of a search whose budget is its time (``search.timeout`` and no ``search.trials``): never reached.
+UNBOUNDED_TRIALS = 1_000_000
+
+
 class SearchConfig(_Strict):
     backend: str = pydantic.Field(AXES["backend"].default, description="a search backend: see `automtl plugins` (kind backend)")
     objective: Literal["mean", "pareto"] = pydantic.Field(
         "mean", description="mean: one importance-weighted score; pareto: one objective per task"
     )
     algorithm: str | None = pydantic.Field(None, description="default: the backend's own (see `automtl search --help`)")
-    trials: int = pydantic.Field(20, ge=1)
+    trials: int | None = pydantic.Field(
+        None, ge=1, description=f"finished trials the study should hold; default {DEFAULT_TRIALS}, or as many as "
+        "fit in search.timeout when one is given (the time is the budget)"
+    )
     timeout: float | None = pydantic.Field(
-        None, gt=0, description="seconds of wall time for the whole search (the final export comes after)"
+        None, gt=0, allow_inf_nan=False, description="seconds of wall time for the whole command: trials, baselines, "
+        "ensemble, refit and export (a share is kept for what follows the trials)"
     )
     epochs: int = pydantic.Field(30, ge=1)
     patience: int | None = pydantic.Field(8, ge=1)
-    pruner: Literal["median", "hyperband", "none"] | None = pydantic.Field(
+    pruner: Literal["median", "hyperband", "asha", "none"] | None = pydantic.Field(
         None, description="stops poor trials early; default: the backend's (median for optuna, none for keras-tuner "
         "and for objective pareto)"
     )
@@ -169,13 +179,25 @@ class SearchConfig(_Strict):
     )
     ensemble: int | None = pydantic.Field(
         None, ge=0, description="ensemble size K (greedy selection with replacement over the completed trials); "
-        "default 5 when at least 5 trials completed; 0 turns it off"
+        "default 5 when at least 2 trials completed; 0 turns it off"
     )
     refit: bool = pydantic.Field(
         True, description="before exporting best/, train the best trial's parameters once more on the training "
         "and validation rows together for its best epoch count (only where the validation rows were split off "
         "the training file); false exports the trial's own model"
     )
+
+    @property
+    def max_trials(self) -> int:
+        """The trial cap the backends run to: ``trials``, else unbounded under a timeout, else the default."""
+        if self.trials is not None:
+            return self.trials
+        return UNBOUNDED_TRIALS if self.timeout is not None else DEFAULT_TRIALS
+
+    @property
+    def time_is_budget(self) -> bool:
+        """No trial count was given and a timeout was: the deadline decides how many trials run."""
+        return self.trials is None and self.timeout is not None
 
     @pydantic.field_validator("study")
     @classmethod

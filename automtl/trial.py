@@ -17,7 +17,15 @@ from typing import Any, Callable, Mapping, Protocol
 
 
 class TrialPruned(Exception):
-    """Raised by :meth:`TrialHandle.report` when the backend stops a poor trial early."""
+    """Raised by :meth:`TrialHandle.report` when the backend stops a poor trial early.
+
+    ``cost``: what the trial's training cost until then (see :attr:`TrialRecord.cost`), which a
+    time budget learns from as from a completed trial.
+    """
+
+    def __init__(self, message: str = "", cost: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.cost = cost or {}
 
 
 class TrialHandle(Protocol):
@@ -60,6 +68,9 @@ class TrialRecord:
     scores: dict[str, float] = field(default_factory=dict)
     #: on the Pareto front of a multi-objective search; None in single-objective runs
     pareto: bool | None = None
+    #: what training cost (a time budget plans from it): ``train_seconds``, ``epoch_seconds``, ``epochs``
+    #: trained, training ``rows`` and model ``weights``; empty for trials that never trained
+    cost: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -23,9 +23,16 @@ def test_what_each_pruner_is():
     median = make_pruner(SearchConfig(epochs=40))
     assert isinstance(median, optuna.pruners.MedianPruner)
     assert (median._n_startup_trials, median._n_warmup_steps) == (PRUNER_STARTUP_TRIALS, 10)
-    # a fifth of a larger budget completes before any pruning
-    assert make_pruner(SearchConfig(trials=50))._n_startup_trials == pruner_startup(50) == 10
-    assert pruner_startup(12) == PRUNER_STARTUP_TRIALS
+    # a fifth of a larger trial count completes before any pruning
+    assert make_pruner(SearchConfig(trials=50))._n_startup_trials == pruner_startup(SearchConfig(trials=50)) == 10
+    assert pruner_startup(SearchConfig(trials=12)) == PRUNER_STARTUP_TRIALS
+    # under a time budget the trial count is nominal: the pruner starts after a fixed few trials
+    timed = SearchConfig(timeout=600)
+    assert timed.max_trials > 10_000 and pruner_startup(timed) == PRUNER_STARTUP_TRIALS
+    assert make_pruner(timed)._n_startup_trials == PRUNER_STARTUP_TRIALS
+    asha = make_pruner(SearchConfig(pruner="asha", epochs=27, pruner_warmup=2))
+    assert isinstance(asha, optuna.pruners.SuccessiveHalvingPruner)
+    assert (asha._min_resource, asha._reduction_factor) == (2, 3)
     hyperband = make_pruner(SearchConfig(pruner="hyperband", epochs=27, pruner_warmup=3))
     # a subclass, so Optuna's samplers still draw each bracket from its own history
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
@@ -43,7 +50,7 @@ def _study(pruner: optuna.pruners.BasePruner, completed: int) -> optuna.Study:
     return study
 
 
-@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "asha"])
 def test_no_pruning_before_five_completed_trials_nor_before_the_warmup(pruner):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = SearchConfig(pruner=pruner, epochs=12, pruner_warmup=3)

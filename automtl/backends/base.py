@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,20 @@ class BackendSpec:
         return getattr(importlib.import_module(module), cls)(settings, run_dir, space, study, objectives)
 
 
+#: Seconds left for starting trials (None: no limit); asked before each new trial.
+TimeLeft = Callable[[], "float | None"]
+
+
+def countdown(timeout: "float | TimeLeft | None") -> TimeLeft:
+    """``timeout`` as a :data:`TimeLeft`: a number of seconds counts down from now."""
+    if callable(timeout):
+        return timeout
+    if timeout is None:
+        return lambda: None
+    end = time.monotonic() + timeout
+    return lambda: end - time.monotonic()
+
+
 class Backend(ABC):
     """An engine that proposes values from a :class:`~automtl.space.SearchSpace`."""
 
@@ -95,10 +110,14 @@ class Backend(ABC):
         self,
         objective: Objective,
         n_trials: int,
-        timeout: float | None,
+        timeout: "float | TimeLeft | None",
         on_trial: Callable[[TrialRecord], None],
     ) -> None:
-        """Run until the study holds ``n_trials`` finished trials (or time runs out)."""
+        """Run until the study holds ``n_trials`` finished trials (or time runs out).
+
+        ``timeout``: seconds from now, or a function the backend asks before each new
+        trial (a time budget whose share for trials changes as trial costs are measured).
+        """
 
     @abstractmethod
     def records(self) -> list[TrialRecord]:

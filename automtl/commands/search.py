@@ -51,13 +51,14 @@ DEMO_MARKER = ".automtl-demo"
               help="mean: one importance-weighted score; pareto: one objective per task (Pareto front).")
 @click.option("--latency-objective/--no-latency-objective", "latency_objective", default=None,
               help="With --objective pareto: each trial's serving latency (batch 1) is one more objective, minimised.")
-@click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold.")
+@click.option("--trials", type=click.IntRange(min=1),
+              help="Finished trials the study should hold (default 20; with --timeout: as many as fit).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
-              help="Wall time of the whole search in seconds: the running trial stops at its next epoch and keeps "
-                   "its best epoch; the final export comes after.")
+              help="Wall time of the whole command in seconds: trials, baselines, ensemble, refit and export. A "
+                   "share is kept for what follows the trials; the running trial stops at its next epoch.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")
-@click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]),
-              help="Stop poor trials early (optuna): median (default), hyperband or none.")
+@click.option("--pruner", type=click.Choice(["median", "hyperband", "asha", "none"]),
+              help="Stop poor trials early (optuna): median (default), hyperband, asha (successive halving) or none.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<experiment name>).")
 @click.option("--study", help="Study name (default: the experiment name).")
 @click.option("--storage", help="Optuna storage: sqlite:///FILE, postgresql://USER:PASS@HOST/DB, or a FILE.journal "
@@ -75,7 +76,7 @@ DEMO_MARKER = ".automtl-demo"
 @click.option("--baseline-trials", type=click.IntRange(min=1),
               help="Trials of each single-task search with --baselines search (default: --trials / tasks).")
 @click.option("--ensemble", type=click.IntRange(min=0),
-              help="Ensemble size K over the completed trials (default 5 when at least 5 completed; 0: off).")
+              help="Ensemble size K over the completed trials (default 5 when at least 2 completed; 0: off).")
 @click.option("--refit/--no-refit", default=None,
               help="Retrain the best trial on training + validation rows before exporting best/ (default: on "
               "when the validation rows are split off the training file).")

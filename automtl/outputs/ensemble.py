@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from automtl.data.prepare import Arrays
 
 VALID_PRED = "valid_pred.npz"
-#: Default ensemble size, used when at least this many trials completed.
+#: Default ensemble size (members drawn with replacement: fewer trials may fill it).
 DEFAULT_SIZE = 5
+#: Completed trials the default ensemble needs (with fewer there is nothing to combine).
+MIN_TRIALS = 2
 #: Selection considers the best this many trials (auto-sklearn's ``ensemble_nbest`` idea).
 LIBRARY = 20
 #: Rows per combine call (bounds memory, e.g. detection's box fusion).
@@ -316,15 +318,15 @@ def select_for_run(run_dir: Path, tasks: Sequence["Task"], valid: "Arrays | Fold
                    records: Sequence[TrialRecord], size: int | None) -> tuple[EnsembleResult | None, str]:
     """The ensemble of a run's completed trials, or None with the reason in words.
 
-    ``size`` None is the default: 5 when at least 5 trials completed, else no ensemble.
+    ``size`` None is the default: :data:`DEFAULT_SIZE` members (greedy selection with replacement)
+    from :data:`MIN_TRIALS` completed trials on, so a short timed run still ends with an ensemble.
     """
     done = [r for r in records if r.ok]
     if size == 0:
         return None, "ensemble off (--ensemble 0)"
     if size is None:
-        if len(done) < DEFAULT_SIZE:
-            return None, (f"no ensemble: {len(done)} trial(s) completed, the default needs {DEFAULT_SIZE} "
-                          "(set --ensemble K to build one anyway)")
+        if len(done) < MIN_TRIALS:
+            return None, f"no ensemble: {len(done)} trial(s) completed, an ensemble needs {MIN_TRIALS}"
         size = DEFAULT_SIZE
     preds: dict[int, dict[str, np.ndarray]] = {}
     for r in done:

@@ -90,7 +90,7 @@ def trial_model(run_dir: Path, record: TrialRecord, prepared: "Prepared", say: C
     from automtl.training.runner import refit
 
     return refit(prepared, record.params, epochs, prepared.experiment.search.seed + record.number, path,
-                 budget=prepared.experiment.search.epochs)
+                 budget=int(record.cost.get("planned_epochs") or prepared.experiment.search.epochs))
 
 
 #: The best trial's parameters trained once more on the training and validation rows (``search.refit``).
@@ -117,7 +117,7 @@ def refit_model(run_dir: Path, record: TrialRecord, prepared: "Prepared",
     from automtl.training.runner import refit
 
     return refit(both, record.params, epochs, prepared.experiment.search.seed + record.number, path,
-                 budget=prepared.experiment.search.epochs)
+                 budget=int(record.cost.get("planned_epochs") or prepared.experiment.search.epochs))
 
 
 def refit_info(prepared: "Prepared", record: TrialRecord) -> dict:

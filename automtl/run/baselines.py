@@ -286,11 +286,11 @@ def _train(s: "Search", task: str, folder: Path, handle: _Handle) -> Any:
     if s.role.kind == "single":
         from automtl.training.runner import TrialRunner
 
-        return TrialRunner(s.prepared.only(task), folder, deadline=s.deadline)(handle)
+        return TrialRunner(s.prepared.only(task), folder, deadline=s.phase_deadline or s.deadline)(handle)
     from automtl.run.trial_process import ProcessTrialRunner
 
     exp = s.exp.model_copy(update={"tasks": [c for c in s.exp.tasks if c.name == task]})
-    runner = ProcessTrialRunner(exp, folder, 1, deadline=s.deadline)
+    runner = ProcessTrialRunner(exp, folder, 1, deadline=s.phase_deadline or s.deadline)
     try:
         return runner(handle)
     finally:
@@ -307,7 +307,7 @@ def _search(s: "Search", best: TrialRecord, task: "Task") -> tuple[TaskBaseline 
 
     settings = s.exp.search
     folder = baseline_folder(s.run_dir, task.name)
-    n_trials = settings.baseline_trials or max(1, settings.trials // len(s.checked.tasks))
+    n_trials = settings.baseline_trials or max(1, (settings.trials or DEFAULT_TRIALS) // len(s.checked.tasks))
     # Optuna: a study of the same storage; Keras Tuner names a project folder (a name, not a path)
     # inside the baseline's own run folder.
     study = (f"{s.exp.study_name}/single/{task.name}" if backends.spec(settings.backend).optuna_study

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -32,8 +32,11 @@ class SearchProgress:
         self.live = console.is_terminal and not quiet
         self.best: float | None = None
         self._progress: Progress | None = None
+        #: under a time budget: the time left for trials and how many more fit, from the finished trials
+        self.budget_note: Callable[[Sequence[TrialRecord]], str] | None = None
 
-    def start(self, total: int, done: int) -> None:
+    def start(self, total: int | None, done: int) -> None:
+        """``total`` None: as many trials as the time budget allows (the bar counts without an end)."""
         if not self.live:
             return
         self._progress = Progress(
@@ -49,12 +52,15 @@ class SearchProgress:
             self._progress.update(self._epoch, completed=epoch, description=f"trial {number}",
                                   info=f"score {objective:.4f}")
 
-    def trial(self, record: TrialRecord) -> None:
+    def trial(self, record: TrialRecord, records: Sequence[TrialRecord] = ()) -> None:
+        """One finished trial; ``records``: the study's finished trials, this one included (for the budget note)."""
         is_best = record.ok and (self.best is None or record.score > self.best)
         if is_best:
             self.best = record.score
+        note = self.budget_note(records) if self.budget_note is not None else ""
         if self._progress is not None:
-            self._progress.update(self._trials, advance=1, info="" if self.best is None else f"best {self.best:.4f}")
+            info = "  ".join(x for x in ("" if self.best is None else f"best {self.best:.4f}", note) if x)
+            self._progress.update(self._trials, advance=1, info=info)
             self._progress.reset(self._epoch, total=self.epochs)
         if self.quiet:
             return
@@ -67,8 +73,9 @@ class SearchProgress:
         took = f"{record.duration_s:.1f}s" if record.duration_s is not None else ""
         mark = "  [bold green]new best[/]" if is_best else ""
         # Logs and pipes get one plain line per trial, never wrapped at 80 columns.
-        self.console.print(f"trial {record.number:>3}  {status}  [dim]({short_params(record.params)}; {took})[/]{mark}",
-                           highlight=False, soft_wrap=not self.console.is_terminal)
+        budget = f"  [dim]\\[{note}][/]" if note else ""
+        self.console.print(f"trial {record.number:>3}  {status}  [dim]({short_params(record.params)}; {took})[/]{mark}"
+                           f"{budget}", highlight=False, soft_wrap=not self.console.is_terminal)
 
     def close(self) -> None:
         if self._progress is not None:

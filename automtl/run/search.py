@@ -33,6 +33,7 @@ from automtl.data.split import write_split
 from automtl.errors import ConfigError, SearchStopped
 from automtl.outputs.results import write_trials_csv, write_trials_json
 from automtl.outputs.rundir import check_out_folder, check_owner, ensure_writable, record_owner, write_snapshot
+from automtl.run.budget import PLANNED_TRIALS, Budget
 from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.run.summary import SearchSummary, print_summary
@@ -102,8 +103,19 @@ class Search:
     progress: SearchProgress
     workers: int = 1
     gpus: list[str] = field(default_factory=list)
-    #: when the search ends (``time.time()`` seconds; ``--timeout`` after the search started), or None
-    deadline: float | None = None
+    #: the time budget: the command's deadline and the trials' share of it (no deadline without --timeout)
+    budget: Budget = field(default_factory=lambda: Budget(None, None, 1, 1))
+    #: the deadline of the phase that trains now (the baselines), earlier than the command's when phases follow
+    phase_deadline: float | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        """When the whole command ends (``time.time()`` seconds; ``--timeout`` after it started), or None."""
+        return self.budget.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self.budget.deadline = value
 
     @property
     def exp(self) -> Experiment:
@@ -137,8 +149,7 @@ def run_checked(checked: "Checked", console: Console | None = None, quiet: bool 
                 report: bool = True, worker: bool = False, started: float | None = None) -> SearchSummary:
     """The phases after the check (the CLI loads TensorFlow in between); ``started`` as for :func:`run_search`."""
     deadline = search_deadline(checked.exp.search.timeout, time.time() if started is None else started, worker)
-    search = prepare_search(checked, console or Console(), quiet, search_worker=worker)
-    search.deadline = deadline
+    search = prepare_search(checked, console or Console(), quiet, search_worker=worker, deadline=deadline)
     interrupted, stopped = run_trials(search)
     return finish(search, interrupted, stopped, report)
 
@@ -238,8 +249,10 @@ def build_auto(checked: Checked, rows: int) -> None:
 
 
 # -- phase 2: prepare -------------------------------------------------------------------------
-def prepare_search(checked: Checked, console: Console, quiet: bool, search_worker: bool = False) -> Search:
-    """Processes and devices, the data, the run folder and the backend."""
+def prepare_search(checked: Checked, console: Console, quiet: bool, search_worker: bool = False,
+                   deadline: float | None = None) -> Search:
+    """Processes and devices, the data, the run folder and the backend; ``deadline``: when the whole
+    command ends (``time.time()`` seconds), the start of its :class:`~automtl.run.budget.Budget`."""
     from automtl import backends
     from automtl.devices import configure
     from automtl.run.parallel import resolve_workers
@@ -268,10 +281,34 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
         if prepared.split is not None:  # resume, export, trial processes and search workers read the same rows
             write_split(prepared.split, run_dir)
     progress = SearchProgress(console, {t.name: t.primary_metric for t in checked.tasks}, settings.epochs, quiet=quiet)
-    search = Search(checked, role, console, quiet, prepared, run_dir, backend, progress, workers, gpus)
+    search = Search(checked, role, console, quiet, prepared, run_dir, backend, progress, workers, gpus,
+                    budget=plan_budget(checked, deadline, search_worker))
+    progress.budget_note = lambda records: budget_note(search.budget, records)
     if role.records and not quiet:
         _print_start(search, f"{workers} search workers" if workers > 1 else f"device {plan.describe()}")
     return search
+
+
+def plan_budget(checked: Checked, deadline: float | None, search_worker: bool = False) -> Budget:
+    """The time budget of this command: what follows the trials, and so what the reserve is kept for."""
+    exp, settings, prepared = checked.exp, checked.exp.search, checked.prepared
+    refit = bool(settings.refit and prepared.can_refit)
+    rows = len(prepared.train)
+    return Budget(
+        deadline=deadline, seconds=None if search_worker else settings.timeout, tasks=len(checked.tasks),
+        max_epochs=settings.epochs, refit=refit, refit_rows=(rows + prepared.valid_rows) / max(1, rows) if refit else 1.0,
+        baselines=settings.baselines == "auto", ensemble=settings.ensemble != 0, folds=len(prepared.folds),
+        planned_trials=min(PLANNED_TRIALS, settings.max_trials),
+    )
+
+
+def budget_note(budget: Budget, records: list[TrialRecord]) -> str:
+    """Time left for trials and about how many more fit, for the trial lines and the progress bar."""
+    left = budget.trials_left(records)
+    if left is None:
+        return ""
+    more = budget.more_trials(records)
+    return f"{max(0.0, left):.0f} s left for trials" + (f", about {more} more fit" if more is not None else "")
 
 
 def _print_start(s: Search, where: str) -> None:
@@ -283,15 +320,15 @@ def _print_start(s: Search, where: str) -> None:
         f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
         f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}"
         + (f", pruner {settings.pruner} (from epoch {settings.pruner_warmup}, after "
-           f"{pruner_startup(settings.trials)} completed trials)"
+           f"{pruner_startup(settings)} completed trials)"
            if settings.pruner not in (None, "none") else ", no pruning")
         + "; " + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
                   if settings.objective == "pareto" else "")
-        + f"{settings.trials} trials x up to {settings.epochs} epochs"
+        + ("as many trials as fit in the time" if settings.time_is_budget else f"{settings.max_trials} trials")
+        + f" x up to {settings.epochs} epochs"
         + (f" x {len(s.prepared.folds)} folds (each trial costs {len(s.prepared.folds)} trainings)"
            if s.prepared.folds else "")
-        + (f"; time budget {settings.timeout:g} s for the whole search (the final export comes after)"
-           if settings.timeout else "")
+        + (f"; {s.budget.describe()}" if s.budget.describe() else "")
         + f"; {where}\nrun folder {s.run_dir}",
         highlight=False,
     )
@@ -319,9 +356,15 @@ def describe_rows(s: Search) -> str:
 
 # -- phase 3: run -----------------------------------------------------------------------------
 def run_trials(s: Search) -> tuple[bool, str | None]:
-    """The backend's trials, here or in search workers; returns ``(interrupted, why it stopped early)``."""
-    settings = s.exp.search
-    done_before = sum(r.state in ("complete", "pruned", "fail") for r in s.backend.records())
+    """The backend's trials, here or in search workers; returns ``(interrupted, why it stopped early)``.
+
+    Under a time budget each trial gets the trials' deadline as measured so far
+    (:meth:`Budget.trial_deadline`) and the cost model of the finished trials,
+    and no trial starts once even the cheapest so far would not fit.
+    """
+    settings, budget = s.exp.search, s.budget
+    finished = s.backend.records()  # the study's trials so far (a resumed study's too), kept current by on_trial
+    done_before = sum(r.state in ("complete", "pruned", "fail") for r in finished)
     if done_before and s.role.records and not s.quiet:
         s.console.print(f"resuming study '{s.exp.study_name}': {done_before} finished trial(s) kept")
     best_before = s.backend.best()
@@ -330,16 +373,28 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
     streak = FailureStreak()
 
     def on_trial(record: TrialRecord) -> None:
-        s.progress.trial(record)
-        s.write_tables(s.backend.records())
+        finished[:] = s.backend.records()
+        s.progress.trial(record, finished)
+        s.write_tables(finished)
         streak.add(record)  # ten failures in a row stop the search
 
     runner = None
     interrupted, stopped = False, None
 
+    def objective(handle: Any) -> Any:
+        """The runner, with the deadline and the cost model of the trials finished so far."""
+        runner.deadline = budget.trial_deadline(finished)
+        model = budget.cost_model(finished)
+        if model is not None:
+            handle.cost_model = model.to_json()
+        share = budget.allowance(finished)
+        if share is not None:
+            handle.seconds = share
+        return runner(handle)
+
     def time_left() -> float | None:
-        left = None if s.deadline is None else s.deadline - time.time()
-        if left is not None and left <= 0 and s.role.records and not s.quiet:
+        left = budget.trials_left(finished)
+        if left is not None and left <= 0 and s.role.records and not s.quiet and not finished:
             s.console.print(f"[yellow]the time budget ({settings.timeout or 0:g} s) was used up before the first trial "
                             "started[/]", highlight=False)
         return left
@@ -349,16 +404,19 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
         return False, None
     try:
         if s.role.runs_trials:
-            runner = make_runner(s.exp, s.prepared, s.run_dir, s.progress, s.deadline)
+            runner = make_runner(s.exp, s.prepared, s.run_dir, s.progress, budget.trial_deadline(finished))
             left = time_left()  # starting a trial process takes a while
             if left is None or left > 0:
-                s.progress.start(settings.trials, min(done_before, settings.trials))
-                s.backend.optimize(runner, settings.trials, left, on_trial)
+                s.progress.start(None if settings.time_is_budget else settings.max_trials,
+                                 min(done_before, settings.max_trials))
+                s.backend.optimize(objective, settings.max_trials,
+                                   None if budget.deadline is None else (lambda: budget.trials_left(finished)),
+                                   on_trial)
         else:
             from automtl.run.parallel import run_workers
 
             outcome = run_workers(s.exp, s.run_dir, s.backend.storage_url, s.workers, s.gpus, s.console, s.quiet,
-                                  deadline=s.deadline)
+                                  deadline=budget.trial_deadline(finished))
             interrupted, stopped = outcome.interrupted, outcome.stopped
     except KeyboardInterrupt:
         interrupted = True
@@ -408,16 +466,21 @@ def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> S
     s.write_tables(records)
     best = s.backend.best()
     baselines, ensemble, notes = None, None, []
+    # (a cross-validated trial has no model yet: baselines compare out-of-fold outputs, the
+    # ensemble trains its members on every row when it is exported)
+    trained_here = best is not None and (bool(s.prepared.folds)
+                                         or (trial_dir(s.run_dir, best.number) / "model.keras").exists())
     if best is not None and interrupted:
         notes.append("baselines and ensemble skipped (interrupted); rerun the same command to add them")
-    elif best is not None and (s.prepared.folds or (trial_dir(s.run_dir, best.number) / "model.keras").exists()):
-        # (a cross-validated trial has no model yet: baselines compare out-of-fold outputs, the
-        # ensemble trains its members on every row when it is exported)
+    elif trained_here:
         baselines = _baselines(s, best, notes)
-        ensemble = _ensemble(s, records, notes)
     extra = {"baselines": baselines.to_json()} if baselines is not None else {}
-    summary = SearchSummary(s.run_dir, records, best, export_best(s, best, extra), interrupted, stopped=stopped,
-                            baselines=baselines, notes=notes)
+    wants_ensemble = s.exp.search.ensemble != 0 and sum(r.ok for r in records) >= 2
+    summary = SearchSummary(s.run_dir, records, best, export_best(s, best, extra, ensemble=wants_ensemble),
+                            interrupted, stopped=stopped, baselines=baselines, notes=notes)
+    if trained_here and not interrupted:
+        # selected once best/ is out: the time budget then knows what an export costs here
+        ensemble = _ensemble(s, records, notes)
     if ensemble is not None:
         summary.ensemble, summary.ensemble_dir = ensemble, _export_ensemble(s, ensemble, extra, notes)
         extra["ensemble"] = ensemble.to_json()
@@ -433,26 +496,41 @@ def _baselines(s: Search, best: TrialRecord, notes: list[str]) -> Any:
     """Single-task baselines (``search.baselines``); a failure costs the user only the baselines."""
     from automtl.run.baselines import run_baselines
 
-    if s.deadline is not None and time.time() >= s.deadline and s.exp.search.baselines != "off":
-        notes.append("no single-task baselines: the time budget (--timeout) ran out; rerun the same command with "
+    records = s.backend.records()
+    fits, cost = s.budget.fits("baselines", records, after=AFTER_BASELINES)
+    if s.deadline is not None and s.exp.search.baselines != "off" and (not fits or time.time() >= s.deadline):
+        left = max(0.0, s.deadline - time.time())
+        notes.append(f"no single-task baselines: they would take about {cost:.0f} s, and {left:.0f} s of the time "
+                     "budget (--timeout) are left for the ensemble, refit and export; rerun the same command with "
                      "time left to add them")
         return None
+    s.phase_deadline = s.budget.phase_deadline(records, after=AFTER_BASELINES)
     try:
         return run_baselines(s, best)
     except (KeyboardInterrupt, SearchStopped):
         notes.append("baselines interrupted; rerun the same command to add them")
     except Exception as exc:  # noqa: BLE001 - the search itself is done and kept
         notes.append(f"could not train the single-task baselines: {type(exc).__name__}: {exc}")
+    finally:
+        s.phase_deadline = None
     return None
+
+
+#: Under a time budget a phase runs when it fits with the phases still to come that matter more:
+#: the export of best/ first, then the ensemble (selected after it), the refit, and the baselines last.
+AFTER_BASELINES = ("ensemble", "refit", "export")
 
 
 def _ensemble(s: Search, records: list[TrialRecord], notes: list[str]) -> Any:
     """Greedy ensemble selection over the completed trials (``search.ensemble``)."""
     from automtl.outputs.ensemble import FoldRows, select_for_run
 
-    if s.prepared.folds and s.deadline is not None and time.time() >= s.deadline and s.exp.search.ensemble != 0:
-        notes.append("no ensemble: the time budget (--timeout) ran out, and a cross-validated run's members "
-                     "would each train once more on every row")
+    fits, cost = s.budget.fits("ensemble", records)
+    if s.deadline is not None and s.exp.search.ensemble != 0 and not fits:
+        left = max(0.0, s.deadline - time.time())
+        notes.append(f"no ensemble: its export would take about {cost:.0f} s"
+                     + (" (a cross-validated run's members each train once more on every row)" if s.prepared.folds
+                        else "") + f", and {left:.0f} s of the time budget (--timeout) are left")
         return None
     # cross-validated: selected on every training row's out-of-fold outputs
     valid = FoldRows.of(s.prepared.folds) if s.prepared.folds else s.prepared.valid
@@ -493,8 +571,10 @@ def _export_ensemble(s: Search, ensemble: Any, extra: dict[str, Any], notes: lis
         return None
 
 
-def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | None = None) -> Path | None:
-    """``RUN_DIR/best``, unless the best trial trained in another run folder sharing the study."""
+def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | None = None,
+                ensemble: bool = False) -> Path | None:
+    """``RUN_DIR/best``, unless the best trial trained in another run folder sharing the study;
+    ``ensemble``: an ensemble is exported after it (the time budget keeps its share before a refit)."""
     if best is None:
         return None
     model_path = trial_dir(s.run_dir, best.number) / "model.keras"
@@ -504,10 +584,12 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
         model_path = trial_model(s.run_dir, best, s.prepared,
                                  say=None if s.quiet else lambda m: s.console.print(m, highlight=False))
     refitted: dict[str, Any] = {}
-    out_of_time = s.deadline is not None and time.time() >= s.deadline
+    fits, cost = s.budget.fits("refit", s.backend.records(), after=("export", "ensemble") if ensemble else ("export",))
+    out_of_time = s.deadline is not None and (not fits or time.time() >= s.deadline)
     if out_of_time and s.exp.search.refit and s.prepared.can_refit and not s.quiet:
-        s.console.print("[yellow]note:[/] no refit on the validation rows: the time budget (--timeout) ran out; "
-                        "best/ is the trial's own model", highlight=False, soft_wrap=True)
+        s.console.print(f"[yellow]note:[/] no refit on the validation rows: it would take about {cost:.0f} s, and "
+                        f"{max(0.0, s.deadline - time.time()):.0f} s of the time budget (--timeout) are left for it "
+                        "and the exports; best/ is the trial's own model", highlight=False, soft_wrap=True)
     if s.exp.search.refit and s.prepared.can_refit and model_path.exists() and best.best_epoch and not out_of_time:
         from automtl.outputs.export_run import refit_info, refit_model
 
@@ -529,10 +611,15 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
     from automtl.outputs.export_run import cross_validation
 
     def export(formats: list[str]) -> Path:
-        return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
-                            extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources,
-                                   **cross_validation(s.prepared, best), **refitted, **(extra or {})},
-                            formats=formats, rows=s.prepared.export_rows, model_name=s.exp.name)
+        started = time.time()
+        try:
+            return export_trial(model_path, s.checked.encoders, s.checked.tasks, best, s.run_dir / "best",
+                                extra={"experiment": s.exp.name, "study": s.exp.study_name,
+                                       "data": s.prepared.sources, **cross_validation(s.prepared, best), **refitted,
+                                       **(extra or {})},
+                                formats=formats, rows=s.prepared.export_rows, model_name=s.exp.name)
+        finally:
+            s.budget.export_seconds = time.time() - started
 
     # A format that fails (a converter without a kernel, parity beyond tolerance) is reported,
     # and the SavedModel is still exported.

@@ -23,7 +23,7 @@ from automtl.config import Experiment
 from automtl.errors import TrialFailed
 
 #: Optional handle attributes forwarded to the trial process (e.g. a backend's epoch budget or warm start).
-HANDLE_EXTRAS = ("epochs", "initial_epoch", "initial_weights")
+HANDLE_EXTRAS = ("epochs", "initial_epoch", "initial_weights", "cost_model", "seconds")
 
 
 @dataclass
@@ -75,7 +75,7 @@ def _serve_trials(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
         try:
             conn.send(("done", runner(handle)))
         except TrialPruned as exc:
-            conn.send(("pruned", str(exc)))
+            conn.send(("pruned", str(exc), exc.cost))
         except TrialFailed as exc:
             conn.send(("failed", exc.reason))
         except Exception as exc:  # an unexpected error fails this trial, not the search
@@ -192,7 +192,7 @@ class ProcessTrialRunner:
             elif kind == "done":
                 return message[1]
             elif kind == "pruned":
-                raise TrialPruned(message[1])
+                raise TrialPruned(message[1], message[2] if len(message) > 2 else None)
             else:
                 raise TrialFailed(message[1])
 

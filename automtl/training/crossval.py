@@ -12,12 +12,14 @@ every training row's out-of-fold prediction, which ensemble selection uses.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from automtl.errors import TrialFailed
 from automtl.objective import combine, mean_of
+from automtl.training.cost import EpochPlan
 from automtl.training.trainer import TIME_UP, EpochResult, FitResult, Trainer, check_started_in_time, time_is_up
 
 
@@ -32,15 +34,22 @@ def out_of_fold(trainers: Sequence[Trainer]) -> dict[str, np.ndarray]:
 
 
 def fit_folds(trainers: Sequence[Trainer], importance: Mapping[str, float], epochs: int, patience: int | None = None,
-              report: Callable[[EpochResult], None] | None = None, deadline: float | None = None) -> FitResult:
-    """Train the folds' trainers in step; the result holds the mean metrics of the best mean epoch."""
+              report: Callable[[EpochResult], None] | None = None, deadline: float | None = None,
+              seconds: float | None = None) -> FitResult:
+    """Train the folds' trainers in step; the result holds the mean metrics of the best mean epoch.
+    ``seconds``: the trial's share of a time budget, which plans its epochs (as :meth:`Trainer.fit`)."""
+    plan = EpochPlan(epochs, seconds)
     best: FitResult | None = None
     history: list[dict[str, float]] = []
     since_best, stopped = 0, ""
     check_started_in_time(deadline)
     tasks = [t.name for t in trainers[0].tasks]
-    for epoch in range(1, epochs + 1):
-        results = [tr.train_epoch(epoch, epochs) for tr in trainers]
+    epoch = 0
+    while epoch < plan.planned:
+        epoch += 1
+        started = time.perf_counter()
+        results = [tr.train_epoch(epoch, plan.planned) for tr in trainers]
+        plan.done(time.perf_counter() - started)
         metrics = {t: mean_of([r.metrics[t] for r, _ in results]) for t in tasks}
         scores = mean_of([r.scores for r, _ in results])
         objective = combine(scores, importance)
@@ -59,12 +68,14 @@ def fit_folds(trainers: Sequence[Trainer], importance: Mapping[str, float], epoc
             report(EpochResult(epoch, losses, metrics, scores, objective))
         if patience is not None and since_best >= patience:
             break
-        if epoch < epochs and time_is_up(deadline):
+        if epoch < plan.planned and time_is_up(deadline):
             stopped = f"{TIME_UP} after epoch {epoch}"
             break
+    stopped = stopped or plan.note
     assert best is not None
     if not np.isfinite(best.objective):
         raise TrialFailed("the mean validation objective over the folds is not finite")
     best.history = history
     best.stopped = stopped
+    best.planned = plan.planned
     return best

@@ -13,12 +13,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from automtl.trial import TrialHandle, TrialOutcome, trial_dir
+from automtl.trial import TrialHandle, TrialOutcome, TrialPruned, trial_dir
 from automtl.devices import configure, set_precision, trial_device
 from automtl.errors import TrialFailed
 from automtl.model.assemble import build_model
 from automtl.trial import TrialParams
 from automtl.data.prepare import Prepared
+from automtl.training.cost import MIN_PLANNED_EPOCHS, CostModel, measured
 from automtl.training.crossval import fit_folds
 from automtl.training.trainer import EpochResult, FitResult, Trainer
 
@@ -91,8 +92,15 @@ class TrialRunner:
             assembled.model.load_weights(initial)
         epochs = getattr(handle, "epochs", None) or self.settings.epochs
         deadline = getattr(handle, "deadline", None) or self.deadline
+        rows = sum(len(part[2]) for part in parts)  # every fold's training rows: a cross-validated epoch trains each
+        weights = int(assembled.model.count_params())
+        check_predicted_cost(getattr(handle, "cost_model", None), rows, weights, epochs, deadline)
+        seconds = getattr(handle, "seconds", None)  # its share of a time budget, which plans its epochs
+        trained = {"epochs": 0}
+        fit_started = time.perf_counter()
 
         def report(result: EpochResult) -> None:
+            trained["epochs"] = result.epoch
             if self.on_epoch is not None:
                 self.on_epoch(handle.number, result)
             handle.report(result.epoch, result.objective)
@@ -100,9 +108,12 @@ class TrialRunner:
         try:
             fit: FitResult
             if p.folds:
-                fit = fit_folds(trainers, p.importance, epochs, self.settings.patience, report, deadline)
+                fit = fit_folds(trainers, p.importance, epochs, self.settings.patience, report, deadline, seconds)
             else:
-                fit = trainer.fit(epochs, self.settings.patience, report, deadline)
+                fit = trainer.fit(epochs, self.settings.patience, report, deadline, seconds)
+        except TrialPruned as exc:  # what the pruned trial cost still teaches the time budget
+            raise TrialPruned(str(exc), measured(time.perf_counter() - fit_started, trained["epochs"], rows,
+                                                 weights)) from None
         except tf.errors.ResourceExhaustedError as exc:
             raise TrialFailed(f"out of memory: {exc.message.splitlines()[0]}") from None
         except tf.errors.InvalidArgumentError as exc:
@@ -120,7 +131,9 @@ class TrialRunner:
 
             metrics["latency_ms"] = serving_latency_ms(assembled.model, parts[0][3].x)
             scores[LATENCY] = -metrics["latency_ms"]  # like every score: higher is better
-        attrs = {"train_seconds": round(time.perf_counter() - started, 3), "precision": self.plan.precision}
+        attrs = {"train_seconds": round(time.perf_counter() - started, 3), "precision": self.plan.precision,
+                 "cost": {**measured(time.perf_counter() - fit_started, len(fit.history), rows, weights),
+                          "planned_epochs": fit.planned or epochs}}
         if p.folds:
             attrs["folds"] = len(p.folds)
         if fit.stopped:
@@ -134,6 +147,23 @@ class TrialRunner:
             device=device_name(),
             attrs=attrs,
         )
+
+
+def check_predicted_cost(cost_model: dict | None, rows: int, weights: int, epochs: int,
+                         deadline: float | None) -> None:
+    """A configuration the time left cannot train is not started (its trial is pruned, saying why).
+
+    ``cost_model``: :meth:`CostModel.to_json` of the search's finished trials, which the search
+    hands each trial under a time budget; the trial needs at least :data:`MIN_PLANNED_EPOCHS` epochs.
+    """
+    if not cost_model or deadline is None:
+        return
+    least = min(epochs, MIN_PLANNED_EPOCHS)  # a trial under a time budget plans its epochs down to this
+    predicted = CostModel.from_json(cost_model).trial_seconds(rows, weights, least)
+    left = deadline - time.time()
+    if predicted > left:
+        raise TrialPruned(f"not started: {least} epoch(s) of its {weights:,} weights on {rows:,} rows would take "
+                          f"about {predicted:.0f} s, and {max(0.0, left):.0f} s are left for trials")
 
 
 def refit(prepared: Prepared, params: dict, epochs: int, seed: int, path: Path, budget: int | None = None) -> Path:

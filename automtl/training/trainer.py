@@ -25,6 +25,7 @@ from automtl.trial import TrialParams
 from automtl.data.prepare import Arrays
 from automtl.data.streamed import memory_budget_bytes
 from automtl import registry
+from automtl.training.cost import EpochPlan
 from automtl.training.schedules import SCHEDULES, lr_factor
 from automtl.training.strategies.base import Strategy
 
@@ -54,6 +55,8 @@ class FitResult:
     valid_pred: dict[str, np.ndarray] = field(default_factory=dict)
     #: why training ended before its epochs and patience ran out ("" when it did not), e.g. the time budget
     stopped: str = ""
+    #: the epochs its learning-rate schedule spanned (fewer than the limit when a time budget planned it down)
+    planned: int = 0
 
 
 #: Images at least this many pixels (height x width) train step by step on CPU (see Trainer).
@@ -201,12 +204,14 @@ class Trainer:
         return EpochResult(epoch, dict(zip(names, map(float, losses))), metrics, scores, objective), row
 
     def fit(self, epochs: int, patience: int | None = None, report: Callable[[EpochResult], None] | None = None,
-            deadline: float | None = None) -> FitResult:
+            deadline: float | None = None, seconds: float | None = None) -> FitResult:
         """Train up to ``epochs``, keep the best epoch by the objective, stop after ``patience`` epochs
         without a better one; past ``deadline`` stop at the epoch's end. A task whose path is its own (no
         trainable variable shared with another task: ``none`` or ``soft`` sharing) is a separate model
         inside this one, so it keeps its own best epoch, and training goes on while it still improves, as
-        it would trained alone."""
+        it would trained alone. ``seconds``: the trial's share of a time budget, which plans its epochs
+        (:class:`~automtl.training.cost.EpochPlan`)."""
+        plan = EpochPlan(epochs, seconds)
         best: FitResult | None = None
         best_weights: list[np.ndarray] | None = None
         history: list[dict[str, float]] = []
@@ -216,8 +221,12 @@ class Trainer:
         own = {t: self.assembled.task_weights(t) for t in self.assembled.own_path_tasks()}
         own_best: dict[str, tuple[float, int, list[np.ndarray]]] = {}
         since_own = dict.fromkeys(own, 0)
-        for epoch in range(1, epochs + 1):
-            result, row = self.train_epoch(epoch, epochs)
+        epoch = 0
+        while epoch < plan.planned:
+            epoch += 1
+            started = time.perf_counter()
+            result, row = self.train_epoch(epoch, plan.planned)
+            plan.done(time.perf_counter() - started)
             metrics, scores, objective = result.metrics, result.scores, result.objective
             history.append(row)
             if best is None or (np.isfinite(objective) and not objective <= best.objective):
@@ -236,9 +245,10 @@ class Trainer:
                 report(result)
             if patience is not None and since_best >= patience and all(n >= patience for n in since_own.values()):
                 break
-            if epoch < epochs and time_is_up(deadline):
+            if epoch < plan.planned and time_is_up(deadline):
                 stopped = f"{TIME_UP} after epoch {epoch}"
                 break
+        stopped = stopped or plan.note
         assert best is not None and best_weights is not None
         if best.best_epoch != len(history):
             self.model.set_weights(best_weights)  # restore the best epoch's weights
@@ -254,6 +264,7 @@ class Trainer:
             raise TrialFailed("the validation objective is not finite")
         best.history = history
         best.stopped = stopped
+        best.planned = plan.planned
         return best
 
     def fit_epochs(self, epochs: int, schedule_epochs: int | None = None) -> None:

@@ -31,9 +31,9 @@ from typing import Any, Callable, Sequence
 import keras_tuner as kt
 from keras_tuner.engine.base_tuner import BaseTuner
 
-from automtl.backends.base import Backend
+from automtl.backends.base import Backend, TimeLeft, countdown
 from automtl.backends.keras_tuner import MARKER_FILE  # which algorithm created a project
-from automtl.trial import Objective, TrialOutcome, TrialRecord, trial_dir
+from automtl.trial import Objective, TrialOutcome, TrialPruned, TrialRecord, trial_dir
 from automtl.backends.keras_tuner.space import params_of, space_signature, to_hyperparameters
 from automtl.config import SearchConfig, check_name
 from automtl.errors import ConfigError, TrialFailed
@@ -127,7 +127,8 @@ class AutomtlTuner(BaseTuner):
                  trials_dir: Callable[[int], Path]) -> None:
         super().__init__(oracle, hypermodel, directory=directory, project_name=project_name, overwrite=False)
         self.trials_dir = trials_dir
-        self.deadline: float | None = None
+        #: seconds left for starting trials (None: no time budget)
+        self.time_left: TimeLeft = countdown(None)
         self.ended: Callable[[Any, KerasTunerTrial | None], None] | None = None
         self._handles: dict[str, KerasTunerTrial] = {}
         self._reasons: dict[str, str] = {}
@@ -146,6 +147,9 @@ class AutomtlTuner(BaseTuner):
         except TrialFailed as exc:
             self._reasons[trial.trial_id] = exc.reason
             raise kt.errors.FailedTrialError(exc.reason) from None
+        except TrialPruned as exc:  # Keras Tuner has no pruned state: a trial not started under the time budget
+            self._reasons[trial.trial_id] = str(exc)
+            raise kt.errors.FailedTrialError(str(exc)) from None
         except kt.errors.FatalError:
             raise
         except Exception as exc:  # a bug, not a bad trial: stop the search, as the Optuna backend does
@@ -158,11 +162,13 @@ class AutomtlTuner(BaseTuner):
         info = {"duration_s": round(seconds, 3), "device": out.device if out else "",
                 "best_epoch": out.best_epoch if out else None, "epochs": out.epochs if out else None,
                 "stopped": out.attrs.get("stopped", "") if out else "",
+                "cost": out.attrs.get("cost", {}) if out else {},
                 "initial_weights": str(handle.initial_weights) if handle.initial_weights else None}
         (Path(self.get_trial_dir(trial_id)) / OUTCOME_FILE).write_text(json.dumps(info, indent=1))
 
     def pre_create_trial(self) -> None:
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        left = self.time_left()
+        if left is not None and left <= 0:
             stop_new_trials(self.oracle)
 
     def on_trial_end(self, trial: Any) -> None:
@@ -227,15 +233,15 @@ def make_oracle(settings: SearchConfig) -> kt.Oracle:
     # Failed trials are recorded and the search goes on (as with Optuna), however many in a row.
     common: dict[str, Any] = {"seed": settings.seed or SEED_FOR_ZERO, "max_consecutive_failed_trials": None}
     if settings.algorithm == "random":
-        oracle: kt.Oracle = kt.oracles.RandomSearchOracle(objective, max_trials=settings.trials, **common)
+        oracle: kt.Oracle = kt.oracles.RandomSearchOracle(objective, max_trials=settings.max_trials, **common)
     elif settings.algorithm == "bayesian":
-        oracle = kt.oracles.BayesianOptimizationOracle(objective, max_trials=settings.trials,
+        oracle = kt.oracles.BayesianOptimizationOracle(objective, max_trials=settings.max_trials,
                                                        num_initial_points=BAYESIAN_INITIAL_POINTS, **common)
     else:
         # --epochs is Hyperband's max_epochs; brackets repeat until --trials trials have run.
         oracle = kt.oracles.HyperbandOracle(objective, max_epochs=settings.epochs, factor=HYPERBAND_FACTOR,
                                             hyperband_iterations=None, **common)
-        oracle.max_trials = settings.trials
+        oracle.max_trials = settings.max_trials
     oracle.verbose = 0  # automtl prints its own progress
     return oracle
 
@@ -287,10 +293,10 @@ class KerasTunerBackend(Backend):
                 )
 
     # -- running -------------------------------------------------------------------------
-    def optimize(self, objective: Objective, n_trials: int, timeout: float | None,
+    def optimize(self, objective: Objective, n_trials: int, timeout: float | TimeLeft | None,
                  on_trial: Callable[[TrialRecord], None]) -> None:
         self.tuner.hypermodel.runner = objective
-        deadline = None if timeout is None else time.monotonic() + timeout
+        time_left = countdown(timeout)
         if self.role == "worker":
             # The chief's oracle decides how many trials run and when time is up.
             with _without_stray_print():
@@ -306,13 +312,13 @@ class KerasTunerBackend(Backend):
         oracle.max_trials = n_trials
         if self.role == "chief":
             with _without_stray_print():
-                self._serve(deadline, on_trial)
+                self._serve(time_left, on_trial)
             return
-        self.tuner.deadline = deadline
+        self.tuner.time_left = time_left
         self.tuner.ended = lambda trial, handle: on_trial(self._record(oracle.get_trial(trial.trial_id)))
         self.tuner.search()
 
-    def _serve(self, deadline: float | None, on_trial: Callable[[TrialRecord], None]) -> None:
+    def _serve(self, time_left: TimeLeft, on_trial: Callable[[TrialRecord], None]) -> None:
         """Keras Tuner's chief: serve the oracle to the workers until every trial has ended.
 
         Keras Tuner's own ``start_server`` polls every 20 seconds once the
@@ -348,7 +354,8 @@ class KerasTunerBackend(Backend):
             while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
                 time.sleep(POLL_SECONDS)
                 report_ended()
-                if deadline is not None and time.monotonic() > deadline:
+                left = time_left()
+                if left is not None and left <= 0:
                     stop_new_trials(oracle)
             report_ended()
         finally:
@@ -395,6 +402,7 @@ class KerasTunerBackend(Backend):
             reason=(trial.message or "") if state == "fail" else info.get("stopped", "") if state == "complete" else "",
             best_epoch=info.get("best_epoch") if state == "complete" else None,
             scores=scores,
+            cost=info.get("cost") or {},
         )
 
     def _own_record(self, trial: Any, handle: KerasTunerTrial | None) -> TrialRecord:
@@ -414,6 +422,7 @@ class KerasTunerBackend(Backend):
             reason=out.attrs.get("stopped", "") if complete else (trial.message or ""),
             best_epoch=out.best_epoch if complete else None,
             scores=out.scores if complete else {},
+            cost=out.attrs.get("cost", {}) if out is not None else {},
         )
         self._own[record.number] = record
         return record

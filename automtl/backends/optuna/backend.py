@@ -1,4 +1,4 @@
-"""Optuna backend: TPE, random or NSGA-II sampling, median or Hyperband pruning, resumable shared storage.
+"""Optuna backend: TPE, random or NSGA-II sampling, median, Hyperband or ASHA pruning, resumable shared storage.
 
 With ``objective: pareto`` the study has one maximised objective per task
 (multi-objective TPE or NSGA-II) and its Pareto front marks the records.
@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automtl.backends.base import Backend
+from automtl.backends.base import Backend, TimeLeft, countdown
 from automtl.trial import Objective, TrialOutcome, TrialPruned, TrialRecord
 from automtl.backends.optuna.storage import (
     FINISHED, INTERRUPTED_ATTR, OWNER_ATTR, SURPLUS_ATTR, counts, default_storage, ignored, is_journal, open_storage,
@@ -162,19 +162,20 @@ class OptunaBackend(Backend):
             warnings.simplefilter("ignore")  # fail_stale_trials is marked experimental
             optuna.storages.fail_stale_trials(self.study)
 
-    def _wait_for_others(self, n_trials: int, deadline: float | None) -> bool:
+    def _wait_for_others(self, n_trials: int, time_left: TimeLeft) -> bool:
         """Wait while other processes' running trials fill the budget; False when time is up."""
         while self._claimed() >= n_trials and self.finished() < n_trials:
-            if deadline is not None and time.monotonic() >= deadline:
+            left = time_left()
+            if left is not None and left <= 0:
                 return False
             time.sleep(WAIT_POLL_SECONDS)
             self._reap_dead_owners()
             self._fail_stale()
         return True
 
-    def optimize(self, objective: Objective, n_trials: int, timeout: float | None,
+    def optimize(self, objective: Objective, n_trials: int, timeout: float | TimeLeft | None,
                  on_trial: Callable[[TrialRecord], None]) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        time_left = countdown(timeout)
 
         def run(trial: optuna.Trial) -> float | list[float]:
             trial.set_user_attr(OWNER_ATTR, owner_tag())
@@ -190,6 +191,8 @@ class OptunaBackend(Backend):
                 outcome: TrialOutcome = objective(_Handle(trial, params, prune=not self.objectives))
             except TrialPruned as exc:
                 trial.set_user_attr("reason", str(exc))
+                if exc.cost:
+                    trial.set_user_attr("cost", exc.cost)
                 raise optuna.TrialPruned(str(exc)) from None
             except TrialFailed as exc:
                 trial.set_user_attr("reason", exc.reason)
@@ -215,16 +218,19 @@ class OptunaBackend(Backend):
                 on_trial(to_record(frozen, self._front()))
             if self._claimed() >= n_trials:
                 study.stop()  # the budget is full: started trials (here and elsewhere) finish it
+            left = time_left()
+            if left is not None and left <= 0:
+                study.stop()  # the time for trials is up (a time budget re-sizes it after every trial)
 
         self._reap_dead_owners()
         while self.finished() < n_trials:
-            left = None if deadline is None else deadline - time.monotonic()
+            left = time_left()
             if left is not None and left <= 0:
                 return
             if self._claimed() < n_trials or self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 self.study.optimize(run, timeout=left, catch=(TrialFailed, _Surplus), callbacks=[callback],
                                     gc_after_trial=True)
-            elif not self._wait_for_others(n_trials, deadline):
+            elif not self._wait_for_others(n_trials, time_left):
                 return
 
     def _front(self) -> set[int] | None:
@@ -244,7 +250,7 @@ def make_sampler(settings: SearchConfig, seed: int) -> optuna.samplers.BaseSampl
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, constant_liar=True)
     if settings.algorithm == "nsga2":
         # A generation of a few dozen trials suits searches of tens of trials.
-        population = max(4, min(50, settings.trials // 3))
+        population = max(4, min(50, settings.max_trials // 3))
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     return optuna.samplers.RandomSampler(seed=seed)
 
@@ -253,16 +259,43 @@ def make_sampler(settings: SearchConfig, seed: int) -> optuna.samplers.BaseSampl
 PRUNER_STARTUP_TRIALS = 5
 
 
-def pruner_startup(trials: int) -> int:
-    """Completed trials before the pruner judges: at least :data:`PRUNER_STARTUP_TRIALS`, and a fifth
-    of the budget, so TPE also learns from whole trials first (pruned ones tell it little).
-    On 50-trial searches this kept the best trial where 5 had pruned it (``bench/search_efficiency.py``)."""
-    return max(PRUNER_STARTUP_TRIALS, int(trials) // 5)
+def pruner_startup(settings: SearchConfig) -> int:
+    """Completed trials before the pruner judges.
+
+    Under a time budget (``search.timeout``, no trial count) a fixed
+    :data:`PRUNER_STARTUP_TRIALS`: the trial count is nominal there, and a
+    pruner waiting for a fifth of it never starts. With a trial count, a fifth of
+    it when that is more, so TPE also learns from whole trials first (pruned
+    ones tell it little): on 50-trial searches this kept the best trial where 5
+    had pruned it (``bench/search_efficiency.py``).
+    """
+    if settings.trials is None:
+        return PRUNER_STARTUP_TRIALS
+    return max(PRUNER_STARTUP_TRIALS, int(settings.trials) // 5)
+
+
 HYPERBAND_REDUCTION = 3
 
 
-class _Hyperband(optuna.pruners.HyperbandPruner):
-    """Optuna's Hyperband pruner, silent until ``startup`` trials completed and the warm-up passed.
+class _AfterStartup:
+    """Mix-in: silent until ``startup`` trials completed and the warm-up epochs passed.
+
+    The pruner's own ``prune`` still runs (it records the trial's rungs, so
+    later trials compete with it); only its verdict waits.
+    """
+
+    _warmup: int
+    _startup: int
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if trial.last_step is None or trial.last_step < self._warmup:
+            return False
+        verdict = super().prune(study, trial)  # type: ignore[misc]
+        return verdict and len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= self._startup
+
+
+class _Hyperband(_AfterStartup, optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband pruner behind the start-up rule.
 
     A subclass (not a wrapper): Optuna's samplers see the Hyperband pruner and
     draw each bracket's trials from that bracket's history.
@@ -274,28 +307,37 @@ class _Hyperband(optuna.pruners.HyperbandPruner):
         self._warmup = warmup
         self._startup = startup
 
-    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        if trial.last_step is None or trial.last_step < self._warmup:
-            return False
-        verdict = super().prune(study, trial)  # records the trial's rungs, so later trials compete with it
-        return verdict and len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= self._startup
+
+class _Asha(_AfterStartup, optuna.pruners.SuccessiveHalvingPruner):
+    """Asynchronous successive halving (Li et al. 2020): rungs at warm-up x 1, 3, 9, ... epochs; a trial
+    goes on past a rung only while it is in the top third of the trials that reached that rung."""
+
+    def __init__(self, warmup: int, startup: int = PRUNER_STARTUP_TRIALS) -> None:
+        super().__init__(min_resource=max(1, warmup), reduction_factor=HYPERBAND_REDUCTION,
+                         min_early_stopping_rate=0)
+        self._warmup = warmup
+        self._startup = startup
 
 
 def make_pruner(settings: SearchConfig) -> optuna.pruners.BasePruner:
     """``search.pruner``: no trial is pruned before ``pruner_warmup`` epochs nor before
-    :func:`pruner_startup` trials completed (5, or a fifth of ``trials`` when more).
+    :func:`pruner_startup` trials completed.
 
     ``median``: a trial stops when its best score so far is below the median
     of the completed trials' scores at the same epoch. ``hyperband``: trials
     fall into brackets of successive halving that start judging at
     ``pruner_warmup`` epochs and keep a third of the trials at each rung
-    (warm-up x 3, x 9, ... up to ``epochs``).
+    (warm-up x 3, x 9, ... up to ``epochs``). ``asha``: one bracket of
+    asynchronous successive halving with the same rungs.
     """
     warmup = int(settings.pruner_warmup if settings.pruner_warmup is not None else max(1, settings.epochs // 4))
+    startup = pruner_startup(settings)
     if settings.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=pruner_startup(settings.trials), n_warmup_steps=warmup)
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
     if settings.pruner == "hyperband":
-        return _Hyperband(warmup, settings.epochs, pruner_startup(settings.trials))
+        return _Hyperband(warmup, settings.epochs, startup)
+    if settings.pruner == "asha":
+        return _Asha(warmup, startup)
     return optuna.pruners.NopPruner()
 
 
@@ -344,6 +386,7 @@ def to_record(t: FrozenTrial, front: set[int] | None = None) -> TrialRecord:
         best_epoch=attrs.get("best_epoch"),
         scores=attrs.get("scores", {}),
         pareto=None if front is None else t.number in front,
+        cost=attrs.get("cost", {}),
     )
 
 
