@@ -257,7 +257,7 @@ CASES: list[Case] = [
         "train": str(w.data), "folds": 5, "group": "city"})), ("3 groups cannot make data.folds=5",)),
     Case("folds-with-valid-file", search(lambda w: w.experiment("foldsvalid.yaml", data={
         "train": str(w.data), "valid": str(w.data), "folds": 3})), ("'folds' cross-validates the training file", "remove 'valid'")),
-    Case("pruner-unknown-in-file", search(lambda w: w.search_settings("pruner.yaml", pruner="asha")), ("search.pruner", "'asha'")),
+    Case("pruner-unknown-in-file", search(lambda w: w.search_settings("pruner.yaml", pruner="bohb")), ("search.pruner", "'bohb'")),
     Case("pruner-on-keras-tuner", good("--backend", "keras-tuner", "--pruner", "median"), ("keras-tuner", "median")),
     Case("trials-zero-in-file", search(lambda w: w.search_settings("trials0.yaml", trials=0)), ("search.trials", "greater than or equal to 1")),
     Case("epochs-negative-in-file", search(lambda w: w.search_settings("epochs.yaml", epochs=-3)), ("search.epochs",)),
