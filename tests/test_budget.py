@@ -60,8 +60,12 @@ def test_a_trial_plans_its_epochs_to_fit_its_share_of_the_budget():
     plan.done(4.0)  # the first epoch traces the graph: slower
     assert plan.planned == 5  # 20 s at 4 s an epoch
     plan.done(2.0)
-    assert plan.planned == 5  # never re-planned upwards (the schedule already spans 5): 4 + 2 + 3 x 2 s
-    assert "5 of 30 epochs planned" in plan.note
+    assert plan.planned == 9  # the second epoch measures the real pace: 4 + 2 + 7 x 2 s
+    plan.done(1.0)
+    assert plan.planned == 9  # later, never upwards (the learning rate would rise again)
+    plan.done(4.0)
+    assert plan.planned == 7  # but downwards: 11 s so far, 9 s left at about 2.3 s an epoch: 3 more
+    assert "7 of 30 epochs planned" in plan.note
     tight = EpochPlan(30, seconds=1.0)
     tight.done(5.0)
     assert tight.planned == MIN_PLANNED_EPOCHS  # never below the minimum: a trial that starts trains

@@ -93,7 +93,9 @@ class EpochPlan:
 
     The learning-rate schedule spans the planned count, so a trial planned down still anneals
     (a schedule cut off at the deadline would not). The first epoch, which traces the graph,
-    counts only until a second one is measured.
+    counts only until a second one is measured, and the plan made from it alone may grow once
+    the second is (the schedule has barely moved by then); after that it only shrinks, so the
+    learning rate never rises again late in training.
     """
 
     def __init__(self, epochs: int, seconds: float | None = None) -> None:
@@ -110,7 +112,8 @@ class EpochPlan:
         per_epoch = statistics.fmean(self.took[1:] or self.took)
         fits = len(self.took) + int(max(0.0, self.seconds - sum(self.took)) // max(per_epoch, 1e-9))
         floor = min(self.limit, max(MIN_PLANNED_EPOCHS, len(self.took)))
-        self.planned = max(floor, min(self.planned, fits))
+        ceiling = self.limit if len(self.took) <= 2 else self.planned
+        self.planned = max(floor, min(ceiling, fits))
 
     @property
     def note(self) -> str:
