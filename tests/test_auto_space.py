@@ -53,6 +53,15 @@ def test_image_gets_image_sized_trunks_never_trunk_units_widths():
     assert not any(n.startswith(("tabular.", "text.")) for n in params)
 
 
+
+def test_image_auto_starts_cheaper_first_with_three_conv_stages():
+    _, raw = auto_for([{"name": "img", "type": "image", "array": "pixels"}],
+                      [{"name": "digit", "type": "classification", "target": "digit"}])
+    points = raw["start"]
+    assert [(p["image.stages"], p["image.filters"]) for p in points] == [(3, 24), (3, 48)]
+    assert all(p["trunk.depth"] == 1 and p["trunk.units"] == 64 for p in points)
+
+
 def test_text_gets_the_fast_encoders():
     params, _ = auto_for([{"name": "t", "type": "text", "column": "text"}],
                          [{"name": "intent", "type": "classification", "target": "intent"}])
