@@ -30,6 +30,9 @@ EXPORT_SECONDS = 5.0
 INITIAL_SHARE = 0.15
 #: Never more than this share is kept back from the trials: past it the baselines are the first to go.
 MAX_SHARE = 0.35
+#: The share of the budget a step after the trials may run over its estimate (the target is to end
+#: within 10 % of the budget; the last trial may already have run past its share).
+SLACK_SHARE = 0.03
 #: Trials whose typical duration predicts how many more fit.
 RECENT_TRIALS = 10
 #: Trials a time budget plans for at least (fewer when the user asked for fewer): until this many
@@ -149,13 +152,15 @@ class Budget:
         return None if self.deadline is None else self.deadline - time.time()
 
     def fits(self, phase: str, records: Sequence[TrialRecord], after: Sequence[str] = ()) -> tuple[bool, float]:
-        """Whether ``phase`` fits in the time left with the phases ``after`` it still to come; and its estimate."""
+        """Whether ``phase`` fits in the time left (and :data:`SLACK_SHARE` of the budget) with the phases
+        ``after`` it still to come; and its estimate."""
         left = self.left()
         costs = self.end_costs(records)
         cost = costs.get(phase, 0.0)
         if left is None:
             return True, cost
-        return cost + sum(costs.get(p, 0.0) for p in after) <= left, cost
+        slack = SLACK_SHARE * self.seconds if self.seconds else 0.0
+        return cost + sum(costs.get(p, 0.0) for p in after) <= left + slack, cost
 
     def phase_deadline(self, records: Sequence[TrialRecord], after: Sequence[str]) -> float | None:
         """The deadline of a phase that trains (the baselines) with the phases ``after`` it still to come."""
