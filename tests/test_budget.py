@@ -144,3 +144,12 @@ def test_a_timed_search_runs_as_many_trials_as_fit_and_ends_on_time_with_best_an
     assert (run / "ensemble" / "saved_model" / "saved_model.pb").exists(), result.output
     # the deadline covers the whole command (a loaded CI machine gets some slack beyond the 10 % target)
     assert wall < timeout * 1.1 + 10, wall
+
+
+def test_a_cross_validated_run_plans_each_exported_model_on_every_row():
+    """k folds of (k-1)/k rows each: one model on every row costs 1/(k-1) of a trial's epoch."""
+    budget = Budget(deadline=time.time() + 600, seconds=600, tasks=1, max_epochs=30, folds=5)
+    records = [_record(0, 0.9, 10.0), _record(1, 0.8, 10.0)]  # 1 s per 5-fold epoch, best epoch 8
+    costs = budget.end_costs(records)
+    assert costs["refit"] == pytest.approx(8 * 1.0 / 4)
+    assert costs["ensemble"] == pytest.approx(2 * EXPORT_SECONDS + 2 * costs["refit"])  # each member retrained

@@ -79,10 +79,10 @@ class Budget:
         per_epoch = train / max(1, trained)
         epochs = best.best_epoch or trained
         # a model trained on every row: a hold-out refit sees the validation rows too; a cross-validated
-        # trial's epoch trains each fold on (k-1)/k of the rows
+        # trial's epoch trains k folds of (k-1)/k of the rows each, k-1 times the rows in all
         one_model = per_epoch * epochs * (self.refit_rows if self.refit else 1.0)
         if self.folds:
-            one_model = per_epoch / self.folds * self.folds / max(1, self.folds - 1) * epochs
+            one_model = per_epoch / max(1, self.folds - 1) * epochs
         if self.refit or self.folds:
             costs["refit"] = one_model
         if self.ensemble and len(done) >= 2:
