@@ -153,3 +153,30 @@ def test_a_cross_validated_run_plans_each_exported_model_on_every_row():
     costs = budget.end_costs(records)
     assert costs["refit"] == pytest.approx(8 * 1.0 / 4)
     assert costs["ensemble"] == pytest.approx(2 * EXPORT_SECONDS + 2 * costs["refit"])  # each member retrained
+
+
+def test_a_baseline_trains_the_epochs_its_best_trial_was_planned_to(monkeypatch, tmp_path):
+    """Each task alone with the best trial's configuration: its epochs too, planned down under a time budget."""
+    from types import SimpleNamespace
+
+    from automtl.run import baselines
+
+    class Handed(Exception):
+        pass
+
+    def train(s, task, folder, handle):
+        raise Handed(handle)
+
+    monkeypatch.setattr(baselines, "_train", train)
+    monkeypatch.setattr(baselines, "foreign_parameters", lambda s, task: {})
+    task = SimpleNamespace(name="kind")
+    s = SimpleNamespace(run_dir=tmp_path, checked=SimpleNamespace(tasks=[task]), prepared=SimpleNamespace(folds=[]))
+    best = TrialRecord(3, "complete", 0.9, {}, {}, 10.0, best_epoch=4, cost={**measured(9.0, 6, 100, 50),
+                                                                               "planned_epochs": 6})
+    with pytest.raises(Handed) as handed:
+        baselines._auto(s, best, task, None)
+    assert handed.value.args[0].epochs == 6
+    best.cost.pop("planned_epochs")  # a trial from before epoch plans: the search's epochs
+    with pytest.raises(Handed) as handed:
+        baselines._auto(s, best, task, None)
+    assert handed.value.args[0].epochs is None

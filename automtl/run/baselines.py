@@ -190,6 +190,8 @@ def compare(task: "Task", valid: "Arrays | FoldRows", multi_pred: np.ndarray, si
 class _Handle:
     number: int
     params: dict[str, Any]
+    #: the best trial's epoch budget: what a time budget planned it to (None: the search's ``epochs``)
+    epochs: int | None = None
 
     def report(self, epoch: int, value: float) -> None:
         """Baselines are never pruned."""
@@ -268,7 +270,8 @@ def _auto(s: "Search", best: TrialRecord, task: "Task", previous: Baselines | No
                              best_epoch=old.best_epoch)  # (a cross-validated baseline's export trains for it)
         return _entry(s, best, task, record, folder), 0  # a resumed search: this baseline is done
     started = time.perf_counter()
-    outcome = _train(s, task.name, folder, _Handle(best.number, params))
+    planned = best.cost.get("planned_epochs")  # same epochs as the best trial, planned down under a time budget
+    outcome = _train(s, task.name, folder, _Handle(best.number, params, int(planned) if planned else None))
     record = TrialRecord(best.number, "complete", outcome.score, params, outcome.metrics,
                          round(time.perf_counter() - started, 3), outcome.device, best_epoch=outcome.best_epoch,
                          scores=outcome.scores)
