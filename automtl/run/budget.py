@@ -174,7 +174,7 @@ class Budget:
         if self.seconds is None or self.deadline is None:
             return ""
         return (f"time budget {self.seconds:g} s for the whole command; "
-                f"{max(EXPORT_SECONDS, INITIAL_SHARE * self.seconds):.0f} s of it kept for "
+                f"{self.reserve([]):.0f} s of it kept for "
                 + ", ".join(p for p, on in (("baselines", self.baselines and self.tasks > 1),
                                              ("ensemble", self.ensemble), ("refit", self.refit or bool(self.folds)),
                                              ("export", True)) if on)
