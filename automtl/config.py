@@ -141,6 +141,11 @@ class SearchConfig(_Strict):
         None, description="stops poor trials early; default: the backend's (median for optuna, none for keras-tuner "
         "and for objective pareto)"
     )
+    fidelity: Literal["auto", "rows", "none"] = pydantic.Field(
+        "auto", description="rows: new configurations train on 1/9 of the training rows and the best third of each "
+        "rung moves up to 1/3 and then all rows (successive halving); auto: rows under a time budget (--timeout, "
+        "no trial count) when a ninth of the training rows is at least 1,000; none: every trial sees all rows"
+    )
     pruner_warmup: int | None = pydantic.Field(
         None, ge=0, description="epochs every trial trains before it can be pruned (default: a quarter of epochs)"
     )

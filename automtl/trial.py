@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 
 class TrialPruned(Exception):
@@ -71,10 +71,33 @@ class TrialRecord:
     #: what training cost (a time budget plans from it): ``train_seconds``, ``epoch_seconds``, ``epochs``
     #: trained, training ``rows`` and model ``weights``; empty for trials that never trained
     cost: dict[str, float] = field(default_factory=dict)
+    #: the fraction of the training rows it trained on (multi-fidelity search; 1: all of them)
+    fidelity: float = 1.0
+    #: the trial whose configuration it runs again on more rows (a promotion), else None
+    parent: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.state == "complete" and self.score is not None and math.isfinite(self.score)
+
+
+def same_fidelity(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6)
+
+
+def top_fidelity(records: "Sequence[TrialRecord]") -> list[TrialRecord]:
+    """The completed trials that rank: those of the highest fidelity any completed trial reached.
+
+    Without multi-fidelity every trial has fidelity 1 and this is every completed
+    trial. With it, a configuration seen on a ninth of the rows never outranks one
+    trained on all of them; a search cut short before any trial saw all rows
+    still exports the best of the highest rung it reached.
+    """
+    done = [r for r in records if r.ok]
+    if not done:
+        return []
+    top = max(r.fidelity for r in done)
+    return [r for r in done if same_fidelity(r.fidelity, top)]
 
 
 #: The trial runner as a backend calls it.

@@ -67,6 +67,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 warnings.filterwarnings("ignore")
@@ -357,11 +358,11 @@ def text_problem(folder: Path, rows: int, seed: int) -> Problem:
 
 
 # -- automtl as a user runs it ------------------------------------------------------------------
-def run_automtl(problem: Problem, budget: float, seed: int, run_dir: Path) -> dict[str, Any]:
+def run_automtl(problem: Problem, budget: float, seed: int, run_dir: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
     """``automtl search --timeout B`` as its own command; wall time, trials, and ``best/`` and ``ensemble/``
-    served on the test file."""
+    served on the test file. ``extra``: more options of ``automtl search`` (``--automtl-args``)."""
     command = [sys.executable, "-m", "automtl", "search", "--config", str(problem.experiment),
-               "--timeout", f"{budget:g}", "--out", str(run_dir), "--seed", str(seed)]
+               "--timeout", f"{budget:g}", "--out", str(run_dir), "--seed", str(seed), *extra]
     log = run_dir.with_name(run_dir.name + ".log")
     started = time.perf_counter()
     with log.open("w") as fh:
@@ -508,6 +509,9 @@ def main() -> None:
                          f"(default: {', '.join(f'{k} {v}' for k, v in DEFAULT_ROWS.items())})")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     ap.add_argument("--out", type=Path, default=None, help="keep data and runs here (default: a temporary folder)")
+    ap.add_argument("--automtl-args", default="", help="more options of automtl search, e.g. '--fidelity none' "
+                    "(an A/B of one setting against the defaults)")
+    ap.add_argument("--no-alternatives", action="store_true", help="run automtl only (an A/B of its own settings)")
     args = ap.parse_args()
     budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
@@ -533,7 +537,7 @@ def main() -> None:
               + "".join(f"; {note}" for note in problem.notes), flush=True)
         fixed: dict[str, tuple[dict | None, float, str | None]] = {}  # budget-free alternatives, fitted once
         for budget in budgets:
-            auto = run_automtl(problem, budget, args.seed, folder / f"run-{budget:g}")
+            auto = run_automtl(problem, budget, args.seed, folder / f"run-{budget:g}", shlex.split(args.automtl_args))
             print(f"  {budget:g} s: automtl exit {auto['rc']}, {auto['wall_s']:.0f} s wall ({100 * auto['overrun']:+.0f} %), "
                   f"{auto.get('trials_complete', '?')} of {auto.get('trials_total', '?')} trials complete "
                   f"(trial cap: {_cap(auto)}; up to {auto.get('epochs', '?')} epochs each); "
@@ -543,7 +547,7 @@ def main() -> None:
             if auto.get("error"):
                 print("    " + auto["error"].strip().replace("\n", "\n    "), flush=True)
             alt_scores, alt_info = {}, {}
-            for name, (predict, budgeted) in problem.alternatives.items():
+            for name, (predict, budgeted) in ({} if args.no_alternatives else problem.alternatives).items():
                 if not budgeted and name in fixed:
                     metrics, seconds, error = fixed[name]
                 else:

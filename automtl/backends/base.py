@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from automtl.trial import Objective, TrialRecord
+from automtl.trial import Objective, TrialRecord, top_fidelity
 
 if TYPE_CHECKING:
     from automtl.config import SearchConfig
@@ -37,6 +37,8 @@ class BackendSpec:
     pruners: tuple[str, ...] = ("none",)
     #: it can prune trials of a multi-objective (``pareto``) search
     prunes_multi_objective: bool = False
+    #: it can queue a finished configuration to run again on more training rows (``search.fidelity: rows``)
+    promotes: bool = False
     #: ``--workers N`` processes can share one study store on this machine
     parallel_workers: bool = False
     #: the study lives in an Optuna storage (the report and the dashboard open it)
@@ -104,6 +106,16 @@ class Backend(ABC):
 
     #: a distributed worker runs trials but leaves ``trials.csv`` and the export to the process holding the study
     is_worker: bool = False
+    #: the fraction of the training rows a newly sampled configuration trains on (multi-fidelity; 1: all)
+    base_fidelity: float = 1.0
+
+    def promote(self, parent: TrialRecord, fidelity: float) -> None:
+        """Queue ``parent``'s configuration to run again on ``fidelity`` of the training rows.
+
+        Backends that can run promoted trials declare ``promotes`` in their spec;
+        the search never calls this on others.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot run a configuration again on more rows")
 
     @abstractmethod
     def optimize(
@@ -124,5 +136,6 @@ class Backend(ABC):
         """All trials of the study, including those of earlier (resumed) runs."""
 
     def best(self) -> TrialRecord | None:
-        done = [r for r in self.records() if r.ok]
+        """The best completed trial of the highest fidelity reached (every completed trial without multi-fidelity)."""
+        done = top_fidelity(self.records())
         return max(done, key=lambda r: r.score) if done else None

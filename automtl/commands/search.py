@@ -59,6 +59,10 @@ DEMO_MARKER = ".automtl-demo"
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")
 @click.option("--pruner", type=click.Choice(["median", "hyperband", "asha", "none"]),
               help="Stop poor trials early (optuna): median (default), hyperband, asha (successive halving) or none.")
+@click.option("--fidelity", type=click.Choice(["auto", "rows", "none"]),
+              help="rows: new configurations train on 1/9 of the training rows, the best third of each rung moves "
+              "up to 1/3 and then all rows; auto (default): rows under --timeout without --trials when a ninth "
+              "of the training rows is at least 1,000; none: all rows for every trial.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<experiment name>).")
 @click.option("--study", help="Study name (default: the experiment name).")
 @click.option("--storage", help="Optuna storage: sqlite:///FILE, postgresql://USER:PASS@HOST/DB, or a FILE.journal "

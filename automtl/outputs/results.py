@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from automtl.trial import TrialRecord
+from automtl.trial import TrialRecord, top_fidelity
 from automtl.errors import AutomtlError
 
 TRIALS_JSON_FORMAT = "automtl-trials/1"
@@ -50,7 +50,7 @@ def write_trials_csv(records: Sequence[TrialRecord], path: Path) -> Path:
 
 
 def leaderboard(records: Iterable[TrialRecord], top: int = 10) -> list[TrialRecord]:
-    done = [r for r in records if r.ok]
+    done = top_fidelity(list(records))  # a multi-fidelity search ranks its highest rung only
     return sorted(done, key=lambda r: -r.score)[:top]
 
 

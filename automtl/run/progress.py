@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table as RichTable
 
 from automtl.outputs.choices import short_params
+from automtl.run.fidelity import label
 from automtl.trial import TrialRecord
 
 
@@ -71,6 +72,7 @@ class SearchProgress:
         else:
             status = f"{record.state}: {record.reason}" if record.reason else record.state
         took = f"{record.duration_s:.1f}s" if record.duration_s is not None else ""
+        status += fidelity_note(record)
         mark = "  [bold green]new best[/]" if is_best else ""
         # Logs and pipes get one plain line per trial, never wrapped at 80 columns.
         budget = f"  [dim]\\[{note}][/]" if note else ""
@@ -81,6 +83,14 @@ class SearchProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def fidelity_note(record: TrialRecord) -> str:
+    """``  [1/9 of the rows]`` for a multi-fidelity trial, with the trial it was promoted from."""
+    if record.fidelity >= 1.0 and record.parent is None:
+        return ""
+    rows = "all rows" if record.fidelity >= 1.0 else f"{label(record.fidelity)} of the rows"
+    return f"  [cyan]\\[{rows}" + (f", promoted from trial {record.parent}" if record.parent is not None else "") + "][/]"
 
 
 def leaderboard_table(records: Sequence[TrialRecord], primaries: dict[str, str]) -> RichTable:

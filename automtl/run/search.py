@@ -38,7 +38,7 @@ from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.run.summary import SearchSummary, print_summary
 from automtl.space import AUTO, SearchSpace, load_space, parse_space, plugin_parameters, resolve_space_path
-from automtl.trial import TrialRecord, trial_dir
+from automtl.trial import TrialRecord, trial_dir, top_fidelity
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,8 @@ class Search:
     budget: Budget = field(default_factory=lambda: Budget(None, None, 1, 1))
     #: the deadline of the phase that trains now (the baselines), earlier than the command's when phases follow
     phase_deadline: float | None = None
+    #: the fractions of the training rows trials train on (:mod:`automtl.run.fidelity`); [1.0]: all rows
+    rungs: list[float] = field(default_factory=lambda: [1.0])
 
     @property
     def deadline(self) -> float | None:
@@ -270,6 +272,7 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     plan = configure(settings.device if role.runs_trials else "cpu",
                      settings.precision if role.runs_trials else "float32")
     prepared = checked.prepared
+    rungs = plan_rungs(checked, spec, parallel=workers > 1 or search_worker)
     run_dir = ensure_writable(exp.run_dir)
     objectives = [t.name for t in checked.tasks] + (["latency"] if settings.latency_objective else [])
     backend = backends.create(settings, run_dir, checked.space, exp.study_name, objectives=objectives)
@@ -282,7 +285,8 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
             write_split(prepared.split, run_dir)
     progress = SearchProgress(console, {t.name: t.primary_metric for t in checked.tasks}, settings.epochs, quiet=quiet)
     search = Search(checked, role, console, quiet, prepared, run_dir, backend, progress, workers, gpus,
-                    budget=plan_budget(checked, deadline, search_worker))
+                    budget=plan_budget(checked, deadline, search_worker), rungs=rungs)
+    backend.base_fidelity = rungs[0]
     progress.budget_note = lambda records: budget_note(search.budget, records)
     if role.records and not quiet:
         _print_start(search, f"{workers} search workers" if workers > 1 else f"device {plan.describe()}")
@@ -302,6 +306,15 @@ def plan_budget(checked: Checked, deadline: float | None, search_worker: bool = 
     )
 
 
+def plan_rungs(checked: Checked, spec: Any, parallel: bool) -> list[float]:
+    """The rows trials train on (``search.fidelity``); refused before the run folder changes if impossible."""
+    from automtl.run import fidelity
+
+    settings, prepared = checked.exp.search, checked.prepared
+    why_not = fidelity.obstacle(spec.promotes, spec.name, len(prepared.folds), settings.objective, parallel)
+    return fidelity.rungs_for(settings.fidelity, len(prepared.train), settings.time_is_budget, why_not)
+
+
 def budget_note(budget: Budget, records: list[TrialRecord]) -> str:
     """Time left for trials and about how many more fit, for the trial lines and the progress bar."""
     left = budget.trials_left(records)
@@ -313,6 +326,7 @@ def budget_note(budget: Budget, records: list[TrialRecord]) -> str:
 
 def _print_start(s: Search, where: str) -> None:
     from automtl.backends.optuna.backend import pruner_startup  # only Optuna prunes
+    from automtl.run import fidelity
 
     exp, settings, tasks, space = s.exp, s.exp.search, s.checked.tasks, s.checked.space
     s.console.print(
@@ -329,6 +343,7 @@ def _print_start(s: Search, where: str) -> None:
         + (f" x {len(s.prepared.folds)} folds (each trial costs {len(s.prepared.folds)} trainings)"
            if s.prepared.folds else "")
         + (f"; {s.budget.describe()}" if s.budget.describe() else "")
+        + (f"; {fidelity.describe(s.rungs, len(s.prepared.train))}" if len(s.rungs) > 1 else "")
         + f"; {where}\nrun folder {s.run_dir}",
         highlight=False,
     )
@@ -362,6 +377,8 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
     (:meth:`Budget.trial_deadline`) and the cost model of the finished trials,
     and no trial starts once even the cheapest so far would not fit.
     """
+    from automtl.run.fidelity import promotions
+
     settings, budget = s.exp.search, s.budget
     finished = s.backend.records()  # the study's trials so far (a resumed study's too), kept current by on_trial
     done_before = sum(r.state in ("complete", "pruned", "fail") for r in finished)
@@ -374,6 +391,9 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
 
     def on_trial(record: TrialRecord) -> None:
         finished[:] = s.backend.records()
+        if len(s.rungs) > 1:  # multi-fidelity: the best of each rung run again on more rows
+            for parent, fraction in promotions(finished, s.rungs):
+                s.backend.promote(parent, fraction)
         s.progress.trial(record, finished)
         s.write_tables(finished)
         streak.add(record)  # ten failures in a row stop the search
@@ -475,7 +495,7 @@ def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> S
     elif trained_here:
         baselines = _baselines(s, best, notes)
     extra = {"baselines": baselines.to_json()} if baselines is not None else {}
-    wants_ensemble = s.exp.search.ensemble != 0 and sum(r.ok for r in records) >= 2
+    wants_ensemble = s.exp.search.ensemble != 0 and len(top_fidelity(records)) >= 2
     summary = SearchSummary(s.run_dir, records, best, export_best(s, best, extra, ensemble=wants_ensemble),
                             interrupted, stopped=stopped, baselines=baselines, notes=notes)
     if trained_here and not interrupted:

@@ -23,7 +23,7 @@ from automtl.config import Experiment
 from automtl.errors import TrialFailed
 
 #: Optional handle attributes forwarded to the trial process (e.g. a backend's epoch budget or warm start).
-HANDLE_EXTRAS = ("epochs", "initial_epoch", "initial_weights", "cost_model", "seconds")
+HANDLE_EXTRAS = ("epochs", "initial_epoch", "initial_weights", "cost_model", "seconds", "fidelity")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from automtl.errors import TrialFailed
 from automtl.model.assemble import build_model
 from automtl.trial import TrialParams
 from automtl.data.prepare import Prepared
+from automtl.data.subsample import subsample
 from automtl.training.cost import MIN_PLANNED_EPOCHS, CostModel, measured
 from automtl.training.crossval import fit_folds
 from automtl.training.trainer import EpochResult, FitResult, Trainer
@@ -76,6 +77,11 @@ class TrialRunner:
         seed = self.settings.seed + handle.number
         # One model per fold (cross-validation), else one model on the training split.
         parts = [(f.encoders, f.tasks, f.train, f.valid) for f in p.folds] or [(p.encoders, p.tasks, p.train, p.valid)]
+        fidelity = getattr(handle, "fidelity", None)  # a multi-fidelity rung: a fraction of the training rows
+        if fidelity is not None and fidelity < 1.0 and not p.folds:
+            tf.get_logger().setLevel("ERROR")  # rungs of other sizes retrace the epoch function: expected
+            parts = [(p.encoders, p.tasks, p.train.take(subsample(len(p.train), fidelity, self.settings.seed)),
+                      p.valid)]
         try:
             models, trainers = [], []
             for encoders, tasks, train, valid in parts:

@@ -11,6 +11,7 @@ SPEC = BackendSpec(
     pruning="Optuna's median, Hyperband or successive-halving (asha) pruner, per epoch (search.pruner)",
     pruners=("median", "hyperband", "asha", "none"),
     parallel_workers=True,
+    promotes=True,
     optuna_study=True,
     distributed="several machines share one PostgreSQL --storage",
     check="automtl.backends.optuna.location:check_storage",

@@ -51,12 +51,19 @@ class _Surplus(Exception):
     """A trial started after the study's budget was full (two processes raced for the last slot)."""
 
 
+#: user attributes of a multi-fidelity trial: the fraction of training rows, and the trial it promotes
+FIDELITY_ATTR, PARENT_ATTR = "fidelity", "promoted_from"
+
+
 class _Handle:
     def __init__(self, trial: optuna.Trial, params: dict[str, Any], prune: bool = True) -> None:
         self.trial = trial
         self.number = trial.number
         self.params = params
-        self.prune = prune  # Optuna cannot prune multi-objective trials
+        self.fidelity = trial.user_attrs.get(FIDELITY_ATTR)
+        # Optuna cannot prune multi-objective trials. A promoted trial earned its rows: it is not
+        # pruned, and its curve (on more rows) stays out of the curves the pruner compares.
+        self.prune = prune and trial.user_attrs.get(PARENT_ATTR) is None
 
     def report(self, epoch: int, value: float) -> None:
         if self.prune and math.isfinite(value):
@@ -187,6 +194,8 @@ class OptunaBackend(Backend):
                 raise _Surplus()
             params = self.space.sample_with(lambda p: suggest(trial, p))
             trial.set_user_attr("params", params)
+            if self.base_fidelity < 1.0 and FIDELITY_ATTR not in trial.user_attrs:
+                trial.set_user_attr(FIDELITY_ATTR, self.base_fidelity)
             try:
                 outcome: TrialOutcome = objective(_Handle(trial, params, prune=not self.objectives))
             except TrialPruned as exc:
@@ -232,6 +241,11 @@ class OptunaBackend(Backend):
                                     gc_after_trial=True)
             elif not self._wait_for_others(n_trials, time_left):
                 return
+
+    def promote(self, parent: TrialRecord, fidelity: float) -> None:
+        """Queue the parent's sampled values (Optuna's own, not the derived ones) on more rows."""
+        frozen = self.study.get_trials(deepcopy=False)[parent.number]
+        self.study.enqueue_trial(dict(frozen.params), user_attrs={FIDELITY_ATTR: fidelity, PARENT_ATTR: parent.number})
 
     def _front(self) -> set[int] | None:
         """Numbers of the Pareto-front trials; None for a single-objective study."""
@@ -387,6 +401,8 @@ def to_record(t: FrozenTrial, front: set[int] | None = None) -> TrialRecord:
         scores=attrs.get("scores", {}),
         pareto=None if front is None else t.number in front,
         cost=attrs.get("cost", {}),
+        fidelity=float(attrs.get(FIDELITY_ATTR, 1.0)),
+        parent=attrs.get(PARENT_ATTR),
     )
 
 
