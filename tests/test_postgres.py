@@ -10,74 +10,25 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-def _server_bin() -> Path:
-    """Debian's PostgreSQL server binaries (the newest installed version), or AUTOMTL_PG_BIN."""
-    if os.environ.get("AUTOMTL_PG_BIN"):
-        return Path(os.environ["AUTOMTL_PG_BIN"])
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
-    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
-
-
-BIN = _server_bin()
-USER, PASSWORD, DATABASE = "automtl", "s3cret-pw", "studies"
+from pgcluster import PASSWORD, missing, postgres_server
 
 pytestmark = pytest.mark.slow
 
 
-def _as_postgres(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    """PostgreSQL refuses to run as root: run its tools as the postgres user then."""
-    if os.geteuid() == 0:
-        args = ["runuser", "-u", "postgres", "--", *args]
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, **kwargs)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def postgres_url():
-    if not (BIN / "initdb").exists() or not (BIN / "pg_ctl").exists():
-        pytest.skip(f"PostgreSQL server binaries not found in {BIN} (Debian: apt-get install postgresql)")
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: cannot start PostgreSQL as the postgres user")
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver psycopg (a dependency of automtl) is missing")
-    root = Path(tempfile.mkdtemp(prefix="automtl-pg-"))  # under /tmp, reachable by the postgres user
-    data = root / "data"
-    (root / "pw").write_text(PASSWORD + "\n")
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        shutil.chown(root / "pw", "postgres", "postgres")
-    port = _free_port()
-    init = _as_postgres([str(BIN / "initdb"), "-D", str(data), "-U", USER, "--pwfile", str(root / "pw"),
-                         "--auth", "scram-sha-256", "-E", "UTF8", "--no-sync"])
-    assert init.returncode == 0, init.stdout + init.stderr
-    start = _as_postgres([str(BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
-                          "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
-    try:
-        assert start.returncode == 0, start.stdout + start.stderr + (root / "server.log").read_text()
-        import psycopg
-
-        with psycopg.connect(host="127.0.0.1", port=port, user=USER, password=PASSWORD, dbname="postgres",
-                             autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-        yield f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"
-    finally:
-        _as_postgres([str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
-        shutil.rmtree(root, ignore_errors=True)
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    with postgres_server() as url:
+        yield url
 
 
 def rows(path: Path) -> list[dict]:

@@ -65,8 +65,10 @@ DEMO_MARKER = ".automtl-demo"
               "of the training rows is at least 1,000; none: all rows for every trial.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<experiment name>).")
 @click.option("--study", help="Study name (default: the experiment name).")
-@click.option("--storage", help="Optuna storage: sqlite:///FILE, postgresql://USER:PASS@HOST/DB, or a FILE.journal "
-              "(default: study.db in the run folder; study.journal with --workers).")
+@click.option("--storage", envvar="AUTOMTL_STORAGE", show_envvar=True,
+              help="Optuna storage: sqlite:///FILE, postgresql://USER:PASS@HOST/DB, a FILE.journal, or "
+              "grpc://HOST:PORT (a proxy: `automtl storage serve`) (default: study.db in the run folder; "
+              "study.journal with --workers).")
 @click.option("--seed", type=int, help="Seed for the sampler and the trials.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]),
               help="Train on: auto (a GPU when TensorFlow sees one; default), cpu, or gpu (an error without one).")

@@ -31,6 +31,27 @@ def is_journal(storage: str) -> bool:
     return "://" not in storage and storage.endswith(JOURNAL_SUFFIX)
 
 
+#: The scheme of a study behind Optuna's gRPC storage proxy (``automtl storage serve``).
+GRPC_SCHEME = "grpc://"
+GRPC_DEFAULT_PORT = 13000
+
+
+def is_grpc(storage: str) -> bool:
+    return storage.startswith(GRPC_SCHEME)
+
+
+def grpc_address(storage: str) -> tuple[str, int]:
+    """``grpc://HOST[:PORT]`` as ``(host, port)``; a ConfigError naming the value otherwise."""
+    rest = storage.removeprefix(GRPC_SCHEME).rstrip("/")
+    host, sep, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    if not sep:
+        host, port = rest, str(GRPC_DEFAULT_PORT)
+    host = host.strip("[]")  # [::1]:13000
+    if not host or "/" in host or "@" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--storage {storage}: expected grpc://HOST:PORT (the address of `automtl storage serve`)")
+    return host, int(port)
+
+
 def default_storage(run_dir: Path, parallel: bool = False) -> str:
     """The run folder's study store unless ``search.storage`` names another.
 
@@ -66,7 +87,7 @@ def with_driver(url: str) -> str:
 
 def redact(url: str) -> str:
     """A storage URL with any password replaced, safe to print."""
-    if is_journal(url):
+    if is_journal(url) or is_grpc(url):
         return url
     from sqlalchemy.engine import make_url
 
@@ -79,7 +100,7 @@ def redact(url: str) -> str:
 
 def without_password(url: str) -> str:
     """The URL minus its password (libpq then reads ``PGPASSWORD`` or ``~/.pgpass``), for files on disk."""
-    if is_journal(url):
+    if is_journal(url) or is_grpc(url):
         return url
     from sqlalchemy.engine import make_url
 
@@ -100,6 +121,9 @@ def check_storage(settings: "SearchConfig", run_dir: Path, study: str = "") -> N
     if not storage:
         return
     shown = redact(storage)
+    if is_grpc(storage):
+        check_proxy(storage)
+        return
     if is_journal(storage):
         path = Path(storage).expanduser()
         if path.is_dir():
@@ -118,6 +142,21 @@ def check_storage(settings: "SearchConfig", run_dir: Path, study: str = "") -> N
         _check_sqlite(url.database, shown)
         return
     _check_server(url, shown)
+
+
+def check_proxy(storage: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A gRPC storage proxy answers at ``storage`` (``grpc://HOST:PORT``) within ``timeout`` seconds."""
+    host, port = grpc_address(storage)
+    if importlib.util.find_spec("grpc") is None:
+        raise ConfigError(f"--storage {storage}: the gRPC client is not installed (pip install 'grpcio>=1.60')")
+    import grpc
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise ConfigError(f"cannot open study storage {storage}: no storage proxy answered within {timeout:g} s "
+                              "(start one with: automtl storage serve --storage URL --port PORT)") from None
 
 
 def _check_creatable(path: Path, what: str) -> None:

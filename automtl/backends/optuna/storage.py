@@ -5,7 +5,9 @@ trial whose process died (SIGKILL, a lost machine) stops beating; after the
 grace period the next process to start a trial marks it failed and queues a
 retry with the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``).
 RDB storages have this built in; :class:`HeartbeatJournalStorage` adds the
-same to the journal file storage that parallel workers on one machine share.
+same to the journal file storage that parallel workers on one machine share,
+and :class:`HeartbeatGrpcStorage` to a worker behind Optuna's gRPC storage
+proxy (``grpc://HOST:PORT``, started by ``automtl storage serve``).
 A trial also records its ``host:pid``, so a process on the same host can
 tell at once that a running trial's owner is gone.
 """
@@ -20,14 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import optuna
-from optuna.storages import JournalStorage
+from optuna.storages import GrpcStorageProxy, JournalStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 # Where studies live is light to import (the check before TensorFlow uses it); re-exported here.
 from automtl.backends.optuna.location import (  # noqa: F401
-    JOURNAL_SUFFIX, default_storage, is_journal, redact, with_driver, without_password,
+    JOURNAL_SUFFIX, default_storage, is_grpc, is_journal, redact, with_driver, without_password,
 )
 
 #: Trial user attributes automtl sets for fault handling.
@@ -46,30 +48,27 @@ def retry_callback() -> Callable[[optuna.Study, FrozenTrial], None]:
     return cls(max_retry=MAX_RETRY)
 
 
-class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
-    """Optuna's journal file storage plus heartbeats, kept as a trial system attribute."""
+class AttrHeartbeat(BaseHeartbeat):
+    """Heartbeats kept as a trial system attribute, for storages without Optuna's own (journal, gRPC proxy).
 
-    def __init__(self, path: Path, heartbeat_interval: int, grace_period: int,
-                 stale_callback: Callable[[optuna.Study, FrozenTrial], None] | None) -> None:
-        super().__init__(JournalFileBackend(str(path)))
-        self.path = Path(path)
-        self.heartbeat_interval = heartbeat_interval
-        self.grace_period = grace_period
-        self.stale_callback = stale_callback
+    Any storage that can set a trial attribute can beat this way, so a worker
+    behind the gRPC proxy is failed and retried exactly like one on the database.
+    """
 
-    def __reduce__(self) -> Any:  # picklable by its arguments (JournalStorage pickles its log backend)
-        return (type(self), (self.path, self.heartbeat_interval, self.grace_period, self.stale_callback))
+    heartbeat_interval: int
+    grace_period: int
+    stale_callback: Callable[[optuna.Study, FrozenTrial], None] | None
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:
-            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())  # type: ignore[attr-defined]
         except optuna.exceptions.UpdateFinishedTrialError:  # finished (or failed as stale) meanwhile
             pass
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now = time.time()
         stale = []
-        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):  # type: ignore[attr-defined]
             beat = t.system_attrs.get(HEARTBEAT_ATTR)
             if beat is not None and now - float(beat) > self.grace_period:
                 stale.append(t._trial_id)
@@ -85,6 +84,48 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     get_failed_trial_callback = get_heartbeat_stale_trial_callback
 
 
+class HeartbeatJournalStorage(AttrHeartbeat, JournalStorage):
+    """Optuna's journal file storage plus heartbeats, kept as a trial system attribute."""
+
+    def __init__(self, path: Path, heartbeat_interval: int, grace_period: int,
+                 stale_callback: Callable[[optuna.Study, FrozenTrial], None] | None) -> None:
+        super().__init__(JournalFileBackend(str(path)))
+        self.path = Path(path)
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.stale_callback = stale_callback
+
+    def __reduce__(self) -> Any:  # picklable by its arguments (JournalStorage pickles its log backend)
+        return (type(self), (self.path, self.heartbeat_interval, self.grace_period, self.stale_callback))
+
+
+class HeartbeatGrpcStorage(AttrHeartbeat, GrpcStorageProxy):
+    """A worker's end of Optuna's gRPC storage proxy (``automtl storage serve``), plus heartbeats.
+
+    The proxy serves Optuna's storage calls only; a heartbeat is one more trial
+    attribute written through it, so no database connection is held per worker.
+    """
+
+    def __init__(self, host: str, port: int, heartbeat_interval: int, grace_period: int,
+                 stale_callback: Callable[[optuna.Study, FrozenTrial], None] | None) -> None:
+        super().__init__(host=host, port=port)
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.stale_callback = stale_callback
+
+
+def open_proxy(storage: str, heartbeat_interval: int | None, grace_period: int | None) -> Any:
+    """The gRPC proxy client for ``grpc://HOST:PORT``, after the proxy answered (or a ConfigError)."""
+    from automtl.backends.optuna.location import CONNECT_TIMEOUT_S, check_proxy, grpc_address
+
+    host, port = grpc_address(storage)
+    check_proxy(storage, CONNECT_TIMEOUT_S)
+    if heartbeat_interval:
+        return HeartbeatGrpcStorage(host, port, heartbeat_interval, grace_period or 3 * heartbeat_interval,
+                                    retry_callback())
+    return GrpcStorageProxy(host=host, port=port)
+
+
 def open_storage(storage: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> Any:
     """An Optuna storage for a URL or journal path; with heartbeats (and retries) when an interval is given."""
     with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
@@ -95,6 +136,8 @@ def open_storage(storage: str, heartbeat_interval: int | None = None, grace_peri
 def _open_storage(storage: str, heartbeat_interval: int | None, grace_period: int | None) -> Any:
     grace = grace_period or (3 * heartbeat_interval if heartbeat_interval else None)
     callback = retry_callback() if heartbeat_interval else None
+    if is_grpc(storage):
+        return open_proxy(storage, heartbeat_interval, grace)
     if is_journal(storage):
         path = Path(storage).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
