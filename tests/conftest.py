@@ -81,6 +81,18 @@ def write_experiment(tmp_path: Path, table_csv: Path, tiny_space: Path) -> Calla
     return write
 
 
+@pytest.fixture(scope="module")
+def postgres_url() -> Any:
+    """A throwaway PostgreSQL server's URL (see ``pgcluster.py``), shared by a module's tests; skipped without one."""
+    from pgcluster import missing, postgres_server
+
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    with postgres_server() as url:
+        yield url
+
+
 @pytest.fixture
 def cli() -> Callable[..., Any]:
     """Invoke the CLI in-process; returns Click's Result."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgcluster import PASSWORD, free_port, missing, postgres_server
+from pgcluster import PASSWORD, free_port
 
 
 # -- addresses and errors (no server) -------------------------------------------------------------
@@ -54,15 +54,6 @@ def test_serve_refuses_what_the_proxy_cannot_serve(cli, tmp_path):
 
 
 # -- a real proxy in front of a real PostgreSQL ---------------------------------------------------
-@pytest.fixture(scope="module")
-def postgres_url():
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    with postgres_server() as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 def proxy(postgres_url, tmp_path_factory):
     """``automtl storage serve`` as its own process; the URL comes from the environment, as from a Secret."""

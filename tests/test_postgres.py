@@ -17,18 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgcluster import PASSWORD, missing, postgres_server
+from pgcluster import PASSWORD
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def postgres_url():
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    with postgres_server() as url:
-        yield url
 
 
 def rows(path: Path) -> list[dict]:
