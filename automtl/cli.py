@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from automtl import __version__
-from automtl.commands import dashboard, distill, export, plugins, predict, report, search, spaces, storage, trials
+from automtl.commands import dashboard, distill, export, k8s, plugins, predict, report, search, spaces, storage, trials
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +18,7 @@ def cli() -> None:
     """Search multi-task neural network architectures (TensorFlow/Keras) for your data."""
 
 
-for _module in (search, plugins, spaces, report, trials, export, distill, predict, dashboard, storage):
+for _module in (search, plugins, spaces, report, trials, export, distill, predict, dashboard, storage, k8s):
     cli.add_command(getattr(_module, _module.__name__.rsplit(".", 1)[1]))
 
 

@@ -1,0 +1,1 @@
+"""Running a search elsewhere: manifests for a cluster (no TensorFlow, no engine)."""
