@@ -10,7 +10,7 @@ import yaml
 
 from automtl.data.subsample import subsample
 from automtl.errors import ConfigError
-from automtl.run.fidelity import AUTO_MIN_ROWS, RUNGS, describe, label, obstacle, promotions, rungs_for
+from automtl.run.fidelity import AUTO_MIN_ROWS, RUNGS, describe, label, last_call, obstacle, promotions, rungs_for
 from automtl.trial import TrialRecord, top_fidelity
 
 
@@ -39,6 +39,21 @@ def test_the_highest_rung_promotes_first_and_full_rows_end_the_ladder():
     assert out == [(12, 1.0), (6, mid)]  # the best of 1/3 to all rows first; 8 and 7 were taken, 6 was not
     records.append(_rec(20, 0.99, 1.0, parent=12))  # all rows is the last rung: 20 goes nowhere
     assert [(r.number, f) for r, f in promotions(records, RUNGS)] == [(6, mid)]
+
+
+def test_before_the_time_runs_out_the_best_so_far_gets_all_rows_once():
+    low, mid = RUNGS[0], RUNGS[1]
+    records = [_rec(0, 0.5, low), _rec(1, 0.7, low), _rec(2, 0.6, mid, parent=1), _rec(3, 0.4, low)]
+    for r in records:
+        r.cost = {"train_seconds": 10.0}
+    # trial 2 (the best of the highest rung, 1/3 of the rows, 10 s) would take about 30 s on all rows
+    assert last_call(records, RUNGS, seconds_left=200.0) is None  # time enough for the ladder
+    assert last_call(records, RUNGS, seconds_left=None) is None  # no time budget
+    final = last_call(records, RUNGS, seconds_left=55.0)
+    assert final is not None and (final[0].number, final[1]) == (2, 1.0)
+    queued = records + [_rec(4, None, 1.0, parent=2, state="waiting")]
+    assert last_call(queued, RUNGS, seconds_left=55.0) is None  # once
+    assert last_call(records, [1.0], seconds_left=55.0) is None  # no rungs, no ladder
 
 
 def test_only_the_highest_fidelity_reached_ranks():
@@ -103,3 +118,16 @@ def test_a_search_on_rows_promotes_its_best_and_exports_a_full_fidelity_trial(wr
     manifest = json.loads((run / "best" / "automtl.json").read_text())
     best = by_number[manifest["trial"]["number"]]
     assert best["fidelity"] == top  # a ninth-of-the-rows score never outranks a trial on more rows
+
+
+def test_what_follows_the_trials_is_planned_on_every_row():
+    """The refit and the baselines train on all rows: a best trial on 1/3 of them took a third of that."""
+    from automtl.run.budget import Budget
+
+    budget = Budget(deadline=None, seconds=600, tasks=2, max_epochs=30, refit=True, refit_rows=1.0, baselines=True)
+    on_third = TrialRecord(1, "complete", 0.8, {}, {}, 11.0, best_epoch=10, fidelity=RUNGS[1],
+                           cost={"train_seconds": 10.0, "epochs": 10})
+    on_ninth = TrialRecord(0, "complete", 0.9, {}, {}, 4.0, best_epoch=10, fidelity=RUNGS[0],
+                           cost={"train_seconds": 3.0, "epochs": 10})
+    costs = budget.end_costs([on_ninth, on_third])
+    assert costs["refit"] == pytest.approx(30.0) and costs["baselines"] == pytest.approx(60.0)

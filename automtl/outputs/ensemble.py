@@ -22,7 +22,7 @@ import numpy as np
 
 from automtl.objective import combine as objective_of
 from automtl.objective import mean_of
-from automtl.trial import TrialRecord, trial_dir, top_fidelity
+from automtl.trial import TrialRecord, trial_dir
 
 if TYPE_CHECKING:
     from automtl.api import Task
@@ -321,7 +321,9 @@ def select_for_run(run_dir: Path, tasks: Sequence["Task"], valid: "Arrays | Fold
     ``size`` None is the default: :data:`DEFAULT_SIZE` members (greedy selection with replacement)
     from :data:`MIN_TRIALS` completed trials on, so a short timed run still ends with an ensemble.
     """
-    done = top_fidelity(records)  # members trained on every row (a multi-fidelity search's highest rung)
+    # Every completed trial is a candidate, whatever rows it trained on (multi-fidelity): greedy
+    # selection keeps a member only while it improves the ensemble on the same validation rows.
+    done = [r for r in records if r.ok]
     if size == 0:
         return None, "ensemble off (--ensemble 0)"
     if size is None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from automtl.training.cost import CostModel, fit
-from automtl.trial import TrialRecord
+from automtl.trial import TrialRecord, top_fidelity
 
 #: Seconds one SavedModel export takes (trace, save, reload and compare): about 2 s for the digits
 #: demo's MLP on a 2-core CPU, more for image and text models; an ensemble's export counts twice.
@@ -73,8 +73,9 @@ class Budget:
         costs = {"export": export}
         if not done:
             return costs
-        best = max(done, key=lambda r: r.score)
-        train = float(best.cost.get("train_seconds") or best.duration_s or 0.0)
+        best = max(top_fidelity(done), key=lambda r: r.score)  # the trial best/ will come from
+        # what follows trains on every row: a multi-fidelity trial's time scales up by its rows
+        train = float(best.cost.get("train_seconds") or best.duration_s or 0.0) / best.fidelity
         trained = int(best.cost.get("epochs") or best.best_epoch or 1)
         per_epoch = train / max(1, trained)
         epochs = best.best_epoch or trained

@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import Sequence
 
 from automtl.errors import ConfigError
-from automtl.trial import TrialRecord, same_fidelity as same
+from automtl.trial import TrialRecord, same_fidelity as same, top_fidelity
 
 #: the promotion ratio: the top 1/ETA of a rung moves up, each rung has ETA times the rows of the one below
 ETA = 3
@@ -92,3 +92,34 @@ def promotions(records: Sequence[TrialRecord], rungs: Sequence[float]) -> list[t
                 out.append((r, rungs[k + 1]))
                 taken.add(r.number)
     return out
+
+
+#: the last call comes while the time left for trials is at most this many times the full-rows estimate
+LAST_CALL = 2.0
+
+
+def last_call(records: Sequence[TrialRecord], rungs: Sequence[float], seconds_left: float | None
+              ) -> tuple[TrialRecord, float] | None:
+    """Before a time budget runs out, the best configuration so far runs on all rows, once.
+
+    Successive halving needs 9 cheap trials and 3 middle ones before one sees
+    every row; a short budget may end before that. When no trial on all rows
+    has run, is running or is queued, and the time left is at most
+    :data:`LAST_CALL` times what the best configuration of the highest rung
+    would take on all rows (its measured time scaled by rows), it is promoted
+    straight to all rows.
+    """
+    if seconds_left is None or len(rungs) < 2:
+        return None
+    if any(same(r.fidelity, rungs[-1]) and r.state in ("complete", "running", "waiting") for r in records):
+        return None
+    top = top_fidelity(records)
+    if not top:
+        return None
+    best = max(top, key=lambda r: r.score)
+    if any(r.parent == best.number and r.state in ("running", "waiting") for r in records):
+        return None  # its next rung is on its way
+    took = float(best.cost.get("train_seconds") or best.duration_s or 0.0)
+    if seconds_left <= LAST_CALL * took * rungs[-1] / best.fidelity:
+        return best, rungs[-1]
+    return None

@@ -38,7 +38,7 @@ from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.run.summary import SearchSummary, print_summary
 from automtl.space import AUTO, SearchSpace, load_space, parse_space, plugin_parameters, resolve_space_path
-from automtl.trial import TrialRecord, trial_dir, top_fidelity
+from automtl.trial import TrialRecord, trial_dir
 
 
 @dataclass(frozen=True)
@@ -377,7 +377,7 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
     (:meth:`Budget.trial_deadline`) and the cost model of the finished trials,
     and no trial starts once even the cheapest so far would not fit.
     """
-    from automtl.run.fidelity import promotions
+    from automtl.run.fidelity import last_call, promotions
 
     settings, budget = s.exp.search, s.budget
     finished = s.backend.records()  # the study's trials so far (a resumed study's too), kept current by on_trial
@@ -392,7 +392,11 @@ def run_trials(s: Search) -> tuple[bool, str | None]:
     def on_trial(record: TrialRecord) -> None:
         finished[:] = s.backend.records()
         if len(s.rungs) > 1:  # multi-fidelity: the best of each rung run again on more rows
-            for parent, fraction in promotions(finished, s.rungs):
+            queued = promotions(finished, s.rungs)
+            final = last_call(finished, s.rungs, budget.trials_left(finished))
+            if final is not None:  # before the time runs out, the best so far on all rows
+                queued = [final] + [q for q in queued if q[0].number != final[0].number]
+            for parent, fraction in queued:
                 s.backend.promote(parent, fraction)
         s.progress.trial(record, finished)
         s.write_tables(finished)
@@ -495,7 +499,7 @@ def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> S
     elif trained_here:
         baselines = _baselines(s, best, notes)
     extra = {"baselines": baselines.to_json()} if baselines is not None else {}
-    wants_ensemble = s.exp.search.ensemble != 0 and len(top_fidelity(records)) >= 2
+    wants_ensemble = s.exp.search.ensemble != 0 and sum(r.ok for r in records) >= 2
     summary = SearchSummary(s.run_dir, records, best, export_best(s, best, extra, ensemble=wants_ensemble),
                             interrupted, stopped=stopped, baselines=baselines, notes=notes)
     if trained_here and not interrupted:
