@@ -51,8 +51,11 @@ def test_before_the_time_runs_out_the_best_so_far_gets_all_rows_once():
     assert last_call(records, RUNGS, seconds_left=None) is None  # no time budget
     final = last_call(records, RUNGS, seconds_left=55.0)
     assert final is not None and (final[0].number, final[1]) == (2, 1.0)
+    assert last_call(records, RUNGS, seconds_left=25.0) is None  # too late: it could not finish
     queued = records + [_rec(4, None, 1.0, parent=2, state="waiting")]
     assert last_call(queued, RUNGS, seconds_left=55.0) is None  # once
+    refused = records + [_rec(4, None, 1.0, parent=2, state="pruned")]  # "not started: ..." by the cost model
+    assert last_call(refused, RUNGS, seconds_left=45.0) is None  # once, even when it could not run
     assert last_call(records, [1.0], seconds_left=55.0) is None  # no rungs, no ladder
 
 

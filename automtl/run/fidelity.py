@@ -104,22 +104,23 @@ def last_call(records: Sequence[TrialRecord], rungs: Sequence[float], seconds_le
 
     Successive halving needs 9 cheap trials and 3 middle ones before one sees
     every row; a short budget may end before that. When no trial on all rows
-    has run, is running or is queued, and the time left is at most
+    has run, is running or is queued, and the time left is between once and
     :data:`LAST_CALL` times what the best configuration of the highest rung
     would take on all rows (its measured time scaled by rows), it is promoted
-    straight to all rows.
+    straight to all rows; never twice, even if that trial could not run.
     """
     if seconds_left is None or len(rungs) < 2:
         return None
-    if any(same(r.fidelity, rungs[-1]) and r.state in ("complete", "running", "waiting") for r in records):
-        return None
+    if any(same(r.fidelity, rungs[-1]) and (r.parent is not None or r.state in ("complete", "running", "waiting"))
+           for r in records):
+        return None  # once: a promotion to all rows was made (whatever became of it), or one is on its way
     top = top_fidelity(records)
     if not top:
         return None
     best = max(top, key=lambda r: r.score)
     if any(r.parent == best.number and r.state in ("running", "waiting") for r in records):
         return None  # its next rung is on its way
-    took = float(best.cost.get("train_seconds") or best.duration_s or 0.0)
-    if seconds_left <= LAST_CALL * took * rungs[-1] / best.fidelity:
+    took = float(best.cost.get("train_seconds") or best.duration_s or 0.0) * rungs[-1] / best.fidelity
+    if took <= seconds_left <= LAST_CALL * took:  # not yet: the ladder may still get there; too late: it cannot
         return best, rungs[-1]
     return None
