@@ -355,6 +355,11 @@ class InputEncoder(_Plugin):
     #: by the run's trials and worker processes; set by automtl before ``prepare`` (None:
     #: no run folder, e.g. in a unit test).
     cache_dir: Path | None = None
+    #: Whether models of this input trained on a ninth of the training rows still rank
+    #: configurations as on all rows: ``search.fidelity: auto`` trains on row subsamples only
+    #: when every input says so. Tabular MLPs do; conv nets on a ninth of the images, at the
+    #: few epochs a time budget allows, did not (bench/budget_quality.py --automtl-args).
+    subsample_ranks: bool = False
 
     def prepare(self, train: Table) -> None:
         """Learn statistics and vocabularies from the training split."""

@@ -83,6 +83,7 @@ def test_auto_uses_rows_only_under_a_time_budget_with_enough_rows():
     assert rungs_for("auto", enough, time_budget=False) == [1.0]  # a trial count: every trial sees every row
     assert rungs_for("auto", enough - 100, time_budget=True) == [1.0]  # a ninth would be too few rows
     assert rungs_for("auto", enough, True, why_not="a cross-validated search ...") == [1.0]
+    assert rungs_for("auto", enough, True, subsample_ranks=False) == [1.0]  # e.g. images: measured worse
     assert rungs_for("none", enough, time_budget=True) == [1.0]
     assert rungs_for("rows", 300, time_budget=False) == list(RUNGS)  # asked for: on, whatever the size
     why = obstacle(False, "keras-tuner", 0, "mean", False)

@@ -42,18 +42,21 @@ def obstacle(promotes: bool, backend: str, folds: int, objective: str, parallel:
     return ""
 
 
-def rungs_for(setting: str, rows: int, time_budget: bool, why_not: str = "") -> list[float]:
+def rungs_for(setting: str, rows: int, time_budget: bool, why_not: str = "", subsample_ranks: bool = True
+              ) -> list[float]:
     """The row fractions trials train on, smallest first (``[1.0]``: every trial sees every row).
 
     ``setting``: ``search.fidelity`` (auto, rows or none); ``rows``: the training rows;
-    ``why_not``: :func:`obstacle`'s reason, which ``rows`` refuses with and ``auto`` obeys.
-    ``auto`` turns it on only under a time budget and with enough rows that the
-    smallest rung still learns something.
+    ``why_not``: :func:`obstacle`'s reason, which ``rows`` refuses with and ``auto`` obeys;
+    ``subsample_ranks``: every input says a subsample ranks its configurations
+    (:attr:`automtl.api.InputEncoder.subsample_ranks`). ``auto`` turns it on only
+    under a time budget, for such inputs, with enough rows that the smallest rung
+    still learns something.
     """
     if setting == "none":
         return [1.0]
     if setting == "auto":
-        if not time_budget or why_not or rows * RUNGS[0] < AUTO_MIN_ROWS:
+        if not time_budget or why_not or not subsample_ranks or rows * RUNGS[0] < AUTO_MIN_ROWS:
             return [1.0]
         return list(RUNGS)
     if why_not:

@@ -312,7 +312,8 @@ def plan_rungs(checked: Checked, spec: Any, parallel: bool) -> list[float]:
 
     settings, prepared = checked.exp.search, checked.prepared
     why_not = fidelity.obstacle(spec.promotes, spec.name, len(prepared.folds), settings.objective, parallel)
-    return fidelity.rungs_for(settings.fidelity, len(prepared.train), settings.time_is_budget, why_not)
+    return fidelity.rungs_for(settings.fidelity, len(prepared.train), settings.time_is_budget, why_not,
+                              all(e.subsample_ranks for e in checked.encoders))
 
 
 def budget_note(budget: Budget, records: list[TrialRecord]) -> str:

@@ -65,6 +65,8 @@ class TabularInput(InputEncoder):
     """
 
     Options = TabularOptions
+    #: a ninth of a table's rows ranks MLP configurations (multi-fidelity search by rows)
+    subsample_ranks = True
     parameters = PARAMETERS
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
