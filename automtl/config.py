@@ -73,6 +73,13 @@ class DataConfig(_Strict):
     folds: int | None = pydantic.Field(
         None, ge=2, description="cross-validate every trial on K folds of the training file (grouped with 'group')"
     )
+    stream: bool | None = pydantic.Field(
+        None, description="read the training rows from Parquet in batches every epoch instead of holding them in "
+        "memory (default: when the table is larger than AUTOMTL_INMEMORY_MB)"
+    )
+    sample_rows: int = pydantic.Field(
+        100_000, ge=100, description="streamed tables: training rows the encodings and vocabularies are fitted on"
+    )
 
     @property
     def group_rule(self) -> GroupRule | None:
@@ -83,6 +90,13 @@ class DataConfig(_Strict):
         if self.folds is not None and self.valid is not None:
             raise ValueError("'folds' cross-validates the training file, so there is no separate validation file; "
                              "remove 'valid' (or 'folds')")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _stream_splits_by_hash(self) -> "DataConfig":
+        if self.stream and self.folds is not None:
+            raise ValueError("'stream' reads the rows in batches and splits them by a hash; it cannot cross-validate: "
+                             "remove 'folds' (or 'stream')")
         return self
 
     @pydantic.field_validator("valid_fraction")

@@ -16,7 +16,7 @@ from automtl import plugins
 from automtl.config import Experiment
 from automtl.data.readers import read_table
 from automtl.data.split import Split, check_no_shared_groups, recorded_split, take_split
-from automtl.data.streamed import is_streamed
+from automtl.data.streamed import is_streamed, rows_of, wants_stream
 from automtl.data.table import Table
 from automtl.errors import ConfigError, DataError
 
@@ -37,7 +37,7 @@ class Arrays:
 
     def take(self, rows: np.ndarray) -> "Arrays":
         """The same arrays for these rows only (``rows``: indices)."""
-        pick = lambda d: {k: v[rows] for k, v in d.items()}  # noqa: E731
+        pick = lambda d: {k: rows_of(v, rows) for k, v in d.items()}  # noqa: E731
         return Arrays(pick(self.x), pick(self.y), pick(self.mask))
 
     def concat(self, other: "Arrays") -> "Arrays":
@@ -87,7 +87,8 @@ class Prepared:
     #: the validation rows; None with ``data.folds`` (each fold has its own)
     valid: Arrays | None
     importance: dict[str, float] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
+    #: where the rows came from, for the manifest (a streamed table adds ``stream``: files, rows, sample, split)
+    sources: dict[str, Any] = field(default_factory=dict)
     folds: list[Fold] = field(default_factory=list)
     split: Split | None = None
 
@@ -233,6 +234,11 @@ def prepare(exp: Experiment, encoders: list[InputEncoder], tasks: list[Task], ru
     its training rows only, so no fold learns a vocabulary or a scale from
     the rows it is scored on. ``table``: the training file, when the caller has read it already.
     """
+    if wants_stream(exp.data, exp.path(exp.data.train)):
+        # (imported here: the streamed path builds on this module's Arrays and checks)
+        from automtl.data.streamed_table import prepare_streamed
+
+        return prepare_streamed(exp, encoders, tasks, run_dir, keep_unlabelled)
     loaded = load_data(exp, run_dir, table)
     train, valid = fit_arrays(encoders, tasks, loaded.train, loaded.valid, keep_unlabelled)
     folds = []

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from automtl.data.table import Table
+from automtl.data.parquet import dataset_files, is_dataset, read_dataset
+from automtl.data.table import Table, from_frame
 from automtl.data.textfiles import JSONL_SUFFIXES, read_jsonl
 from automtl.errors import DataError
 
@@ -30,8 +31,11 @@ def suffixes(readers: list) -> list[str]:
 
 
 def read_table(path: Path, *, role: str = "data") -> Table:
-    """Load one data file; the suffix picks the reader, then plugins may refine the table."""
+    """Load one data file (or a folder or glob of Parquet files); the suffix picks the reader, then plugins
+    may refine the table."""
     path = Path(path)
+    if is_dataset(path):
+        return read_dataset(dataset_files(path, role), str(path))
     if not path.exists():
         raise DataError(f"{role} file not found: {path}")
     if path.is_dir():
@@ -78,11 +82,4 @@ def _pandas_table(path: Path, kind: str) -> Table:
         frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the data file is empty") from None
-    columns = {}
-    for name in frame.columns:
-        series = frame[name]
-        if series.dtype.kind in "fiub":
-            columns[str(name)] = series.to_numpy()
-        else:
-            columns[str(name)] = series.to_numpy(dtype=object, na_value=None)
-    return Table(str(path), columns)
+    return from_frame(frame, str(path))

@@ -10,6 +10,7 @@ Light to import: TensorFlow loads when a batch is first read.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,5 +84,39 @@ class MappedArray(StreamedArray):
         return rows
 
 
+class RowSubset(StreamedArray):
+    """Some rows of a streamed array (a task's labelled rows), read through it: nothing is copied."""
+
+    def __init__(self, base: StreamedArray, rows: np.ndarray) -> None:
+        super().__init__((len(rows), *base.shape[1:]), base.dtype)
+        self.base = base
+        self.rows = np.asarray(rows, np.int64)
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        return self.base.take(self.rows[np.asarray(indices, np.int64)])
+
+    def read(self, indices: Any) -> Any:
+        import tensorflow as tf
+
+        return self.base.read(tf.gather(tf.constant(self.rows), indices))
+
+
+def rows_of(values: Any, rows: np.ndarray) -> Any:
+    """``values[rows]`` for numpy and streamed arrays alike."""
+    return RowSubset(values, rows) if is_streamed(values) else values[rows]
+
+
 def is_streamed(values: Any) -> bool:
     return isinstance(values, StreamedArray)
+
+
+def wants_stream(data: Any, train: Path) -> bool:
+    """Whether a training table is read from Parquet in batches (``data.stream``; by default when the
+    table would take more than ``AUTOMTL_INMEMORY_MB`` in memory). ``data``: the experiment's ``data``."""
+    from automtl.data.parquet import dataset_files, in_memory_bytes, is_parquet
+
+    if data.stream is not None:
+        return bool(data.stream)
+    if data.folds is not None or not is_parquet(train):
+        return False
+    return in_memory_bytes(dataset_files(train, "training data")) > memory_budget_bytes()

@@ -74,6 +74,18 @@ class Table:
         return chosen
 
 
+def from_frame(frame: Any, source: str, row_ids: np.ndarray | None = None) -> Table:
+    """A pandas frame as a Table: numeric columns as they are, others as objects with None for missing cells."""
+    columns = {}
+    for name in frame.columns:
+        series = frame[name]
+        if series.dtype.kind in "fiub":
+            columns[str(name)] = series.to_numpy()
+        else:
+            columns[str(name)] = series.to_numpy(dtype=object, na_value=None)
+    return Table(source, columns, row_ids)
+
+
 def as_float(table: Table, name: str, *, needed_by: str) -> np.ndarray:
     """A column as float64 (NaN for missing), or a DataError naming the bad value.
 

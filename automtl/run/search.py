@@ -210,12 +210,13 @@ def with_auto_folds(exp: Experiment) -> tuple[Experiment, bool, Any]:
     was; and the training table when it had to be read to count its rows (else None)."""
     from automtl.data.readers import read_table
     from automtl.data.split import auto_folds, names_split
+    from automtl.data.streamed import wants_stream
 
     settings = exp.search
     tabular_only = all(i.type == "tabular" for i in exp.inputs)
     hyperband = (settings.backend, settings.algorithm) == ("keras-tuner", "hyperband")  # cannot cross-validate
-    if names_split(exp.data) or not tabular_only or hyperband:
-        return exp, False, None
+    if names_split(exp.data) or not tabular_only or hyperband or wants_stream(exp.data, exp.path(exp.data.train)):
+        return exp, False, None  # (a streamed table is never read whole)
     table = read_table(exp.path(exp.data.train), role="training data")
     folds = auto_folds(exp.data, len(table), tabular_only)
     if folds is None:
