@@ -16,13 +16,13 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import numpy as np
 import pydantic
 
+from automtl.core.params import ParamSpec
+from automtl.core.trial import HeadParams, TrialParams
 from automtl.data.streamed import MappedArray, StreamedArray, memory_budget_bytes
 from automtl.data.table import Table, as_float, is_missing, object_column
 from automtl.errors import ConfigError, DataError
 from automtl.model.blocks import dense_block
 from automtl.model.lr_scale import scale_learning_rate
-from automtl.params import ParamSpec
-from automtl.trial import HeadParams, TrialParams
 
 __all__ = [
     "Block",
@@ -156,7 +156,7 @@ class PortableInput:
     output) or ``"cast"`` (the new input cast to the layer's output dtype). ``steps`` say how
     a raw value becomes the new input; the export's pure-Python ``preprocess.py`` runs them
     (operations: ``lowercase_ascii``, ``regex_replace``, ``split``, ``lookup``, ``pad``,
-    ``image_size``; see :mod:`automtl.outputs.preprocess_ref`).
+    ``image_size``; see :mod:`automtl.export.preprocess_ref`).
     """
 
     input: str

@@ -158,7 +158,7 @@ def build_auto_space(encoders: Iterable[Any], tasks: Iterable[Any], rows: int | 
 def describe_types() -> list[tuple[str, str, str]]:
     """(kind, type, what ``auto`` adds for it) for every installed input and task type, read
     from the plugins' ``auto_space.yaml`` files without importing them."""
-    from automtl.plugins import entry_points
+    from automtl.core.plugins import entry_points
 
     rows = []
     for kind in ("input", "task"):

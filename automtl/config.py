@@ -9,8 +9,8 @@ from typing import Any, Literal
 import pydantic
 import yaml
 
+from automtl.core.registry import AXES
 from automtl.errors import ConfigError
-from automtl.registry import AXES
 
 
 #: Experiment and study names: they become folder names (``runs/<name>``, Keras Tuner's project), so
@@ -233,7 +233,7 @@ class SearchConfig(_Strict):
     @pydantic.field_validator("backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
-        from automtl import registry
+        from automtl.core import registry
 
         known = registry.names("backend")
         if v not in known:
@@ -243,7 +243,7 @@ class SearchConfig(_Strict):
     @pydantic.model_validator(mode="after")
     def _backend_can(self) -> "SearchConfig":
         """The algorithm and objective the backend declares it can run (never a silent substitute)."""
-        from automtl import registry
+        from automtl.core import registry
 
         spec = registry.member("backend", self.backend)
         if self.algorithm is None:

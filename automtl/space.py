@@ -13,7 +13,7 @@ and may carry ``when: {other_param: value-or-list}``. Backends translate
 the resulting :class:`SearchSpace` in one place each.
 
 Which names exist and which values make sense is declared by whoever reads
-the parameter (:mod:`automtl.params`, the axes in :mod:`automtl.registry`,
+the parameter (:mod:`automtl.core.params`, the axes in :mod:`automtl.core.registry`,
 the plugins' ``parameters``); this module only enforces those declarations.
 """
 
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
-from automtl import registry
 from automtl.config import read_yaml
+from automtl.core import registry
+from automtl.core.params import ParamSpec
 from automtl.errors import ConfigError
-from automtl.params import ParamSpec
 
 KINDS = ("int", "float", "choice", "fixed")
 #: The space built from the experiment's inputs and tasks (see :mod:`automtl.autospace`).
@@ -136,7 +136,7 @@ def plugin_parameters(plugins: Iterable[Any]) -> dict[str, ParamSpec]:
     """Extra parameters declared by plugins, as specs.
 
     A plugin's ``parameters`` is a tuple of names, or a mapping of name to a
-    :class:`~automtl.params.ParamSpec`, a tuple of allowed values, or ``None``
+    :class:`~automtl.core.params.ParamSpec`, a tuple of allowed values, or ``None``
     (any value).
     """
     known: dict[str, ParamSpec] = {}

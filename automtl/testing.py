@@ -29,8 +29,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from automtl.api import InputEncoder, Table, Targets, Task
+from automtl.core.trial import HeadParams, TrialParams
 from automtl.errors import ConfigError
-from automtl.trial import HeadParams, TrialParams
 
 #: Trunk views a task may ask for, with the feature shape the checks feed its head.
 VIEW_SHAPES = {"vector": (16,), "spatial": (6, 6, 8)}
@@ -304,8 +304,8 @@ def _check_search(plugin: tuple[str, type, Mapping[str, Any]], *, inputs: Sequen
     import yaml
     from rich.console import Console
 
-    from automtl import plugins
     from automtl.config import build_experiment
+    from automtl.core import plugins
     from automtl.run.search import run_search
 
     kind, cls, options = plugin

@@ -43,7 +43,7 @@ command (no ``--trials``: the run's trial cap is whatever automtl's default is, 
 run), measures the command's wall time (overrun = wall / B - 1: data checks, the refit of
 ``best/``, the single-task baselines, the ensemble and the export all come after the search's
 time is up), counts the completed trials in ``RUN/trials.json``, and serves ``RUN/best`` and
-``RUN/ensemble`` (when the run made one) on the raw test file with ``automtl.outputs.predict``
+``RUN/ensemble`` (when the run made one) on the raw test file with ``automtl.export.predict``
 (the SavedModel, as ``automtl predict`` serves it). The budget-free alternatives (gradient
 boosting, TF-IDF) are fitted once per modality and shown at every budget.
 
@@ -399,7 +399,7 @@ def run_automtl(problem: Problem, budget: float, seed: int, run_dir: Path, extra
 
 def served(problem: Problem, model_dir: Path, out: Path) -> dict[str, np.ndarray]:
     """Serve an exported model on the raw test file, as ``automtl predict`` does."""
-    from automtl.outputs.predict import predict
+    from automtl.export.predict import predict
 
     predict(model_dir, problem.test_file, out)
     pred = pd.read_csv(out)

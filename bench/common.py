@@ -9,7 +9,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from automtl.config import load_experiment
-from automtl.plugins import write_demo
+from automtl.core.plugins import write_demo
 from automtl.data.prepare import Prepared, instantiate, prepare
 
 

@@ -73,7 +73,7 @@ PROBLEMS = {"digits": digits_frame, "penguins": penguins_frame}
 
 def test_metrics(model_dir: Path, test: pd.DataFrame, spec: dict) -> dict[str, float]:
     """Per-task test metrics of an exported model, from its served outputs; ``objective`` as the search scores."""
-    from automtl.outputs.predict import load_manifest, model_inputs, run_model
+    from automtl.export.predict import load_manifest, model_inputs, run_model
 
     manifest = load_manifest(model_dir)
     data = {str(c): test[c].to_numpy() for c in test.columns}
@@ -104,7 +104,7 @@ def one_run(problem: str, seed: int, args: argparse.Namespace, root: Path) -> di
 
     import automtl.model.layers  # noqa: F401  (custom layers, to count a model's parameters)
     from automtl.config import build_experiment
-    from automtl.outputs.distill import distill, serving_latency
+    from automtl.run.distill import distill, serving_latency
     from automtl.run.search import run_search
 
     frame, spec = PROBLEMS[problem]()
@@ -146,7 +146,7 @@ def one_run(problem: str, seed: int, args: argparse.Namespace, root: Path) -> di
 
 
 def _rows(run: Path, test: pd.DataFrame) -> dict[str, np.ndarray]:
-    from automtl.outputs.predict import load_manifest, model_inputs
+    from automtl.export.predict import load_manifest, model_inputs
 
     data = {str(c): test[c].to_numpy() for c in test.columns}
     return model_inputs(load_manifest(run / "best"), data, "test")

@@ -44,7 +44,7 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from automtl.config import load_experiment  # noqa: E402
-from automtl.plugins import write_demo  # noqa: E402
+from automtl.core.plugins import write_demo  # noqa: E402
 
 
 @dataclass

@@ -67,7 +67,7 @@ def digits_problem(folder: Path) -> tuple[dict, Path]:
     import pandas as pd
     import yaml
 
-    from automtl.plugins import write_demo
+    from automtl.core.plugins import write_demo
 
     exp_path = write_demo("digits", folder / "demo")
     exp = yaml.safe_load(exp_path.read_text())
@@ -144,7 +144,7 @@ def test_metrics(run_dir: Path, record, prepared, test_path: Path) -> dict[str, 
     from automtl.data.readers import read_table
     from automtl.model import layers as _layers  # noqa: F401  (custom layers)
     from automtl.objective import combine
-    from automtl.outputs.export_run import trial_model
+    from automtl.run.export_trial import trial_model
 
     model = keras.models.load_model(trial_model(run_dir, record, prepared), compile=False)
     arrays = to_arrays(prepared.encoders, prepared.tasks, read_table(test_path))

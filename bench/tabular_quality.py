@@ -20,7 +20,7 @@ Compared on the test split:
   ``--trials`` trials of up to ``--epochs`` epochs (``--timeout`` only caps a very slow
   machine: a trial budget makes the result independent of the machine's load), the exported
   best model served on the raw test file
-  (``automtl.outputs.predict``: SavedModel, raw values with missing cells), and in a second column
+  (``automtl.export.predict``: SavedModel, raw values with missing cells), and in a second column
   the run's ``ensemble/`` (the tool's own ensemble of its best trials, served the same way);
 - **GBDT**: one scikit-learn ``HistGradientBoosting{Classifier,Regressor}`` per task, default
   settings, native categorical support: the baseline a practitioner reaches for first;
@@ -267,7 +267,7 @@ def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder
     if summary.ensemble_dir is not None:
         out["ensemble"] = _served(ds, summary.ensemble_dir, folder, "pred_ensemble.csv")
     done = [r for r in summary.records if r.state == "complete"]
-    from automtl.outputs.rundir import load_experiment as run_experiment
+    from automtl.rundir.folder import load_experiment as run_experiment
 
     folds = run_experiment(summary.run_dir).data.folds  # what the run used (automtl's default, if not named)
     info = {"split": f"{folds}-fold cross-validation" if folds else "20% hold-out",
@@ -279,7 +279,7 @@ def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder
 
 def _served(ds: Dataset, model_dir: Path, folder: Path, name: str) -> dict[str, np.ndarray]:
     """Serve an exported model (``best/`` or ``ensemble/``) on the raw test file, as a user would."""
-    from automtl.outputs.predict import predict
+    from automtl.export.predict import predict
 
     predict(model_dir, folder / "test.csv", folder / name)
     pred = pd.read_csv(folder / name)

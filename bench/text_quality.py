@@ -12,7 +12,7 @@ sees while training or searching, and the rest, on which:
 
 - **automtl** searches (``space: auto``; ``--trials`` trials of up to ``--epochs`` epochs, capped at
   ``--timeout`` seconds), splitting its own validation rows off; its exported ``best/`` (and
-  ``ensemble/`` when it made one) is served on the raw test texts (``automtl.outputs.predict``);
+  ``ensemble/`` when it made one) is served on the raw test texts (``automtl.export.predict``);
 - **linear**: per task, scikit-learn's ``TfidfVectorizer`` (word 1-2-grams, ``min_df=2``,
   sublinear tf) and a linear model with its regularisation chosen by 5-fold cross-validation on
   the same rows (``LogisticRegressionCV`` / ``RidgeCV``): the baseline a practitioner fits first.
@@ -110,7 +110,7 @@ def automtl_predict(train: pd.DataFrame, test: pd.DataFrame, folder: Path, args:
 
 def _served(model_dir: Path, folder: Path, name: str) -> dict[str, np.ndarray]:
     """Serve an exported model on the raw test texts, as a user would."""
-    from automtl.outputs.predict import predict
+    from automtl.export.predict import predict
 
     predict(model_dir, folder / "test.csv", folder / name)
     pred = pd.read_csv(folder / name)

@@ -31,8 +31,8 @@ from common import demo_prepared  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from automtl.core.trial import TrialParams  # noqa: E402
 from automtl.model.assemble import build_model  # noqa: E402
-from automtl.trial import TrialParams  # noqa: E402
 from automtl.training.trainer import Trainer, to_tensors  # noqa: E402
 
 PARAMS = {"trunk.depth": 2, "trunk.units": 128, "head.units": 64, "head.depth": 1, "dropout": 0.1,

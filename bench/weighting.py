@@ -135,8 +135,8 @@ def splits(problem: Problem, seed: int) -> tuple[list, list, Any, Any, Any]:
 def trainer_for(method: str, encoders: list, tasks: list, train: Any, valid: Any, seed: int) -> Any:
     import keras
 
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
 
     keras.utils.set_random_seed(seed)
@@ -208,7 +208,7 @@ def delta_m(outcome: Outcome, base: Outcome, directions: dict[str, str]) -> tupl
 
 
 def main() -> None:
-    from automtl import registry
+    from automtl.core import registry
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))

@@ -116,9 +116,9 @@ class Workspace:
         """A run folder owned by the Optuna study 'tiny' (objective mean), with two trials recorded."""
         if self._run is None:
             from automtl.config import load_experiment
-            from automtl.outputs.results import write_trials_csv, write_trials_json
-            from automtl.outputs.rundir import record_owner, write_snapshot
-            from automtl.trial import TrialRecord
+            from automtl.core.trial import TrialRecord
+            from automtl.rundir.folder import record_owner, write_snapshot
+            from automtl.rundir.results import write_trials_csv, write_trials_json
 
             run = self.root / "owned_run"
             run.mkdir(exist_ok=True)
@@ -518,7 +518,7 @@ def _kept_run(w: Workspace, ensemble: bool = True) -> Path:
     with the single-task baselines recorded and, unless ``ensemble`` is False, an ensemble folder."""
     import shutil
 
-    from automtl.trial import trial_dir
+    from automtl.core.trial import trial_dir
 
     run = w.path("kept_run" if ensemble else "kept_run_no_ensemble")
     if not run.exists():
@@ -541,7 +541,7 @@ def _kept_run(w: Workspace, ensemble: bool = True) -> Path:
 def _kt_run(w: Workspace) -> Path:
     """A run folder whose Keras Tuner project was started with the Bayesian oracle."""
     from automtl.config import load_experiment
-    from automtl.outputs.rundir import record_owner, write_snapshot
+    from automtl.rundir.folder import record_owner, write_snapshot
 
     run = w.path("kt_run")
     if not (run / "automtl-run.json").exists():

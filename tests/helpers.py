@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from automtl.api import InputEncoder, Task
-from automtl.data.table import Table
 from automtl.data.prepare import Arrays, to_arrays
+from automtl.data.table import Table
 
 
 def prepared(encoders: list[InputEncoder], tasks: list[Task], train: Table, valid: Table) -> tuple[Arrays, Arrays]:
@@ -29,8 +29,8 @@ def table_from(frame: Any, source: str = "mem.csv") -> Table:
 def train_once(encoders, tasks, train: Arrays, valid: Arrays, params: dict, epochs: int = 20, seed: int = 0):
     import keras
 
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
 
     keras.backend.clear_session()

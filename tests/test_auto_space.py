@@ -140,7 +140,7 @@ def test_start_points_are_checked_and_run_first(tmp_path):
     seen = []
 
     def objective(handle):
-        from automtl.trial import TrialOutcome
+        from automtl.core.trial import TrialOutcome
 
         seen.append(dict(handle.params))
         return TrialOutcome(score=0.5, metrics={}, scores={}, best_epoch=1, epochs=1, device="cpu")

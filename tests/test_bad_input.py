@@ -149,7 +149,7 @@ def _raising(exc):
     (MemoryError(), ("out of memory",)),
 ])
 def test_environment_errors_are_one_line_exit_2(cli, fake_run, monkeypatch, exc, fragments):
-    monkeypatch.setattr("automtl.outputs.trials_view.select", _raising(exc))
+    monkeypatch.setattr("automtl.rundir.trials_view.select", _raising(exc))
     result = cli("trials", fake_run)
     assert_user_error(result, *fragments)
     assert len(result.output.strip().splitlines()) == 1
@@ -157,7 +157,7 @@ def test_environment_errors_are_one_line_exit_2(cli, fake_run, monkeypatch, exc,
 
 def test_an_internal_error_is_one_line_and_its_traceback_is_kept_in_the_run(cli, fake_run, monkeypatch):
     monkeypatch.delenv("AUTOMTL_DEBUG", raising=False)
-    monkeypatch.setattr("automtl.outputs.trials_view.select", _raising(ZeroDivisionError("a bug")))
+    monkeypatch.setattr("automtl.rundir.trials_view.select", _raising(ZeroDivisionError("a bug")))
     result = cli("trials", fake_run)
     assert result.exit_code == 1 and "Traceback" not in result.output
     line = result.output.strip()
@@ -170,7 +170,7 @@ def test_an_internal_error_is_one_line_and_its_traceback_is_kept_in_the_run(cli,
 def test_an_internal_error_outside_a_run_goes_to_a_temporary_log(cli, tmp_path, monkeypatch):
     import re
 
-    monkeypatch.setattr("automtl.outputs.predict.plan_predict", _raising(KeyError("oops")))
+    monkeypatch.setattr("automtl.export.predict.plan_predict", _raising(KeyError("oops")))
     result = cli("predict", tmp_path, "--data", tmp_path / "d.csv", "--out", tmp_path / "p.csv")
     assert result.exit_code == 1 and "Traceback" not in result.output
     path = re.search(r"traceback is in (\S+\.log)", result.output).group(1)

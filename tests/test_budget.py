@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from automtl.config import DEFAULT_TRIALS, SearchConfig
+from automtl.core.trial import TrialPruned, TrialRecord
 from automtl.run.budget import EXPORT_SECONDS, INITIAL_SHARE, MAX_SHARE, Budget
 from automtl.training.cost import CostModel, fit, measured
-from automtl.trial import TrialPruned, TrialRecord
 
 
 def _record(number: int, score: float, train_seconds: float, epochs: int = 10, best_epoch: int = 8,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from automtl.outputs.choices import MAX_CHARS, all_params, short_params
+from automtl.rundir.choices import MAX_CHARS, all_params, short_params
 
 
 def test_structural_choices_come_first_and_fit_one_line():

@@ -173,7 +173,7 @@ def test_export_replaces_only_its_own_folders_and_is_world_readable(tiny_run, tm
 def demo_validation(run: Path) -> pd.DataFrame:
     """The demo's validation rows, split exactly as the search split them."""
     from automtl.data.prepare import load_tables
-    from automtl.outputs.rundir import load_experiment
+    from automtl.rundir.folder import load_experiment
 
     _, valid = load_tables(load_experiment(run))
     return pd.DataFrame(valid.columns)
@@ -254,7 +254,7 @@ def test_predict_shows_a_bar_on_a_terminal_for_large_inputs(demo_run, tmp_path):
 
     from rich.console import Console
 
-    from automtl.outputs.predict import predict
+    from automtl.export.predict import predict
 
     demo_validation(demo_run).to_csv(tmp_path / "valid.csv", index=False)
     buffer = StringIO()
@@ -329,7 +329,7 @@ def test_progress_gives_logs_one_unwrapped_line_per_trial_and_quiet_none():
 
     from rich.console import Console
 
-    from automtl.trial import TrialRecord
+    from automtl.core.trial import TrialRecord
     from automtl.run.progress import SearchProgress
 
     record = TrialRecord(number=3, state="complete", score=0.8123, duration_s=1.5,

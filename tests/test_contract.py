@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from automtl.core.plugins import entry_points
 from automtl.data.readers import read_table
-from automtl.plugins import entry_points
 from automtl.testing import check_input, check_task
 from conftest import make_table
 

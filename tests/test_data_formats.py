@@ -63,7 +63,7 @@ def test_npz_arrays_as_inputs_and_targets(cli, tmp_path, tiny_space):
 
 def test_demo_writes_an_ordinary_experiment_file(tmp_path):
     from automtl.config import load_experiment
-    from automtl.plugins import write_demo
+    from automtl.core.plugins import write_demo
 
     path = write_demo("digits", tmp_path)
     exp = load_experiment(path)

@@ -69,7 +69,7 @@ def test_ensemble_served_by_plain_tensorflow_is_the_weighted_average_of_its_memb
     import keras
 
     import automtl.model.layers  # noqa: F401
-    from automtl.outputs.predict import load_manifest, model_inputs
+    from automtl.export.predict import load_manifest, model_inputs
 
     run, _ = finished
     manifest = load_manifest(run / "ensemble")
@@ -132,7 +132,7 @@ def test_distill_fills_missing_labels_with_the_teacher_and_serves(finished, tmp_
     assert filled["kind"] > 0 and filled["price"] == 0  # 'kind' unlabelled on a third of the rows
     assert f"task 'kind': the teacher filled in {filled['kind']}" in result.output
     assert manifest["distillation"]["mixup_rows"] > 0  # the default transfer set adds MixUp rows
-    from automtl.outputs.predict import predict
+    from automtl.export.predict import predict
 
     frame = make_table(20, seed=9)
     frame.to_csv(tmp_path / "new.csv", index=False)

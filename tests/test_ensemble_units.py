@@ -7,8 +7,8 @@ import pytest
 
 from automtl.api import Targets, Task, combines
 from automtl.data.prepare import Arrays
-from automtl.outputs.baselines import Baselines, TaskBaseline, delta_m, relative_change, summary_sentence, verdict
-from automtl.outputs.ensemble import FoldRows, select
+from automtl.run.ensemble import FoldRows, select
+from automtl.rundir.baselines import Baselines, TaskBaseline, delta_m, relative_change, summary_sentence, verdict
 
 
 # -- delta-m -----------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_bagged_selection_averages_bags_that_all_hold_the_best_trial():
     values = {0: 0.3, 1: -0.35, 2: -0.4, 3: -0.45, 4: 2.0, 5: 3.0}
     preds = {k: {"t": np.full(n, v)} for k, v in values.items()}
     single = {k: -v * v for k, v in values.items()}
-    from automtl.outputs.ensemble import _bagged, _scorer
+    from automtl.run.ensemble import _bagged, _scorer
 
     bags = _bagged(_scorer(task, _valid(n), preds), [0, 1, 2, 3, 4, 5], 2, 20, 0)
     assert {1, 2, 3} >= set(bags) - {0} and len(bags) >= 3  # partners vary from bag to bag; never #4 or #5
@@ -316,8 +316,8 @@ def test_distilled_task_mixes_hard_and_teacher_losses_and_fills_missing_labels()
 def test_distilled_box_targets_survive_augmentation_with_their_flag():
     from automtl_image.augment import flip_horizontal
 
-    from automtl_detection import DetectionTask
     from automtl.training.distillation import DistilledTask
+    from automtl_detection import DetectionTask
 
     task = DetectionTask("boxes", {})
     task.classes = ["a"]
@@ -340,7 +340,7 @@ def test_distilled_box_targets_survive_augmentation_with_their_flag():
 
 # -- the single-task space of a baseline search -------------------------------------------------
 def test_mixup_rows_mix_numbers_and_take_other_inputs_from_the_larger_share():
-    from automtl.outputs.distill import mixup_inputs
+    from automtl.run.distill import mixup_inputs
 
     x = {"num": np.array([[0.0, 10.0], [1.0, 20.0], [2.0, 30.0]], np.float32),
          "cat": np.array(["a", "b", "c"], dtype=object)}
@@ -356,7 +356,7 @@ def test_mixup_rows_mix_numbers_and_take_other_inputs_from_the_larger_share():
 
 
 def test_single_task_space_drops_multi_task_and_other_tasks_parameters_and_keeps_start_points():
-    from automtl.params import ParamSpec
+    from automtl.core.params import ParamSpec
     from automtl.run.baselines import single_task_params, single_task_space
     from automtl.space import parse_space
 
@@ -411,7 +411,7 @@ def test_bootstrap_interval_fits_its_time_budget_for_a_costly_metric(monkeypatch
 
 
 def test_latency_rounds_put_every_model_in_every_position():
-    from automtl.outputs.distill import rotations
+    from automtl.run.distill import rotations
 
     orders = rotations(["best", "ensemble", "student"], 6)
     assert all(sorted(o) == ["best", "ensemble", "student"] for o in orders)

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from automtl.trial import TrialRecord
+from automtl.core.trial import TrialRecord
 from automtl_classification import ClassificationTask
 from automtl_regression import RegressionTask
 from automtl_tabular import TabularInput
@@ -43,7 +43,7 @@ def test_saved_model_round_trip_in_fresh_process(tmp_path):
     model_path = tmp_path / "model.keras"
     assembled.model.save(model_path)
 
-    from automtl.outputs.export import export_trial
+    from automtl.export.savedmodel import export_trial
 
     record = TrialRecord(3, "complete", fit.objective, {"strategy": "joint"}, {"price.rmse": 1.0}, 1.0, "cpu")
     out = export_trial(model_path, encs, tasks, record, tmp_path / "best")
@@ -78,7 +78,7 @@ def valid_target_mean(frame) -> float:
 def test_failed_export_leaves_previous_export_intact(tmp_path):
     (tmp_path / "best").mkdir()
     (tmp_path / "best" / "automtl.json").write_text("{}")
-    from automtl.outputs.export import export_trial
+    from automtl.export.savedmodel import export_trial
 
     with pytest.raises(Exception):
         export_trial(tmp_path / "missing.keras", [], [], TrialRecord(0, "complete", 1.0, {}, {}, 1.0), tmp_path / "best")

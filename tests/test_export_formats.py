@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from automtl.core.trial import TrialRecord
 from automtl.data.table import Table
 from automtl.errors import AutomtlError
-from automtl.trial import TrialRecord
 from automtl_classification import ClassificationTask
 from automtl_regression import RegressionTask
 from automtl_tabular import ArrayInput, TabularInput
@@ -27,7 +27,7 @@ def export(tmp_path: Path, encs, tasks, train, valid, params: dict, formats=PORT
     """Train briefly, save, export with parity checks on the validation rows; returns (folder, manifest)."""
     assembled, _, fit = train_once(encs, tasks, train, valid, params, epochs=epochs)
     assembled.model.save(tmp_path / "model.keras")
-    from automtl.outputs.export import export_trial
+    from automtl.export.savedmodel import export_trial
 
     record = TrialRecord(0, "complete", fit.objective, params, {}, 1.0, "cpu")
     out = export_trial(tmp_path / "model.keras", encs, tasks, record, tmp_path / "out", formats=formats,
@@ -221,7 +221,7 @@ def test_tf_serving_layout_loads_and_versions(tmp_path):
     assert (first / "saved_model.pb").exists() and (first / "variables").is_dir()
     served = tf.saved_model.load(str(first)).signatures["serving_default"](features=tf.constant(valid.x["features"]))
     assert served["price.value"].shape == (len(valid),)
-    from automtl.outputs.export import export_trial
+    from automtl.export.savedmodel import export_trial
 
     second = export_trial(tmp_path / "model.keras", encs, tasks, TrialRecord(1, "complete", 0.0, {}, {}, 1.0),
                           tmp_path / "out", layout="tf-serving", model_name="houses")
@@ -233,7 +233,7 @@ def test_parity_beyond_tolerance_fails_naming_the_output(tmp_path):
     tasks = [RegressionTask("price", {"target": "price"}), ClassificationTask("kind", {"target": "kind"})]
     train, valid = prepared(encs, tasks, *split(make_table(120)))
     out, _ = export(tmp_path, encs, tasks, train, valid, {"trunk.units": 8}, formats=["saved_model"])
-    from automtl.outputs.formats.portable import parity
+    from automtl.export.formats.portable import parity
 
     served = serve(out, valid.x)
     converted = {k: v for k, v in served.items() if v.dtype != object}

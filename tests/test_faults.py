@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from automtl.trial import TrialRecord
+from automtl.core.trial import TrialRecord
 from automtl.errors import SearchStopped
 from automtl.run.faults import FailureStreak
 
@@ -212,7 +212,7 @@ def test_dead_owner_trial_is_failed_and_retried_and_the_budget_is_exact(tmp_path
 
     def objective(handle):
         calls.append(handle.number)
-        from automtl.trial import TrialOutcome
+        from automtl.core.trial import TrialOutcome
 
         return TrialOutcome(0.9, {}, {}, 1, 1, "cpu")
 

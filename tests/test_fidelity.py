@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
+from automtl.core.trial import TrialRecord, top_fidelity
 from automtl.data.subsample import subsample
 from automtl.errors import ConfigError
 from automtl.run.fidelity import AUTO_MIN_ROWS, RUNGS, describe, label, last_call, obstacle, promotions, rungs_for
-from automtl.trial import TrialRecord, top_fidelity
 
 
 def _rec(number: int, score: float | None, fidelity: float, parent: int | None = None,

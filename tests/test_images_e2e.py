@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from automtl.trial import trial_dir
+from automtl.core.trial import trial_dir
 from helpers import assert_user_error
 
 BACKBONE = "mobilenet_v3_small_minimalistic"

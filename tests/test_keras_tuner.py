@@ -18,10 +18,10 @@ from conftest import TINY_SPACE, REPO
 
 kt = pytest.importorskip("keras_tuner")
 
-from automtl.trial import TrialOutcome  # noqa: E402
 from automtl.backends.keras_tuner.backend import OBJECTIVE, KerasTunerBackend  # noqa: E402
 from automtl.backends.keras_tuner.space import params_of, to_hyperparameters  # noqa: E402
 from automtl.config import SearchConfig  # noqa: E402
+from automtl.core.trial import TrialOutcome  # noqa: E402
 from automtl.errors import ConfigError, TrialFailed  # noqa: E402
 from automtl.space import parse_space  # noqa: E402
 

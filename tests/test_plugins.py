@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from automtl.plugins import list_plugins
+from automtl.core.plugins import list_plugins
 
 THIRD_PARTY = '''
 """A third-party task type: Poisson counts, written against automtl.api only."""
@@ -121,8 +121,8 @@ def test_third_party_task_passes_the_contract_kit(tmp_path, monkeypatch):
 
 THIRD_PARTY_WEIGHTING = '''
 """A third-party weighting method: the largest loss counts ``boost`` times, a gradient manipulation."""
+from automtl.core.params import ParamSpec
 from automtl.lazy import tf
-from automtl.params import ParamSpec
 from automtl.training.weighting import Weighting
 
 
@@ -145,7 +145,7 @@ def test_third_party_weighting_is_registered_validated_and_trained(tmp_path, mon
     """A weighting method in its own package: one file plus one entry point; its parameter joins the spaces."""
     import numpy as np
 
-    from automtl import registry
+    from automtl.core import registry
     from automtl.errors import ConfigError
     from automtl.space import parse_space
     from automtl_classification import ClassificationTask

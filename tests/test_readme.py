@@ -64,7 +64,7 @@ def test_demo_examples_after_the_quick_start_use_their_own_run_folder():
 
 
 def test_trial_folders_are_named_as_the_code_names_them():
-    from automtl.trial import trial_dir
+    from automtl.core.trial import trial_dir
 
     assert "trials/<n>" not in README
     assert f"{trial_dir(Path(), 15).as_posix()}/" in README  # trials/00015/

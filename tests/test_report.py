@@ -112,8 +112,8 @@ def test_report_command_rebuilds_the_study_for_other_backends(demo_run, tmp_path
 def test_small_study_gets_notes_not_a_crash():
     import optuna
 
-    from automtl.outputs.report import optuna_sections
-    from automtl.outputs.results import RunTrials
+    from automtl.rundir.report import optuna_sections
+    from automtl.rundir.results import RunTrials
 
     study = optuna.create_study(direction="maximize")
     study.add_trial(optuna.trial.create_trial(

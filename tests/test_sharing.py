@@ -64,8 +64,8 @@ def mixed_plugins(text: bool = True):
 def build(params: dict, text: bool = False):
     import keras
 
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
 
     encs, tasks = mixed_plugins(text)
     table = mixed_table()
@@ -75,7 +75,7 @@ def build(params: dict, text: bool = False):
 
 
 def test_schemes_are_registered_with_their_declared_parameters():
-    from automtl import registry
+    from automtl.core import registry
 
     assert set(SCHEMES) <= set(registry.names("sharing"))
     specs = registry.parameter_specs()
@@ -88,8 +88,8 @@ def test_schemes_are_registered_with_their_declared_parameters():
 def test_each_scheme_trains_exports_and_serves_on_vector_image_and_text_inputs(sharing, tmp_path):
     import tensorflow as tf
 
-    from automtl.outputs.export import export_trial
-    from automtl.trial import TrialRecord
+    from automtl.core.trial import TrialRecord
+    from automtl.export.savedmodel import export_trial
 
     encs, tasks = mixed_plugins()
     table = mixed_table()
@@ -165,10 +165,10 @@ def test_soft_penalty_keeps_corresponding_weights_closer(strategy):
 def test_alternating_step_moves_only_the_trained_tasks_copies():
     import tensorflow as tf
 
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.strategies.alternating import AlternatingTraining
     from automtl.training.trainer import to_tensors
-    from automtl.trial import TrialParams
 
     encs = [TabularInput("features", {"numeric": ["x*"]})]
     tasks = [RegressionTask("price", {"target": "price"}), ClassificationTask("kind", {"target": "kind"})]
@@ -279,8 +279,8 @@ def test_digits_demo_searches_the_sharing_space_and_resumes(cli, tmp_path, backe
 # -- a third-party scheme --------------------------------------------------------------------
 LATE_BRANCH = '''
 """A third-party sharing scheme: every level shared but the top ``late.copies``, copied per task."""
+from automtl.core.params import ParamSpec
 from automtl.model.sharing import Shared, SharingScheme, shared_last
-from automtl.params import ParamSpec
 
 
 class LateBranch(SharingScheme):
@@ -333,7 +333,7 @@ def test_third_party_scheme_through_an_entry_point(tmp_path, table_csv):
 
 
 def test_trial_summaries_name_the_scheme_and_its_main_parameter():
-    from automtl.outputs.choices import short_params
+    from automtl.rundir.choices import short_params
 
     assert short_params({"sharing": "branch", "branch.at": 2, "strategy": "joint"}).startswith("branch(at=2), joint")
     assert short_params({"sharing": "soft", "soft.strength": 0.0123}).startswith("soft(strength=0.012)")

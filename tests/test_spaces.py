@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from automtl.core.plugins import GROUPS, entry_points
 from automtl.errors import ConfigError
-from automtl.plugins import GROUPS, entry_points
 from automtl.space import (ChoiceParam, plugin_parameters, FixedParam, FloatParam, IntParam, builtin_spaces, load_space, parse_space)
 
 

@@ -40,8 +40,8 @@ def test_encoders_fit_on_training_rows_only():
     _, valid_other = split(other)
     import keras
 
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
 
     built = {}
     for label, v in (("a", valid), ("b", valid_other)):
@@ -66,8 +66,8 @@ def test_encoders_fit_on_training_rows_only():
 def test_each_encoding_trains_and_serves_raw_values(tmp_path, numeric, categorical):
     import tensorflow as tf
 
-    from automtl.outputs.export import export_trial
-    from automtl.trial import TrialRecord
+    from automtl.core.trial import TrialRecord
+    from automtl.export.savedmodel import export_trial
 
     frame = frame_with_gaps()
     train, valid = split(frame)
@@ -111,8 +111,8 @@ def test_robust_encoding_centres_on_the_median_and_clips_outliers_smoothly():
     prepared(encoders, tasks, train, valid)
     import keras
 
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
 
     enc = encoders[0]
     x0 = train.column("x0", needed_by="t").astype(float)

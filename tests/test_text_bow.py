@@ -109,7 +109,7 @@ def test_bow_trains_beats_chance_and_saves(tmp_path):
 
 def test_bow_vocab_size_keeps_the_most_frequent_terms():
     enc, tasks, train, valid = bow_setup(n=80)
-    from automtl.trial import TrialParams
+    from automtl.core.trial import TrialParams
 
     assert enc.settings(TrialParams({"text.encoder": "bow", "text.vocab_size": 7}))["vocab_size"] == 7
     assert enc.settings(TrialParams({"text.encoder": "bow", "text.vocab_size": 10**6}))["vocab_size"] == len(enc.terms)
@@ -122,8 +122,8 @@ def test_bow_vocab_size_keeps_the_most_frequent_terms():
 @pytest.mark.parametrize("sharing", ["none", "branch", "soft", "cross_stitch", "mmoe", "ple"])
 def test_bow_feeds_the_vector_view_under_every_sharing_scheme(sharing):
     """The TF-IDF vector is the trunk's input, copied or mixed by the scheme like any vector view."""
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
 
     enc, tasks, train, valid = bow_setup(n=80)
     params = {**BOW, "sharing": sharing, "trunk.depth": 2, "branch.at": 1}
@@ -137,8 +137,8 @@ def test_bow_feeds_the_vector_view_under_every_sharing_scheme(sharing):
 
 
 def test_bow_is_refused_where_a_task_tags_tokens():
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
 
     rows = slot_records(12)
     table = Table("d.jsonl", {k: _objects([r[k] for r in rows]) for k in ("text", "tokens", "tags", "intent")})

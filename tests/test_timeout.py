@@ -14,8 +14,8 @@ from helpers import prepared, split
 
 
 def _trainer():
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
     from automtl_classification import ClassificationTask
     from automtl_tabular import TabularInput

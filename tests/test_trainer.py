@@ -22,8 +22,8 @@ def setup(n=400):
 def trainer_for(params, streaming=None, n=400):
     import keras
 
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
 
     encs, tasks, train, valid = setup(n)

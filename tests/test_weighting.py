@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from automtl import registry
-from automtl.trial import TrialParams
+from automtl.core import registry
+from automtl.core.trial import TrialParams
 from automtl.training.strategies.alternating import sampling_probabilities
 from automtl_classification import ClassificationTask
 from automtl_regression import RegressionTask
@@ -98,8 +98,8 @@ def test_proportional_sampling_follows_label_counts():
 
 
 def test_per_task_learning_rates_reach_the_optimizers():
+    from automtl.core.trial import TrialParams
     from automtl.model.assemble import build_model
-    from automtl.trial import TrialParams
     from automtl.training.trainer import Trainer
 
     encs = [TabularInput("features", {"numeric": ["x*"]})]
@@ -113,8 +113,8 @@ def test_per_task_learning_rates_reach_the_optimizers():
 
 def test_mmoe_trains_saves_and_exports(tmp_path):
 
-    from automtl.trial import TrialRecord
-    from automtl.outputs.export import export_trial
+    from automtl.core.trial import TrialRecord
+    from automtl.export.savedmodel import export_trial
 
     encs = [TabularInput("features", {"numeric": ["x*"], "categorical": ["city"]})]
     tasks = [RegressionTask("price", {"target": "price"}), ClassificationTask("kind", {"target": "kind"})]

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from automtl import registry
+from automtl.core import registry
+from automtl.core.trial import TrialParams
 from automtl.errors import ConfigError
 from automtl.space import parse_space
-from automtl.trial import TrialParams
 from automtl_classification import ClassificationTask
 from automtl_regression import RegressionTask
 from automtl_tabular import TabularInput

@@ -74,9 +74,9 @@ def test_report_plots_task_gradient_cosine_of_the_best_trial(cli, write_experime
 
 
 def test_cosine_plot_falls_back_to_the_best_trial_that_has_gradients(tmp_path):
-    from automtl.outputs.report import gradient_cosines
-    from automtl.outputs.results import RunTrials
-    from automtl.trial import TrialRecord, trial_dir
+    from automtl.core.trial import TrialRecord, trial_dir
+    from automtl.rundir.report import gradient_cosines
+    from automtl.rundir.results import RunTrials
 
     def trial(number, score, weighting, history):
         trial_dir(tmp_path, number).mkdir(parents=True)
@@ -100,8 +100,8 @@ def test_ready_made_spaces_offer_every_method_with_its_own_parameters_under_both
     """Each weighting's parameters are active exactly when it is chosen, as Optuna walks the space and as
     Keras Tuner's conditional scopes declare it."""
     pytest.importorskip("keras_tuner")
-    from automtl import registry
     from automtl.backends.keras_tuner.space import params_of, to_hyperparameters
+    from automtl.core import registry
     from automtl.space import builtin_spaces, load_space
 
     space = load_space(next(p for p in builtin_spaces() if p.stem == stem), ["a", "b"])

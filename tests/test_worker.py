@@ -15,7 +15,7 @@ def rows(path):
 
 
 def test_worker_processes_are_recycled(write_experiment, tmp_path):
-    from automtl.trial import TrialOutcome
+    from automtl.core.trial import TrialOutcome
     from automtl.run.trial_process import ProcessTrialRunner
 
     exp = load_experiment(write_experiment(), {"epochs": 2, "trials_per_process": 2})

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from automtl import registry
 from automtl.backends.base import Backend, BackendSpec
+from automtl.core import registry
 
 if TYPE_CHECKING:  # the backends' declarations are read while the experiment file is validated
     from automtl.config import SearchConfig

@@ -1,4 +1,4 @@
-"""What every backend offers the search loop (the records it returns live in :mod:`automtl.trial`)."""
+"""What every backend offers the search loop (the records it returns live in :mod:`automtl.core.trial`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from automtl.trial import Objective, TrialRecord, top_fidelity
+from automtl.core.trial import Objective, TrialRecord, top_fidelity
 
 if TYPE_CHECKING:
     from automtl.config import SearchConfig

@@ -101,7 +101,7 @@ def environment_problem(exc: BaseException) -> str | None:
 
 def write_traceback(exc: BaseException) -> Path | None:
     """Append the traceback to the run folder's error log, else to a new temporary file; its path."""
-    from automtl.outputs.rundir import ERROR_LOG, is_run_folder
+    from automtl.rundir.folder import ERROR_LOG, is_run_folder
 
     text = (f"--- {datetime.datetime.now().isoformat(timespec='seconds')} automtl {' '.join(sys.argv[1:])}\n"
             + "".join(traceback.format_exception(exc)))

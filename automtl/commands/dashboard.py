@@ -16,7 +16,7 @@ INSTALL_HINT = "pip install 'automtl[dashboard]'  (or: pip install optuna-dashbo
 
 def dashboard_storage(run_dir: Path) -> str:
     """The storage URL to serve, after checking the extra is installed and the run used Optuna."""
-    from automtl.outputs.rundir import backend_name, check_run_dir, study_location
+    from automtl.rundir.folder import backend_name, check_run_dir, study_location
 
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise AutomtlError(f"optuna-dashboard is not installed; install the optional extra with: {INSTALL_HINT}")

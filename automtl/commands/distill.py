@@ -43,11 +43,11 @@ def distill(run_dir: Path, out: Path, teacher: str, student: str, epochs: int | 
     """
     from rich.console import Console
 
-    from automtl.outputs.distill import check_request
+    from automtl.run.distill import check_request
 
     check_request(run_dir, teacher, student, epochs, temperature, init, out, force, mixup)  # bad arguments fail before TensorFlow
     quiet_tensorflow()
-    from automtl.outputs.distill import distill as run_distill
+    from automtl.run.distill import distill as run_distill
 
     console = Console()
     result = run_distill(run_dir, out, teacher=teacher, student=student, epochs=epochs, temperature=temperature,

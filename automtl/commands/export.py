@@ -27,9 +27,9 @@ def export(run_dir: Path, number: int | None, baseline: str | None, out: Path, f
     """Export any completed trial of a run (or, with --baseline TASK, a task's single-task baseline),
     like RUN_DIR/best, optionally to ONNX and LiteRT (TFLite)."""
     from automtl.errors import ConfigError
-    from automtl.outputs.export_run import baseline_model, exportable
-    from automtl.outputs.formats import parse_formats, require_extras
-    from automtl.outputs.outdir import check_out
+    from automtl.export.formats import parse_formats, require_extras
+    from automtl.run.export_trial import baseline_model, exportable
+    from automtl.rundir.outdir import check_out
 
     if (number is None) == (baseline is None):
         raise ConfigError("give exactly one of --trial N or --baseline TASK")
@@ -42,14 +42,14 @@ def export(run_dir: Path, number: int | None, baseline: str | None, out: Path, f
     check_out(out, force=force, serving=layout == "tf-serving")  # and an --out that would destroy something
     if baseline is not None:
         quiet_tensorflow()
-        from automtl.outputs.export_run import export_baseline
+        from automtl.run.export_trial import export_baseline
 
         folder = export_baseline(run_dir, baseline, out, chosen, layout, force)
         click.echo(f"single-task baseline of '{baseline}' exported to {folder}: saved_model/ (serving_default), "
                    "model.keras, automtl.json")
         return
     quiet_tensorflow()
-    from automtl.outputs.export_run import export_run_trial
+    from automtl.run.export_trial import export_run_trial
 
     folder = export_run_trial(run_dir, number, out, chosen, layout, force)
     _summary(folder, number)

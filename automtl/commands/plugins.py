@@ -13,7 +13,7 @@ def plugins() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from automtl.plugins import list_plugins
+    from automtl.core.plugins import list_plugins
 
     table = Table(title="automtl plugins", title_justify="left")
     for col in ("kind", "type", "distribution", "version", "object"):

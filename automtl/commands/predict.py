@@ -31,7 +31,7 @@ def predict(model_dir: Path, data_path: Path, out: Path, root: Path | None, fmt:
     """
     from rich.console import Console
 
-    from automtl.outputs.predict import predict as run_predict
+    from automtl.export.predict import predict as run_predict
 
     result = run_predict(model_dir, data_path, out, batch_size=batch_size, keep=keep, console=Console(stderr=True),
                          root=root, format=fmt)

@@ -16,8 +16,8 @@ from automtl.commands.base import RUN_DIR, user_errors
 def report(run_dir: Path, out: Path | None) -> None:
     """Write a self-contained HTML report of a run (plots work offline)."""
     from automtl.errors import AutomtlError
-    from automtl.outputs.report import write_report
-    from automtl.outputs.rundir import check_output_file, check_run_dir
+    from automtl.rundir.folder import check_output_file, check_run_dir
+    from automtl.rundir.report import write_report
 
     check_run_dir(run_dir)
     if out is not None:

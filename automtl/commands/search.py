@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from automtl.commands.base import log_to, quiet_tensorflow, user_errors
-from automtl.plugins import demo_names
-from automtl.registry import AXES, members
+from automtl.core.plugins import demo_names
+from automtl.core.registry import AXES, members
 
 
 def _backends() -> dict:
@@ -135,9 +135,9 @@ def demo_files(demo: str, run_dir: Path) -> Path:
     import shutil
     import tempfile
 
+    from automtl.core.plugins import write_demo
     from automtl.errors import ConfigError
-    from automtl.outputs.rundir import check_out_folder
-    from automtl.plugins import write_demo
+    from automtl.rundir.folder import check_out_folder
 
     check_out_folder(run_dir)
     data = run_dir / "data"

@@ -23,9 +23,9 @@ from automtl.commands.base import RUN_DIR, user_errors
 def trials(run_dir: Path, sort_by: str, ascending: bool | None, include_all: bool, top: int | None,
            every_param: bool, as_json: bool) -> None:
     """The leaderboard of a run, sortable by the objective or any task's metric."""
-    from automtl.outputs import trials_view as view
-    from automtl.outputs.results import read_trials
-    from automtl.outputs.rundir import disk_use
+    from automtl.rundir import trials_view as view
+    from automtl.rundir.folder import disk_use
+    from automtl.rundir.results import read_trials
 
     run = read_trials(run_dir)
     records = view.select(run, sort_by, ascending, include_all)[:top]

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from automtl import plugins
 from automtl.config import Experiment
+from automtl.core import plugins
 from automtl.data.readers import read_table
 from automtl.data.split import Split, check_no_shared_groups, recorded_split, take_split
 from automtl.data.streamed import is_streamed, rows_of, wants_stream

@@ -21,7 +21,7 @@ CORE_SUFFIXES = (".csv", ".parquet", ".pq", ".npz", *JSONL_SUFFIXES)
 
 def plugin_readers() -> list:
     """Instances of the installed readers (``automtl.readers`` entry points), by name."""
-    from automtl import plugins
+    from automtl.core import plugins
 
     return [plugins.load("reader", name, where="data reader")() for name in sorted(plugins.entry_points("reader"))]
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import keras
 
-from automtl import registry
+from automtl.core import registry
+from automtl.core.trial import TrialParams
 from automtl.devices import float16_compute
 from automtl.errors import TrialFailed
 from automtl.model.layers import DenseLevel
 from automtl.model.sharing.base import Level, Part, Trunk
-from automtl.trial import TrialParams
 
 if TYPE_CHECKING:  # the plugin types, for annotations only: the API imports model's bricks
     from automtl.api import InputEncoder, Task

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from automtl import registry
-from automtl.outputs.baselines import (
+from automtl.core import registry
+from automtl.rundir.baselines import (
     BOOTSTRAP, COVERAGE, Baselines, TaskBaseline, delta_m, read_baselines, relative_change, verdict, write_baselines,
 )
-from automtl.outputs.ensemble import VALID_PRED, FoldRows, evaluate_task, load_valid_pred
+from automtl.core.trial import TrialRecord, trial_dir
+from automtl.run.ensemble import VALID_PRED, FoldRows, evaluate_task, load_valid_pred
 from automtl.space import SearchSpace
-from automtl.trial import TrialRecord, trial_dir
 
 if TYPE_CHECKING:
     from automtl.api import Task

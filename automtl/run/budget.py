@@ -4,7 +4,7 @@ The deadline covers the trials and what follows them (single-task baselines,
 ensemble selection, the refit of the best trial, the exports). The trials get
 what is left once a *reserve* for those phases is kept back, and the reserve
 is re-sized after every finished trial from what the trials measured
-(:attr:`automtl.trial.TrialRecord.cost`): the refit costs about the best
+(:attr:`automtl.core.trial.TrialRecord.cost`): the refit costs about the best
 trial's epochs on more rows, a baseline about one trial per task, an export
 about :data:`EXPORT_SECONDS`. Until a trial has finished,
 :data:`INITIAL_SHARE` of the budget is kept. After the trials each phase runs
@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from automtl.core.trial import TrialRecord, top_fidelity
 from automtl.training.cost import CostModel, fit
-from automtl.trial import TrialRecord, top_fidelity
 
 #: Seconds one SavedModel export takes (trace, save, reload and compare): about 2 s for the digits
 #: demo's MLP on a 2-core CPU, more for image and text models; an ensemble's export counts twice.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from automtl.trial import TrialRecord
+from automtl.core.trial import TrialRecord
 from automtl.errors import SearchStopped
 
 #: Failed trials in a row (as this process sees them end) that stop the search.

@@ -18,8 +18,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Sequence
 
+from automtl.core.trial import TrialRecord, same_fidelity as same, top_fidelity
 from automtl.errors import ConfigError
-from automtl.trial import TrialRecord, same_fidelity as same, top_fidelity
 
 #: the promotion ratio: the top 1/ETA of a rung moves up, each rung has ETA times the rows of the one below
 ETA = 3

@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
-from automtl.outputs.choices import short_params
+from automtl.core.trial import TrialRecord
 from automtl.run.fidelity import label
-from automtl.trial import TrialRecord
+from automtl.rundir.choices import short_params
 
 
 def primary_metrics(record: TrialRecord, primaries: dict[str, str]) -> str:

@@ -28,17 +28,17 @@ from typing import Any
 from rich.console import Console
 
 from automtl.config import Experiment
+from automtl.core.trial import TrialRecord, trial_dir
 from automtl.data.prepare import Prepared, instantiate, prepare
 from automtl.data.split import write_split
 from automtl.errors import ConfigError, SearchStopped
-from automtl.outputs.results import write_trials_csv, write_trials_json
-from automtl.outputs.rundir import check_out_folder, check_owner, ensure_writable, record_owner, write_snapshot
 from automtl.run.budget import PLANNED_TRIALS, Budget
 from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.run.summary import SearchSummary, print_summary
+from automtl.rundir.folder import check_out_folder, check_owner, ensure_writable, record_owner, write_snapshot
+from automtl.rundir.results import write_trials_csv, write_trials_json
 from automtl.space import AUTO, SearchSpace, load_space, parse_space, plugin_parameters, resolve_space_path
-from automtl.trial import TrialRecord, trial_dir
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
     ``worker``: a search worker, whose coordinator checked the run folder.
     """
     from automtl import backends
-    from automtl.outputs.formats import parse_formats, require_extras
+    from automtl.export.formats import parse_formats, require_extras
 
     formats = parse_formats(exp.search.export_formats, "search.export_formats")
     require_extras(formats)
@@ -549,7 +549,7 @@ AFTER_BASELINES = ("ensemble", "refit", "export")
 
 def _ensemble(s: Search, records: list[TrialRecord], notes: list[str]) -> Any:
     """Greedy ensemble selection over the completed trials (``search.ensemble``)."""
-    from automtl.outputs.ensemble import FoldRows, select_for_run
+    from automtl.run.ensemble import FoldRows, select_for_run
 
     fits, cost = s.budget.fits("ensemble", records)
     if s.deadline is not None and s.exp.search.ensemble != 0 and not fits:
@@ -575,11 +575,11 @@ def _ensemble(s: Search, records: list[TrialRecord], notes: list[str]) -> Any:
 
 
 def _export_ensemble(s: Search, ensemble: Any, extra: dict[str, Any], notes: list[str]) -> Path | None:
-    from automtl.outputs.ensemble_export import export_ensemble
+    from automtl.export.ensemble import export_ensemble
 
     try:
         if s.prepared.folds:  # no fold model is kept: each member is trained on every row, as best/ is
-            from automtl.outputs.export_run import trial_model
+            from automtl.run.export_trial import trial_model
 
             say = None if s.quiet else lambda m: s.console.print(m, highlight=False)
             by_number = {r.number: r for r in s.backend.records()}
@@ -605,7 +605,7 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
         return None
     model_path = trial_dir(s.run_dir, best.number) / "model.keras"
     if s.prepared.folds:  # cross-validated: train the best parameters on every row, for the best epoch count
-        from automtl.outputs.export_run import trial_model
+        from automtl.run.export_trial import trial_model
 
         model_path = trial_model(s.run_dir, best, s.prepared,
                                  say=None if s.quiet else lambda m: s.console.print(m, highlight=False))
@@ -617,7 +617,7 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
                         f"{max(0.0, s.deadline - time.time()):.0f} s of the time budget (--timeout) are left for it "
                         "and the exports; best/ is the trial's own model", highlight=False, soft_wrap=True)
     if s.exp.search.refit and s.prepared.can_refit and model_path.exists() and best.best_epoch and not out_of_time:
-        from automtl.outputs.export_run import refit_info, refit_model
+        from automtl.run.export_trial import refit_info, refit_model
 
         try:
             model_path = refit_model(s.run_dir, best, s.prepared,
@@ -633,8 +633,8 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
                         soft_wrap=True)
         return None
     from automtl.errors import AutomtlError
-    from automtl.outputs.export import export_trial
-    from automtl.outputs.export_run import cross_validation
+    from automtl.export.savedmodel import export_trial
+    from automtl.run.export_trial import cross_validation
 
     def export(formats: list[str]) -> Path:
         started = time.time()
@@ -666,7 +666,7 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
 
 def _write_report(run_dir: Path, console: Console) -> Path | None:
     """The HTML report; a failure here never costs the user the finished search."""
-    from automtl.outputs.report import write_report
+    from automtl.rundir.report import write_report
 
     try:
         return write_report(run_dir)

@@ -9,9 +9,9 @@ from typing import Any
 
 from rich.console import Console
 
-from automtl.outputs.results import leaderboard
+from automtl.core.trial import TrialRecord
 from automtl.run.progress import leaderboard_table
-from automtl.trial import TrialRecord
+from automtl.rundir.results import leaderboard
 
 
 @dataclass
@@ -26,8 +26,8 @@ class SearchSummary:
     stopped: str | None = None
     #: a search worker or Keras Tuner worker: another process records the study and exports
     worker: bool = False
-    #: single-task baselines (:class:`automtl.outputs.baselines.Baselines`) and the ensemble
-    #: (:class:`automtl.outputs.ensemble.EnsembleResult`), when the run made them
+    #: single-task baselines (:class:`automtl.rundir.baselines.Baselines`) and the ensemble
+    #: (:class:`automtl.run.ensemble.EnsembleResult`), when the run made them
     baselines: Any = None
     ensemble: Any = None
     ensemble_dir: Path | None = None
@@ -77,7 +77,7 @@ def print_baselines(console: Console, b: Any, run_dir: str) -> None:
     """The single-task baselines beside the best trial, delta-m, and per task in words."""
     from rich.table import Table
 
-    from automtl.outputs.baselines import summary_sentence, task_sentence
+    from automtl.rundir.baselines import summary_sentence, task_sentence
 
     how = ("each task retrained alone with the best trial's configuration" if b.mode == "auto"
            else "a single-task search per task")

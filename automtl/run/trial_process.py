@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from automtl.trial import TrialHandle, TrialOutcome, TrialPruned
 from automtl.config import Experiment
+from automtl.core.trial import TrialHandle, TrialOutcome, TrialPruned
 from automtl.errors import TrialFailed
 
 #: Optional handle attributes forwarded to the trial process (e.g. a backend's epoch budget or warm start).
@@ -55,8 +55,8 @@ def _serve_trials(conn: Any, experiment: dict[str, Any], run_dir: str) -> None:
     from automtl.tfimport import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from automtl.devices import configure
     from automtl.data.prepare import instantiate, prepare
+    from automtl.devices import configure
     from automtl.training.runner import TrialRunner
 
     exp = Experiment.model_validate(experiment)

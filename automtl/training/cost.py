@@ -28,7 +28,7 @@ EXPONENT_RANGE = (0.2, 1.5)
 
 
 def measured(train_seconds: float, epochs: int, rows: int, weights: int) -> dict[str, float]:
-    """A trial's ``cost`` record (see :attr:`automtl.trial.TrialRecord.cost`)."""
+    """A trial's ``cost`` record (see :attr:`automtl.core.trial.TrialRecord.cost`)."""
     return {"train_seconds": round(train_seconds, 3), "epoch_seconds": round(train_seconds / max(1, epochs), 4),
             "epochs": int(epochs), "rows": int(rows), "weights": int(weights)}
 

@@ -13,13 +13,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from automtl.trial import TrialHandle, TrialOutcome, TrialPruned, trial_dir
+from automtl.core.trial import TrialHandle, TrialOutcome, TrialPruned, trial_dir
+from automtl.core.trial import TrialParams
+from automtl.data.prepare import Prepared
+from automtl.data.subsample import subsample
 from automtl.devices import configure, set_precision, trial_device
 from automtl.errors import TrialFailed
 from automtl.model.assemble import build_model
-from automtl.trial import TrialParams
-from automtl.data.prepare import Prepared
-from automtl.data.subsample import subsample
 from automtl.training.cost import MIN_PLANNED_EPOCHS, CostModel, measured
 from automtl.training.crossval import fit_folds
 from automtl.training.trainer import EpochResult, FitResult, Trainer

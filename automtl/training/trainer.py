@@ -18,13 +18,13 @@ import numpy as np
 import tensorflow as tf
 
 from automtl.api import InputEncoder, Task
+from automtl.core import registry
+from automtl.core.trial import TrialParams
+from automtl.data.prepare import Arrays
+from automtl.data.streamed import memory_budget_bytes
 from automtl.errors import TrialFailed
 from automtl.model.assemble import Assembled
 from automtl.objective import combine
-from automtl.trial import TrialParams
-from automtl.data.prepare import Arrays
-from automtl.data.streamed import memory_budget_bytes
-from automtl import registry
 from automtl.training.cost import EpochPlan
 from automtl.training.schedules import SCHEDULES, lr_factor
 from automtl.training.strategies.base import Strategy

@@ -33,9 +33,9 @@ from keras_tuner.engine.base_tuner import BaseTuner
 
 from automtl.backends.base import Backend, TimeLeft, countdown
 from automtl.backends.keras_tuner import MARKER_FILE  # which algorithm created a project
-from automtl.trial import Objective, TrialOutcome, TrialPruned, TrialRecord, trial_dir
 from automtl.backends.keras_tuner.space import params_of, space_signature, to_hyperparameters
 from automtl.config import SearchConfig, check_name
+from automtl.core.trial import Objective, TrialOutcome, TrialPruned, TrialRecord, trial_dir
 from automtl.errors import ConfigError, TrialFailed
 from automtl.space import SearchSpace
 

@@ -30,14 +30,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automtl.backends.base import Backend, TimeLeft, countdown
-from automtl.trial import Objective, TrialOutcome, TrialPruned, TrialRecord
+from automtl.core.trial import Objective, TrialOutcome, TrialPruned, TrialRecord
 from automtl.backends.optuna.storage import (
     FINISHED, INTERRUPTED_ATTR, OWNER_ATTR, SURPLUS_ATTR, counts, default_storage, ignored, is_journal, open_storage,
     owner_is_dead, owner_tag, redact, retried_numbers, retry_callback,
 )
+from automtl.backends.optuna.space import suggest
 from automtl.config import SearchConfig
 from automtl.errors import ConfigError, TrialFailed
-from automtl.backends.optuna.space import suggest
 from automtl.space import SearchSpace
 
 __all__ = ["FINISHED", "OptunaBackend", "default_storage", "redact", "to_record", "suggest"]

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from automtl.params import Declared
-from automtl.trial import TrialParams
+from automtl.core.params import Declared
+from automtl.core.trial import TrialParams
 
 
 @dataclass(frozen=True)

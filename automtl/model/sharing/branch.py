@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from automtl.core.params import ParamSpec
+from automtl.core.trial import TrialParams
 from automtl.model.sharing.base import Shared, SharingScheme, Trunk, shared_last
-from automtl.params import ParamSpec
-from automtl.trial import TrialParams
 
 
 class BranchSharing(SharingScheme):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from automtl.core.trial import TrialParams
 from automtl.model.sharing.base import Shared, SharingScheme, Trunk, shared_last
-from automtl.trial import TrialParams
 
 
 class HardSharing(SharingScheme):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from automtl.core.params import ParamSpec, positive_int
+from automtl.core.trial import TrialParams
 from automtl.model.sharing.base import Shared, SharingScheme, Trunk, gated
-from automtl.params import ParamSpec, positive_int
-from automtl.trial import TrialParams
 
 
 class MixtureOfExperts(SharingScheme):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from automtl.core.params import positive_int
+from automtl.core.trial import TrialParams
 from automtl.model.sharing.base import Shared, SharingScheme, Stream, Trunk, gated, pooled_summary
-from automtl.params import positive_int
-from automtl.trial import TrialParams
 
 
 def split_levels(depth: int, groups: int) -> list[tuple[int, int]]:

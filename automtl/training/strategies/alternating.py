@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from automtl.core.params import ParamSpec, choice, positive
 from automtl.errors import TrialFailed
 from automtl.lazy import tf
-from automtl.params import ParamSpec, choice, positive
 from automtl.training.losses import masked_mean
 from automtl.training.optimizer import FusedAdam
 from automtl.training.strategies.base import Strategy, apply_gradients, gather, regularisation

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from automtl.core.params import Declared
+from automtl.core.trial import TrialParams
 from automtl.lazy import tf
-from automtl.params import Declared
-from automtl.trial import TrialParams
 
 if TYPE_CHECKING:
     from automtl.api import Task

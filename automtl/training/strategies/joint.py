@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from automtl import registry
+from automtl.core import registry
 from automtl.lazy import tf
 from automtl.training.losses import masked_mean
 from automtl.training.optimizer import FusedAdam

@@ -14,9 +14,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from automtl.core.params import Declared
+from automtl.core.trial import TrialParams
 from automtl.lazy import tf
-from automtl.params import Declared
-from automtl.trial import TrialParams
 
 #: Added to norms before dividing by them.
 EPS = 1e-12

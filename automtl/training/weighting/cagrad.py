@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from automtl.core.params import ParamSpec
+from automtl.core.trial import TrialParams
 from automtl.lazy import tf
-from automtl.params import ParamSpec
-from automtl.trial import TrialParams
 from automtl.training.weighting.base import EPS, Weighting
 
 #: Pairwise Frank-Wolfe steps per task for three tasks or more (two tasks need one step).

@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from automtl.params import positive
-from automtl.trial import TrialParams
+from automtl.core.params import positive
+from automtl.core.trial import TrialParams
 from automtl.training.weighting.base import Weighting
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from automtl.core.params import ParamSpec, positive
+from automtl.core.trial import TrialParams
 from automtl.lazy import tf
-from automtl.params import ParamSpec, positive
-from automtl.trial import TrialParams
 from automtl.training.weighting.base import Weighting
 
 #: The paper's loss offset (its ``min_losses`` are 0): keeps the logs finite.

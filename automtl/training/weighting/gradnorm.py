@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from automtl.core.params import positive
+from automtl.core.trial import TrialParams
 from automtl.lazy import tf
-from automtl.params import positive
-from automtl.trial import TrialParams
 from automtl.training.weighting.base import Weighting
 
 #: Step size of the weights' own update (the paper's weights learn with the model's optimizer).

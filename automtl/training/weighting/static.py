@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from automtl.params import ParamSpec, positive
-from automtl.trial import TrialParams
+from automtl.core.params import ParamSpec, positive
+from automtl.core.trial import TrialParams
 from automtl.training.weighting.base import Weighting
 
 

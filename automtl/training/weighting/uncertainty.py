@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from automtl.core.trial import TrialParams
 from automtl.lazy import tf
-from automtl.trial import TrialParams
 from automtl.training.weighting.base import Weighting
 
 

@@ -23,9 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from automtl.core.trial import TrialRecord, trial_dir
 from automtl.errors import AutomtlError, ConfigError
-from automtl.outputs.results import read_trials
-from automtl.trial import TrialRecord, trial_dir
+from automtl.rundir.results import read_trials
 
 TEACHERS = ("ensemble", "best")
 #: trial: a best/smallest student starts from that trial's trained weights; scratch: from fresh ones
@@ -103,7 +103,7 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
     if not done:
         raise AutomtlError(f"{run_dir}: no completed trial with a kept model; a student needs a teacher "
                            "(run `automtl search` until a trial completes)")
-    from automtl.outputs.rundir import load_experiment
+    from automtl.rundir.folder import load_experiment
 
     if load_experiment(run_dir).data.folds:
         raise ConfigError(f"{run_dir}: the run cross-validates (data.folds); distillation scores the student against "
@@ -113,7 +113,7 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
         raise AutomtlError(f"{run_dir}: no ensemble here (ensemble/automtl.json); use --teacher best, or rerun the "
                            "search with --ensemble K (it resumes the finished study and only adds the ensemble)")
     if out is not None:
-        from automtl.outputs.outdir import check_out
+        from automtl.rundir.outdir import check_out
 
         check_out(out, force=force)
     return done
@@ -127,9 +127,9 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
     run_dir = Path(run_dir)
     done = check_request(run_dir, teacher, student, epochs, temperature, init, out, force, mixup)
     from automtl.data.prepare import Prepared, instantiate, prepare
-    from automtl.outputs.ensemble import EnsembleResult, combine_outputs, evaluate_outputs
-    from automtl.outputs.ensemble_export import load_members, read_ensemble
-    from automtl.outputs.rundir import load_experiment
+    from automtl.export.ensemble import load_members, read_ensemble
+    from automtl.run.ensemble import EnsembleResult, combine_outputs, evaluate_outputs
+    from automtl.rundir.folder import load_experiment
 
     exp = load_experiment(run_dir)
     encoders, tasks = instantiate(exp)
@@ -216,7 +216,7 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
         record = TrialRecord(0, "complete", outcome.score, params, outcome.metrics,
                              round(time.perf_counter() - started, 3), outcome.device, best_epoch=outcome.best_epoch,
                              scores=outcome.scores)
-        from automtl.outputs.export import export_trial
+        from automtl.export.savedmodel import export_trial
         from automtl.training.distillation import FILL_WEIGHT, SOFT_WEIGHT
 
         manifest_teacher = {"run": str(run_dir.resolve()), "kind": teacher, "members": ensemble.members,

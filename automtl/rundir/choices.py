@@ -24,7 +24,7 @@ def _value(v: Any) -> str:
 
 def _member_settings(kind: str, name: str, params: dict[str, Any]) -> str:
     """The member's own (global) parameters the trial has, as ``(a=1, b=2)``."""
-    from automtl import registry
+    from automtl.core import registry
     from automtl.errors import AutomtlError
 
     try:

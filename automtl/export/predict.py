@@ -182,7 +182,7 @@ def _plugin_input(spec: dict[str, Any], data: dict[str, np.ndarray], source: str
                   root: Path | None) -> tuple[Any, dict[str, np.ndarray]] | None:
     if not spec.get("type"):
         return None
-    from automtl import plugins
+    from automtl.core import plugins
 
     try:
         cls = plugins.load("input", spec["type"], where=f"model input '{spec['name']}'")
@@ -379,7 +379,7 @@ def check_out(out: Path, data_path: Path, format: str = "table") -> Path:
         raise AutomtlError(f"--out {out}: unsupported output type '{out.suffix}'; expected one of {', '.join(OUT_SUFFIXES)}")
     if out.exists() and Path(data_path).exists() and out.resolve() == Path(data_path).resolve():
         raise AutomtlError(f"--out {out} is the --data file; write the predictions to another file")
-    from automtl.outputs.rundir import check_output_file
+    from automtl.rundir.folder import check_output_file
 
     return check_output_file(out)
 

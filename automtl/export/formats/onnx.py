@@ -15,8 +15,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from automtl.errors import AutomtlError
-from automtl.outputs.formats import FILES, require_extras
-from automtl.outputs.formats.portable import first_rows, freeze_portable, latency, load_reference, parity
+from automtl.export.formats import FILES, require_extras
+from automtl.export.formats.portable import first_rows, freeze_portable, latency, load_reference, parity
 
 OPSET = 17
 

@@ -5,7 +5,7 @@
 task combines the members' raw outputs with its ``combine`` hook and then
 post-processes them as one model would. A member picked several times is
 stored once; its weight carries the multiplicity. Each task has its own members
-and weights (see :class:`automtl.outputs.ensemble.EnsembleResult`); every member
+and weights (see :class:`automtl.run.ensemble.EnsembleResult`); every member
 model runs once per call. Plain TensorFlow serves it.
 """
 
@@ -22,10 +22,10 @@ import keras
 import tensorflow as tf
 
 from automtl.api import InputEncoder, Task
+from automtl.core.trial import trial_dir
+from automtl.export.savedmodel import _type_of, input_signature, versions
 from automtl.model import layers as _layers  # noqa: F401  (registers custom layers for loading)
-from automtl.outputs.ensemble import EnsembleResult
-from automtl.outputs.export import _type_of, input_signature, versions
-from automtl.trial import trial_dir
+from automtl.run.ensemble import EnsembleResult
 
 
 class EnsembleModule(tf.Module):

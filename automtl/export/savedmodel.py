@@ -22,13 +22,13 @@ import tensorflow as tf
 
 import automtl
 from automtl.api import InputEncoder, Task
+from automtl.core.trial import TrialRecord
 from automtl.errors import AutomtlError
+from automtl.export.formats import FORMATS, write_format
+from automtl.export.formats.portable import first_rows, latency, tf_device, tf_feed
+from automtl.export.signatures import PORTABLE, TF_DTYPES, ServingModule, input_signature  # noqa: F401  (re-exported)
 from automtl.model import layers as _layers  # noqa: F401  (registers custom layers for loading)
-from automtl.outputs.formats import FORMATS, write_format
-from automtl.outputs.formats.portable import first_rows, latency, tf_device, tf_feed
-from automtl.outputs.outdir import atomic_folder, check_out
-from automtl.outputs.signatures import PORTABLE, TF_DTYPES, ServingModule, input_signature  # noqa: F401  (re-exported)
-from automtl.trial import TrialRecord
+from automtl.rundir.outdir import atomic_folder, check_out
 
 EXPORT_FORMAT = "automtl-export/2"
 LAYOUTS = ("plain", "tf-serving")

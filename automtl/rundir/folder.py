@@ -76,7 +76,7 @@ def load_experiment(run_dir: Path) -> Experiment:
 
 
 def backend_name(run_dir: Path) -> str:
-    from automtl.registry import AXES
+    from automtl.core.registry import AXES
 
     return str((raw_snapshot(run_dir).get("search") or {}).get("backend", AXES["backend"].default))
 
@@ -141,8 +141,8 @@ def write_snapshot(exp: Experiment, space_path: Path | None, run_dir: Path, spac
 # -- which run a folder belongs to -------------------------------------------------------------
 def is_run_folder(path: Path) -> bool:
     """A folder ``automtl search`` wrote: its owner record, or the files export also looks for
-    (:data:`automtl.outputs.outdir.RUN_MARKERS`: snapshot, ``trials.json``, ``study.db``)."""
-    from automtl.outputs.outdir import is_run_folder as holds_run_files
+    (:data:`automtl.rundir.outdir.RUN_MARKERS`: snapshot, ``trials.json``, ``study.db``)."""
+    from automtl.rundir.outdir import is_run_folder as holds_run_files
 
     path = Path(path)
     return path.is_dir() and ((path / OWNER_FILE).is_file() or holds_run_files(path))

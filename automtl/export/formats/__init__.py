@@ -46,11 +46,11 @@ def require_extras(formats: list[str]) -> None:
 def write_format(fmt: str, export_dir: Path, rows: Mapping[str, Any]) -> dict[str, Any]:
     """Convert ``export_dir/saved_model``'s portable signature to ``fmt``, check parity on ``rows``, time it."""
     if fmt == "onnx":
-        from automtl.outputs.formats.onnx import write_onnx
+        from automtl.export.formats.onnx import write_onnx
 
         return write_onnx(Path(export_dir), rows)
     if fmt == "tflite":
-        from automtl.outputs.formats.tflite import write_tflite
+        from automtl.export.formats.tflite import write_tflite
 
         return write_tflite(Path(export_dir), rows)
     raise AutomtlError(f"unknown export format '{fmt}'")

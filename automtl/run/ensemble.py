@@ -4,7 +4,7 @@ Every completed trial keeps its raw validation outputs (``trials/<n>/valid_pred.
 so selection re-runs no model: it combines saved outputs with each task's
 :meth:`~automtl.api.Task.combine` hook and scores them with the task's own
 :meth:`~automtl.api.Task.evaluate`, ranked by the search's objective. The chosen
-members and weights go to :func:`automtl.outputs.ensemble_export.export_ensemble`.
+members and weights go to :func:`automtl.export.ensemble.export_ensemble`.
 A cross-validated run selects on every training row's out-of-fold output
 (:class:`FoldRows`), as AutoGluon and auto-sklearn do: far more rows than one
 validation split of a small table, and so less noise in what is picked.
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from automtl.core.trial import TrialRecord, trial_dir
 from automtl.objective import combine as objective_of
 from automtl.objective import mean_of
-from automtl.trial import TrialRecord, trial_dir
 
 if TYPE_CHECKING:
     from automtl.api import Task

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from automtl.trial import TrialRecord, trial_dir
-from automtl.outputs.choices import short_params
-from automtl.outputs.results import RunTrials, leaderboard, read_trials
-from automtl.outputs.rundir import backend_name, disk_use, raw_snapshot, study_location
+from automtl.core.trial import TrialRecord, trial_dir
+from automtl.rundir.choices import short_params
+from automtl.rundir.folder import backend_name, disk_use, raw_snapshot, study_location
+from automtl.rundir.results import RunTrials, leaderboard, read_trials
 
 LEADERBOARD_ROWS = 20
 
@@ -344,7 +344,7 @@ def baselines_block(run: RunTrials, run_dir: str) -> str:
     """Did sharing help? Per task, the single-task baseline beside the multi-task model, in words."""
     if not run.baselines:
         return ""
-    from automtl.outputs.baselines import Baselines, summary_sentence, task_sentence
+    from automtl.rundir.baselines import Baselines, summary_sentence, task_sentence
 
     e = html.escape
     b = Baselines.from_json(run.baselines)

@@ -1,7 +1,7 @@
 """The extension axes: sharing schemes, loss weightings, training strategies, search backends.
 
 Each member of an axis is one file that declares its name (its entry point's
-name), its parameters (:class:`~automtl.params.ParamSpec`: defaults and
+name), its parameters (:class:`~automtl.core.params.ParamSpec`: defaults and
 allowed values) and what it can do, plus one registration in an entry-point
 group, exactly like task and input plugins; built-in members register in
 automtl's own ``pyproject.toml``. Space validation, the trainer, the Keras
@@ -19,9 +19,9 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from automtl import plugins
+from automtl.core import plugins
+from automtl.core.params import CORE, ParamSpec
 from automtl.errors import ConfigError
-from automtl.params import CORE, ParamSpec
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from automtl.data.streamed import is_streamed
 from automtl.errors import AutomtlError
-from automtl.outputs.signatures import PORTABLE
+from automtl.export.signatures import PORTABLE
 
 #: Parity tolerance for float32 outputs: |converted - SavedModel| <= RTOL * max(|SavedModel|, 1).
 RTOL = 1e-4

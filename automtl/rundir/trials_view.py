@@ -8,10 +8,10 @@ from typing import Any, Sequence
 
 from rich.table import Table as RichTable
 
-from automtl.trial import TrialRecord
+from automtl.core.trial import TrialRecord
 from automtl.errors import AutomtlError
-from automtl.outputs.choices import all_params, short_params
-from automtl.outputs.results import RunTrials, finite
+from automtl.rundir.choices import all_params, short_params
+from automtl.rundir.results import RunTrials, finite
 
 #: Metric names where lower is better, for sorting by a metric that is not a task's primary one.
 LOWER_IS_BETTER = ("loss", "log_loss", "rmse", "mse", "mae", "error", "latency_ms")
@@ -104,7 +104,7 @@ def extras(run: RunTrials, run_dir: str) -> list[str]:
                      f"{_num(best.get('score'))} ({(e.get('score') or 0) - (best.get('score') or 0):+.4f}); "
                      f"served from {run_dir}/ensemble")
     if run.baselines:
-        from automtl.outputs.baselines import Baselines, summary_sentence, task_sentence
+        from automtl.rundir.baselines import Baselines, summary_sentence, task_sentence
 
         b = Baselines.from_json(run.baselines)
         lines.append(f"single-task baselines ({b.mode}, against trial #{b.best_trial}): " + summary_sentence(b))

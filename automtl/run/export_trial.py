@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from automtl.trial import TrialRecord, trial_dir
+from automtl.core.trial import TrialRecord, trial_dir
 from automtl.errors import AutomtlError
-from automtl.outputs.outdir import check_out
-from automtl.outputs.results import read_trials
-from automtl.outputs.rundir import load_experiment
+from automtl.rundir.folder import load_experiment
+from automtl.rundir.outdir import check_out
+from automtl.rundir.results import read_trials
 
 if TYPE_CHECKING:
     from automtl.data.prepare import Prepared
@@ -59,7 +59,7 @@ def export_run_trial(run_dir: Path, number: int, out_dir: Path, formats: Sequenc
     encoders, tasks = instantiate(exp)
     prepared = prepare(exp, encoders, tasks, run_dir)
     model = trial_model(run_dir, record, prepared, say=print)
-    from automtl.outputs.export import export_trial
+    from automtl.export.savedmodel import export_trial
 
     return export_trial(
         model, encoders, tasks, record, Path(out_dir),
@@ -72,7 +72,7 @@ def export_run_trial(run_dir: Path, number: int, out_dir: Path, formats: Sequenc
 
 def _run_baselines(run_dir: Path) -> dict:
     """The run's single-task baselines and delta-m, as ``best/automtl.json`` holds them."""
-    from automtl.outputs.baselines import read_baselines
+    from automtl.rundir.baselines import read_baselines
 
     found = read_baselines(run_dir)
     return {"baselines": found.to_json()} if found is not None else {}
@@ -140,7 +140,7 @@ def _list(numbers: list[int]) -> str:
 
 def baseline_model(run_dir: Path, task: str) -> tuple[Path, object]:
     """``(model.keras, its baseline entry)`` of ``task``'s single-task baseline, or a clear error."""
-    from automtl.outputs.baselines import read_baselines
+    from automtl.rundir.baselines import read_baselines
 
     run_dir = Path(run_dir)
     read_trials(run_dir)  # a clear error when this is not a run folder
@@ -162,7 +162,7 @@ def baseline_model(run_dir: Path, task: str) -> tuple[Path, object]:
 def export_baseline(run_dir: Path, task: str, out_dir: Path, formats: Sequence[str] = ("saved_model",),
                     layout: str = "plain", force: bool = False) -> Path:
     """Refit the plugins on the run's split and export ``task``'s single-task model like ``best/``."""
-    from automtl.outputs.baselines import read_baselines
+    from automtl.rundir.baselines import read_baselines
 
     run_dir = Path(run_dir)
     path, entry = baseline_model(run_dir, task)
@@ -172,7 +172,7 @@ def export_baseline(run_dir: Path, task: str, out_dir: Path, formats: Sequence[s
 
     encoders, tasks = instantiate(exp)
     prepared = prepare(exp, encoders, tasks, run_dir)
-    from automtl.outputs.export import export_trial
+    from automtl.export.savedmodel import export_trial
 
     record = TrialRecord(entry.trial, "complete", entry.score, entry.params, entry.metrics, entry.seconds,
                          best_epoch=entry.best_epoch)

@@ -2,7 +2,7 @@
 
 A parameter is declared once, by whoever reads it: the core parameters here,
 each sharing scheme, weighting method and strategy in its own file (see
-:mod:`automtl.registry`), each plugin through its ``parameters``. Space
+:mod:`automtl.core.registry`), each plugin through its ``parameters``. Space
 validation, defaults and the readers all use that one declaration.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from automtl.trial import TrialParams
+    from automtl.core.trial import TrialParams
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from automtl.trial import TrialRecord, top_fidelity
+from automtl.core.trial import TrialRecord, top_fidelity
 from automtl.errors import AutomtlError
 
 TRIALS_JSON_FORMAT = "automtl-trials/1"

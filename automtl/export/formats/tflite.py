@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from automtl.errors import AutomtlError
-from automtl.outputs.formats import FILES
-from automtl.outputs.formats.portable import cpu_name, first_rows, freeze_portable, latency, load_reference, parity
+from automtl.export.formats import FILES
+from automtl.export.formats.portable import cpu_name, first_rows, freeze_portable, latency, load_reference, parity
 
 
 def convert(export_dir: Path) -> bytes:

@@ -122,7 +122,7 @@ class HeadParams:
 
 
 def _defaults(per_task: bool = False) -> dict[str, Any]:
-    from automtl import registry
+    from automtl.core import registry
 
     specs = registry.per_task_specs() if per_task else registry.parameter_specs()
     return {name: spec.default for name, spec in specs.items()}
