@@ -17,7 +17,7 @@ import numpy as np
 import pydantic
 
 from automtl.core.params import ParamSpec
-from automtl.core.trial import HeadParams, TrialParams
+from automtl.core.trial_params import HeadParams, TrialParams
 from automtl.data.streamed import MappedArray, StreamedArray, memory_budget_bytes
 from automtl.data.table import Table, as_float, is_missing, object_column
 from automtl.errors import ConfigError, DataError

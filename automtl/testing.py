@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from automtl.api import InputEncoder, Table, Targets, Task
-from automtl.core.trial import HeadParams, TrialParams
+from automtl.core.trial_params import HeadParams, TrialParams
 from automtl.errors import ConfigError
 
 #: Trunk views a task may ask for, with the feature shape the checks feed its head.

@@ -85,7 +85,7 @@ def prepared(csv: Path, side: int, cache: str, cache_dir: Path):
 def epoch_times(encoders, tasks, train, valid, epochs: int) -> tuple[list[float], dict]:
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.trainer import Trainer
 

@@ -31,7 +31,7 @@ from common import demo_prepared  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from automtl.core.trial import TrialParams  # noqa: E402
+from automtl.core.trial_params import TrialParams  # noqa: E402
 from automtl.model.assemble import build_model  # noqa: E402
 from automtl.training.trainer import Trainer, to_tensors  # noqa: E402
 

@@ -135,7 +135,7 @@ def splits(problem: Problem, seed: int) -> tuple[list, list, Any, Any, Any]:
 def trainer_for(method: str, encoders: list, tasks: list, train: Any, valid: Any, seed: int) -> Any:
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.trainer import Trainer
 

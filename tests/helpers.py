@@ -29,7 +29,7 @@ def table_from(frame: Any, source: str = "mem.csv") -> Table:
 def train_once(encoders, tasks, train: Arrays, valid: Arrays, params: dict, epochs: int = 20, seed: int = 0):
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.trainer import Trainer
 

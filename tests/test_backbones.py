@@ -127,7 +127,7 @@ def test_backbone_layers_learn_at_the_scaled_learning_rate(weights_dir):
 def test_spatial_view_has_the_searched_stride_and_small_images_are_upscaled(weights_dir):
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl_image import ImageInput
 
     enc = ImageInput("img", {"array": "pixels", "backbone": BACKBONE, "weights": "none"})

@@ -236,7 +236,7 @@ def test_detect_recovers_boxes_and_loss_prefers_them():
 def test_augmentation_moves_boxes_with_the_image():
     import tensorflow as tf
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl_detection import DetectionTask
     from automtl_image import ImageInput
 
@@ -260,7 +260,7 @@ def test_augmentation_moves_boxes_with_the_image():
 
 
 def test_image_input_reads_npz_arrays_and_resizes(tmp_path):
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl_image import ImageInput
 
     pixels = np.random.default_rng(0).uniform(0, 1, (6, 10, 12)).astype(np.float32)

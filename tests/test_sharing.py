@@ -64,7 +64,7 @@ def mixed_plugins(text: bool = True):
 def build(params: dict, text: bool = False):
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
 
     encs, tasks = mixed_plugins(text)
@@ -165,7 +165,7 @@ def test_soft_penalty_keeps_corresponding_weights_closer(strategy):
 def test_alternating_step_moves_only_the_trained_tasks_copies():
     import tensorflow as tf
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.strategies.alternating import AlternatingTraining
     from automtl.training.trainer import to_tensors

@@ -40,7 +40,7 @@ def test_encoders_fit_on_training_rows_only():
     _, valid_other = split(other)
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
 
     built = {}
@@ -111,7 +111,7 @@ def test_robust_encoding_centres_on_the_median_and_clips_outliers_smoothly():
     prepared(encoders, tasks, train, valid)
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
 
     enc = encoders[0]

@@ -109,7 +109,7 @@ def test_bow_trains_beats_chance_and_saves(tmp_path):
 
 def test_bow_vocab_size_keeps_the_most_frequent_terms():
     enc, tasks, train, valid = bow_setup(n=80)
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
 
     assert enc.settings(TrialParams({"text.encoder": "bow", "text.vocab_size": 7}))["vocab_size"] == 7
     assert enc.settings(TrialParams({"text.encoder": "bow", "text.vocab_size": 10**6}))["vocab_size"] == len(enc.terms)
@@ -122,7 +122,7 @@ def test_bow_vocab_size_keeps_the_most_frequent_terms():
 @pytest.mark.parametrize("sharing", ["none", "branch", "soft", "cross_stitch", "mmoe", "ple"])
 def test_bow_feeds_the_vector_view_under_every_sharing_scheme(sharing):
     """The TF-IDF vector is the trunk's input, copied or mixed by the scheme like any vector view."""
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
 
     enc, tasks, train, valid = bow_setup(n=80)
@@ -137,7 +137,7 @@ def test_bow_feeds_the_vector_view_under_every_sharing_scheme(sharing):
 
 
 def test_bow_is_refused_where_a_task_tags_tokens():
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
 
     rows = slot_records(12)

@@ -22,7 +22,7 @@ def setup(n=400):
 def trainer_for(params, streaming=None, n=400):
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.trainer import Trainer
 

@@ -30,7 +30,7 @@ def test_strategy_learns_both_tasks(strategy):
 def test_alternating_updates_only_the_chosen_head():
     import tensorflow as tf
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.strategies.alternating import AlternatingTraining
     from automtl.training.trainer import to_tensors

@@ -63,7 +63,7 @@ def test_weight_decay_shrinks_kernels_not_biases(strategy):
     encoders, tasks, tr, va = _data()
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.trainer import Trainer
 
@@ -84,7 +84,7 @@ def test_weight_decay_shrinks_kernels_not_biases(strategy):
 def test_label_smoothing_from_option_and_per_trial_parameter():
     import keras
 
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl_classification import ClassificationTask
 
     frame = make_table(60)

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from automtl.core import registry
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.training.strategies.alternating import sampling_probabilities
 from automtl_classification import ClassificationTask
 from automtl_regression import RegressionTask
@@ -98,7 +98,7 @@ def test_proportional_sampling_follows_label_counts():
 
 
 def test_per_task_learning_rates_reach_the_optimizers():
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.trainer import Trainer
 

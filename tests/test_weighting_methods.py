@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from automtl.core import registry
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.errors import ConfigError
 from automtl.space import parse_space
 from automtl_classification import ClassificationTask

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
 
 
 @dataclass(frozen=True)

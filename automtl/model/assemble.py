@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import keras
 
 from automtl.core import registry
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.devices import float16_compute
 from automtl.errors import TrialFailed
 from automtl.model.layers import DenseLevel

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from automtl.core.params import Declared
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 
 
 @dataclass(frozen=True)

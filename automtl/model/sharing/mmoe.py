@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from automtl.core.params import ParamSpec, positive_int
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.model.sharing.base import Shared, SharingScheme, Trunk, gated
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from automtl.core.params import Declared
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.lazy import tf
 
 if TYPE_CHECKING:

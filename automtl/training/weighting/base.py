@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from automtl.core.params import Declared
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.lazy import tf
 
 #: Added to norms before dividing by them.

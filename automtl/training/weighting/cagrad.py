@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from automtl.core.params import ParamSpec
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.lazy import tf
 from automtl.training.weighting.base import EPS, Weighting
 

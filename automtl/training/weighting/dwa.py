@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from automtl.core.params import positive
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.training.weighting.base import Weighting
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from automtl.core.params import ParamSpec, positive
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.lazy import tf
 from automtl.training.weighting.base import Weighting
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from automtl.core.trial import TrialParams
+from automtl.core.trial_params import TrialParams
 from automtl.lazy import tf
 from automtl.training.weighting.base import Weighting
 
