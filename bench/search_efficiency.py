@@ -163,7 +163,8 @@ def run_arm(exp_raw: dict, test_path: Path, folder: Path, base: Path, algorithm:
     from rich.console import Console
 
     from automtl.config import build_experiment
-    from automtl.run.search import check_files, finish, prepare_search, run_trials
+    from automtl.run.phases import prepare_search, run_trials
+    from automtl.run.search import check_files, finish
 
     overrides = {"trials": trials, "epochs": epochs, "seed": seed, "algorithm": algorithm, "pruner": pruner,
                  "out": folder, "trials_per_process": 0, "backend": "optuna"}

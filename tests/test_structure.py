@@ -21,11 +21,13 @@ PLUGINS = ROOT / "plugins"
 #: (importer, imported) pairs that must never appear.
 FORBIDDEN = [
     ("automtl.training", "automtl.backends"), ("automtl.backends", "automtl.training"),
-    ("automtl.training", "automtl.run"), ("automtl.training", "automtl.outputs"),
-    ("automtl.backends", "automtl.run"), ("automtl.backends", "automtl.outputs"),
-    ("automtl.model", "automtl.training"), ("automtl.model", "automtl.backends"),
-    ("automtl.model", "automtl.run"), ("automtl.model", "automtl.outputs"),
-    ("automtl.outputs", "automtl.run"), ("automtl.data", "automtl.model"), ("automtl.data", "automtl.training"),
+    ("automtl.training", "automtl.run"), ("automtl.training", "automtl.rundir"), ("automtl.training", "automtl.export"),
+    ("automtl.backends", "automtl.run"), ("automtl.backends", "automtl.rundir"), ("automtl.backends", "automtl.export"),
+    ("automtl.model", "automtl.training"), ("automtl.model", "automtl.backends"), ("automtl.model", "automtl.run"),
+    ("automtl.model", "automtl.rundir"), ("automtl.model", "automtl.export"),
+    # the run folder and exports read trial records: they never train and never drive a search
+    ("automtl.rundir", "automtl.run"), ("automtl.rundir", "automtl.training"), ("automtl.export", "automtl.run"),
+    ("automtl.data", "automtl.model"), ("automtl.data", "automtl.training"),
 ]
 
 

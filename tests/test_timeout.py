@@ -14,7 +14,7 @@ from helpers import prepared, split
 
 
 def _trainer():
-    from automtl.core.trial import TrialParams
+    from automtl.core.trial_params import TrialParams
     from automtl.model.assemble import build_model
     from automtl.training.trainer import Trainer
     from automtl_classification import ClassificationTask
@@ -52,20 +52,21 @@ def test_a_trial_starting_after_the_deadline_fails_with_the_reason():
 @pytest.mark.parametrize("backend, per_process", [("optuna", 0), ("optuna", 1), ("keras-tuner", 0)])
 def test_search_ends_at_its_deadline_with_an_export(write_experiment, monkeypatch, backend, per_process):
     """The deadline reaches the trial in this process or in its trial process, with either backend."""
+    from automtl.run import phases
     from automtl.run import search as search_module
 
     exp = load_experiment(write_experiment(), {"backend": backend, "epochs": 100_000, "patience": 100_000,
                                                "trials": 5, "trials_per_process": per_process})
-    search = search_module.prepare_search(search_module.check_files(exp), Console(quiet=True), quiet=True)
-    real = search_module.make_runner
+    search = phases.prepare_search(search_module.check_files(exp), Console(quiet=True), quiet=True)
+    real = phases.make_runner
 
     def started_then_timed(*args, **kwargs):  # the budget starts once the trial process is up (a busy machine)
         runner = real(*args, **kwargs)
         search.deadline = runner.deadline = time.time() + 15  # a busy CI machine builds slowly
         return runner
 
-    monkeypatch.setattr(search_module, "make_runner", started_then_timed)
-    search_module.run_trials(search)
+    monkeypatch.setattr(phases, "make_runner", started_then_timed)
+    phases.run_trials(search)
     # One tiny epoch past the deadline, then the trial's save, the study write and the trial process's exit
     # (generous: CI machines are busy); without the deadline, 100,000 epochs would take hours.
     assert time.time() - search.deadline < 60

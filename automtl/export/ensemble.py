@@ -5,7 +5,7 @@
 task combines the members' raw outputs with its ``combine`` hook and then
 post-processes them as one model would. A member picked several times is
 stored once; its weight carries the multiplicity. Each task has its own members
-and weights (see :class:`automtl.run.ensemble.EnsembleResult`); every member
+and weights (see :class:`automtl.rundir.ensemble.EnsembleResult`); every member
 model runs once per call. Plain TensorFlow serves it.
 """
 
@@ -25,7 +25,7 @@ from automtl.api import InputEncoder, Task
 from automtl.core.trial import trial_dir
 from automtl.export.savedmodel import _type_of, input_signature, versions
 from automtl.model import layers as _layers  # noqa: F401  (registers custom layers for loading)
-from automtl.run.ensemble import EnsembleResult
+from automtl.rundir.ensemble import EnsembleResult
 
 
 class EnsembleModule(tf.Module):

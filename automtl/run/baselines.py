@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from automtl.core import registry
+from automtl.core.trial import TrialRecord, trial_dir
+from automtl.run.ensemble import VALID_PRED, FoldRows, evaluate_task, load_valid_pred
+from automtl.run.phases import Checked, Search, prepare_search, run_trials
 from automtl.rundir.baselines import (
     BOOTSTRAP, COVERAGE, Baselines, TaskBaseline, delta_m, read_baselines, relative_change, verdict, write_baselines,
 )
-from automtl.core.trial import TrialRecord, trial_dir
-from automtl.run.ensemble import VALID_PRED, FoldRows, evaluate_task, load_valid_pred
 from automtl.space import SearchSpace
 
 if TYPE_CHECKING:
     from automtl.api import Task
     from automtl.data.prepare import Arrays
-    from automtl.run.search import Search
 
 
 # -- which parameters only matter with several tasks ------------------------------------------
@@ -305,7 +305,6 @@ def _search(s: "Search", best: TrialRecord, task: "Task") -> tuple[TaskBaseline 
     from dataclasses import replace
 
     from automtl import backends
-    from automtl.run.search import Checked, prepare_search, run_trials
     from automtl.space import AUTO, load_space, parse_space, plugin_parameters
 
     settings = s.exp.search

@@ -128,7 +128,8 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
     done = check_request(run_dir, teacher, student, epochs, temperature, init, out, force, mixup)
     from automtl.data.prepare import Prepared, instantiate, prepare
     from automtl.export.ensemble import load_members, read_ensemble
-    from automtl.run.ensemble import EnsembleResult, combine_outputs, evaluate_outputs
+    from automtl.run.ensemble import combine_outputs, evaluate_outputs
+    from automtl.rundir.ensemble import EnsembleResult
     from automtl.rundir.folder import load_experiment
 
     exp = load_experiment(run_dir)

@@ -27,7 +27,7 @@ class SearchSummary:
     #: a search worker or Keras Tuner worker: another process records the study and exports
     worker: bool = False
     #: single-task baselines (:class:`automtl.rundir.baselines.Baselines`) and the ensemble
-    #: (:class:`automtl.run.ensemble.EnsembleResult`), when the run made them
+    #: (:class:`automtl.rundir.ensemble.EnsembleResult`), when the run made them
     baselines: Any = None
     ensemble: Any = None
     ensemble_dir: Path | None = None
