@@ -33,6 +33,7 @@ __all__ = [
     "InputEncoder",
     "InputSpec",
     "MappedArray",
+    "Metric",
     "Reader",
     "StreamedArray",
     "NoOptions",
@@ -90,6 +91,25 @@ class Targets:
 
     def __post_init__(self) -> None:
         self.mask = self.mask.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a task can be ranked by: what users write as the task's ``metric:``.
+
+    ``name`` is a key of :meth:`Task.evaluate`; ``direction`` says whether
+    higher (``maximize``) or lower (``minimize``) is better. :meth:`Task.score`
+    turns it into a higher-is-better score that the objective, pruning and
+    ensemble selection combine across tasks.
+    """
+
+    name: str
+    direction: str = "maximize"
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("maximize", "minimize"):
+            raise ValueError(f"metric '{self.name}': direction must be 'maximize' or 'minimize', got {self.direction!r}")
 
 
 @dataclass(frozen=True)
@@ -230,6 +250,11 @@ class Task(_Plugin):
     primary_metric: ClassVar[str] = ""
     #: "maximize" or "minimize" for the primary metric.
     direction: ClassVar[str] = "maximize"
+    #: The metrics users may choose with the task's ``metric:`` key (see :meth:`use_metric`);
+    #: each a key of :meth:`evaluate`. Empty: the primary metric only.
+    metrics: ClassVar[tuple[Metric, ...]] = ()
+    #: What :meth:`chance_output` predicts, in a few words (shown beside its figures).
+    chance_label: ClassVar[str] = "a trivial predictor"
     #: A smooth metric of :meth:`evaluate` (lower is better, e.g. log loss) that ranks
     #: outputs whose primary metric ties. Ensemble selection on a small validation split
     #: needs it: there a coarse metric (accuracy on 50 rows) ties for most candidates.
@@ -271,6 +296,28 @@ class Task(_Plugin):
         value = float(metrics[self.primary_metric])
         return value if self.direction == "maximize" else -value
 
+    def available_metrics(self) -> tuple[Metric, ...]:
+        """The metrics this task, with its options, can be ranked by (default: :attr:`metrics`,
+        else the primary metric alone). Override it when the options change them (multi-label)."""
+        return self.metrics or (Metric(self.primary_metric, self.direction),)
+
+    def use_metric(self, name: str) -> None:
+        """Rank this task by ``name`` from now on: automtl calls it with the task's ``metric:``
+        before any data is read, so a name the task does not compute is refused up front."""
+        known = {m.name: m for m in self.available_metrics()}
+        if name not in known:
+            raise ConfigError(f"tasks.{self.name}.metric: '{name}' is not a metric of task '{self.name}' "
+                              f"({self.type_name or type(self).__name__}); choose one of: {', '.join(known)}")
+        self.primary_metric = name
+        self.direction = known[name].direction
+
+    def chance_output(self) -> np.ndarray | None:
+        """One example's raw head output of the trivial predictor learned in :meth:`prepare` from the
+        training rows (class frequencies as logits, the training mean): every run scores it on the
+        validation rows as the chance-level reference, so a user sees whether the model learned
+        anything. None (the default): the task has no such reference."""
+        return None
+
     def postprocess(self, raw: Any) -> dict[str, Any]:
         """Map raw head outputs to what users want, with TensorFlow ops (runs in the SavedModel)."""
         return {"output": raw}
@@ -281,7 +328,9 @@ class Task(_Plugin):
         return self.postprocess(raw)
 
     def describe(self) -> dict[str, Any]:
-        """Facts for the manifest (classes, target scale, ...)."""
+        """Facts for the manifest (classes, target scale, ...). The key ``output_columns``,
+        ``{output: {"prefix": "p", "names": [...]}}``, names the entries of a vector output:
+        ``automtl predict`` then writes it as one column per entry, ``<task>.<prefix>.<name>``."""
         return {}
 
     def portable_postprocess(self, raw: Any) -> dict[str, Any]:

@@ -121,6 +121,10 @@ class PluginConfig(pydantic.BaseModel):
 
 class TaskConfig(PluginConfig):
     importance: float = pydantic.Field(1.0, gt=0, allow_inf_nan=False, description="weight of this task in the objective")
+    metric: str | None = pydantic.Field(
+        None, description="the metric the search optimises for this task (see `automtl plugins --metrics`); default: the "
+        "task type's own (accuracy, rmse, ...)"
+    )
 
     @property
     def options(self) -> dict[str, Any]:

@@ -91,6 +91,17 @@ def check_task(cls: type[Task], options: Mapping[str, Any], table: Table | Any, 
     better[task.primary_metric] = metrics[task.primary_metric] + (step if task.direction == "maximize" else -step)
     assert task.score(better) >= score, (
         f"{cls.__name__}.score() must be higher-is-better: a better {task.primary_metric} gave a lower score")
+    missing = [m.name for m in task.available_metrics() if m.name not in metrics]
+    assert not missing, f"{cls.__name__}.evaluate() must return every metric it declares; missing {missing}"
+    chance = task.chance_output()
+    if chance is not None:
+        chance = np.asarray(chance, np.float64)
+        constant = np.broadcast_to(chance, (len(y), *chance.shape)).copy()
+        assert constant.shape == np.asarray(raw).shape, (
+            f"{cls.__name__}.chance_output() must be one example's raw output, shape {np.asarray(raw).shape[1:]}, "
+            f"got {chance.shape}")
+        assert math.isfinite(task.score(task.evaluate(y, mask, constant))), (
+            f"{cls.__name__}.chance_output() must score as a finite float")
     _check_json(task.describe(), f"{cls.__name__}.describe()")
     _check_postprocess_saves(task, model, features)
     _check_ensemble_hooks(task, y, mask, raw)

@@ -77,8 +77,8 @@ def test_trials_table_and_disk_use(tiny_run):
 
 
 def test_trials_bad_sort_and_bad_folder(tiny_run, tmp_path):
-    bad = invoke("trials", tiny_run, "--sort", "price.r2")
-    assert bad.exit_code == 2 and "price.r2" in bad.output and "price.rmse" in bad.output
+    bad = invoke("trials", tiny_run, "--sort", "price.mape")
+    assert bad.exit_code == 2 and "price.mape" in bad.output and "price.rmse" in bad.output
     assert "Traceback" not in bad.output
     missing = invoke("trials", tmp_path / "nowhere")
     assert missing.exit_code == 2 and "run folder not found" in missing.output
@@ -186,11 +186,16 @@ def test_predict_matches_saved_model_on_demo_validation(demo_run, tmp_path):
     valid["id"] = np.arange(len(valid))
     valid.to_csv(tmp_path / "valid.csv", index=False)
     result = invoke("predict", demo_run / "best", "--data", tmp_path / "valid.csv", "--out", tmp_path / "pred.csv",
-                    "--keep", "id", "--batch-size", "100")
+                    "--keep", "id", "--batch-size", "100", "--probabilities", "list")
     assert result.exit_code == 0, result.output
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert list(pred.columns) == ["id", "digit.class_id", "digit.label", "digit.probabilities", "slant.value"]
     assert len(pred) == len(valid) == 359
+    # by default: one labelled column per class, named after the class
+    result = invoke("predict", demo_run / "best", "--data", tmp_path / "valid.csv", "--out", tmp_path / "cols.csv")
+    assert result.exit_code == 0, result.output
+    cols = pd.read_csv(tmp_path / "cols.csv")
+    assert list(cols.columns) == ["digit.class_id", "digit.label", *[f"digit.p.{d}" for d in range(10)], "slant.value"]
 
     serve = tf.saved_model.load(str(demo_run / "best" / "saved_model")).signatures["serving_default"]
     pixels = valid[[f"px{i}" for i in range(64)]].to_numpy(np.float32)
@@ -200,6 +205,8 @@ def test_predict_matches_saved_model_on_demo_validation(demo_run, tmp_path):
     assert list(pred["digit.label"].astype(str)) == [b.decode() for b in want["digit.label"]]
     probs = np.array([json.loads(p) for p in pred["digit.probabilities"]])
     np.testing.assert_allclose(probs, want["digit.probabilities"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cols[[f"digit.p.{d}" for d in range(10)]].to_numpy(), want["digit.probabilities"],
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".npz"])
@@ -212,7 +219,8 @@ def test_predict_reads_and_writes_other_formats(demo_run, tmp_path, suffix):
     else:  # the manifest maps tabular inputs to columns, so an NPZ of named 1-D columns works too
         np.savez(tmp_path / "in.npz", **{c: valid[c].to_numpy() for c in valid.columns})
     out = tmp_path / f"out{suffix}"
-    result = invoke("predict", demo_run / "best", "--data", tmp_path / f"in{suffix}", "--out", out)
+    result = invoke("predict", demo_run / "best", "--data", tmp_path / f"in{suffix}", "--out", out,
+                    "--probabilities", "list")
     assert result.exit_code == 0, result.output
     if suffix == ".npz":
         got = dict(np.load(out))  # no pickle needed: labels are unicode arrays

@@ -22,9 +22,12 @@ from automtl.commands.base import user_errors
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Rows per batch (default 1024; 64 for a model with an image input).")
 @click.option("--keep", multiple=True, help="Copy this data column (an id) into the output; repeatable.")
+@click.option("--probabilities", "vectors", type=click.Choice(["columns", "list"]), default="columns",
+              show_default=True, help="Class probabilities as one column per class (<task>.p.<class>) or as one "
+              "list per row (<task>.probabilities, in the order of automtl.json's classes).")
 @user_errors
 def predict(model_dir: Path, data_path: Path, out: Path, root: Path | None, fmt: str, batch_size: int | None,
-            keep: tuple[str, ...]) -> None:
+            keep: tuple[str, ...], vectors: str) -> None:
     """Run an exported model (RUN_DIR/best or an `export` folder) over a data file or a folder of images.
 
     The data and --out are checked before TensorFlow loads.
@@ -34,5 +37,5 @@ def predict(model_dir: Path, data_path: Path, out: Path, root: Path | None, fmt:
     from automtl.export.predict import predict as run_predict
 
     result = run_predict(model_dir, data_path, out, batch_size=batch_size, keep=keep, console=Console(stderr=True),
-                         root=root, format=fmt)
+                         root=root, format=fmt, vectors=vectors)
     click.echo(f"{result.rows} rows -> {result.out} ({', '.join(result.outputs)}) in {result.seconds:.1f}s")

@@ -136,6 +136,9 @@ def instantiate(exp: Experiment) -> tuple[list[InputEncoder], list[Task]]:
         plugin.type_name = cfg.type  # the entry-point name, for the manifest
         plugin.base_dir = exp.base_dir  # option paths resolve like the experiment file's
         plugin.cache_dir = Path(exp.run_dir).resolve() / "cache"  # shared by the run's trials and workers
+    for task, cfg in zip(tasks, exp.tasks):
+        if cfg.metric is not None:
+            task.use_metric(cfg.metric)  # ranks trials, prunes, selects ensembles and compares baselines
     for enc in encoders:
         enc.tasks = tuple(tasks)  # e.g. so image augmentation can move box targets
     return encoders, tasks

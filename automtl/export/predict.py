@@ -264,6 +264,31 @@ def run_model(model_dir: Path, inputs: dict[str, np.ndarray], rows: int, batch_s
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
+#: How ``predict`` writes a vector output whose entries the manifest names (class probabilities):
+#: one column per entry (``<task>.p.<class>``), or one list per row.
+VECTOR_FORMS = ("columns", "list")
+
+
+def name_columns(manifest: dict[str, Any], outputs: dict[str, np.ndarray], order: list[str]) -> list[str]:
+    """Split each vector output that a task's manifest names entry by entry (``output_columns``:
+    ``{output: {"prefix": "p", "names": [...]}}``) into one column per entry, ``<task>.<prefix>.<name>``,
+    in place of the output; returns the new column order."""
+    new_order = list(order)
+    for task in manifest["tasks"]:
+        for output, spec in (task.get("output_columns") or {}).items():
+            key = f"{task['name']}.{output}"
+            values = outputs.get(key)
+            if values is None or np.ndim(values) != 2 or values.shape[1] != len(spec["names"]):
+                continue
+            columns = [f"{task['name']}.{spec['prefix']}.{name}" for name in spec["names"]]
+            for j, column in enumerate(columns):
+                outputs[column] = values[:, j]
+            del outputs[key]
+            at = new_order.index(key)
+            new_order[at:at + 1] = columns
+    return new_order
+
+
 def output_order(manifest: dict[str, Any], outputs: dict[str, np.ndarray]) -> list[str]:
     ordered = [o for t in manifest["tasks"] for o in t.get("outputs", []) if o in outputs]
     return ordered + sorted(set(outputs) - set(ordered))
@@ -432,8 +457,11 @@ def plan_predict(model_dir: Path, data_path: Path, out: Path, keep: Sequence[str
 
 def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int | None = None,
             keep: Sequence[str] = (), console: Any = None, root: Path | None = None,
-            format: str = "table") -> PredictSummary:
-    """Check and read (no TensorFlow), then serve and write."""
+            format: str = "table", vectors: str = "columns") -> PredictSummary:
+    """Check and read (no TensorFlow), then serve and write; ``vectors``: named vector outputs (class
+    probabilities) as one column per entry (``columns``) or one list per row (``list``)."""
+    if vectors not in VECTOR_FORMS:
+        raise AutomtlError(f"--probabilities {vectors}: expected one of {', '.join(VECTOR_FORMS)}")
     import time
 
     from automtl.tfimport import import_tensorflow_quietly
@@ -456,6 +484,8 @@ def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int | No
             d, prefix = task["detections"], task["name"] + "."
             padded = {prefix + d[k] for k in ("boxes", "scores", "labels", "class_ids")}
             order = [o for o in order if o not in padded] + [prefix + "detections"]
+    if vectors == "columns":
+        order = name_columns(plan.manifest, outputs, order)
     write_outputs(plan.out, outputs, order, plan.keep)
     return PredictSummary(plan.rows, order, plan.out, time.perf_counter() - started)
 

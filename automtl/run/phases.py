@@ -21,6 +21,7 @@ from automtl.data.prepare import Prepared
 from automtl.data.split import write_split
 from automtl.errors import ConfigError, SearchStopped
 from automtl.run.budget import PLANNED_TRIALS, Budget
+from automtl.run.chance import chance_reference
 from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.rundir.folder import ensure_writable, record_owner, write_snapshot
@@ -96,6 +97,8 @@ class Search:
     phase_deadline: float | None = None
     #: the fractions of the training rows trials train on (:mod:`automtl.run.fidelity`); [1.0]: all rows
     rungs: list[float] = field(default_factory=lambda: [1.0])
+    #: each task's chance level on the validation rows (:func:`automtl.run.chance.chance_reference`)
+    reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def deadline(self) -> float | None:
@@ -114,11 +117,17 @@ class Search:
     def primaries(self) -> dict[str, str]:
         return {t.name: t.primary_metric for t in self.checked.tasks}
 
+    def task_entries(self) -> list[dict[str, Any]]:
+        """The run's tasks as ``trials.json`` records them: metric, direction, importance, chance level."""
+        return [{"name": t.name, "type": t.type_name, "primary_metric": t.primary_metric, "direction": t.direction,
+                 "importance": self.prepared.importance.get(t.name, 1.0),
+                 **({"reference": self.reference[t.name]} if t.name in self.reference else {})}
+                for t in self.checked.tasks]
+
     def write_tables(self, records: list[TrialRecord], extra: dict[str, Any] | None = None) -> None:
         if not self.role.writes_tables:
             return
-        tasks = [{"name": t.name, "type": t.type_name, "primary_metric": t.primary_metric, "direction": t.direction,
-                  "importance": self.prepared.importance.get(t.name, 1.0)} for t in self.checked.tasks]
+        tasks = self.task_entries()
         write_trials_csv(records, self.run_dir / "trials.csv")
         write_trials_json(records, self.run_dir / "trials.json", tasks=tasks,
                           objective=self.exp.search.objective, experiment=self.exp.name, extra=extra)
@@ -167,6 +176,7 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
                     budget=plan_budget(checked, deadline, search_worker), rungs=rungs)
     backend.base_fidelity = rungs[0]
     progress.budget_note = lambda records: budget_note(search.budget, records)
+    search.reference = chance_reference(prepared)
     if role.records and not quiet:
         _print_start(search, f"{workers} search workers" if workers > 1 else f"device {plan.describe()}")
     return search

@@ -93,8 +93,10 @@ def fidelity_note(record: TrialRecord) -> str:
     return f"  [cyan]\\[{rows}" + (f", promoted from trial {record.parent}" if record.parent is not None else "") + "][/]"
 
 
-def leaderboard_table(records: Sequence[TrialRecord], primaries: dict[str, str]) -> RichTable:
-    table = RichTable(title="Leaderboard", title_justify="left")
+def leaderboard_table(records: Sequence[TrialRecord], primaries: dict[str, str], chance: str = "") -> RichTable:
+    """The best trials, one column per task's metric; ``chance``: the chance level, shown in the title."""
+    table = RichTable(title="Leaderboard" + (f" ({chance} on the validation rows)" if chance else ""),
+                      title_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("trial", justify="right")
     table.add_column("score", justify="right")

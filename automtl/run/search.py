@@ -172,7 +172,7 @@ def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> S
     extra = {"baselines": baselines.to_json()} if baselines is not None else {}
     wants_ensemble = s.exp.search.ensemble != 0 and sum(r.ok for r in records) >= 2
     summary = SearchSummary(s.run_dir, records, best, export_best(s, best, extra, ensemble=wants_ensemble),
-                            interrupted, stopped=stopped, baselines=baselines, notes=notes)
+                            interrupted, stopped=stopped, baselines=baselines, notes=notes, tasks=s.task_entries())
     if trained_here and not interrupted:
         # selected once best/ is out: the time budget then knows what an export costs here
         ensemble = _ensemble(s, records, notes)

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from automtl.core.trial import TrialRecord
 from automtl.run.progress import leaderboard_table
+from automtl.rundir import chance
 from automtl.rundir.results import leaderboard
 
 
@@ -33,6 +34,8 @@ class SearchSummary:
     ensemble_dir: Path | None = None
     #: what the finish phase wants the user to know (skipped steps, tasks an ensemble cannot average)
     notes: list[str] = field(default_factory=list)
+    #: the run's tasks as ``trials.json`` records them (metric, direction, chance level)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def print_summary(console: Console, s: SearchSummary, primaries: dict[str, str]) -> None:
@@ -42,7 +45,7 @@ def print_summary(console: Console, s: SearchSummary, primaries: dict[str, str])
     console.print(f"\n{len(s.records)} trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     top = leaderboard(s.records)
     if top:
-        console.print(leaderboard_table(top, primaries))
+        console.print(leaderboard_table(top, primaries, chance.header(s.tasks)))
     if s.best is None:
         console.print("[red]no trial completed; nothing to export[/] (see trials.csv for the reasons)")
         return
@@ -56,6 +59,10 @@ def print_summary(console: Console, s: SearchSummary, primaries: dict[str, str])
                 if s.export_dir else "not exported here (it trained in another run folder)")
     console.print(f"best trial #{s.best.number} (score {s.best.score:.4f}) {exported}", highlight=False,
                   soft_wrap=not console.is_terminal)
+    for line in chance.lines(s.tasks, s.best):
+        console.print(f"chance level of {line} (validation rows)", highlight=False, soft_wrap=not console.is_terminal)
+    for warning in chance.shortfalls(s.tasks, s.best):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=not console.is_terminal)
     if s.ensemble is not None:
         e = s.ensemble
         where = (f"exported to [bold]{os.path.relpath(s.ensemble_dir)}[/]" if s.ensemble_dir else "not exported")

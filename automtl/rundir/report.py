@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from automtl.core.trial import TrialRecord, trial_dir
+from automtl.rundir import chance
 from automtl.rundir.choices import short_params
 from automtl.rundir.folder import backend_name, disk_use, raw_snapshot, study_location
 from automtl.rundir.results import RunTrials, leaderboard, read_trials
@@ -261,6 +262,7 @@ def render(run_dir: Path, run: RunTrials, sections: Sequence[Section]) -> str:
         f"backend {e(str(search.get('backend', '')))}/{e(str(search.get('algorithm', '')))}; "
         f"objective {e(run.objective)}; tasks "
         + ", ".join(f"{e(t['name'])} ({e(str(t.get('type', '')))}, {e(t['primary_metric'])})" for t in run.tasks)
+        + (f"; {e(chance.header(run.tasks))} on the validation rows" if chance.header(run.tasks) else "")
     )
     figures = []
     for i, s in enumerate(sections):
@@ -295,14 +297,18 @@ def best_block(run: RunTrials, best: TrialRecord | None) -> str:
         metrics = {k.split(".", 1)[1]: v for k, v in best.metrics.items() if k.startswith(f"{name}.")}
         cells = ", ".join(f"{'<b>' if m == t['primary_metric'] else ''}{e(m)} {_num(v)}"
                           f"{'</b>' if m == t['primary_metric'] else ''}" for m, v in sorted(metrics.items()))
-        rows.append(f"<tr><td>{e(name)}</td><td>{_num(best.scores.get(name))}</td><td>{cells}</td></tr>")
+        ref = t.get("reference") or {}
+        chance_cell = (f"{e(ref['metric'])} {_num(ref.get('value'))} ({e(ref.get('label', ''))})" if ref else "n/a")
+        rows.append(f"<tr><td>{e(name)}</td><td>{_num(best.scores.get(name))}</td><td>{cells}</td>"
+                    f"<td>{chance_cell}</td></tr>")
     params = "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in sorted(best.params.items()))
     front = " (on the Pareto front)" if best.pareto else ""
+    warnings = "".join(f'<p class="note"><b>warning:</b> {e(w)}</p>' for w in chance.shortfalls(run.tasks, best))
     return (
         f"<p>Trial <b>#{best.number}</b>{front}: score <b>{_num(best.score)}</b>, kept epoch {best.best_epoch}, "
-        f"{_num(best.duration_s)} s on {e(best.device)}.</p>"
+        f"{_num(best.duration_s)} s on {e(best.device)}.</p>" + warnings +
         '<div class="cols"><table><caption>Per-task metrics (validation)</caption>'
-        "<tr><th>task</th><th>score</th><th>metrics</th></tr>" + "".join(rows) + "</table>"
+        "<tr><th>task</th><th>score</th><th>metrics</th><th>chance level</th></tr>" + "".join(rows) + "</table>"
         "<table><caption>Parameters</caption><tr><th>parameter</th><th>value</th></tr>" + params + "</table></div>"
     )
 
@@ -378,6 +384,11 @@ def leaderboard_html(run: RunTrials, board: Sequence[TrialRecord]) -> str:
         cells += [_num(r.metrics.get(c)) for c in primaries]
         cells += [e(short_params(r.params)), f"{r.duration_s or 0:.1f}s"]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    refs = {f"{t['name']}.{t['reference']['metric']}": t["reference"].get("value") for t in run.tasks
+            if t.get("reference")}
+    if refs:  # the trivial predictors, beside the trials: did the models learn anything?
+        cells = ["", "chance level", "", *([""] if pareto else []), *[_num(refs.get(c)) for c in primaries], "", ""]
+        rows.append('<tr class="note">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
 
 

@@ -10,6 +10,7 @@ from rich.table import Table as RichTable
 
 from automtl.core.trial import TrialRecord
 from automtl.errors import AutomtlError
+from automtl.rundir import chance
 from automtl.rundir.choices import all_params, short_params
 from automtl.rundir.results import RunTrials, finite
 
@@ -67,6 +68,8 @@ def table(run: RunTrials, records: Sequence[TrialRecord], sort: str, show_state:
     primaries = [f"{t}.{m}" for t, m in run.primaries.items()]
     extra = [sort] if sort not in ("score", *primaries, *run.primaries) else []
     title = f"Trials of '{run.experiment}' by {sort}" + (" (pareto objective)" if pareto else "")
+    if chance.header(run.tasks):
+        title += f"; {chance.header(run.tasks)} on the validation rows"
     out = RichTable(title=title, title_justify="left")
     for col in ("rank", "trial", *(["state"] if show_state else []), "score", *(["front"] if pareto else []),
                 *primaries, *extra):
@@ -97,6 +100,9 @@ def table(run: RunTrials, records: Sequence[TrialRecord], sort: str, show_state:
 def extras(run: RunTrials, run_dir: str) -> list[str]:
     """Lines under the table: the ensemble beside the best trial, the baselines and delta-m."""
     lines = []
+    best = next(iter(select(run)), None)
+    lines += [f"chance level of {line} (validation rows)" for line in chance.lines(run.tasks, best)]
+    lines += [f"warning: {w}" for w in chance.shortfalls(run.tasks, best)]
     if run.ensemble:
         e = run.ensemble
         best = e.get("best_single", {})

@@ -8,14 +8,16 @@ Labels may be strings or integers. Multi-label targets are either several
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
 import pydantic
 
-from automtl.api import (DataError, HeadParams, Options, Table, Targets, Task, TrialParams, as_float, dense_block,
-                         is_missing, ParamSpec)
+from automtl.api import (ConfigError, DataError, HeadParams, Metric, Options, Table, Targets, Task, TrialParams,
+                         as_float, dense_block, is_missing, ParamSpec)
+
+from automtl_classification import metrics as cm
 
 log = logging.getLogger("automtl")
 
@@ -26,13 +28,18 @@ class ClassificationOptions(Options):
     separator: str = "|"
     classes: list[str | int] | None = None
     label_smoothing: float = pydantic.Field(0.0, ge=0.0, lt=1.0, description="share of each target spread over all classes")
+    class_weight: Literal["balanced"] | dict[str | int, pydantic.PositiveFloat] | None = pydantic.Field(
+        None, description="weights of the classes in the loss: balanced (n / (classes x count)) or a mapping "
+        "class: weight (classes not named weigh 1); single-label only")
 
 
 class ClassificationTask(Task):
     Options = ClassificationOptions
     primary_metric = "accuracy"
     direction = "maximize"
-    tiebreak_metric = "log_loss"  # single-label modes report it; multilabel does not (ties stay ties)
+    tiebreak_metric = "log_loss"  # every mode reports it
+    metrics = cm.SINGLE
+    chance_label = "the class frequencies (always the majority class)"
     #: ``label_smoothing`` (global, or per task as ``label_smoothing.<task>``) overrides the option.
     parameters = {"label_smoothing": ParamSpec("label_smoothing", 0.0, low=0.0, high=1.0, high_open=True, per_task=True,
                                                doc="share of each target spread over the classes")}
@@ -42,7 +49,13 @@ class ClassificationTask(Task):
         self.mode = "multilabel" if (self.options.multilabel or isinstance(self.options.target, list)) else "single"
         if self.mode == "multilabel":
             self.primary_metric = "f1_micro"
+            if self.options.class_weight is not None:
+                raise ConfigError(f"task '{name}': option 'class_weight' applies to single-label classification; "
+                                  "a multi-label task weighs every label alike")
         self.smoothing = float(self.options.label_smoothing)
+
+    def available_metrics(self) -> tuple[Metric, ...]:
+        return cm.MULTILABEL if self.mode == "multilabel" else cm.SINGLE
 
     def configure(self, params: TrialParams) -> None:
         value = params.for_task("label_smoothing", self.name)
@@ -94,6 +107,39 @@ class ClassificationTask(Task):
             raise DataError(f"{train.source}: {self._owner()} needs at least two classes, found {self.classes}")
         self.index = {_norm(c): i for i, c in enumerate(self.classes)}
         self.binary = self.mode == "single" and len(self.classes) == 2
+        self._learn_frequencies(train)
+
+    def _learn_frequencies(self, train: Table) -> None:
+        """Class frequencies (each label's positive rate when multi-label) of the labelled training rows:
+        the chance-level reference, the scale of the log-loss score and the balanced class weights."""
+        t = self.targets(train)
+        m = t.mask.reshape(len(t.mask), -1).astype(bool)
+        if self.mode == "multilabel":
+            rows = m.all(axis=1)
+            self.frequencies = t.y[rows].mean(axis=0) if rows.any() else np.full(len(self.classes), 0.5)
+            self.prior_log_loss = cm.entropy(self.frequencies, multilabel_rates=True)
+            self.class_weights = None
+            return
+        ids = np.asarray(t.y).reshape(len(t.y)).astype(np.int64)[m[:, 0]]
+        counts = np.bincount(ids, minlength=len(self.classes)).astype(np.float64)
+        self.frequencies = counts / max(1.0, counts.sum())
+        self.prior_log_loss = cm.entropy(self.frequencies)
+        self.class_weights = self._class_weights(counts, train)
+
+    def _class_weights(self, counts: np.ndarray, train: Table) -> np.ndarray | None:
+        option = self.options.class_weight
+        if option is None:
+            return None
+        if option == "balanced":  # scikit-learn's rule: n / (classes x count); a class absent in training weighs 1
+            return np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1.0)), 1.0)
+        weights = np.ones(len(self.classes))
+        for key, value in option.items():
+            index = self.index.get(_norm(key))
+            if index is None:
+                raise DataError(f"{train.source}: {self._owner()} option 'class_weight' names class {key!r}, which "
+                                f"is not one of its classes {self.classes}")
+            weights[index] = float(value)
+        return weights
 
     def targets(self, data: Table) -> Targets:
         n = len(data)
@@ -139,6 +185,17 @@ class ClassificationTask(Task):
     def loss(self, y_true: Any, y_pred: Any) -> Any:
         import keras
 
+        loss = self._unweighted_loss(y_true, y_pred)
+        weights = getattr(self, "class_weights", None)
+        if weights is None:
+            return loss
+        ops = keras.ops
+        ids = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        return loss * ops.take(ops.convert_to_tensor(weights.astype(np.float32)), ids)
+
+    def _unweighted_loss(self, y_true: Any, y_pred: Any) -> Any:
+        import keras
+
         ops = keras.ops
         logits = ops.cast(y_pred, "float32")
         eps = self.smoothing
@@ -167,24 +224,26 @@ class ClassificationTask(Task):
             return {self.primary_metric: float("nan"), "labelled": 0.0}
         probs, y = self._probs(y_pred[m]), y_true[m]
         if self.mode == "multilabel":
-            pred = probs > 0.5
-            truth = y > 0.5
-            tp = float((pred & truth).sum())
-            denom = float(pred.sum() + truth.sum())
-            return {
-                "f1_micro": 2 * tp / denom if denom else 1.0,
-                "subset_accuracy": float((pred == truth).all(axis=1).mean()),
-                "labelled": float(m.sum()),
-            }
+            return {**cm.multilabel(probs, y), "labelled": float(m.sum())}
         if self.binary:
-            p1 = probs[:, 0]
-            truth = y[:, 0]
-            acc = float(((p1 > 0.5) == (truth > 0.5)).mean())
-            p_true = np.where(truth > 0.5, p1, 1 - p1)
-        else:
-            acc = float((probs.argmax(axis=1) == y).mean())
-            p_true = probs[np.arange(len(y)), y]
-        return {"accuracy": acc, "log_loss": float(-np.log(np.clip(p_true, 1e-12, 1)).mean()), "labelled": float(m.sum())}
+            probs = np.concatenate([1.0 - probs, probs], axis=1)
+            y = y[:, 0]
+        return {**cm.single_label(probs, np.asarray(y).astype(np.int64)), "labelled": float(m.sum())}
+
+    def score(self, metrics: Mapping[str, float]) -> float:
+        """The chosen metric, higher is better; log loss as skill over the training class frequencies
+        (1 - log_loss / their entropy: 0 at chance level, 1 when perfect), comparable with accuracies."""
+        value = float(metrics[self.primary_metric])
+        if self.primary_metric == "log_loss":
+            return 1.0 - value / max(getattr(self, "prior_log_loss", 1.0), 1e-6)
+        return value if self.direction == "maximize" else -value
+
+    def chance_output(self) -> np.ndarray:
+        """The training class frequencies as logits: their argmax is the majority class."""
+        p = np.clip(self.frequencies, 1e-7, 1 - 1e-7)
+        if self.mode == "multilabel" or self.binary:
+            return (np.log(p) - np.log1p(-p))[-1:] if self.binary else np.log(p) - np.log1p(-p)
+        return np.log(p)
 
     def postprocess(self, raw: Any) -> dict[str, Any]:
         import tensorflow as tf
@@ -244,7 +303,10 @@ class ClassificationTask(Task):
 
     def describe(self) -> dict[str, Any]:
         mode = "multilabel" if self.mode == "multilabel" else ("binary" if self.binary else "multiclass")
-        return {"mode": mode, "classes": [c if isinstance(c, int) else str(c) for c in self.classes]}
+        classes = [c if isinstance(c, int) else str(c) for c in self.classes]
+        # `automtl predict` writes the probabilities as one column per class, <task>.p.<class>
+        return {"mode": mode, "classes": classes,
+                "output_columns": {"probabilities": {"prefix": "p", "names": [str(c) for c in classes]}}}
 
 
 def _norm(value: Any) -> Any:

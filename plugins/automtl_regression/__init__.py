@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from automtl.api import DataError, HeadParams, Options, Table, Targets, Task, as_float, dense_block
+from automtl.api import DataError, HeadParams, Metric, Options, Table, Targets, Task, as_float, dense_block
 
 
 class RegressionOptions(Options):
@@ -21,6 +21,14 @@ class RegressionTask(Task):
     Options = RegressionOptions
     primary_metric = "rmse"
     direction = "minimize"
+    metrics = (
+        Metric("rmse", "minimize", "root mean squared error in the target's units (ranked as skill, the same order)"),
+        Metric("skill", "maximize", "1 - RMSE / the training standard deviation: skill over predicting the mean"),
+        Metric("mae", "minimize", "mean absolute error in the target's units (ranked as 1 - MAE / the training "
+               "mean absolute deviation from the median)"),
+        Metric("r2", "maximize", "coefficient of determination on the validation rows"),
+    )
+    chance_label = "the training mean"
 
     @property
     def columns(self) -> list[str]:
@@ -43,6 +51,8 @@ class RegressionTask(Task):
         self.mean = np.nanmean(values, axis=0)
         std = np.nanstd(values, axis=0)
         self.std = np.where(std > 0, std, 1.0)
+        spread = np.nanmean(np.abs(values - np.nanmedian(values, axis=0)), axis=0)
+        self.spread = np.where(spread > 0, spread, 1.0)  # the MAE of always predicting the median
         self.width = values.shape[1]
 
     def targets(self, data: Table) -> Targets:
@@ -70,16 +80,30 @@ class RegressionTask(Task):
         mse = np.where(count > 0, (np.where(m, err**2, 0.0)).sum(axis=0) / np.maximum(count, 1), np.nan)
         mae = np.where(count > 0, np.abs(np.where(m, err, 0.0)).sum(axis=0) / np.maximum(count, 1), np.nan)
         rmse = np.sqrt(mse)
+        truth = y_true * self.std
+        centre = np.where(m, truth, 0.0).sum(axis=0) / np.maximum(count, 1)
+        variance = np.where(m, (truth - centre) ** 2, 0.0).sum(axis=0) / np.maximum(count, 1)
+        r2 = np.where((count > 0) & (variance > 0), 1.0 - mse / np.where(variance > 0, variance, 1.0), np.nan)
         return {
             "rmse": float(np.nanmean(rmse)),
             "mae": float(np.nanmean(mae)),
             "skill": float(np.nanmean(1.0 - rmse / self.std)),
+            "r2": float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan"),
             "labelled": float(m.any(axis=1).sum()),
         }
 
     def score(self, metrics: Mapping[str, float]) -> float:
-        # Skill over predicting the mean: 1 - RMSE/std, comparable with accuracies.
+        """Comparable with accuracies (0 at chance level, 1 when perfect): skill (1 - RMSE/std) for
+        ``rmse`` and ``skill``, 1 - MAE / the training mean absolute deviation for ``mae``, R² itself."""
+        if self.primary_metric == "mae":
+            return float(1.0 - metrics["mae"] / float(np.mean(getattr(self, "spread", 1.0))))
+        if self.primary_metric == "r2":
+            return float(metrics["r2"])
         return float(metrics["skill"])
+
+    def chance_output(self) -> np.ndarray:
+        """The training mean (0 in the standardised scale the head predicts)."""
+        return np.zeros(self.width)
 
     def postprocess(self, raw: Any) -> dict[str, Any]:
         import tensorflow as tf
