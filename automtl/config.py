@@ -139,6 +139,24 @@ DEFAULT_TRIALS = 20
 UNBOUNDED_TRIALS = 1_000_000
 
 
+def fidelity_obstacle(promotes: bool, backend: str, folds: int, objective: str, parallel: bool) -> str:
+    """Why a search cannot promote trials to more rows (``search.fidelity: rows``), or "".
+
+    Checked here with what the experiment file says, and again by the search with what it
+    learns later (automatic cross-validation folds, parallel workers).
+    """
+    if not promotes:
+        return f"backend '{backend}' cannot run a configuration again on more rows"
+    if folds:
+        return "a cross-validated search trains each fold on all of its rows"
+    if objective == "pareto":
+        return "a Pareto search ranks every trial on one front"
+    if parallel:
+        return "parallel search workers share no promotion queue"
+    return ""
+
+
+
 class SearchConfig(_Strict):
     backend: str = pydantic.Field(AXES["backend"].default, description="a search backend: see `automtl plugins` (kind backend)")
     objective: Literal["mean", "pareto"] = pydantic.Field(
@@ -259,6 +277,10 @@ class SearchConfig(_Strict):
         problem = spec.problem(self.algorithm, self.objective, self.pruner)
         if problem is not None:
             raise ValueError(problem)
+        if self.fidelity == "rows":  # what the search itself knows only later is checked again there
+            why = fidelity_obstacle(spec.promotes, spec.name, 0, self.objective, False)
+            if why:
+                raise ValueError(f"search.fidelity 'rows': {why}; use search.fidelity none (or auto)")
         return self
 
 

@@ -11,7 +11,8 @@ import yaml
 from automtl.core.trial import TrialRecord, top_fidelity
 from automtl.data.subsample import subsample
 from automtl.errors import ConfigError
-from automtl.run.fidelity import AUTO_MIN_ROWS, RUNGS, describe, label, last_call, obstacle, promotions, rungs_for
+from automtl.config import fidelity_obstacle as obstacle
+from automtl.run.fidelity import AUTO_MIN_ROWS, RUNGS, describe, label, last_call, promotions, rungs_for
 
 
 def _rec(number: int, score: float | None, fidelity: float, parent: int | None = None,

@@ -29,25 +29,12 @@ RUNGS = (1 / 9, 1 / 3, 1.0)
 AUTO_MIN_ROWS = 1000
 
 
-def obstacle(promotes: bool, backend: str, folds: int, objective: str, parallel: bool) -> str:
-    """Why this search cannot promote trials to more rows, or ""."""
-    if not promotes:
-        return f"backend '{backend}' cannot run a configuration again on more rows"
-    if folds:
-        return "a cross-validated search trains each fold on all of its rows"
-    if objective == "pareto":
-        return "a Pareto search ranks every trial on one front"
-    if parallel:
-        return "parallel search workers share no promotion queue"
-    return ""
-
-
 def rungs_for(setting: str, rows: int, time_budget: bool, why_not: str = "", subsample_ranks: bool = True
               ) -> list[float]:
     """The row fractions trials train on, smallest first (``[1.0]``: every trial sees every row).
 
     ``setting``: ``search.fidelity`` (auto, rows or none); ``rows``: the training rows;
-    ``why_not``: :func:`obstacle`'s reason, which ``rows`` refuses with and ``auto`` obeys;
+    ``why_not``: :func:`automtl.config.fidelity_obstacle`'s reason, which ``rows`` refuses with and ``auto`` obeys;
     ``subsample_ranks``: every input says a subsample ranks its configurations
     (:attr:`automtl.api.InputEncoder.subsample_ranks`). ``auto`` turns it on only
     under a time budget, for such inputs, with enough rows that the smallest rung

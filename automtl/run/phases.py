@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from automtl.config import Experiment
+from automtl.config import Experiment, fidelity_obstacle
 from automtl.core.trial import TrialRecord
 from automtl.data.prepare import Prepared
 from automtl.data.split import write_split
@@ -200,7 +200,7 @@ def plan_rungs(checked: Checked, spec: Any, parallel: bool) -> list[float]:
     from automtl.run import fidelity
 
     settings, prepared = checked.exp.search, checked.prepared
-    why_not = fidelity.obstacle(spec.promotes, spec.name, len(prepared.folds), settings.objective, parallel)
+    why_not = fidelity_obstacle(spec.promotes, spec.name, len(prepared.folds), settings.objective, parallel)
     return fidelity.rungs_for(settings.fidelity, len(prepared.train), settings.time_is_budget, why_not,
                               all(e.subsample_ranks for e in checked.encoders))
 
