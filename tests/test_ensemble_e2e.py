@@ -117,6 +117,48 @@ def test_export_a_baseline_like_best(finished, tmp_path):
                       "no baseline for task 'nosuch'", "price")
 
 
+def test_search_summary_lists_every_file_it_exported(finished):
+    run, output = finished
+    best = next(line for line in output.splitlines() if line.startswith("best trial #"))
+    ensemble = next(line for line in output.splitlines() if line.startswith("ensemble of"))
+    for name in ("saved_model/", "model.keras", "preprocessing.json", "preprocess.py", "automtl.json"):
+        assert name in best, best
+    for name in ("saved_model/", "members/", "preprocessing.json", "automtl.json"):
+        assert name in ensemble, ensemble
+
+
+def test_export_run_exports_best_as_it_serves_and_the_ensemble_in_every_format(finished, tmp_path):
+    import pandas as pd
+
+    pytest.importorskip("tf2onnx")
+    run, _ = finished
+    rows = make_table(12, seed=9)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    for flag, served in (((), "best"), (("--ensemble",), "ensemble")):
+        out = tmp_path / f"export-{served}"
+        result = _invoke("export", run, *flag, "--out", out, "--format", "onnx,tflite")
+        assert result.exit_code == 0, result.output
+        for name in ("saved_model/", "model.onnx", "model.tflite", "automtl.json"):
+            assert name in result.output.splitlines()[0], result.output  # the summary lists every file
+        manifest = json.loads((out / "automtl.json").read_text())
+        assert manifest["exported_from"] == str((run / served).resolve())
+        for fmt in ("onnx", "tflite"):  # the same parity checks as a trial's export
+            assert manifest["formats"][fmt]["parity"]["rows"] > 0
+        # what the export serves is what RUN/<served> serves, to the last digit
+        for folder, name in ((run / served, "served"), (out, "exported")):
+            done = _invoke("predict", folder, "--data", tmp_path / "rows.csv", "--out", tmp_path / f"{name}.csv")
+            assert done.exit_code == 0, done.output
+        a, b = pd.read_csv(tmp_path / "served.csv"), pd.read_csv(tmp_path / "exported.csv")
+        assert list(a.columns) == list(b.columns)
+        np.testing.assert_allclose(a["price.value"], b["price.value"], rtol=1e-6)
+        assert (a["kind.label"] == b["kind.label"]).all()
+    best = json.loads((run / "best" / "automtl.json").read_text())
+    exported = json.loads((tmp_path / "export-best" / "automtl.json").read_text())
+    assert exported["trial"]["number"] == best["trial"]["number"] and exported.get("refit") == best.get("refit")
+    assert_user_error(_invoke("export", run, "--ensemble", "--trial", "0", "--out", tmp_path / "x"),
+                      "at most one of --ensemble, --trial N or --baseline TASK")
+
+
 def test_distill_fills_missing_labels_with_the_teacher_and_serves(finished, tmp_path):
     run, _ = finished
     result = _invoke("distill", run, "--out", tmp_path / "student", "--epochs", "2")

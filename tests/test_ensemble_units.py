@@ -28,6 +28,26 @@ def test_delta_m_on_a_hand_made_example():
     assert Baselines.from_json(b.to_json()) == b
 
 
+def test_delta_m_says_no_task_changed_when_every_verdict_is_unclear():
+    unclear = [TaskBaseline("a", "accuracy", "maximize", 0.8, 0.82, 2.5, [-3.0, 8.0], "unclear", 3, "x"),
+               TaskBaseline("b", "rmse", "minimize", 4.0, 4.1, 2.4, [-1.0, 6.0], "unclear", 3, "x")]
+    sentence = summary_sentence(Baselines("auto", 2, unclear, delta_m([2.5, 2.4])))
+    assert "no task changed beyond noise" in sentence and "helped" not in sentence, sentence
+    clear = [unclear[0], TaskBaseline("b", "rmse", "minimize", 4.0, 5.0, 25.0, [10.0, 40.0], "helped", 3, "x")]
+    assert "sharing helped on average" in summary_sentence(Baselines("auto", 2, clear, delta_m([2.5, 25.0])))
+
+
+def test_trial_counts_count_only_trials_that_ran():
+    from automtl.run.summary import trial_counts
+    from automtl.trial import TrialRecord
+
+    records = [TrialRecord(i, "complete", 0.5, {}, {}, 1.0) for i in range(3)] + [
+        TrialRecord(3, "waiting", None, {}, {}, None)]
+    text = trial_counts(records)
+    assert text.startswith("3 trials ran: 3 complete") and "1 queued" in text, text
+    assert trial_counts(records[:1] + [TrialRecord(4, "pruned", None, {}, {}, 1.0)]) == "2 trials ran: 1 complete, 1 pruned"
+
+
 # -- selection ---------------------------------------------------------------------------------
 class Squared(Task):
     """Regression-like toy task: predictions averaged, scored by minus the mean squared error."""

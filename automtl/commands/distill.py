@@ -41,7 +41,7 @@ def distill(run_dir: Path, out: Path, teacher: str, student: str, epochs: int | 
     training rows mixed) add inputs that only the teacher labels. Prints teacher vs student
     metrics, parameter counts and serving latency of the exported SavedModels.
     """
-    from rich.console import Console
+    from automtl.console import make_console
 
     from automtl.run.distill import check_request
 
@@ -49,7 +49,7 @@ def distill(run_dir: Path, out: Path, teacher: str, student: str, epochs: int | 
     quiet_tensorflow()
     from automtl.run.distill import distill as run_distill
 
-    console = Console()
+    console = make_console()
     result = run_distill(run_dir, out, teacher=teacher, student=student, epochs=epochs, temperature=temperature,
                          trials=trials, init=init, console=console, force=force, mixup=mixup)
     print_result(console, result)
@@ -57,6 +57,9 @@ def distill(run_dir: Path, out: Path, teacher: str, student: str, epochs: int | 
 
 def print_result(console: object, result: object) -> None:
     from rich.table import Table
+
+    from automtl.console import print_table, shown
+    from automtl.rundir.outdir import exported_files
 
     t, s = result.teacher, result.student  # type: ignore[attr-defined]
     table = Table(title="Teacher vs student (validation rows; latency of the exported SavedModels)", title_justify="left")
@@ -73,12 +76,13 @@ def print_result(console: object, result: object) -> None:
         tv, sv = t.latency_ms.get(b), s.latency_ms.get(b)
         table.add_row(f"latency {b.replace('_', ' ')} (ms)", "-" if tv is None else f"{tv:.2f}",
                       "-" if sv is None else f"{sv:.2f}")
-    console.print(table)  # type: ignore[attr-defined]
+    print_table(console, table)  # type: ignore[arg-type]
     for task, rows in result.filled.items():  # type: ignore[attr-defined]
         if rows:
             console.print(f"task '{task}': the teacher filled in {rows} training row(s) without its label",  # type: ignore[attr-defined]
                           highlight=False)
     for note in result.notes:  # type: ignore[attr-defined]
         console.print(f"[yellow]note:[/] {note}", highlight=False)  # type: ignore[attr-defined]
-    console.print(f"student exported to {result.out}: saved_model/ (serving_default), model.keras, automtl.json "  # type: ignore[attr-defined]
-                  "(with the teacher)", highlight=False)
+    console.print(f"student exported to {shown(result.out)}: "  # type: ignore[attr-defined]
+                  f"{', '.join(exported_files(result.out))} (with the teacher)", highlight=False,  # type: ignore[attr-defined]
+                  soft_wrap=True)

@@ -1,4 +1,5 @@
-"""``automtl export RUN_DIR --trial N --out DIR [--format ...] [--layout ...]``: export any completed trial."""
+"""``automtl export RUN_DIR --out DIR [--ensemble | --trial N | --baseline TASK] [--format ...]``: export what a run
+serves (best/ by default), in any format."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from pathlib import Path
 import click
 
 from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
+from automtl.console import shown
 
 
 @click.command()
 @RUN_DIR
-@click.option("--trial", "number", type=int, help="Trial number (see `automtl trials`).")
-@click.option("--baseline", metavar="TASK", help="Export TASK's single-task baseline instead of a trial.")
+@click.option("--ensemble", is_flag=True, help="Export RUN_DIR/ensemble (as it serves) instead of best/.")
+@click.option("--trial", "number", type=int, help="Export trial N's own model instead (see `automtl trials`).")
+@click.option("--baseline", metavar="TASK", help="Export TASK's single-task baseline instead.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to write: new, or an earlier automtl export (replaced); never a run folder.")
 @click.option("--format", "formats", default="saved_model", show_default=True,
@@ -22,44 +25,60 @@ from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
 @click.option("--force", is_flag=True, help="Replace an existing folder that is not an automtl export "
               "(a run folder, or a folder holding or inside one, is never replaced).")
 @user_errors
-def export(run_dir: Path, number: int | None, baseline: str | None, out: Path, formats: str, layout: str,
-           force: bool) -> None:
-    """Export any completed trial of a run (or, with --baseline TASK, a task's single-task baseline),
-    like RUN_DIR/best, optionally to ONNX and LiteRT (TFLite)."""
+def export(run_dir: Path, ensemble: bool, number: int | None, baseline: str | None, out: Path, formats: str,
+           layout: str, force: bool) -> None:
+    """Export what RUN_DIR/best serves (default; the refit model when the search refit), the ensemble
+    (--ensemble), any completed trial (--trial N) or a task's single-task baseline (--baseline TASK),
+    optionally to ONNX and LiteRT (TFLite), each checked against the SavedModel on the validation rows."""
     from automtl.errors import ConfigError
     from automtl.export.formats import parse_formats, require_extras
-    from automtl.run.export_trial import baseline_model, exportable
+    from automtl.run.export_trial import baseline_model, exportable, served_manifest
     from automtl.rundir.outdir import check_out
 
-    if (number is None) == (baseline is None):
-        raise ConfigError("give exactly one of --trial N or --baseline TASK")
+    if sum((ensemble, number is not None, baseline is not None)) > 1:
+        raise ConfigError("give at most one of --ensemble, --trial N or --baseline TASK (none: best/)")
     chosen = parse_formats(formats)
     require_extras(chosen)  # a missing optional dependency fails before TensorFlow starts
     if baseline is not None:
         baseline_model(run_dir, baseline)  # so does an unknown task
-    else:
+    elif number is not None:
         exportable(run_dir, number)  # and a bad trial number
+    else:
+        served_manifest(run_dir, "ensemble" if ensemble else "best")  # and a missing best/ or ensemble/
     check_out(out, force=force, serving=layout == "tf-serving")  # and an --out that would destroy something
+    quiet_tensorflow()
     if baseline is not None:
-        quiet_tensorflow()
         from automtl.run.export_trial import export_baseline
 
         folder = export_baseline(run_dir, baseline, out, chosen, layout, force)
-        click.echo(f"single-task baseline of '{baseline}' exported to {folder}: saved_model/ (serving_default), "
-                   "model.keras, automtl.json")
-        return
-    quiet_tensorflow()
-    from automtl.run.export_trial import export_run_trial
+        _summary(folder, f"single-task baseline of '{baseline}'")
+    elif number is not None:
+        from automtl.run.export_trial import export_run_trial
 
-    folder = export_run_trial(run_dir, number, out, chosen, layout, force)
-    _summary(folder, number)
+        _summary(export_run_trial(run_dir, number, out, chosen, layout, force), f"trial {number}")
+    else:
+        from automtl.run.export_trial import export_served
+
+        which = "ensemble" if ensemble else "best"
+        folder = export_served(run_dir, which, out, chosen, layout, force)
+        _summary(folder, f"{shown(run_dir / which)}/" + ("" if ensemble else f" (trial {_trial_of(folder)})"))
 
 
-def _summary(folder: Path, number: int) -> None:
+def _trial_of(folder: Path) -> str:
     import json
 
+    return str(json.loads((folder / "automtl.json").read_text()).get("trial", {}).get("number", "?"))
+
+
+def _summary(folder: Path, what: str) -> None:
+    """What was exported where: one line per file, with each format's latency and parity."""
+    import json
+
+    from automtl.rundir.outdir import exported_files
+
     manifest = json.loads((folder / "automtl.json").read_text())
-    lines = [f"trial {number} exported to {folder} ({manifest['parameters']:,} parameters)"]
+    lines = [f"{what} exported to {shown(folder)} ({manifest['parameters']:,} parameters): "
+             + ", ".join(exported_files(folder))]
     for fmt, entry in manifest["formats"].items():
         lat = entry.get("latency") or {}
         parity = entry.get("parity")

@@ -12,9 +12,9 @@ import click
               help="Also list the metrics each task type can be ranked by (a task's `metric:`); loads the task plugins.")
 def plugins(show_metrics: bool) -> None:
     """List installed task and input types, with the package each comes from."""
-    from rich.console import Console
     from rich.table import Table
 
+    from automtl.console import make_console, print_table
     from automtl.core.plugins import list_plugins
 
     table = Table(title="automtl plugins", title_justify="left")
@@ -22,8 +22,9 @@ def plugins(show_metrics: bool) -> None:
         table.add_column(col)
     for p in list_plugins():
         table.add_row(p.kind, p.name, p.distribution, p.version, p.target)
-    console = Console()
-    console.print(table)
+    console = make_console()
+    # a narrow terminal loses the distribution and version before the object path is cut
+    print_table(console, table, drop=("version", "distribution"))
     if not show_metrics:
         return
     console.print("Metrics a task can be ranked by (the task's `metric:` in the experiment file; the first is "

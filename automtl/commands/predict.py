@@ -32,10 +32,9 @@ def predict(model_dir: Path, data_path: Path, out: Path, root: Path | None, fmt:
 
     The data and --out are checked before TensorFlow loads.
     """
-    from rich.console import Console
-
+    from automtl.console import make_console
     from automtl.export.predict import predict as run_predict
 
-    result = run_predict(model_dir, data_path, out, batch_size=batch_size, keep=keep, console=Console(stderr=True),
+    result = run_predict(model_dir, data_path, out, batch_size=batch_size, keep=keep, console=make_console(stderr=True),
                          root=root, format=fmt, vectors=vectors)
     click.echo(f"{result.rows} rows -> {result.out} ({', '.join(result.outputs)}) in {result.seconds:.1f}s")

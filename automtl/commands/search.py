@@ -98,9 +98,8 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     import time
 
     started = time.time()  # --timeout counts from here
-    from rich.console import Console
-
     from automtl.config import load_experiment
+    from automtl.console import make_console
     from automtl.errors import ConfigError
 
     if (config_path is None) == (demo is None):
@@ -117,7 +116,7 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
 
     checked = check_files(exp)  # every bad input is refused here, before TensorFlow loads
     quiet_tensorflow()
-    summary = run_checked(checked, console=Console(), quiet=quiet, report=not no_report, started=started)
+    summary = run_checked(checked, console=make_console(), quiet=quiet, report=not no_report, started=started)
     if summary.interrupted:
         sys.exit(130)
     if summary.stopped:

@@ -32,12 +32,11 @@ def trials(run_dir: Path, sort_by: str, ascending: bool | None, include_all: boo
     if as_json:
         click.echo(view.as_json(run, records))
         return
-    from rich.console import Console
+    from automtl.console import make_console, print_table
 
-    console = Console()
-    if not console.is_terminal:  # files and pipes: room for every column rather than 80 characters
-        console = Console(width=160)
-    console.print(view.table(run, records, sort_by, show_state=include_all, every_param=every_param))
+    console = make_console()  # files and pipes: every column whole, never wrapped at 80 characters
+    print_table(console, view.table(run, records, sort_by, show_state=include_all, every_param=every_param),
+                drop=view.DROP)
     for line in view.extras(run, str(run_dir)):
         console.print(line, highlight=False)
     console.print(f"disk: {disk_use(run_dir).describe()}", highlight=False)

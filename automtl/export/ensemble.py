@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -23,25 +22,36 @@ import tensorflow as tf
 
 from automtl.api import InputEncoder, Task
 from automtl.core.trial import trial_dir
-from automtl.export.savedmodel import _type_of, input_signature, versions
+from automtl.errors import AutomtlError
+from automtl.export.formats import write_format
+from automtl.export.formats.portable import first_rows
+from automtl.export.savedmodel import (flatten_for_serving, input_signature, preprocessing_doc, saved_model_entry,
+                                       serving_version, type_of, versions)
 from automtl.model import layers as _layers  # noqa: F401  (registers custom layers for loading)
+from automtl.export.signatures import PORTABLE, Portable, portable_raw, shared_portable
 from automtl.rundir.ensemble import EnsembleResult
+from automtl.rundir.outdir import atomic_folder, check_out
 
 
 class EnsembleModule(tf.Module):
     """The members' Keras models, their weights, and each task's combine and post-processing."""
 
     def __init__(self, models: Sequence[keras.Model], tasks: Sequence[Task],
-                 per_task: Mapping[str, Sequence[tuple[int, float]]]) -> None:
-        """``per_task``: for each task, ``(index into models, weight)`` of its members."""
+                 per_task: Mapping[str, Sequence[tuple[int, float]]],
+                 encoders: Sequence[InputEncoder] | None = None) -> None:
+        """``per_task``: for each task, ``(index into models, weight)`` of its members;
+        ``encoders``: to build the ``portable`` signature (ONNX, LiteRT) as well."""
         super().__init__()
         self.members = list(models)
         self._tasks = list(tasks)
         self._per_task = {t: tuple((int(i), float(w)) for i, w in ms) for t, ms in per_task.items()}
+        self._specs = input_signature(encoders) if encoders is not None else None
+        self._member_parts = shared_portable(self.members, encoders) if encoders is not None else []
+        self.portable_parts = (self._member_parts[0] if self._member_parts
+                               else Portable(reason="built without its input plugins"))
 
-    def raw(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Each task's combined raw output (each member model runs once)."""
-        raws = [m(dict(inputs), training=False) for m in self.members]
+    def combined(self, raws: Sequence[Mapping[str, tf.Tensor]]) -> dict[str, tf.Tensor]:
+        """Each task's raw output combined over its members (``raws``: one per member model)."""
         out = {}
         for task in self._tasks:
             members = self._per_task[task.name]
@@ -51,6 +61,10 @@ class EnsembleModule(tf.Module):
                 out[task.name] = task.combine([raws[i][task.name] for i, _ in members], [w for _, w in members])
         return out
 
+    def raw(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Each task's combined raw output (each member model runs once)."""
+        return self.combined([m(dict(inputs), training=False) for m in self.members])
+
     def serve(self, **inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         combined = self.raw(inputs)
         outputs = {}
@@ -59,46 +73,78 @@ class EnsembleModule(tf.Module):
                 outputs[f"{task.name}.{key}"] = value
         return outputs
 
+    def _portable(self, **inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        raws = [portable_raw(m, parts, inputs) for m, parts in zip(self.members, self._member_parts)]
+        combined = self.combined(raws)
+        return {f"{t.name}.{k}": v for t in self._tasks for k, v in t.portable_postprocess(combined[t.name]).items()}
+
+    def signatures(self) -> dict[str, Any]:
+        """``serving_default`` and, when every member has the same portable inputs, ``portable``."""
+        assert self._specs is not None, "built without its input plugins"
+        sigs = {"serving_default": tf.function(self.serve).get_concrete_function(**self._specs)}
+        if self.portable_parts.model is not None:
+            sigs[PORTABLE] = tf.function(self._portable).get_concrete_function(**self.portable_parts.signature())
+        return sigs
+
 
 def load_members(run_dir: Path, ensemble: EnsembleResult, encoders: Sequence[InputEncoder],
-                 tasks: Sequence[Task]) -> EnsembleModule:
-    """The ensemble's module, its members loaded from ``trials/<n>/model.keras``."""
+                 tasks: Sequence[Task], portable: bool = False) -> EnsembleModule:
+    """The ensemble's module, its members loaded from ``trials/<n>/model.keras``
+    (``portable``: with the ``portable`` signature's pieces too)."""
     for plugin in (*encoders, *tasks):
         plugin.register_keras_objects()
     numbers = [int(m["trial"]) for m in ensemble.members]
     models = [keras.saving.load_model(trial_dir(run_dir, n) / "model.keras") for n in numbers]
     per_task = {t: [(numbers.index(int(m["trial"])), float(m["weight"])) for m in ms] for t, ms in ensemble.tasks.items()}
-    return EnsembleModule(models, tasks, per_task)
+    return EnsembleModule(models, tasks, per_task, encoders if portable else None)
 
 
 def export_ensemble(run_dir: Path, ensemble: EnsembleResult, encoders: Sequence[InputEncoder], tasks: Sequence[Task],
-                    out_dir: Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``out_dir`` (``RUN_DIR/ensemble``) atomically: ``saved_model/``, ``members/trial_<n>.keras``
-    and ``automtl.json`` (the manifest of ``best/`` plus the members and their weights)."""
-    run_dir = Path(run_dir)
-    module = load_members(run_dir, ensemble, encoders, tasks)
-    concrete = tf.function(module.serve).get_concrete_function(**input_signature(encoders))
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        tf.saved_model.save(module, str(tmp / "saved_model"), signatures={"serving_default": concrete})
+                    out_dir: Path, extra: dict[str, Any] | None = None, *,
+                    formats: Sequence[str] = ("saved_model",), rows: Mapping[str, Any] | None = None,
+                    layout: str = "plain", model_name: str = "ensemble", force: bool = False) -> Path:
+    """Write ``out_dir`` (``RUN_DIR/ensemble``, or an ``export --ensemble`` folder) atomically:
+    ``saved_model/``, ``members/trial_<n>.keras``, the reference preprocessing, ONNX / LiteRT on request
+    (checked against the SavedModel on ``rows``) and ``automtl.json`` (the manifest of ``best/`` plus
+    the members and their weights). Returns the folder written."""
+    if rows is None and any(f != "saved_model" for f in formats):
+        raise AutomtlError("ONNX and LiteRT exports are checked against the SavedModel on validation rows: pass rows")
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    check_out(out_dir, force=force, serving=layout == "tf-serving")
+    target = serving_version(out_dir, model_name) if layout == "tf-serving" else out_dir
+    module = load_members(run_dir, ensemble, encoders, tasks, portable=True)
+    signatures = module.signatures()
+    rows = first_rows(rows) if rows is not None and len(rows) else None
+    with atomic_folder(target) as tmp:
+        tf.saved_model.save(module, str(tmp / "saved_model"), signatures=signatures)
         (tmp / "members").mkdir()
         for m in ensemble.members:
             shutil.copy2(trial_dir(run_dir, int(m["trial"])) / "model.keras", tmp / "members" / f"trial_{int(m['trial']):05d}.keras")
-        outputs = sorted(concrete.structured_outputs)
+        (tmp / "preprocessing.json").write_text(json.dumps(preprocessing_doc(module, tasks), indent=2))
+        shutil.copyfile(Path(__file__).with_name("preprocess_ref.py"), tmp / "preprocess.py")
+        written = {"saved_model": saved_model_entry(tmp, signatures, rows)}
+        for fmt in formats:
+            if fmt != "saved_model":
+                written[fmt] = write_format(fmt, tmp, rows)
+        outputs = sorted(signatures["serving_default"].structured_outputs)
         manifest = {
             "format": "automtl-export/1",
             "kind": "ensemble",
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "signature": "serving_default",
-            "inputs": [s.describe() | {"input": enc.name, "type": _type_of(enc)} for enc in encoders for s in enc.specs()],
+            "signatures": {name: {"inputs": sorted(fn.structured_input_signature[1]),
+                                  "outputs": sorted(fn.structured_outputs)} for name, fn in signatures.items()},
+            "inputs": [s.describe() | {"input": enc.name, "type": type_of(enc)} for enc in encoders for s in enc.specs()],
             "tasks": [
-                {"name": t.name, "type": _type_of(t), "primary_metric": t.primary_metric,
+                {"name": t.name, "type": type_of(t), "primary_metric": t.primary_metric,
                  "outputs": [o for o in outputs if o.startswith(f"{t.name}.")], **t.describe()}
                 for t in tasks
             ],
             "parameters": int(sum(m.count_params() for m in module.members)),
+            "formats": written,
+            "portable": {"preprocessing": "preprocessing.json", "reference": "preprocess.py"}
+            if module.portable_parts.model is not None else {"unavailable": module.portable_parts.reason},
+            "layout": layout,
             "ensemble": {
                 "method": "greedy ensemble selection with replacement (Caruana et al., 2004), per task, on the "
                           "validation rows",
@@ -108,14 +154,10 @@ def export_ensemble(run_dir: Path, ensemble: EnsembleResult, encoders: Sequence[
             "versions": versions(),
             **(extra or {}),
         }
+        if layout == "tf-serving":
+            flatten_for_serving(tmp, manifest)
         (tmp / "automtl.json").write_text(json.dumps(manifest, indent=2, default=str))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return target
 
 
 def read_ensemble(folder: Path) -> EnsembleResult:

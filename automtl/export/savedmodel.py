@@ -74,7 +74,7 @@ def export_trial(
         raise AutomtlError("ONNX and LiteRT exports are checked against the SavedModel on validation rows: pass rows")
     out_dir = Path(out_dir)
     check_out(out_dir, force=force, serving=layout == "tf-serving")
-    target = _serving_version(out_dir, model_name) if layout == "tf-serving" else out_dir
+    target = serving_version(out_dir, model_name) if layout == "tf-serving" else out_dir
     for plugin in (*encoders, *tasks):
         plugin.register_keras_objects()  # custom layers of plugins, e.g. after a resumed search
     model = keras.saving.load_model(model_path)
@@ -85,10 +85,10 @@ def export_trial(
         saved = tmp / "saved_model"
         tf.saved_model.save(module, str(saved), signatures=signatures)
         shutil.copy2(model_path, tmp / "model.keras")
-        preprocessing = _preprocessing(module, tasks)
+        preprocessing = preprocessing_doc(module, tasks)
         (tmp / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
         shutil.copyfile(Path(__file__).with_name("preprocess_ref.py"), tmp / "preprocess.py")
-        written = {"saved_model": _saved_model_entry(tmp, signatures, rows)}
+        written = {"saved_model": saved_model_entry(tmp, signatures, rows)}
         for fmt in formats:
             if fmt != "saved_model":
                 written[fmt] = write_format(fmt, tmp, rows)
@@ -99,9 +99,9 @@ def export_trial(
             "signature": "serving_default",
             "signatures": {name: {"inputs": sorted(fn.structured_input_signature[1]),
                                   "outputs": sorted(fn.structured_outputs)} for name, fn in signatures.items()},
-            "inputs": [s.describe() | {"input": enc.name, "type": _type_of(enc)} for enc in encoders for s in enc.specs()],
+            "inputs": [s.describe() | {"input": enc.name, "type": type_of(enc)} for enc in encoders for s in enc.specs()],
             "tasks": [
-                {"name": t.name, "type": _type_of(t), "primary_metric": t.primary_metric,
+                {"name": t.name, "type": type_of(t), "primary_metric": t.primary_metric,
                  "outputs": [o for o in outputs if o.startswith(f"{t.name}.")], "signature": f"serve_{t.name}",
                  **t.describe()}
                 for t in tasks
@@ -117,12 +117,12 @@ def export_trial(
             **(extra or {}),
         }
         if layout == "tf-serving":
-            _flatten_for_serving(tmp, manifest)
+            flatten_for_serving(tmp, manifest)
         (tmp / "automtl.json").write_text(json.dumps(manifest, indent=2, default=str))
     return target
 
 
-def _saved_model_entry(folder: Path, signatures: Mapping[str, Any], rows: Mapping[str, Any] | None) -> dict[str, Any]:
+def saved_model_entry(folder: Path, signatures: Mapping[str, Any], rows: Mapping[str, Any] | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": "saved_model", "takes": "the raw inputs (serving_default, serve_<task>); "
                              "the portable inputs (portable)", "signatures": sorted(signatures)}
     if rows is not None:
@@ -131,8 +131,9 @@ def _saved_model_entry(folder: Path, signatures: Mapping[str, Any], rows: Mappin
     return entry
 
 
-def _preprocessing(module: ServingModule, tasks: Sequence[Task]) -> dict[str, Any]:
-    """``preprocessing.json``: how raw inputs become the portable inputs, and the string outputs left out."""
+def preprocessing_doc(module: Any, tasks: Sequence[Task]) -> dict[str, Any]:
+    """``preprocessing.json``: how raw inputs become the portable inputs, and the string outputs left out
+    (``module``: a :class:`ServingModule` or an ensemble's, anything with ``portable_parts``)."""
     parts = module.portable_parts
     items = [{"input": n, "name": n, "dtype": s.dtype.name, "shape": [None, *s.shape[1:]], "steps": []}
              for n, s in parts.passthrough.items()]
@@ -143,7 +144,7 @@ def _preprocessing(module: ServingModule, tasks: Sequence[Task]) -> dict[str, An
             **({"unavailable": parts.reason} if parts.model is None else {})}
 
 
-def _serving_version(base: Path, name: str) -> Path:
+def serving_version(base: Path, name: str) -> Path:
     """TF Serving's ``<base>/<model name>/<version>``: the next integer version."""
     folder = base / name
     if folder.exists() and not folder.is_dir():
@@ -152,7 +153,7 @@ def _serving_version(base: Path, name: str) -> Path:
     return folder / str(max(versions_, default=0) + 1)
 
 
-def _flatten_for_serving(folder: Path, manifest: dict[str, Any]) -> None:
+def flatten_for_serving(folder: Path, manifest: dict[str, Any]) -> None:
     """TF Serving loads ``saved_model.pb`` and ``variables/`` from the version folder itself."""
     saved = folder / "saved_model"
     for child in saved.iterdir():
@@ -161,6 +162,6 @@ def _flatten_for_serving(folder: Path, manifest: dict[str, Any]) -> None:
     manifest["formats"]["saved_model"]["path"] = "."
 
 
-def _type_of(plugin: Any) -> str:
+def type_of(plugin: Any) -> str:
     return getattr(plugin, "type_name", None) or type(plugin).__name__
 

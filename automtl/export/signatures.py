@@ -113,19 +113,38 @@ class ServingModule(tf.Module):
         return sigs
 
     def _portable(self, **inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        parts = self.portable_parts
-        feed = {n: inputs[n] for n in parts.passthrough}
-        for p in parts.inputs:
-            spec = self.model.get_layer(p.layer).output
-            dtype = tf.as_dtype(spec.dtype)
-            if p.feed == "one_hot":
-                feed[p.name] = tf.one_hot(inputs[p.name], int(spec.shape[-1]), dtype=dtype)
-            elif p.feed == "cast":
-                feed[p.name] = tf.cast(inputs[p.name], dtype)
-            else:
-                raise ValueError(f"portable input '{p.name}': unknown feed '{p.feed}' (expected one_hot or cast)")
-        raw = parts.model(feed, training=False)
+        raw = portable_raw(self.model, self.portable_parts, inputs)
         return {f"{t.name}.{k}": v for t in self._tasks for k, v in t.portable_postprocess(raw[t.name]).items()}
+
+
+def portable_raw(model: keras.Model, parts: Portable, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The model's raw outputs from the portable inputs (ids one-hot encoded or cast as its layers expect)."""
+    assert parts.model is not None
+    feed = {n: inputs[n] for n in parts.passthrough}
+    for p in parts.inputs:
+        spec = model.get_layer(p.layer).output
+        dtype = tf.as_dtype(spec.dtype)
+        if p.feed == "one_hot":
+            feed[p.name] = tf.one_hot(inputs[p.name], int(spec.shape[-1]), dtype=dtype)
+        elif p.feed == "cast":
+            feed[p.name] = tf.cast(inputs[p.name], dtype)
+        else:
+            raise ValueError(f"portable input '{p.name}': unknown feed '{p.feed}' (expected one_hot or cast)")
+    return parts.model(feed, training=False)
+
+
+def shared_portable(models: Sequence[keras.Model], encoders: Sequence[InputEncoder]) -> list[Portable]:
+    """Each member's portable graph, when all take the same portable inputs (an ensemble's ``portable``
+    signature feeds them one set); else one :class:`Portable` saying why there is none."""
+    parts = [portable_model(m, encoders) for m in models]
+    why = next((p.reason for p in parts if p.model is None), None)
+    if why is None and any(_spec_key(p) != _spec_key(parts[0]) for p in parts[1:]):
+        why = "the ensemble's members take different portable inputs"
+    return [Portable(reason=why)] if why else parts
+
+
+def _spec_key(parts: Portable) -> list[tuple[str, tuple, str]]:
+    return sorted((n, tuple(s.shape.as_list()), s.dtype.name) for n, s in parts.signature().items())
 
 
 def _task_model(model: keras.Model, task: str) -> keras.Model:

@@ -1,4 +1,5 @@
-"""``automtl export RUN_DIR --trial N --out DIR``: any kept trial, in the same format as ``best/``.
+"""``automtl export RUN_DIR --out DIR``: what ``best/`` or ``ensemble/`` serves, or any kept trial, in the same
+format as ``best/``.
 
 Every completed trial's ``model.keras`` is kept in ``trials/<n>/``. The input
 and task plugins are rebuilt from the run's experiment snapshot and refitted
@@ -68,6 +69,73 @@ def export_run_trial(run_dir: Path, number: int, out_dir: Path, formats: Sequenc
                **cross_validation(prepared, record)},
         formats=formats, rows=prepared.export_rows, layout=layout, model_name=exp.name, force=force,
     )
+
+
+#: What ``automtl export RUN`` can export besides a trial or a baseline: the folders a search serves from.
+SERVED = {"best": "the best trial's model as best/ serves it (refit on the validation rows when the search did)",
+          "ensemble": "the ensemble as ensemble/ serves it"}
+#: Manifest keys an export writes afresh; the rest of a served folder's manifest is carried over.
+_REWRITTEN = ("format", "created", "signature", "signatures", "inputs", "tasks", "parameters", "formats", "portable",
+              "layout", "trial", "versions", "kind", "ensemble", "exported_from")
+
+
+def served_manifest(run_dir: Path, which: str) -> dict:
+    """``RUN_DIR/<which>/automtl.json`` (``best`` or ``ensemble``), or a clear error saying what to do instead."""
+    import json
+
+    run_dir = Path(run_dir)
+    read_trials(run_dir)  # a clear error when this is not a run folder
+    folder = run_dir / which
+    try:
+        manifest = json.loads((folder / "automtl.json").read_text())
+    except FileNotFoundError:
+        why = ("no trial completed, the search stopped before its export, or the best trial trained in another "
+               "run folder" if which == "best" else
+               "fewer than 2 trials completed, the ensemble was off (search.ensemble: 0) or it did not fit the time "
+               "budget")
+        raise AutomtlError(f"{folder} does not exist ({why}); export a trial with --trial N (see "
+                           f"`automtl trials {run_dir}`)") from None
+    except ValueError as exc:
+        raise AutomtlError(f"{folder / 'automtl.json'} is not valid JSON ({exc}); rerun the search to "
+                           "export it again") from None
+    model = folder / "model.keras"
+    if which == "best" and not model.is_file():
+        raise AutomtlError(f"{model} is missing; rerun the search to export best/ again")
+    return manifest
+
+
+def export_served(run_dir: Path, which: str, out_dir: Path, formats: Sequence[str] = ("saved_model",),
+                  layout: str = "plain", force: bool = False) -> Path:
+    """Export what ``RUN_DIR/best`` or ``RUN_DIR/ensemble`` serves to ``out_dir`` in ``formats``.
+
+    Why not copy the folder: another layout, ONNX or LiteRT need the run's plugins
+    and validation rows (parity checks). Nothing is retrained: ``best/model.keras``
+    is the model best/ serves (the refit one when the search refit), and the
+    ensemble's members are the trials it lists.
+    """
+    run_dir = Path(run_dir)
+    manifest = served_manifest(run_dir, which)
+    check_out(Path(out_dir), force=force, serving=layout == "tf-serving")
+    exp = load_experiment(run_dir)
+    from automtl.data.prepare import instantiate, prepare
+
+    encoders, tasks = instantiate(exp)
+    prepared = prepare(exp, encoders, tasks, run_dir)
+    extra = {k: v for k, v in manifest.items() if k not in _REWRITTEN}
+    extra["exported_from"] = str((run_dir / which).resolve())
+    if which == "ensemble":
+        from automtl.export.ensemble import export_ensemble, read_ensemble
+
+        return export_ensemble(run_dir, read_ensemble(run_dir / which), encoders, tasks, Path(out_dir), extra,
+                               formats=formats, rows=prepared.export_rows, layout=layout,
+                               model_name=f"{exp.name}-ensemble", force=force)
+    t = manifest.get("trial") or {}
+    record = TrialRecord(int(t.get("number", -1)), "complete", t.get("score"), t.get("params") or {},
+                         t.get("metrics") or {}, None, device=t.get("device") or "", best_epoch=t.get("best_epoch"))
+    from automtl.export.savedmodel import export_trial
+
+    return export_trial(run_dir / which / "model.keras", encoders, tasks, record, Path(out_dir), extra,
+                        formats=formats, rows=prepared.export_rows, layout=layout, model_name=exp.name, force=force)
 
 
 def _run_baselines(run_dir: Path) -> dict:

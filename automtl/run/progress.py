@@ -98,13 +98,13 @@ def leaderboard_table(records: Sequence[TrialRecord], primaries: dict[str, str],
     table = RichTable(title="Leaderboard" + (f" ({chance} on the validation rows)" if chance else ""),
                       title_justify="left")
     table.add_column("rank", justify="right")
-    table.add_column("trial", justify="right")
-    table.add_column("score", justify="right")
+    table.add_column("trial", justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
     pareto = any(r.pareto is not None for r in records)
     if pareto:
         table.add_column("front")  # on the Pareto front of a multi-objective run
     for task, metric in primaries.items():
-        table.add_column(f"{task}.{metric}", justify="right")
+        table.add_column(f"{task}.{metric}", justify="right", no_wrap=True)  # never "income.accu…"
     table.add_column("params")
     table.add_column("time", justify="right")
     for rank, r in enumerate(records, 1):

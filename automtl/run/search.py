@@ -29,9 +29,10 @@ from typing import Any
 from rich.console import Console
 
 from automtl.config import Experiment
+from automtl.console import shown
 from automtl.core.trial import TrialRecord, trial_dir
 from automtl.data.prepare import instantiate, prepare
-from automtl.errors import ConfigError, SearchStopped
+from automtl.errors import AutomtlError, ConfigError, SearchStopped
 from automtl.run.baselines import run_baselines
 from automtl.run.phases import Checked, Search, no_parallel_workers, prepare_search, run_trials
 from automtl.run.summary import SearchSummary, print_summary
@@ -256,9 +257,16 @@ def _export_ensemble(s: Search, ensemble: Any, extra: dict[str, Any], notes: lis
                 "folds": len(s.prepared.folds),
                 "metrics": "out-of-fold: means over the folds' validation rows, where members were selected; "
                            "each member then trained on every row for its best epoch count"}, **extra}
-        return export_ensemble(s.run_dir, ensemble, s.checked.encoders, s.checked.tasks, s.run_dir / "ensemble",
-                               extra={"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources,
-                                      **extra})
+        extra = {"experiment": s.exp.name, "study": s.exp.study_name, "data": s.prepared.sources, **extra}
+        formats = s.checked.formats
+        try:  # the formats of best/ (search.export_formats) too; one that fails costs only itself
+            return export_ensemble(s.run_dir, ensemble, s.checked.encoders, s.checked.tasks, s.run_dir / "ensemble",
+                                   extra, formats=formats, rows=s.prepared.export_rows)
+        except AutomtlError as exc:
+            if formats == ["saved_model"]:
+                raise
+            notes.append(f"ensemble/ holds the SavedModel only: {exc}")
+        return export_ensemble(s.run_dir, ensemble, s.checked.encoders, s.checked.tasks, s.run_dir / "ensemble", extra)
     except Exception as exc:  # noqa: BLE001
         notes.append(f"could not export the ensemble: {type(exc).__name__}: {exc}")
         return None
@@ -299,7 +307,6 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
                         f"`automtl export RUN_DIR --trial {best.number} --out DIR` there[/]", highlight=False,
                         soft_wrap=True)
         return None
-    from automtl.errors import AutomtlError
     from automtl.export.savedmodel import export_trial
     from automtl.run.export_trial import cross_validation
 
@@ -325,8 +332,7 @@ def export_best(s: Search, best: TrialRecord | None, extra: dict[str, Any] | Non
             continue
         if attempt != formats:
             s.console.print(f"[yellow]exported the SavedModel only; retry other formats with `automtl export "
-                            f"{s.run_dir} --trial {best.number} --out DIR --format ...`[/]", highlight=False,
-                            soft_wrap=True)
+                            f"{shown(s.run_dir)} --out DIR --format ...`[/]", highlight=False, soft_wrap=True)
         return path
     return None
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from automtl.console import shown
 from automtl.core.trial import TrialRecord
 from automtl.run.progress import leaderboard_table
 from automtl.rundir import chance
@@ -38,52 +38,74 @@ class SearchSummary:
     tasks: list[dict[str, Any]] = field(default_factory=list)
 
 
-def print_summary(console: Console, s: SearchSummary, primaries: dict[str, str]) -> None:
+#: Trial states of trials that have not run (yet): a queued start point, one another process runs.
+NOT_RUN = ("waiting", "running")
+
+
+def trial_counts(records: list[TrialRecord]) -> str:
+    """``"4 trials ran: 3 complete, 1 pruned"``: only trials that ran count; queued or running ones apart."""
     counts: dict[str, int] = {}
-    for r in s.records:
+    for r in records:
         counts[r.state] = counts.get(r.state, 0) + 1
-    console.print(f"\n{len(s.records)} trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    ran = {k: v for k, v in counts.items() if k not in NOT_RUN}
+    text = f"{sum(ran.values())} trial{'s' if sum(ran.values()) != 1 else ''} ran"
+    text += (": " + ", ".join(f"{v} {k}" for k, v in sorted(ran.items()))) if ran else ""
+    later = [f"{counts[k]} {'queued' if k == 'waiting' else 'running in another process'}" for k in NOT_RUN
+             if counts.get(k)]
+    return text + (f" ({', '.join(later)}, not counted)" if later else "")
+
+
+def print_summary(console: Console, s: SearchSummary, primaries: dict[str, str]) -> None:
+    from automtl.console import print_table
+    from automtl.rundir.outdir import exported_files
+
+    soft = not console.is_terminal
+    console.print("\n" + trial_counts(s.records), highlight=False)
     top = leaderboard(s.records)
     if top:
-        console.print(leaderboard_table(top, primaries, chance.header(s.tasks)))
+        print_table(console, leaderboard_table(top, primaries, chance.header(s.tasks)), drop=LEADERBOARD_DROP)
     if s.best is None:
         console.print("[red]no trial completed; nothing to export[/] (see trials.csv for the reasons)")
         return
     front = sorted(r.number for r in s.records if r.pareto)
     if front:
         console.print(f"Pareto front: trials {', '.join(map(str, front))} "
-                      f"(export any with `automtl export {os.path.relpath(s.run_dir)} --trial N --out DIR`)",
-                      highlight=False, soft_wrap=not console.is_terminal)
-    rel = os.path.relpath(s.export_dir) if s.export_dir else ""
-    exported = (f"exported to [bold]{rel}[/]: saved_model/ (serving_default), model.keras, automtl.json"
+                      f"(export any with `automtl export {shown(s.run_dir)} --trial N --out DIR`)",
+                      highlight=False, soft_wrap=soft)
+    exported = (f"exported to [bold]{shown(s.export_dir)}[/]: {', '.join(exported_files(s.export_dir))}"
                 if s.export_dir else "not exported here (it trained in another run folder)")
     console.print(f"best trial #{s.best.number} (score {s.best.score:.4f}) {exported}", highlight=False,
-                  soft_wrap=not console.is_terminal)
+                  soft_wrap=soft)
     for line in chance.lines(s.tasks, s.best):
-        console.print(f"chance level of {line} (validation rows)", highlight=False, soft_wrap=not console.is_terminal)
+        console.print(f"chance level of {line} (validation rows)", highlight=False, soft_wrap=soft)
     for warning in chance.shortfalls(s.tasks, s.best):
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=not console.is_terminal)
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=soft)
     if s.ensemble is not None:
         e = s.ensemble
-        where = (f"exported to [bold]{os.path.relpath(s.ensemble_dir)}[/]" if s.ensemble_dir else "not exported")
+        where = (f"exported to [bold]{shown(s.ensemble_dir)}[/]: {', '.join(exported_files(s.ensemble_dir))}"
+                 if s.ensemble_dir else "not exported")
         console.print(f"ensemble of {e.describe()}: score {e.score:.4f} vs best single trial {e.best_single['score']:.4f} "
-                      f"({e.gain:+.4f}) on the validation rows; {where}", highlight=False,
-                      soft_wrap=not console.is_terminal)
+                      f"({e.gain:+.4f}) on the validation rows; {where}", highlight=False, soft_wrap=soft)
     if s.baselines is not None:
-        print_baselines(console, s.baselines, os.path.relpath(s.run_dir))
+        print_baselines(console, s.baselines, shown(s.run_dir))
     for note in s.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=not console.is_terminal)
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=soft)
     console.print(
-        f"all trials: {os.path.relpath(s.run_dir / 'trials.csv')}"
-        + (f"\nreport: {os.path.relpath(s.report)}" if s.report else ""),
+        f"all trials: {shown(s.run_dir / 'trials.csv')}"
+        + (f"\nreport: {shown(s.report)}" if s.report else ""),
         highlight=False,
     )
+
+
+#: The leaderboard's columns a narrow terminal loses first (before rich shortens any cell).
+LEADERBOARD_DROP = ("time", "rank", "params")
 
 
 def print_baselines(console: Console, b: Any, run_dir: str) -> None:
     """The single-task baselines beside the best trial, delta-m, and per task in words."""
     from rich.table import Table
 
+    from automtl.console import print_table
     from automtl.rundir.baselines import summary_sentence, task_sentence
 
     how = ("each task retrained alone with the best trial's configuration" if b.mode == "auto"
@@ -95,7 +117,7 @@ def print_baselines(console: Console, b: Any, run_dir: str) -> None:
     for t in b.tasks:
         table.add_row(t.task, t.metric, f"{t.multi:.4g}", f"{t.single:.4g}",
                       "n/a" if t.delta is None else f"{t.delta:+.2f} %", t.verdict)
-    console.print(table)
+    print_table(console, table, drop=())
     console.print(summary_sentence(b), highlight=False, soft_wrap=not console.is_terminal)
     for t in b.tasks:
         console.print("  " + task_sentence(t, run_dir), highlight=False, soft_wrap=not console.is_terminal)

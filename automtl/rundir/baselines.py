@@ -153,8 +153,11 @@ def summary_sentence(b: Baselines) -> str:
         return "delta-m: not available (a baseline metric is zero or missing)"
     helped = [t.task for t in b.tasks if t.verdict == "helped"]
     hurt = [t.task for t in b.tasks if t.verdict == "hurt"]
-    words = ("sharing helped on average" if b.delta_m > 0 else "separate models are better on average"
-             if b.delta_m < 0 else "no difference on average")
+    if all(t.verdict == "unclear" for t in b.tasks):  # the mean's sign alone is no evidence either way
+        words = "no task changed beyond noise"
+    else:
+        words = ("sharing helped on average" if b.delta_m > 0 else "separate models are better on average"
+                 if b.delta_m < 0 else "no difference on average")
     detail = []
     if helped:
         detail.append(f"clearly better with sharing: {', '.join(helped)}")

@@ -134,3 +134,14 @@ def atomic_folder(out: Path) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+#: How the summaries name what an export folder holds.
+_DESCRIBED = {"saved_model": "saved_model/ (serving_default)"}
+
+
+def exported_files(folder: Path) -> list[str]:
+    """Every file and folder an export wrote (the manifest last), as the summaries list them."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(folder).iterdir() if not p.name.startswith("."))
+    names = [_DESCRIBED.get(n.rstrip("/"), n) for n in names if n != "automtl.json"]
+    return names + (["automtl.json"] if (Path(folder) / "automtl.json").exists() else [])

@@ -62,6 +62,10 @@ def select(run: RunTrials, sort: str = "score", ascending: bool | None = None,
     return sorted(records, key=lambda r: (key(r), r.number))
 
 
+#: The columns a narrow terminal loses first (before rich shortens any cell).
+DROP = ("time", "rank", "front", "params")
+
+
 def table(run: RunTrials, records: Sequence[TrialRecord], sort: str, show_state: bool = False,
           every_param: bool = False) -> RichTable:
     pareto = any(r.pareto is not None for r in run.records)

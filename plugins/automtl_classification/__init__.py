@@ -277,7 +277,9 @@ class ClassificationTask(Task):
         if self._sigmoid_out():
             p = tf.add_n([float(w) / total * tf.sigmoid(tf.cast(r, tf.float32)) for r, w in zip(raw_outputs, weights)])
             p = tf.clip_by_value(p, 1e-7, 1.0 - 1e-7)
-            return tf.math.log(p) - tf.math.log1p(-p)
+            # log(1 - p), not log1p(-p): exact here (1 - p is exact for p >= 0.5), and tf2onnx has no Log1p,
+            # so an ensemble converts to ONNX
+            return tf.math.log(p) - tf.math.log(1.0 - p)
         p = tf.add_n([float(w) / total * tf.nn.softmax(tf.cast(r, tf.float32)) for r, w in zip(raw_outputs, weights)])
         return tf.math.log(tf.maximum(p, 1e-12))
 
