@@ -9,13 +9,17 @@ from __future__ import annotations
 import click
 
 from automtl import __version__
+from automtl.tfimport import quiet_on_import
+from automtl.commands.base import VERBOSE
 from automtl.commands import dashboard, distill, export, k8s, plugins, predict, report, search, spaces, storage, trials
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="automtl")
+@VERBOSE
 def cli() -> None:
     """Search multi-task neural network architectures (TensorFlow/Keras) for your data."""
+    quiet_on_import()  # TensorFlow, wherever a command first imports it, starts without its log lines
 
 
 for _module in (search, plugins, spaces, report, trials, export, distill, predict, dashboard, storage, k8s):

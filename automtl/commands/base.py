@@ -126,6 +126,18 @@ def write_traceback(exc: BaseException) -> Path | None:
 RUN_DIR = click.argument("run_dir", type=click.Path(path_type=Path))
 
 
+def _verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from automtl.tfimport import be_verbose
+
+        be_verbose()
+
+
+#: ``-v``: TensorFlow's, absl's and Keras' own log lines and warnings, which stay off the console by default.
+VERBOSE = click.option("-v", "--verbose", is_flag=True, expose_value=False, is_eager=True, callback=_verbose,
+                       help="Show TensorFlow's, absl's and Keras' own log lines and warnings (as AUTOMTL_TF_LOG=0).")
+
+
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's start-up chatter off the console (imports it once, quietly)."""
     from automtl.tfimport import import_tensorflow_quietly

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
+from automtl.commands.base import RUN_DIR, VERBOSE, quiet_tensorflow, user_errors
 
 
 @click.command()
@@ -30,6 +30,7 @@ from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
               "the teacher (0: none).")
 @click.option("--force", is_flag=True, help="Replace an existing --out folder that is not an automtl export "
               "(a run folder, or a folder holding or inside one, is never replaced).")
+@VERBOSE
 @user_errors
 def distill(run_dir: Path, out: Path, teacher: str, student: str, epochs: int | None, temperature: float,
             trials: int, init: str, mixup: float, force: bool) -> None:

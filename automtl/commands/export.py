@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from automtl.commands.base import RUN_DIR, quiet_tensorflow, user_errors
+from automtl.commands.base import RUN_DIR, VERBOSE, quiet_tensorflow, user_errors
 from automtl.console import shown
 
 
@@ -24,6 +24,7 @@ from automtl.console import shown
               help="tf-serving: write OUT/<experiment>/<next version>/ for TensorFlow Serving.")
 @click.option("--force", is_flag=True, help="Replace an existing folder that is not an automtl export "
               "(a run folder, or a folder holding or inside one, is never replaced).")
+@VERBOSE
 @user_errors
 def export(run_dir: Path, ensemble: bool, number: int | None, baseline: str | None, out: Path, formats: str,
            layout: str, force: bool) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from automtl.commands.base import user_errors
+from automtl.commands.base import VERBOSE, user_errors
 
 
 @click.command()
@@ -25,6 +25,7 @@ from automtl.commands.base import user_errors
 @click.option("--probabilities", "vectors", type=click.Choice(["columns", "list"]), default="columns",
               show_default=True, help="Class probabilities as one column per class (<task>.p.<class>) or as one "
               "list per row (<task>.probabilities, in the order of automtl.json's classes).")
+@VERBOSE
 @user_errors
 def predict(model_dir: Path, data_path: Path, out: Path, root: Path | None, fmt: str, batch_size: int | None,
             keep: tuple[str, ...], vectors: str) -> None:

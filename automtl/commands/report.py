@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from automtl.commands.base import RUN_DIR, user_errors
+from automtl.commands.base import RUN_DIR, VERBOSE, user_errors
 
 
 @click.command()
 @RUN_DIR
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write it (default: RUN_DIR/report.html).")
+@VERBOSE
 @user_errors
 def report(run_dir: Path, out: Path | None) -> None:
     """Write a self-contained HTML report of a run (plots work offline)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from automtl.commands.base import log_to, quiet_tensorflow, user_errors
+from automtl.commands.base import VERBOSE, log_to, quiet_tensorflow, user_errors
 from automtl.core.plugins import demo_names
 from automtl.core.registry import AXES, members
 
@@ -88,6 +88,7 @@ DEMO_MARKER = ".automtl-demo"
               "when the validation rows are split off the training file).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option("--no-report", is_flag=True, help="Do not write RUN_DIR/report.html at the end.")
+@VERBOSE
 @user_errors
 def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: bool, **overrides: Any) -> None:
     """Run a search and export the best multi-task model.

@@ -7,7 +7,6 @@ leave the tasks' post-processing out; tf2onnx converts the signature itself.
 
 from __future__ import annotations
 
-import logging
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +16,7 @@ import numpy as np
 from automtl.errors import AutomtlError
 from automtl.export.formats import FILES, require_extras
 from automtl.export.formats.portable import first_rows, freeze_portable, latency, load_reference, parity
+from automtl.tfimport import quiet_python_side
 
 OPSET = 17
 
@@ -25,7 +25,7 @@ def convert(export_dir: Path) -> Any:
     """The ONNX ModelProto, with the portable signature's input and output names."""
     import tf2onnx
 
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    quiet_python_side()  # tf2onnx sets TensorFlow's logger as it imports: its deprecation notes stay off
     frozen = freeze_portable(export_dir)
     fn = frozen.function
     graph_def = fn.graph.as_graph_def()
