@@ -39,7 +39,7 @@ def test_delta_m_says_no_task_changed_when_every_verdict_is_unclear():
 
 def test_trial_counts_count_only_trials_that_ran():
     from automtl.run.summary import trial_counts
-    from automtl.trial import TrialRecord
+    from automtl.core.trial import TrialRecord
 
     records = [TrialRecord(i, "complete", 0.5, {}, {}, 1.0) for i in range(3)] + [
         TrialRecord(3, "waiting", None, {}, {}, None)]
