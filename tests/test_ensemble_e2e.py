@@ -195,7 +195,8 @@ def test_bad_inputs_exit_2_with_a_clear_message(finished, write_experiment, tmp_
         {"number": 0, "state": "fail", "score": None, "params": {}, "metrics": {}, "duration_s": 1.0,
          "reason": "boom"}]}))
     assert_user_error(_invoke("distill", empty, "--out", tmp_path / "s"), "no completed trial")
-    assert_user_error(_invoke("export", run, "--out", tmp_path / "s"), "exactly one of --trial N or --baseline TASK")
+    assert_user_error(_invoke("export", run, "--trial", "0", "--baseline", "price", "--out", tmp_path / "s"),
+                      "at most one of --ensemble, --trial N or --baseline TASK")
 
 
 def test_baselines_search_runs_a_resumable_single_task_study_per_task(write_experiment, cli, tmp_path):
