@@ -10,7 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from automtl.config import load_experiment
 from automtl.core.plugins import write_demo
-from automtl.data.prepare import Prepared, instantiate, prepare
+from automtl.data.arrays import Prepared
+from automtl.data.prepare import instantiate, prepare
 
 
 def demo_experiment(overrides: dict | None = None, folder: Path | None = None):

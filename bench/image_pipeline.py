@@ -65,7 +65,7 @@ def write_pngs(folder: Path, n: int, side: int, seed: int = 0) -> Path:
 
 
 def prepared(csv: Path, side: int, cache: str, cache_dir: Path):
-    from automtl.data.prepare import to_arrays
+    from automtl.data.arrays import to_arrays
     from automtl.data.readers import read_table
     from automtl.data.split import split_fraction
     from automtl_classification import ClassificationTask

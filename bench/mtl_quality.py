@@ -220,7 +220,8 @@ def test_metrics(exp, model_path: Path, test_file: Path) -> dict[str, dict[str, 
     """The model's metrics per task on the test file, with the plugins fitted on the search's training split."""
     import keras
 
-    from automtl.data.prepare import prepare, to_arrays, instantiate
+    from automtl.data.arrays import to_arrays
+    from automtl.data.prepare import instantiate, prepare
     from automtl.data.readers import read_table
     from automtl.model import layers  # noqa: F401  (registers automtl's layers for loading)
     from automtl.training.trainer import to_tensors

@@ -140,7 +140,7 @@ def test_metrics(run_dir: Path, record, prepared, test_path: Path) -> dict[str, 
     held-out test file: per-task primary metrics and the mean score."""
     import keras
 
-    from automtl.data.prepare import to_arrays
+    from automtl.data.arrays import to_arrays
     from automtl.data.readers import read_table
     from automtl.model import layers as _layers  # noqa: F401  (custom layers)
     from automtl.objective import combine

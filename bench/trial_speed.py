@@ -48,8 +48,8 @@ def image_prepared(side: int):
     import numpy as np
     from sklearn.datasets import load_digits
 
+    from automtl.data.arrays import Prepared, to_arrays
     from automtl.data.demo import digit_slant
-    from automtl.data.prepare import Prepared, to_arrays
     from automtl.data.split import split_fraction
     from automtl.data.table import Table
     from automtl_classification import ClassificationTask

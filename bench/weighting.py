@@ -118,7 +118,7 @@ PROBLEMS = {"digits": digits_problem, "penguins": penguins_problem}
 
 def splits(problem: Problem, seed: int) -> tuple[list, list, Any, Any, Any]:
     """Fresh plugins fitted on this seed's training split; arrays of train, validation and test."""
-    from automtl.data.prepare import to_arrays
+    from automtl.data.arrays import to_arrays
 
     n = len(problem.frame)
     order = np.random.default_rng(seed).permutation(n)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from automtl.api import InputEncoder, Task
-from automtl.data.prepare import Arrays, to_arrays
+from automtl.data.arrays import Arrays, to_arrays
 from automtl.data.table import Table
 
 

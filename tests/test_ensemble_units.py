@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from automtl.api import Targets, Task, combines
-from automtl.data.prepare import Arrays
+from automtl.data.arrays import Arrays
 from automtl.run.ensemble import FoldRows, select
 from automtl.rundir.baselines import Baselines, TaskBaseline, delta_m, relative_change, summary_sentence, verdict
 
@@ -403,7 +403,7 @@ def test_bootstrap_interval_fits_its_time_budget_for_a_costly_metric(monkeypatch
     """A metric that is slow to compute (detection mAP) gets the draws that fit in the budget, or no interval."""
     import types
 
-    from automtl.data.prepare import Arrays
+    from automtl.data.arrays import Arrays
     from automtl.run import baselines
 
     clock = [0.0]  # a fake clock: each metric call costs 10 ms whatever the machine's load

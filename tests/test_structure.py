@@ -1,4 +1,4 @@
-"""The import graph follows the design: no cycle between parts, no forbidden direction.
+"""The import graph follows the design: no cycle between parts or files, no forbidden direction.
 
 Parts are automtl's sub-packages (``automtl.training``) and top-level modules
 (``automtl.api``); built-in plugins are parts of their own. Imports inside
@@ -26,7 +26,8 @@ FORBIDDEN = [
     ("automtl.model", "automtl.training"), ("automtl.model", "automtl.backends"), ("automtl.model", "automtl.run"),
     ("automtl.model", "automtl.rundir"), ("automtl.model", "automtl.export"),
     # the run folder and exports read trial records: they never train and never drive a search
-    ("automtl.rundir", "automtl.run"), ("automtl.rundir", "automtl.training"), ("automtl.export", "automtl.run"),
+    ("automtl.rundir", "automtl.run"), ("automtl.rundir", "automtl.training"), ("automtl.rundir", "automtl.backends"),
+    ("automtl.export", "automtl.run"), ("automtl.export", "automtl.training"), ("automtl.export", "automtl.backends"),
     ("automtl.data", "automtl.model"), ("automtl.data", "automtl.training"),
 ]
 
@@ -56,11 +57,12 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(path: Path) -> list[str]:
-    """Absolute names of the modules a file imports at run time (lazily or not)."""
+def _statements(path: Path, package: str | None = None) -> list[tuple[str, tuple[str, ...] | None]]:
+    """``(module, names)`` of each import a file runs (lazily or not): ``names`` None for ``import module``."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
-    found: list[str] = []
+    if package is None:
+        package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    found: list[tuple[str, tuple[str, ...] | None]] = []
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node):
@@ -68,7 +70,7 @@ def _imports(path: Path) -> list[str]:
                 visit(child)
             return
         if isinstance(node, ast.Import):
-            found.extend(alias.name for alias in node.names)
+            found.extend((alias.name, None) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -76,13 +78,26 @@ def _imports(path: Path) -> list[str]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            found.append(module)
-            found.extend(f"{module}.{alias.name}" for alias in node.names)
+            found.append((module, tuple(alias.name for alias in node.names)))
         for child in ast.iter_child_nodes(node):
             visit(child)
 
     visit(tree)
     return found
+
+
+def _imports(path: Path, package: str | None = None) -> list[str]:
+    """Absolute names of the modules a file imports at run time (lazily or not); ``package``: the file's."""
+    found: list[str] = []
+    for module, names in _statements(path, package):
+        found.append(module)
+        found.extend(f"{module}.{name}" for name in names or ())
+    return found
+
+
+#: Files outside ``automtl/backends/`` that may import the Optuna backend's modules: the commands that run
+#: Optuna's own tools (its dashboard, its gRPC storage proxy) and the Kubernetes manifests of a shared Optuna study.
+OPTUNA_TOOLS = {"automtl/commands/dashboard.py", "automtl/commands/storage.py", "automtl/deploy/kubernetes.py"}
 
 
 def _files() -> list[Path]:
@@ -149,3 +164,64 @@ def test_plugins_import_only_the_public_api():
             if part and part.startswith("automtl_"):
                 own = _part_of(_module_name(path))
                 assert part == own, f"{path.relative_to(ROOT)} imports another plugin's module {name}"
+
+
+@functools.lru_cache(maxsize=None)
+def _file_edges() -> dict[str, set[str]]:
+    """module -> the modules of automtl and its plugins it imports (lazily or not).
+
+    ``from package import submodule`` is an arrow to the submodule only (the
+    package's ``__init__`` runs first, as for any submodule, and is no arrow of
+    this file); ``from package import name`` is an arrow to the package.
+    """
+    modules = {_module_name(p): p for p in _files()}
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        for module, names in _statements(path):
+            subs = {f"{module}.{n}" for n in names or ()} & set(modules)
+            targets = subs | ({module} if names is None or len(subs) < len(names) else set())
+            edges.setdefault(name, set()).update(t for t in targets if t in modules and t != name)
+    return edges
+
+
+def test_no_cycle_between_files():
+    """Within a part too: a file never imports, through any chain, a file that imports it."""
+    edges = _file_edges()
+    seen: dict[str, int] = {}
+    stack: list[str] = []
+
+    def walk(node: str) -> None:
+        seen[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if seen.get(nxt) == 1:
+                pytest.fail(f"import cycle between files: {' -> '.join(stack[stack.index(nxt):] + [nxt])}")
+            if nxt not in seen:
+                walk(nxt)
+        stack.pop()
+        seen[node] = 2
+
+    for node in sorted(edges):
+        if node not in seen:
+            walk(node)
+
+
+def test_the_file_cycle_check_sees_imports_inside_functions(tmp_path):
+    """A lazy import is an arrow too (the check would be blind to the cycles it exists to catch otherwise)."""
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from automtl.core import registry\n    import automtl.api\n"
+                      "    from .phases import Search\n")
+    found = set(_imports(source, package="automtl.run"))
+    assert {"automtl.core.registry", "automtl.api", "automtl.run.phases"} <= found
+
+
+def test_only_the_optuna_backend_and_its_tools_import_it():
+    """Run folders, reports and the search reach a backend through its declared spec, never its modules."""
+    offenders = []
+    for path in sorted(CORE.rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        if rel.startswith("automtl/backends/") or rel in OPTUNA_TOOLS:
+            continue
+        offenders += [f"{rel} imports {name}" for name in _imports(path)
+                      if name == "automtl.backends.optuna" or name.startswith("automtl.backends.optuna.")]
+    assert not offenders, offenders

@@ -7,13 +7,54 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from automtl.core.trial import Objective, TrialRecord, top_fidelity
 
 if TYPE_CHECKING:
     from automtl.config import SearchConfig
     from automtl.space import SearchSpace
+
+
+class StudyStore:
+    """Where a backend keeps its study, for what reads a run folder without running the engine.
+
+    The run folder's owner record, its snapshot, the report and messages ask
+    this rather than a backend's modules (they never import an engine). The
+    base is a backend that keeps its study in the run folder's own files and
+    takes no storage setting; a backend with a study store overrides it
+    (:class:`automtl.backends.optuna.store.OptunaStore`).
+    """
+
+    def default(self, run_dir: Path) -> str | None:
+        """The storage a run in ``run_dir`` uses when the experiment names none (None: no storage setting)."""
+        return None
+
+    def key(self, storage: str, run_dir: Path) -> str | None:
+        """What identifies ``storage`` as a run folder's owner (None: the run folder's own store)."""
+        return storage
+
+    def for_disk(self, storage: str) -> str:
+        """``storage`` as it may be written to a file (no password)."""
+        return storage
+
+    def redact(self, storage: str) -> str:
+        """``storage`` as it may be printed."""
+        return storage
+
+    def open_study(self, storage: str, name: str) -> Any:
+        """The stored study, as an Optuna study for the report to draw; None where the backend keeps none."""
+        return None
+
+    def rebuild(self, space: "SearchSpace", records: Sequence[TrialRecord], tasks: Sequence[str], pareto: bool,
+                epochs: Mapping[int, Mapping[int, float]]) -> Any:
+        """An in-memory Optuna study of ``records`` (the report draws with Optuna's visualisation module).
+
+        ``epochs``: per trial, its validation objective per epoch.
+        """
+        from automtl.backends.optuna.view import rebuild_study
+
+        return rebuild_study(space, records, tasks, pareto, epochs)
 
 
 @dataclass(frozen=True)
@@ -48,6 +89,24 @@ class BackendSpec:
     #: ``module:function(settings, run_dir, study)``, light to import: refuses settings the engine could
     #: not open (a storage), before TensorFlow loads and before the run folder changes ("": nothing to check)
     check: str = ""
+    #: ``module:NAME`` of its :class:`StudyStore`, light to import ("": the base, a study kept in the run folder)
+    store: str = ""
+    #: ``module:function(settings) -> int``: completed trials before its pruner judges ("": it does not say)
+    pruner_startup: str = ""
+
+    def study_store(self) -> StudyStore:
+        """Where its study lives, for what reads a run folder (see :class:`StudyStore`)."""
+        if not self.store:
+            return StudyStore()
+        module, _, name = self.store.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def pruner_startup_trials(self, settings: "SearchConfig") -> int | None:
+        """Completed trials before the pruner judges, for the search's start line (None: not said)."""
+        if not self.pruner_startup:
+            return None
+        module, _, fn = self.pruner_startup.partition(":")
+        return int(getattr(importlib.import_module(module), fn)(settings))
 
     def default_pruner(self, objective: str) -> str:
         """The first pruner it declares, or ``none`` where it cannot prune this objective."""

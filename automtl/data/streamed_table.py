@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from automtl.config import Experiment
+from automtl.data.arrays import Arrays, Prepared, check_finite, check_model_inputs, to_arrays
 from automtl.data.parquet import dataset_files, is_parquet, iter_frames, row_counts
-from automtl.data.prepare import Arrays, Prepared, check_finite, check_model_inputs, to_arrays
 from automtl.data.split import group_labels
 from automtl.data.streamed import MappedArray
 from automtl.data.table import Table, from_frame

@@ -33,7 +33,7 @@ from automtl.space import SearchSpace
 
 if TYPE_CHECKING:
     from automtl.api import Task
-    from automtl.data.prepare import Arrays
+    from automtl.data.arrays import Arrays
 
 
 # -- which parameters only matter with several tasks ------------------------------------------

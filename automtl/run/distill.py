@@ -126,7 +126,8 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
             finetune_lr: float | None = None) -> DistillResult:
     run_dir = Path(run_dir)
     done = check_request(run_dir, teacher, student, epochs, temperature, init, out, force, mixup)
-    from automtl.data.prepare import Prepared, instantiate, prepare
+    from automtl.data.arrays import Prepared
+    from automtl.data.prepare import instantiate, prepare
     from automtl.export.ensemble import load_members, read_ensemble
     from automtl.run.ensemble import combine_outputs, evaluate_outputs
     from automtl.rundir.ensemble import EnsembleResult
@@ -190,7 +191,7 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
         valid_m[t.name] = v_mask
         rows_labelled = mask.reshape(len(mask), -1).any(axis=1)
         filled[t.name] = int((~rows_labelled).sum())
-    from automtl.data.prepare import Arrays
+    from automtl.data.arrays import Arrays
 
     train_x = ({k: np.concatenate([v, mixed_x[k]]) for k, v in prepared.train.x.items()} if mixed_x
                else prepared.train.x)

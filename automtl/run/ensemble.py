@@ -27,7 +27,7 @@ from automtl.rundir.ensemble import EnsembleResult
 
 if TYPE_CHECKING:
     from automtl.api import Task
-    from automtl.data.prepare import Arrays
+    from automtl.data.arrays import Arrays
 
 VALID_PRED = "valid_pred.npz"
 #: Default ensemble size (members drawn with replacement: fewer trials may fill it).
@@ -68,7 +68,7 @@ class FoldRows:
 
     @classmethod
     def of(cls, folds: Sequence[Any]) -> "FoldRows":
-        """From :class:`automtl.data.prepare.Fold` objects."""
+        """From :class:`automtl.data.arrays.Fold` objects."""
         return cls([({t.name: t for t in f.tasks}, f.valid) for f in folds])
 
 

@@ -22,7 +22,7 @@ from automtl.rundir.outdir import check_out
 from automtl.rundir.results import read_trials
 
 if TYPE_CHECKING:
-    from automtl.data.prepare import Prepared
+    from automtl.data.arrays import Prepared
 
 
 def exportable(run_dir: Path, number: int, retrains: bool | None = None) -> TrialRecord:

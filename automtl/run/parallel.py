@@ -30,6 +30,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from automtl import backends
 from automtl.config import Experiment
 
 #: Worker exit codes the coordinator understands.
@@ -91,7 +92,8 @@ def run_workers(exp: Experiment, run_dir: Path, storage: str, count: int, gpus: 
     result = WorkersResult()
     if not quiet:
         where = f"GPU {', '.join(gpus)}" if gpus else "CPU"
-        console.print(f"{count} workers on one study ({_redact(storage)}); {where}", highlight=False)
+        shown = backends.spec(exp.search.backend).study_store().redact(storage)
+        console.print(f"{count} workers on one study ({shown}); {where}", highlight=False)
     try:
         for i in range(count):
             proc = subprocess.Popen(
@@ -154,9 +156,3 @@ def _interrupt(procs: list[subprocess.Popen]) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-
-
-def _redact(storage: str) -> str:
-    from automtl.backends.optuna.storage import redact
-
-    return redact(storage)

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from automtl.config import Experiment, fidelity_obstacle
 from automtl.core.trial import TrialRecord
-from automtl.data.prepare import Prepared
+from automtl.data.arrays import Prepared
 from automtl.data.split import write_split
 from automtl.errors import ConfigError, SearchStopped
 from automtl.run.budget import PLANNED_TRIALS, Budget
@@ -215,16 +215,17 @@ def budget_note(budget: Budget, records: list[TrialRecord]) -> str:
 
 
 def _print_start(s: Search, where: str) -> None:
-    from automtl.backends.optuna.backend import pruner_startup  # only Optuna prunes
+    from automtl import backends
     from automtl.run import fidelity
 
     exp, settings, tasks, space = s.exp, s.exp.search, s.checked.tasks, s.checked.space
+    startup = backends.spec(settings.backend).pruner_startup_trials(settings)
     s.console.print(
         f"[bold]automtl search[/] '{exp.name}': {describe_rows(s)}; "
         f"tasks {', '.join(f'{t.name} ({t.type_name})' for t in tasks)}\n"
         f"space {s.checked.space_path or 'auto (see space.yaml)'} ({len(space.params)} parameters); backend {settings.backend}/{settings.algorithm}"
-        + (f", pruner {settings.pruner} (from epoch {settings.pruner_warmup}, after "
-           f"{pruner_startup(settings)} completed trials)"
+        + (f", pruner {settings.pruner} (from epoch {settings.pruner_warmup}"
+           + (f", after {startup} completed trials)" if startup is not None else ")")
            if settings.pruner not in (None, "none") else ", no pruning")
         + "; " + ("objective pareto (one per task" + (", plus latency" if settings.latency_objective else "") + "); "
                   if settings.objective == "pareto" else "")

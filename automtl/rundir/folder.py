@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from automtl.config import Experiment, build_experiment, read_yaml
+from automtl.core import registry
+from automtl.core.registry import AXES
 from automtl.errors import AutomtlError, ConfigError
 
 SNAPSHOT = "experiment.resolved.yaml"
@@ -76,19 +78,20 @@ def load_experiment(run_dir: Path) -> Experiment:
 
 
 def backend_name(run_dir: Path) -> str:
-    from automtl.core.registry import AXES
-
     return str((raw_snapshot(run_dir).get("search") or {}).get("backend", AXES["backend"].default))
 
 
-def study_location(run_dir: Path) -> tuple[str, str]:
-    """``(storage URL, study name)`` of an Optuna run."""
+def study_location(run_dir: Path) -> tuple[str | None, str]:
+    """``(storage, study name)`` of a run; the storage is None where its backend takes no storage setting."""
     raw = raw_snapshot(run_dir)
     search = raw.get("search") or {}
-    from automtl.backends.optuna.location import default_storage
-
-    storage = search.get("storage") or default_storage(Path(run_dir))
+    storage = search.get("storage") or _store(backend_name(run_dir)).default(Path(run_dir))
     return storage, str(search.get("study") or raw.get("name") or "experiment")
+
+
+def _store(backend: str) -> Any:
+    """Backend ``backend``'s :class:`~automtl.backends.base.StudyStore` (through the registry: no engine loads)."""
+    return registry.member("backend", backend, where="search.backend").study_store()
 
 
 def disk_use(run_dir: Path) -> DiskUse:
@@ -124,10 +127,8 @@ def write_snapshot(exp: Experiment, space_path: Path | None, run_dir: Path, spac
     if exp.data.valid is not None:
         data["data"]["valid"] = str(exp.path(exp.data.valid).resolve())
     data["search"]["out"] = str(run_dir.resolve())
-    if data["search"].get("storage"):
-        from automtl.backends.optuna.location import without_password
-
-        data["search"]["storage"] = without_password(data["search"]["storage"])  # never a password on disk
+    if data["search"].get("storage"):  # never a password on disk
+        data["search"]["storage"] = _store(exp.search.backend).for_disk(data["search"]["storage"])
     # Plugin options may hold paths relative to the experiment file (an image root, say).
     data["base_dir"] = str(Path(exp.base_dir).resolve())
     (run_dir / "experiment.resolved.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -195,7 +196,7 @@ def owner_for(exp: Experiment, run_dir: Path) -> RunOwner:
     """The owner a search of ``exp`` in ``run_dir`` would be."""
     settings = exp.search
     return RunOwner(settings.backend, exp.study_name, _objective(settings.objective, settings.latency_objective),
-                    _storage_key(settings.storage, run_dir))
+                    _storage_key(settings.storage, run_dir, settings.backend))
 
 
 def _objective(objective: str, latency: bool) -> str:
@@ -203,16 +204,8 @@ def _objective(objective: str, latency: bool) -> str:
     return f"{objective} with latency" if latency else objective
 
 
-def _storage_key(storage: str | None, run_dir: Path) -> str | None:
-    if not storage:
-        return None
-    from automtl.backends.optuna.location import in_run_folder, is_journal, without_password
-
-    if in_run_folder(storage, run_dir):
-        return None
-    if is_journal(storage):
-        return str(Path(storage).expanduser().resolve())
-    return without_password(storage)
+def _storage_key(storage: str | None, run_dir: Path, backend: str) -> str | None:
+    return _store(backend).key(storage, run_dir) if storage else None
 
 
 def owner_of(run_dir: Path) -> RunOwner | None:
@@ -231,9 +224,10 @@ def owner_of(run_dir: Path) -> RunOwner | None:
     raw = raw_snapshot(run_dir)
     search = raw.get("search") or {}
     storage = search.get("storage")
-    return RunOwner(str(search.get("backend") or "optuna"), str(search.get("study") or raw.get("name") or "experiment"),
+    backend = str(search.get("backend") or AXES["backend"].default)
+    return RunOwner(backend, str(search.get("study") or raw.get("name") or "experiment"),
                     _objective(str(search.get("objective") or "mean"), bool(search.get("latency_objective"))),
-                    _storage_key(storage, run_dir) if storage else None)
+                    _storage_key(storage, run_dir, backend) if storage else None)
 
 
 def check_owner(exp: Experiment, run_dir: Path) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from automtl.core import registry
 from automtl.core.trial import TrialRecord, trial_dir
 from automtl.rundir import chance
 from automtl.rundir.choices import short_params
@@ -49,63 +50,39 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
 
 # -- the study --------------------------------------------------------------------------------
 def load_study(run_dir: Path, run: RunTrials) -> Any:
-    """The run's Optuna study; for other backends, one rebuilt in memory from its trials."""
+    """The run's stored study (its backend's :class:`~automtl.backends.base.StudyStore` opens it);
+    where there is none, or it cannot be opened, one rebuilt in memory from ``trials.json``."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    from automtl import backends
-
-    if backends.spec(backend_name(run_dir)).optuna_study:
-        storage, name = study_location(run_dir)
+    store = registry.member("backend", backend_name(run_dir)).study_store()
+    storage, name = study_location(run_dir)
+    if storage is not None:
         try:
-            from automtl.backends.optuna.storage import open_storage
-
-            return optuna.load_study(study_name=name, storage=open_storage(storage))
+            study = store.open_study(storage, name)
+            if study is not None:
+                return study
         except Exception as exc:  # noqa: BLE001 - a moved or deleted study file
-            from automtl.backends.optuna.storage import redact
-
-            warnings.warn(f"cannot open study {name} in {redact(storage)} ({exc}); rebuilding it from trials.json")
-    return rebuild_study(run_dir, run)
+            warnings.warn(f"cannot open study {name} in {store.redact(storage)} ({exc}); rebuilding it from trials.json")
+    return rebuild_study(run_dir, run, store)
 
 
-def rebuild_study(run_dir: Path, run: RunTrials) -> Any:
-    """An in-memory Optuna study holding the run's trials, with distributions from ``space.yaml``."""
-    import optuna
-    from optuna.trial import TrialState, create_trial
-
-    from automtl.backends.optuna.space import distribution
-    from automtl.space import FixedParam, load_space
-
-    tasks = [t["name"] for t in run.tasks]
+def rebuild_study(run_dir: Path, run: RunTrials, store: Any) -> Any:
+    """An in-memory Optuna study holding the run's trials, with distributions from ``space.yaml``
+    (``store``: the run's backend's :class:`~automtl.backends.base.StudyStore`, which builds it)."""
     import yaml
 
+    from automtl.space import load_space
+
+    tasks = [t["name"] for t in run.tasks]
     names = {k for r in run.records for k in r.params}
     # plugin parameters no trial drew (a conditional one, say) are still known: they are in the file
     raw = yaml.safe_load((Path(run_dir) / "space.yaml").read_text())
     sections = [raw.get(key) for key in ("parameters", "per_task")] if isinstance(raw, dict) else []
     names |= {str(k) for section in sections if isinstance(section, dict) for k in section}
     space = load_space(Path(run_dir) / "space.yaml", tasks, names)
-    dists = {p.name: distribution(p) for p in space.params if not isinstance(p, FixedParam)}
-    pareto = run.objective == "pareto"
-    study = optuna.create_study(directions=["maximize"] * (len(tasks) if pareto else 1))
-    states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": TrialState.FAIL}
-    for r in sorted(run.records, key=lambda r: r.number):
-        if r.state not in states:
-            continue  # running / waiting trials
-        params = {k: v for k, v in r.params.items() if k in dists}
-        state = states[r.state] if (r.state != "complete" or r.ok) else TrialState.FAIL
-        values = None
-        if state == TrialState.COMPLETE:
-            values = [r.scores.get(t, float("nan")) for t in tasks] if pareto else [r.score]
-            if not all(math.isfinite(v) for v in values):
-                state, values = TrialState.FAIL, None
-        study.add_trial(create_trial(state=state, params=params, distributions={k: dists[k] for k in params},
-                                     values=values, user_attrs={"score": r.score},
-                                     intermediate_values=_epoch_scores(run_dir, r.number)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        study.set_metric_names(tasks if pareto else ["score"])
-    return study
+    epochs = {r.number: _epoch_scores(run_dir, r.number) for r in run.records}
+    return store.rebuild(space, run.records, tasks, run.objective == "pareto", epochs)
 
 
 def _epoch_scores(run_dir: Path, number: int) -> dict[int, float]:

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from automtl.core.trial import TrialHandle, TrialOutcome, TrialPruned, trial_dir
 from automtl.core.trial_params import TrialParams
-from automtl.data.prepare import Prepared
+from automtl.data.arrays import Prepared
 from automtl.data.subsample import subsample
 from automtl.devices import configure, set_precision, trial_device
 from automtl.errors import TrialFailed

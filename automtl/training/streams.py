@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from automtl.data.prepare import Arrays
+from automtl.data.arrays import Arrays
 from automtl.data.streamed import is_streamed
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from automtl.api import InputEncoder, Task
 from automtl.core import registry
 from automtl.core.trial_params import TrialParams
-from automtl.data.prepare import Arrays
+from automtl.data.arrays import Arrays
 from automtl.data.streamed import memory_budget_bytes
 from automtl.errors import TrialFailed
 from automtl.model.assemble import Assembled

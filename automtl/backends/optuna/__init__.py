@@ -15,4 +15,6 @@ SPEC = BackendSpec(
     optuna_study=True,
     distributed="several machines share one PostgreSQL --storage",
     check="automtl.backends.optuna.location:check_storage",
+    store="automtl.backends.optuna.store:STORE",
+    pruner_startup="automtl.backends.optuna.backend:pruner_startup",
 )

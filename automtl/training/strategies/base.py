@@ -12,7 +12,7 @@ from automtl.lazy import tf
 
 if TYPE_CHECKING:
     from automtl.api import Task
-    from automtl.data.prepare import Arrays
+    from automtl.data.arrays import Arrays
     from automtl.model.assemble import Assembled
     from automtl.training.weighting import Weighting
 
