@@ -208,8 +208,9 @@ class SearchConfig(_Strict):
     latency_objective: bool = pydantic.Field(
         False, description="pareto only: each trained model's serving latency (batch 1, ms) as one more objective, minimised"
     )
-    export_formats: list[Literal["saved_model", "onnx", "tflite"]] = pydantic.Field(
-        ["saved_model"], description="formats written to best/ (the SavedModel always; onnx needs the 'onnx' extra)"
+    export_formats: list[str] = pydantic.Field(
+        ["saved_model"], description="formats written to best/: the SavedModel always, and any installed export format "
+        "(`automtl plugins`, kind format: onnx needs the 'onnx' extra)"
     )
     baselines: Literal["auto", "search", "off"] = pydantic.Field(
         "auto", description="single-task baselines: auto (each task retrained alone with the best trial's "
@@ -250,6 +251,17 @@ class SearchConfig(_Strict):
     def _workers(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v < 1:
             raise ValueError("must be a positive number or 'auto'")
+        return v
+
+    @pydantic.field_validator("export_formats")
+    @classmethod
+    def _known_formats(cls, v: list[str]) -> list[str]:
+        from automtl.core import registry
+
+        known = ["saved_model", *registry.names("format")]
+        unknown = [f for f in v if f not in known]
+        if unknown:
+            raise ValueError(f"unknown format(s) {', '.join(map(repr, unknown))}; expected any of {', '.join(known)}")
         return v
 
     @pydantic.field_validator("backend")

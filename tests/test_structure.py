@@ -120,8 +120,14 @@ def _edges() -> dict[str, dict[str, str]]:
     return edges
 
 
+#: The public API re-exports what every axis builds on, from the parts that define it (that is its job),
+#: while parts use its task and input types: its outgoing arrows are no layering. Cycles through it are
+#: still refused file by file (:func:`test_no_cycle_between_files`).
+FACADE = "automtl.api"
+
+
 def test_no_cycle_between_parts():
-    edges = _edges()
+    edges = {src: dsts for src, dsts in _edges().items() if src != FACADE}
     seen: dict[str, int] = {}
     stack: list[str] = []
 

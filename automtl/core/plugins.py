@@ -23,6 +23,7 @@ GROUPS = {
     "backend": "automtl.backends",
     "reader": "automtl.readers",
     "demo": "automtl.demos",
+    "format": "automtl.formats",
 }
 
 
@@ -42,9 +43,19 @@ def _all_entry_points() -> metadata.EntryPoints:
     return metadata.entry_points()
 
 
+#: Bumped whenever the set of plugins changes in this process (see :func:`generation`).
+_GENERATION = [0]
+
+
+def generation() -> int:
+    """A number that changes whenever the plugins seen in this process change (caches key on it)."""
+    return _GENERATION[0]
+
+
 def refresh() -> None:
     """Forget the installed entry points (after packages were installed in this process)."""
     _all_entry_points.cache_clear()
+    _GENERATION[0] += 1
 
 
 def entry_points(kind: str) -> dict[str, metadata.EntryPoint]:
@@ -53,6 +64,11 @@ def entry_points(kind: str) -> dict[str, metadata.EntryPoint]:
     for ep in _all_entry_points().select(group=GROUPS[kind]):
         found.setdefault(ep.name, ep)
     return found
+
+
+def names(kind: str) -> list[str]:
+    """Every member of one kind: the installed ones and those :func:`registered` in this process."""
+    return sorted(set(entry_points(kind)) | {name for k, name in _LOCAL if k == kind})
 
 
 def list_plugins() -> list[PluginInfo]:
@@ -76,10 +92,12 @@ def registered(kind: str, name: str, obj: Any) -> Iterator[None]:
     Trial processes do not see it: run such searches with ``trials_per_process: 0``.
     """
     _LOCAL[(kind, name)] = obj
+    _GENERATION[0] += 1
     try:
         yield
     finally:
         _LOCAL.pop((kind, name), None)
+        _GENERATION[0] += 1
 
 
 def load(kind: str, type_name: str, *, where: str) -> type[Any]:
@@ -88,7 +106,7 @@ def load(kind: str, type_name: str, *, where: str) -> type[Any]:
         return _LOCAL[(kind, type_name)]
     eps = entry_points(kind)
     if type_name not in eps:
-        known = ", ".join(sorted(eps)) or "(none installed)"
+        known = ", ".join(names(kind)) or "(none installed)"
         raise ConfigError(f"{where}: unknown {kind} type '{type_name}'; known {kind} types: {known}")
     try:
         return eps[type_name].load()

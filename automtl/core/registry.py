@@ -43,12 +43,15 @@ AXES: dict[str, Axis] = {
     "strategy": Axis("strategy", "strategy", "joint", "training strategy"),
     "weighting": Axis("weighting", "weighting", "static", "weighting method", multi_task=True),
     "backend": Axis("backend", None, "optuna", "search backend"),
+    #: export formats beside the SavedModel (which every export holds): none by default
+    "format": Axis("format", None, "", "export format"),
 }
 
 
 def names(kind: str) -> list[str]:
-    """The installed members of an axis (from package metadata: nothing is imported)."""
-    return sorted(plugins.entry_points(kind))
+    """The members of an axis: installed (package metadata: nothing is imported) or
+    :func:`~automtl.core.plugins.registered` in this process."""
+    return plugins.names(kind)
 
 
 def member(kind: str, name: str, where: str = "") -> Any:
@@ -61,14 +64,22 @@ def member(kind: str, name: str, where: str = "") -> Any:
     return plugins.load(kind, name, where=where or axis.noun)
 
 
-@functools.lru_cache(maxsize=None)
 def members(kind: str) -> dict[str, Any]:
-    """Every installed member of an axis, loaded (their modules are light by contract)."""
+    """Every member of an axis, loaded (their modules are light by contract)."""
+    return _members(kind, plugins.generation())
+
+
+@functools.lru_cache(maxsize=None)
+def _members(kind: str, generation: int) -> dict[str, Any]:
     return {name: member(kind, name) for name in names(kind)}
 
 
-@functools.lru_cache(maxsize=None)
 def _specs() -> tuple[dict[str, ParamSpec], dict[str, ParamSpec]]:
+    return _specs_of(plugins.generation())
+
+
+@functools.lru_cache(maxsize=None)
+def _specs_of(generation: int) -> tuple[dict[str, ParamSpec], dict[str, ParamSpec]]:
     glob: dict[str, ParamSpec] = {s.name: s for s in CORE if not s.per_task}
     per_task: dict[str, ParamSpec] = {s.name: s for s in CORE if s.per_task}
     for axis in AXES.values():
@@ -100,9 +111,13 @@ def per_task_specs() -> dict[str, ParamSpec]:
     return _specs()[1]
 
 
-@functools.lru_cache(maxsize=None)
 def exclusive_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
     """``(member, names)`` for each group of parameters a member declares as alternatives (``exclusive``)."""
+    return _exclusive_groups(plugins.generation())
+
+
+@functools.lru_cache(maxsize=None)
+def _exclusive_groups(generation: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
     found = []
     for axis in AXES.values():
         if axis.selector is None:
@@ -116,6 +131,6 @@ def exclusive_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
 def refresh() -> None:
     """Forget loaded declarations (after packages were installed in this process, e.g. in tests)."""
     plugins.refresh()
-    members.cache_clear()
-    _specs.cache_clear()
-    exclusive_groups.cache_clear()
+    _members.cache_clear()
+    _specs_of.cache_clear()
+    _exclusive_groups.cache_clear()

@@ -24,7 +24,8 @@ import automtl
 from automtl.api import InputEncoder, Task
 from automtl.core.trial import TrialRecord
 from automtl.errors import AutomtlError
-from automtl.export.formats import FORMATS, write_format
+from automtl.export.formats import names as format_names
+from automtl.export.formats import write_format
 from automtl.export.formats.portable import first_rows, latency, tf_device, tf_feed
 from automtl.export.signatures import PORTABLE, TF_DTYPES, ServingModule, input_signature  # noqa: F401  (re-exported)
 from automtl.model import layers as _layers  # noqa: F401  (registers custom layers for loading)
@@ -67,9 +68,10 @@ def export_trial(
     """
     if layout not in LAYOUTS:
         raise AutomtlError(f"--layout {layout}: expected one of {', '.join(LAYOUTS)}")
-    unknown = [f for f in formats if f not in FORMATS]
+    known = format_names()
+    unknown = [f for f in formats if f not in known]
     if unknown:
-        raise AutomtlError(f"unknown export format(s) {', '.join(unknown)}; expected any of {', '.join(FORMATS)}")
+        raise AutomtlError(f"unknown export format(s) {', '.join(unknown)}; expected any of {', '.join(known)}")
     if rows is None and any(f != "saved_model" for f in formats):
         raise AutomtlError("ONNX and LiteRT exports are checked against the SavedModel on validation rows: pass rows")
     out_dir = Path(out_dir)

@@ -3,6 +3,10 @@
 Keras 3.15's own ``model.export(format="onnx")`` refuses a ``model.keras``
 loaded back from disk ("The model provided has never called") and would
 leave the tasks' post-processing out; tf2onnx converts the signature itself.
+
+The declaration (:data:`FORMAT`) is read before TensorFlow starts (``automtl
+export --format onnx`` checks the extra first), so TensorFlow's side of the
+conversion is imported where it runs.
 """
 
 from __future__ import annotations
@@ -13,17 +17,23 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from automtl.api import ExportFormat
 from automtl.errors import AutomtlError
-from automtl.export.formats import FILES, require_extras
-from automtl.export.formats.portable import first_rows, freeze_portable, latency, load_reference, parity
 from automtl.tfimport import quiet_python_side
 
 OPSET = 17
+
+FORMAT = ExportFormat(
+    name="onnx", file="model.onnx", writer="automtl.export.formats.onnx:write_onnx", extra="onnx",
+    modules=("tf2onnx", "onnxruntime", "onnx"), doc=f"ONNX (opset {OPSET}) through tf2onnx, checked in onnxruntime",
+)
 
 
 def convert(export_dir: Path) -> Any:
     """The ONNX ModelProto, with the portable signature's input and output names."""
     import tf2onnx
+
+    from automtl.export.formats.portable import freeze_portable
 
     quiet_python_side()  # tf2onnx sets TensorFlow's logger as it imports: its deprecation notes stay off
     frozen = freeze_portable(export_dir)
@@ -71,13 +81,15 @@ def run(sess: Any, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def write_onnx(export_dir: Path, rows: Mapping[str, Any]) -> dict[str, Any]:
-    require_extras(["onnx"])
+    from automtl.export.formats.portable import first_rows, latency, load_reference, parity
+
+    FORMAT.require()
     model = convert(export_dir)
-    path = Path(export_dir) / FILES["onnx"]
+    path = Path(export_dir) / FORMAT.file
     path.write_bytes(model.SerializeToString())
     sess = session(path)
     entry: dict[str, Any] = {
-        "path": FILES["onnx"], "opset": OPSET, "converter": f"tf2onnx {metadata.version('tf2onnx')}",
+        "path": FORMAT.file, "opset": OPSET, "converter": f"tf2onnx {metadata.version('tf2onnx')}",
         "runtime": f"onnxruntime {metadata.version('onnxruntime')} ({sess.get_providers()[0]})",
         "takes": "the portable inputs (see preprocessing.json; preprocess.py makes them from raw inputs)",
         "inputs": [{"name": i.name, "dtype": i.type.removeprefix("tensor(").rstrip(")"),

@@ -7,6 +7,9 @@ reads uninitialised values (``READ_VARIABLE failed``; with the default
 XNNPACK delegate, garbage class ids and ``gather index out of bounds``).
 Here variables are folded into constants first, and only LiteRT's built-in
 operators are allowed (no TensorFlow ops a phone runtime would lack).
+
+The declaration (:data:`FORMAT`) is read before TensorFlow starts, so
+TensorFlow loads on first use (:mod:`automtl.lazy`).
 """
 
 from __future__ import annotations
@@ -18,15 +21,21 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import tensorflow as tf
 
+from automtl.api import ExportFormat
 from automtl.errors import AutomtlError
-from automtl.export.formats import FILES
-from automtl.export.formats.portable import cpu_name, first_rows, freeze_portable, latency, load_reference, parity
+from automtl.lazy import tf
 from automtl.tfimport import native_stderr_captured, quiet_python_side
+
+FORMAT = ExportFormat(
+    name="tflite", file="model.tflite", writer="automtl.export.formats.tflite:write_tflite", aliases=("litert", "lite"),
+    extra="tflite", doc="LiteRT (TFLite), variables frozen, built-in ops only",
+)
 
 
 def convert(export_dir: Path) -> bytes:
+    from automtl.export.formats.portable import freeze_portable
+
     frozen = freeze_portable(export_dir)
     keys = frozen.outputs
 
@@ -69,8 +78,10 @@ def interpreter(content: bytes) -> tuple[Any, str]:
 
 
 def write_tflite(export_dir: Path, rows: Mapping[str, Any]) -> dict[str, Any]:
+    from automtl.export.formats.portable import cpu_name, first_rows, latency, load_reference, parity
+
     content = convert(export_dir)
-    path = Path(export_dir) / FILES["tflite"]
+    path = Path(export_dir) / FORMAT.file
     path.write_bytes(content)
     signature = "serving_default"
     with native_stderr_captured():  # "Created TensorFlow Lite XNNPACK delegate for CPU", from C++
@@ -78,7 +89,7 @@ def write_tflite(export_dir: Path, rows: Mapping[str, Any]) -> dict[str, Any]:
         runner = interp.get_signature_runner(signature)
     details = runner.get_input_details()
     entry: dict[str, Any] = {
-        "path": FILES["tflite"], "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__}), "
+        "path": FORMAT.file, "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__}), "
                                               "variables frozen, built-in ops only",
         "runtime": runtime, "signature": signature,
         "takes": "the portable inputs (see preprocessing.json; preprocess.py makes them from raw inputs)",
