@@ -11,7 +11,7 @@ import yaml
 
 from automtl.config import DEFAULT_TRIALS, SearchConfig
 from automtl.core.trial import TrialPruned, TrialRecord
-from automtl.run.budget import EXPORT_SECONDS, INITIAL_SHARE, MAX_SHARE, Budget
+from automtl.run.budget import EXPORT_SECONDS, INITIAL_SHARE, MAX_SHARE, Budget, export_prior
 from automtl.training.cost import CostModel, fit, measured
 
 
@@ -83,7 +83,25 @@ def test_each_trial_gets_a_share_so_that_the_planned_trials_fit():
     assert Budget(None, None, 1, 30).allowance([]) is None
 
 
-def test_the_reserve_follows_the_measured_costs_and_caps_its_share():
+@pytest.fixture
+def idle(monkeypatch):
+    """A machine with nothing else running: an export is planned at EXPORT_SECONDS."""
+    monkeypatch.setattr("automtl.run.budget.os.getloadavg", lambda: (0.5, 0.5, 0.5))
+
+
+def test_an_export_is_planned_slower_on_a_busy_machine(monkeypatch):
+    monkeypatch.setattr("automtl.run.budget.os.cpu_count", lambda: 2)
+    monkeypatch.setattr("automtl.run.budget.os.getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert export_prior() == EXPORT_SECONDS  # under one job per core: as measured idle
+    monkeypatch.setattr("automtl.run.budget.os.getloadavg", lambda: (10.0, 8.0, 6.0))
+    assert export_prior() == pytest.approx(5 * EXPORT_SECONDS)  # five jobs per core: five times as long
+    budget = Budget(deadline=time.time() + 600, seconds=600, tasks=1, max_epochs=30)
+    assert budget.end_costs([_record(0, 0.8, 20.0)])["export"] == pytest.approx(5 * EXPORT_SECONDS)
+    budget.export_seconds = 7.0  # once best/'s export was measured, that is what counts
+    assert budget.end_costs([_record(0, 0.8, 20.0)])["export"] == 7.0
+
+
+def test_the_reserve_follows_the_measured_costs_and_caps_its_share(idle):
     budget = Budget(deadline=time.time() + 600, seconds=600, tasks=2, max_epochs=30, refit=True, refit_rows=1.25,
                     baselines=True, ensemble=True)
     assert budget.reserve([]) == pytest.approx(INITIAL_SHARE * 600)  # nothing measured yet
@@ -146,7 +164,7 @@ def test_a_timed_search_runs_as_many_trials_as_fit_and_ends_on_time_with_best_an
     assert wall < timeout * 1.1 + 10, wall
 
 
-def test_a_cross_validated_run_plans_each_exported_model_on_every_row():
+def test_a_cross_validated_run_plans_each_exported_model_on_every_row(idle):
     """k folds of (k-1)/k rows each: one model on every row costs 1/(k-1) of a trial's epoch."""
     budget = Budget(deadline=time.time() + 600, seconds=600, tasks=1, max_epochs=30, folds=5)
     records = [_record(0, 0.9, 10.0), _record(1, 0.8, 10.0)]  # 1 s per 5-fold epoch, best epoch 8

@@ -6,7 +6,7 @@ what is left once a *reserve* for those phases is kept back, and the reserve
 is re-sized after every finished trial from what the trials measured
 (:attr:`automtl.core.trial.TrialRecord.cost`): the refit costs about the best
 trial's epochs on more rows, a baseline about one trial per task, an export
-about :data:`EXPORT_SECONDS`. Until a trial has finished,
+about :data:`EXPORT_SECONDS` on an idle machine (:func:`export_prior`). Until a trial has finished,
 :data:`INITIAL_SHARE` of the budget is kept. After the trials each phase runs
 only while its estimate fits in what is left (the exports come first in
 importance, the baselines last), so a timed run ends near its deadline with
@@ -15,6 +15,7 @@ importance, the baselines last), so a timed run ends near its deadline with
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -26,6 +27,21 @@ from automtl.training.cost import CostModel, fit
 #: Seconds one SavedModel export takes (trace, save, reload and compare): about 2 s for the digits
 #: demo's MLP on a 2-core CPU, more for image and text models; an ensemble's export counts twice.
 EXPORT_SECONDS = 5.0
+
+
+def export_prior() -> float:
+    """What an export should take here before one has been measured: :data:`EXPORT_SECONDS` times
+    the machine's load per core, when it is above 1.
+
+    Trials measure their own cost, but nothing exports before the trials end. Beside other
+    jobs (load 8-10 on 2 cores) ``best/``'s export took 27 s, not 5, and a reserve planned on
+    5 s left no time for ``ensemble/`` in any of six 5-minute runs.
+    """
+    try:
+        per_core = os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        per_core = 1.0
+    return EXPORT_SECONDS * max(1.0, per_core)
 #: The share of the budget kept for what follows the trials until a trial has measured the costs.
 INITIAL_SHARE = 0.15
 #: Never more than this share is kept back from the trials: past it the baselines are the first to go.
@@ -69,7 +85,7 @@ class Budget:
     def end_costs(self, records: Sequence[TrialRecord]) -> dict[str, float]:
         """Estimated seconds of each phase after the trials, from what the trials measured."""
         done = [r for r in records if r.ok]
-        export = EXPORT_SECONDS if self.export_seconds is None else self.export_seconds
+        export = export_prior() if self.export_seconds is None else self.export_seconds
         costs = {"export": export}
         if not done:
             return costs
