@@ -50,7 +50,7 @@ def fit(console: "Console", table: "Table", drop: Sequence[str]) -> list[str]:
 
     removed = []
     for header in drop:
-        if Measurement.get(console, console.options, table).maximum <= console.width:
+        if Measurement.get(console, console.options.update_width(LOG_WIDTH), table).maximum <= console.width:
             break
         for i, column in enumerate(table.columns):
             if str(column.header) == header:
