@@ -32,7 +32,7 @@ from automtl.core.trial import Objective, TrialHandle, TrialOutcome, TrialPruned
 from automtl.core.trial_params import HeadParams, TrialParams
 from automtl.data.streamed import MappedArray, StreamedArray, memory_budget_bytes
 from automtl.data.table import Table, as_float, is_missing, object_column
-from automtl.errors import ConfigError, DataError, TrialFailed
+from automtl.errors import ConfigError, DataError, MissingColumns, TrialFailed
 from automtl.model.blocks import dense_block
 from automtl.model.lr_scale import scale_learning_rate
 from automtl.model.sharing.base import Shared, SharingScheme, Stream, Trunk, gated, mix, pooled_summary, shared_last
@@ -93,6 +93,7 @@ __all__ = [
     "InputSpec",
     "MappedArray",
     "Metric",
+    "MissingColumns",
     "Reader",
     "StreamedArray",
     "NoOptions",

@@ -299,6 +299,11 @@ CASES: list[Case] = [
         {"name": "price", "type": "regression", "target": "cost"}])), ("no column 'cost'", "task 'price'", "data.csv")),
     Case("input-column-missing", search(lambda w: w.experiment("height.yaml", inputs=[
         {"name": "f", "type": "tabular", "numeric": ["x0", "height"]}])), ("no column 'height'", "input 'f'")),
+    Case("columns-missing-at-once", search(lambda w: w.experiment("several.yaml", inputs=[
+        {"name": "f", "type": "tabular", "numeric": ["x0", "hieght", "x9"], "categorical": ["cty"]}], tasks=[
+        {"name": "price", "type": "regression", "target": "prise"}])),
+         ("4 columns missing", "'hieght' (needed by input 'f')", "'x9'", "did you mean 'city'?", "'prise' (needed by task "
+          "'price'; did you mean 'price'?)")),
     Case("input-glob-matches-nothing", search(lambda w: w.experiment("glob.yaml", inputs=[
         {"name": "f", "type": "tabular", "numeric": ["z*"]}])), ("no column 'z*'", "input 'f'")),
     Case("validation-file-lacks-column", search(lambda w: w.experiment("vcol.yaml", data={
@@ -461,7 +466,10 @@ CASES: list[Case] = [
     Case("predict-data-missing", lambda w: ["predict", w.model, "--data", w.path("none.csv"), "--out", w.path("p.csv")],
          ("data file not found", "none.csv")),
     Case("predict-column-missing", lambda w: ["predict", w.model, "--data", w.data_with("nox3.csv", lambda t: t.drop(columns=["x3"])),
-                                              "--out", w.path("p.csv")], ("missing column(s) 'x3'", "model input 'features'")),
+                                              "--out", w.path("p.csv")], ("no column 'x3'", "model input 'features'")),
+    Case("predict-columns-missing-at-once", lambda w: ["predict", w.model, "--data", w.data_with(
+        "nocols.csv", lambda t: t.drop(columns=["x1", "x3"]).rename(columns={"city": "cty"})), "--out", w.path("p.csv")],
+         ("3 columns missing", "'x1' (needed by model input 'features'", "'x3'", "'city'", "did you mean 'cty'?")),
     Case("predict-text-in-numeric", lambda w: ["predict", w.model, "--data", w.data_with("ptext.csv", set_cell("x0", "abc")),
                                                "--out", w.path("p.csv")], ("column 'x0'", "'abc' is not a number")),
     Case("predict-keep-missing", lambda w: ["predict", w.model, "--data", w.data, "--out", w.path("p.csv"), "--keep", "id"],

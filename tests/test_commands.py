@@ -236,7 +236,7 @@ def test_predict_names_a_missing_column(demo_run, tmp_path):
     demo_validation(demo_run).drop(columns=["px7"]).head(5).to_csv(tmp_path / "bad.csv", index=False)
     result = invoke("predict", demo_run / "best", "--data", tmp_path / "bad.csv", "--out", tmp_path / "o.csv")
     assert result.exit_code == 2
-    assert "missing column(s) 'px7'" in result.output and "pixels" in result.output and "bad.csv" in result.output
+    assert "no column 'px7'" in result.output and "pixels" in result.output and "bad.csv" in result.output
     assert not (tmp_path / "o.csv").exists()
 
 

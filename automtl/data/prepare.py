@@ -18,7 +18,7 @@ from automtl.data.readers import read_table
 from automtl.data.split import Split, check_no_shared_groups, recorded_split, take_split
 from automtl.data.streamed import wants_stream
 from automtl.data.table import Table
-from automtl.errors import DataError
+from automtl.errors import DataError, MissingColumns
 
 if TYPE_CHECKING:  # the plugin API imports data (its Table); here its types are annotations only
     from automtl.api import InputEncoder, Task
@@ -93,8 +93,14 @@ def fit_arrays(encoders: list[InputEncoder], tasks: list[Task], train_t: Table,
     nothing: they are left out unless ``keep_unlabelled`` (a distillation
     teacher labels them).
     """
+    missing = []
     for plugin in (*encoders, *tasks):
-        plugin.prepare(train_t)
+        try:
+            plugin.prepare(train_t)
+        except MissingColumns as exc:  # the other plugins' missing columns go in the same error
+            missing.append(exc)
+    if missing:
+        raise MissingColumns.merged(missing)
     check_model_inputs(encoders)
     train = to_arrays(encoders, tasks, train_t)
     valid = to_arrays(encoders, tasks, valid_t) if valid_t is not None else None

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from automtl.errors import DataError
+from automtl.errors import DataError, MissingColumns
 
 
 @dataclass
@@ -43,11 +43,7 @@ class Table:
     def column(self, name: str, *, needed_by: str) -> np.ndarray:
         """Return a column, or fail naming the file, the column and who needs it."""
         if name not in self.columns:
-            known = ", ".join(self.names[:20]) + (" ..." if len(self.names) > 20 else "")
-            raise DataError(
-                f"{self.source}: no column '{name}' (needed by {needed_by}); "
-                f"columns are: {known}"
-            )
+            raise MissingColumns(self.source, [(name, needed_by)], self.names)
         return self.columns[name]
 
     def take(self, index: np.ndarray, source: str | None = None) -> "Table":
@@ -66,12 +62,28 @@ class Table:
         import fnmatch
 
         chosen: list[str] = []
+        unmatched = []
         for pattern in patterns:
             hits = [n for n in self.names if fnmatch.fnmatchcase(n, pattern)]
             if not hits:
-                self.column(pattern, needed_by=needed_by)  # raises the standard message
+                unmatched.append((pattern, needed_by))
             chosen.extend(h for h in hits if h not in chosen)
+        if unmatched:  # every one at once
+            raise MissingColumns(self.source, unmatched, self.names)
         return chosen
+
+    def match_each(self, *groups: Iterable[str], needed_by: str) -> list[list[str]]:
+        """:meth:`match` for several groups of patterns, every unmatched pattern of all of them in one error."""
+        found, missing = [], []
+        for patterns in groups:
+            try:
+                found.append(self.match(patterns, needed_by=needed_by))
+            except MissingColumns as exc:
+                missing.append(exc)
+                found.append([])
+        if missing:
+            raise MissingColumns.merged(missing)
+        return found
 
 
 def from_frame(frame: Any, source: str, row_ids: np.ndarray | None = None) -> Table:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from automtl.data.streamed import is_streamed
-from automtl.errors import AutomtlError, ConfigError, DataError
+from automtl.errors import AutomtlError, ConfigError, DataError, MissingColumns
 
 DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".npz")
 OUT_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".npz")
@@ -143,9 +143,14 @@ def model_inputs(manifest: dict[str, Any], data: dict[str, np.ndarray], source: 
     """Map the data to the SavedModel's named inputs, as the manifest describes them. An input plugin
     may map its own (image files); what it says about each row lands in ``facts[input name]``."""
     out: dict[str, Any] = {}
+    missing: list[MissingColumns] = []  # every input's missing columns in one error
     for spec in manifest["inputs"]:
         name, dtype = spec["name"], spec["dtype"]
-        mapped = _plugin_input(spec, data, source, root)
+        try:
+            mapped = _plugin_input(spec, data, source, root)
+        except MissingColumns as exc:
+            missing.append(exc)
+            continue
         if mapped is not None:
             out[name] = mapped[0]
             if facts is not None:
@@ -155,17 +160,18 @@ def model_inputs(manifest: dict[str, Any], data: dict[str, np.ndarray], source: 
             out[name] = _array_input(spec, data, source)
             continue
         cols = spec.get("columns") or _one_column(spec, data)
-        missing = [c for c in cols if c not in data]
-        if missing:
-            shown = ", ".join(repr(c) for c in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise DataError(f"{source}: missing column(s) {shown}, needed by model input '{name}' "
-                            f"(columns present: {', '.join(list(data)[:10])}{', ...' if len(data) > 10 else ''})")
+        absent = [c for c in cols if c not in data]
+        if absent:
+            missing.append(MissingColumns(source, [(c, f"model input '{name}'") for c in absent], list(data)))
+            continue
         if dtype == "string":
             out[name] = np.array([_text(v) for v in data[cols[0]]], dtype=object)
         else:
             values = np.column_stack([_numeric(data[c], c, source) for c in cols]).astype(dtype)
             shape = [d for d in spec.get("shape", [None])[1:]]
             out[name] = values.reshape(len(values), *shape) if shape else values[:, 0]
+    if missing:
+        raise MissingColumns.merged(missing)
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from automtl.api import DataError, is_missing
+from automtl.api import DataError, MissingColumns, is_missing
 
 
 def serving_images(spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], source: Path,
@@ -22,8 +22,7 @@ def serving_images(spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], s
         return None
     name = spec["name"]
     if column not in columns:
-        raise DataError(f"{source}: missing column '{column}' (image paths), needed by model input '{name}' "
-                        f"(columns present: {', '.join(list(columns)[:10])})")
+        raise MissingColumns(str(source), [(column, f"model input '{name}' (image paths)")], list(columns))
     base = Path(root) if root is not None else (source if source.is_dir() else source.parent)
     values = columns[column]
     empty = is_missing(np.asarray(values, dtype=object))

@@ -89,8 +89,8 @@ class TabularInput(InputEncoder):
 
     def prepare(self, train: Table) -> None:
         owner = f"input '{self.name}'"
-        self.numeric = train.match(self.options.numeric, needed_by=owner)
-        self.categorical = train.match(self.options.categorical, needed_by=owner)
+        self.numeric, self.categorical = train.match_each(self.options.numeric, self.options.categorical,
+                                                          needed_by=owner)
         if self.numeric:
             values = self._numeric(train)
             self.mean = np.nan_to_num(np.nanmean(values, axis=0)) if len(values) else np.zeros(values.shape[1])
