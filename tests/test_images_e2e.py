@@ -205,3 +205,44 @@ def test_predict_writes_boxes_per_image_and_coco_results_that_pycocotools_scores
         assert [d["label"] for d in dets] == [s.decode() for s in served["digits.label"].numpy()[i, :k]]
     bad = cli("predict", best, "--data", big, "--format", "coco", "--out", tmp_path / "x.csv")
     assert_user_error(bad, "--format coco writes a JSON file")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+def test_predict_reads_a_folder_of_images_for_a_model_trained_on_npz_arrays(dtype, cli, tmp_path):
+    """The exported model takes pixels; a folder of PNGs feeds it as the training arrays did (float
+    arrays in 0-1: the files' 0-255 mapped onto that scale)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    side, n = 16, 40
+    pixels = rng.integers(0, 256, (n, side, side, 3)).astype(np.uint8)
+    label = np.where(pixels[:, 4:12, 4:12].mean(axis=(1, 2, 3)) > 127, "bright", "dark")
+    (tmp_path / "images").mkdir()
+    for i, img in enumerate(pixels):
+        Image.fromarray(img).save(tmp_path / "images" / f"img_{i:03d}.png")
+    arrays = pixels.astype(np.float32) / 255.0 if dtype == "float32" else pixels
+    np.savez(tmp_path / "data.npz", pixels=arrays, label=label, level=pixels.mean(axis=(1, 2, 3)) / 255.0)
+    space = {"parameters": {"image.backbone": "conv", "image.stages": 1, "image.filters": 4, "trunk.depth": 1,
+                            "trunk.units": 8, "batch_size": 16, "learning_rate": 3e-3},
+             "per_task": {"head.units": 4, "head.depth": 1}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    exp = {"name": "npz", "data": {"train": "data.npz", "valid_fraction": 0.25},
+           "inputs": [{"name": "image", "type": "image", "array": "pixels"}],
+           "tasks": [{"name": "label", "type": "classification", "target": "label"},
+                     {"name": "level", "type": "regression", "target": "level"}],
+           "space": "space.yaml",
+           "search": {"trials": 1, "epochs": 1, "seed": 0, "out": str(tmp_path / "run"), "trials_per_process": 0,
+                      "baselines": "off", "ensemble": 0, "refit": False}}
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(exp))
+    result = cli("search", "--config", tmp_path / "experiment.yaml", "--no-report")
+    assert result.exit_code == 0, result.output
+    best = tmp_path / "run" / "best"
+    from_files = cli("predict", best, "--data", tmp_path / "images", "--out", tmp_path / "files.csv")
+    assert from_files.exit_code == 0, from_files.output
+    from_arrays = cli("predict", best, "--data", tmp_path / "data.npz", "--out", tmp_path / "arrays.csv")
+    assert from_arrays.exit_code == 0, from_arrays.output
+    a, b = pd.read_csv(tmp_path / "files.csv"), pd.read_csv(tmp_path / "arrays.csv")
+    assert len(a) == n and a["image_path"].tolist() == [f"img_{i:03d}.png" for i in range(n)]
+    np.testing.assert_allclose(a["level.value"], b["level.value"], rtol=1e-4, atol=1e-5)
+    for column in [c for c in b.columns if c.startswith("label.p")]:
+        np.testing.assert_allclose(a[column], b[column], atol=1e-5)

@@ -497,13 +497,19 @@ def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int | No
 
 
 def _route_folder(manifest: dict[str, Any], data: dict[str, np.ndarray], path: Path) -> None:
-    """A folder (or one image file) feeds the model's one image input, under the column that input reads."""
-    images = [s for s in manifest["inputs"] if s.get("image") and s.get("column")]
+    """A folder (or one image file) feeds the model's one image input, under the column that input reads.
+
+    Whatever the model was trained from: an input trained on NPZ pixel arrays (or a COCO file) reads the
+    files' paths too (the manifest in memory names the column; its input plugin decodes them)."""
+    images = [s for s in manifest["inputs"] if s.get("image")]
     if len(images) != 1 or len(manifest["inputs"]) != 1:
         names = ", ".join(s["name"] for s in manifest["inputs"])
-        raise DataError(f"{path}: a folder or file of images feeds a model with one image input read from paths; "
+        raise DataError(f"{path}: a folder or file of images feeds a model with one image input; "
                         f"this model's inputs are {names}: give a data file with their columns")
-    data[images[0]["column"]] = data[PATH_COLUMN]
+    spec = images[0]
+    if not spec.get("column"):
+        spec["column"] = PATH_COLUMN
+    data[spec["column"]] = data[PATH_COLUMN]
 
 
 def _object_array(values: list[Any]) -> np.ndarray:

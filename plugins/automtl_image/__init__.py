@@ -217,6 +217,7 @@ class ImageInput(InputEncoder):
             self.dtype = "uint8" if raw.dtype == np.uint8 else "float32"
             # pretrained backbones want 0..255: float pixels in [0, 1] are scaled up inside the model
             self.pixel_scale = 255.0 if self.dtype == "float32" and float(raw.max(initial=0.0)) <= 1.0 else 1.0
+            self.pixel_top = pixel_top(raw)
         images = self.arrays(train)[self.name]
         self._cache = (train, images)
         self.mean, self.variance = _channel_stats(images)
@@ -245,6 +246,8 @@ class ImageInput(InputEncoder):
 
     def specs(self) -> list[InputSpec]:
         source = {"column": self.column, "root": self.options.root} if self.from_files else {"array": self.options.array}
+        if not self.from_files and self.dtype == "float32":  # what image files' 255 maps to at predict time
+            source["pixel_top"] = getattr(self, "pixel_top", 255.0)
         meta = {"image": True, "size": list(self.size), "channels": self.channels, **source,
                 "note": "a batch of same-size images, any size: resized to `size` inside the model"}
         return [InputSpec(self.name, self.dtype, (None, None, self.channels), meta)]
@@ -376,6 +379,13 @@ def _probe(path: str, where: Any) -> tuple[int, int, int]:
             return img.height, img.width, 1 if grey else 3
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"{where()}: cannot read image {path}: {exc}") from None
+
+
+def pixel_top(raw: np.ndarray) -> float:
+    """The top of a float pixel array's scale: 1 (pixels in 0-1), 255 (above 127: 0-255), else its maximum
+    (e.g. 16 for 4-bit pixels), so that an image file's 0-255 maps onto the scale the model learned."""
+    top = float(raw.max(initial=0.0)) if raw.size else 255.0
+    return 1.0 if top <= 1.0 else 255.0 if top > 127.0 else top
 
 
 def _channel_stats(images: np.ndarray | StreamedArray) -> tuple[list[float], list[float]]:

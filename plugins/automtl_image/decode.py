@@ -90,6 +90,23 @@ class ImageFiles(StreamedArray):
         return load_files(picked, self.channels, self.size, lambda i: picked[i])
 
 
+class ScaledImageFiles(ImageFiles):
+    """Image files for a model trained on float pixel arrays: 0-255 mapped onto the arrays' range (``top``)."""
+
+    def __init__(self, paths: list[str], channels: int, size: tuple[int, int], top: float) -> None:
+        super().__init__(paths, channels, size)
+        self.dtype = np.dtype(np.float32)
+        self.scale = float(top) / 255.0
+
+    def read(self, indices: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.cast(super().read(indices), tf.float32) * self.scale
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        return super().take(indices).astype(np.float32) * np.float32(self.scale)
+
+
 def cache_key(paths: list[str], channels: int, size: tuple[int, int]) -> str:
     """Names the decoded set: the files (with their sizes and modification times) and the target shape."""
     digest = hashlib.sha1(json.dumps([channels, list(size)]).encode())

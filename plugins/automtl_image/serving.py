@@ -14,7 +14,9 @@ from automtl.api import DataError, MissingColumns, is_missing
 def serving_images(spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], source: Path,
                    root: Path | None) -> tuple[Any, dict[str, np.ndarray]] | None:
     """The image files of ``spec``'s column, read batch by batch as in training (decoded and resized to the
-    training size), with each image's own ``width`` and ``height``. None for an NPZ-array input."""
+    training size), with each image's own ``width`` and ``height``. None for an NPZ-array input, unless
+    ``automtl predict`` routed a folder of images to it (it then names the column of their paths); a model
+    trained on float arrays gets float pixels on its arrays' scale (``pixel_top``: 1, 255 or their maximum)."""
     from .decode import ImageFiles
 
     column = spec.get("column")
@@ -38,6 +40,11 @@ def serving_images(spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], s
         paths.append(str(p))
     width, height = _sizes(paths, source)
     size = tuple(int(s) for s in spec["size"])
+    if spec.get("array") and spec.get("dtype") == "float32":  # trained on float arrays: their pixel scale
+        from .decode import ScaledImageFiles
+
+        images = ScaledImageFiles(paths, int(spec["channels"]), size, float(spec.get("pixel_top", 255.0)))
+        return images, {"width": width, "height": height}
     return ImageFiles(paths, int(spec["channels"]), size), {"width": width, "height": height}
 
 
