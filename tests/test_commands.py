@@ -250,7 +250,7 @@ def test_predict_bad_inputs_are_clear_errors(demo_run, tmp_path):
 
     Image.new("L", (8, 8)).save(tmp_path / "x.png")
     image = invoke("predict", demo_run / "best", "--data", tmp_path / "x.png", "--out", tmp_path / "o.csv")
-    assert image.exit_code == 2 and "feeds a model with one image input read from paths" in image.output
+    assert image.exit_code == 2 and "feeds a model with one image input;" in image.output
     out = invoke("predict", demo_run / "best", "--data", tmp_path / "text.csv", "--out", tmp_path / "o.xlsx")
     assert out.exit_code == 2 and "unsupported output type" in out.output
     model = invoke("predict", tmp_path, "--data", tmp_path / "text.csv", "--out", tmp_path / "o.csv")
