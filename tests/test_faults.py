@@ -231,6 +231,40 @@ def test_dead_owner_trial_is_failed_and_retried_and_the_budget_is_exact(tmp_path
     assert "died" in failed.reason
 
 
+def test_a_process_waiting_for_others_runs_the_retry_of_a_trial_whose_machine_went_silent(tmp_path, tiny_space):
+    """The budget is full while another machine's trial runs; its heartbeats stop: the waiting process fails it
+    and runs its retry (it must not keep waiting on the queued retry, which counts as claimed)."""
+    import optuna
+
+    from automtl.backends.optuna.backend import OptunaBackend
+    from automtl.backends.optuna.storage import HEARTBEAT_ATTR, OWNER_ATTR
+    from automtl.config import SearchConfig
+    from automtl.space import load_space
+    from automtl.trial import TrialOutcome
+
+    space = load_space(tiny_space, ["price", "kind"])
+    settings = SearchConfig(trials=3, storage=str(tmp_path / "s.journal"), heartbeat_interval=1, grace_period=2)
+    backend = OptunaBackend(settings, tmp_path, space, "study")
+    study = backend.study
+    for value in (0.1, 0.2):
+        study.add_trial(optuna.create_trial(value=value, user_attrs={"params": {}}))
+    remote = study.ask()
+    remote.suggest_float("learning_rate", 3e-3, 1e-2, log=True)
+    remote.set_user_attr(OWNER_ATTR, "another-machine:123")  # not this host: only its heartbeats tell
+    study._storage.set_trial_system_attr(remote._trial_id, HEARTBEAT_ATTR, time.time())
+    calls = []
+
+    def objective(handle):
+        calls.append(handle.number)
+        return TrialOutcome(0.9, {}, {}, 1, 1, "cpu")
+
+    started = time.monotonic()
+    backend.optimize(objective, 3, timeout=20, on_trial=lambda r: None)
+    assert calls == [3] and backend.finished() == 3  # the retry of trial 2 ran here
+    assert time.monotonic() - started < 15
+    assert study.get_trials()[3].params["learning_rate"] == study.get_trials()[2].params["learning_rate"]
+
+
 def test_journal_heartbeat_marks_a_silent_trial_failed_and_queues_a_retry(tmp_path):
     import optuna
     from optuna.trial import TrialState
@@ -249,3 +283,7 @@ def test_journal_heartbeat_marks_a_silent_trial_failed_and_queues_a_retry(tmp_pa
     assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     retry = study.get_trials()[2]
     assert retry.params == study.get_trials()[0].params
+    # The retry inherits the dead trial's stale heartbeat; once a worker starts it, it is not stale.
+    assert study.ask().number == 2
+    optuna.storages.fail_stale_trials(study)
+    assert study.get_trials()[2].state == TrialState.RUNNING

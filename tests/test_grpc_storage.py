@@ -101,6 +101,10 @@ def test_heartbeats_through_the_proxy_fail_a_silent_trial_and_queue_its_retry(pr
     assert [t.state for t in direct.get_trials()] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     assert direct.get_trials()[2].params == direct.get_trials()[0].params  # the retry: same parameters
     assert direct.get_trials()[1].system_attrs[HEARTBEAT_ATTR] > time.time() - 60
+    # The retry inherits the dead trial's stale heartbeat; once a worker starts it, it is not stale.
+    assert study.ask().number == 2
+    optuna.storages.fail_stale_trials(study)
+    assert study.get_trials()[2].state == TrialState.RUNNING
 
 
 @pytest.mark.slow

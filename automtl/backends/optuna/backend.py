@@ -170,8 +170,14 @@ class OptunaBackend(Backend):
             optuna.storages.fail_stale_trials(self.study)
 
     def _wait_for_others(self, n_trials: int, time_left: TimeLeft) -> bool:
-        """Wait while other processes' running trials fill the budget; False when time is up."""
-        while self._claimed() >= n_trials and self.finished() < n_trials:
+        """Wait while other processes' running trials fill the budget; False when time is up.
+
+        A queued trial (the retry of one whose process died, failed here or by
+        another waiting process) ends the wait: it counts as claimed, and only a
+        process that stops waiting runs it.
+        """
+        while (self._claimed() >= n_trials and self.finished() < n_trials
+               and not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
             left = time_left()
             if left is not None and left <= 0:
                 return False

@@ -70,7 +70,13 @@ class AttrHeartbeat(BaseHeartbeat):
         stale = []
         for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):  # type: ignore[attr-defined]
             beat = t.system_attrs.get(HEARTBEAT_ATTR)
-            if beat is not None and now - float(beat) > self.grace_period:
+            if beat is None:
+                continue
+            last = float(beat)
+            if "failed_trial" in t.system_attrs and t.datetime_start is not None:
+                # a retry inherits the failed trial's attributes, its last heartbeat too: it counts from its start
+                last = max(last, t.datetime_start.timestamp())
+            if now - last > self.grace_period:
                 stale.append(t._trial_id)
         return stale
 
