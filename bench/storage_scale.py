@@ -101,7 +101,7 @@ def child(args: argparse.Namespace) -> None:
     from automtl.backends.optuna.storage import open_storage
     from automtl.config import SearchConfig
     from automtl.space import load_space
-    from automtl.trial import TrialOutcome
+    from automtl.core.trial import TrialOutcome
 
     host = f"sim-{args.child}"
     socket.gethostname = lambda: host  # each process is its own "machine": a dead one is found by heartbeats

@@ -240,7 +240,7 @@ def test_a_process_waiting_for_others_runs_the_retry_of_a_trial_whose_machine_we
     from automtl.backends.optuna.storage import HEARTBEAT_ATTR, OWNER_ATTR
     from automtl.config import SearchConfig
     from automtl.space import load_space
-    from automtl.trial import TrialOutcome
+    from automtl.core.trial import TrialOutcome
 
     space = load_space(tiny_space, ["price", "kind"])
     settings = SearchConfig(trials=3, storage=str(tmp_path / "s.journal"), heartbeat_interval=1, grace_period=2)
