@@ -117,7 +117,10 @@ def _bytes(values: np.ndarray) -> np.ndarray:
         return values
     if values.ndim != 1 or any(not isinstance(v, str) for v in values[:100]):
         raise DataError("data.stream: an input is neither numbers nor text; it cannot stream from a table")
-    return np.char.encode(values.astype(str), "utf-8")
+    try:
+        return values.astype("S")  # ASCII text: numpy's own loop
+    except UnicodeEncodeError:
+        return np.char.encode(values.astype(str), "utf-8")
 
 
 def _write_pass(files: list[Path], exp: Experiment, encoders: list, tasks: list, folder: Path,

@@ -11,6 +11,7 @@ import logging
 from typing import Any, Literal, Mapping
 
 import numpy as np
+import pandas as pd
 
 import pydantic
 
@@ -159,14 +160,14 @@ class ClassificationTask(Task):
         col = data.column(self.options.target, needed_by=self._owner())
         mask = ~is_missing(col)
         ids = np.zeros(n, np.int32)
-        unknown = 0
-        for i in np.flatnonzero(mask):
-            key = _norm(col[i])
-            if key in self.index:
-                ids[i] = self.index[key]
-            else:
-                mask[i] = False
-                unknown += 1
+        labelled = np.flatnonzero(mask)
+        # each distinct label looked up once (values equal as numbers, like 1 and 1.0, normalise alike)
+        codes, distinct = pd.factorize(col[labelled], use_na_sentinel=False)
+        lookup = np.array([self.index.get(_norm(v), -1) for v in distinct], np.int64)
+        found = lookup[codes] if len(codes) else np.zeros(0, np.int64)
+        ids[labelled] = np.maximum(found, 0)
+        mask[labelled[found < 0]] = False
+        unknown = int((found < 0).sum())
         if unknown:
             log.warning("%s: %s: %d labelled rows hold classes not seen in training; they are left out of "
                         "this task's loss and metrics", data.source, self._owner(), unknown)
