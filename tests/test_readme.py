@@ -42,6 +42,10 @@ def test_every_readme_command_uses_real_options():
     for args in commands():
         command = cli.commands.get(args[0]) if args else None
         assert command is not None, f"README runs unknown command: automtl {' '.join(args)}"
+        while isinstance(command, click.Group):  # `automtl storage serve`: the subcommand's options
+            args = args[1:]
+            command = command.commands.get(args[0]) if args else None
+            assert command is not None, f"README runs an unknown subcommand: {' '.join(args)}"
         known = {opt for p in command.params for opt in getattr(p, "opts", [])} | {"--help", "-h"}
         for word in args[1:]:
             if word.startswith("-"):
