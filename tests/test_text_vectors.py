@@ -52,6 +52,33 @@ def test_bad_vector_files_name_the_line(tmp_path):
         read_vectors(tmp_path / "nan.txt", {"a", "b"})
 
 
+@pytest.mark.parametrize("text, fragment", [
+    ("a 1 2 3\nb 1 nan 3\n", r"line 2: the vector of 'b' holds a non-finite value \(nan\)"),
+    ("a 1 2 3\nzz -inf 2 3\n", r"line 2: the vector of 'zz' holds a non-finite value \(-inf\)"),  # a word not kept
+    ("a 1 2 3\nb 1 2 1e999\n", r"line 2: the vector of 'b' holds a non-finite value \(1e999\)"),
+    ("2 3\na 1 2 3\nb 1 2 3 4\n", r"line 3: 4 numbers, expected 3"),
+    ("a 1 2 3\nb 1 2 3 4\n", r"line 2: 4 numbers, expected 3"),
+    ("", r"the word-vector file holds no vectors"),
+    ("\n\n", r"the word-vector file holds no vectors"),
+    ("5 3\n", r"the word-vector file holds no vectors \(only its header line\)"),
+])
+def test_broken_vector_files_are_refused_naming_the_first_bad_line(tmp_path, text, fragment):
+    """Issue 31: a nan or inf was accepted, and every trial then failed on a non-finite loss."""
+    from automtl_text.vectors import read_vectors
+
+    (tmp_path / "v.txt").write_text(text)
+    with pytest.raises(DataError, match=r"v.txt: " + fragment):
+        read_vectors(tmp_path / "v.txt", {"a", "b"})
+
+
+def test_a_word_with_spaces_still_reads(tmp_path):
+    from automtl_text.vectors import read_vectors
+
+    (tmp_path / "v.txt").write_text("a 1 2 3\n. . . 4 5 6\nnan 7 8 9\n")
+    found, dim = read_vectors(tmp_path / "v.txt", {". . .", "nan"})
+    assert dim == 3 and found[". . ."].tolist() == [4, 5, 6] and found["nan"].tolist() == [7, 8, 9]
+
+
 def sentences(n: int = 40) -> Table:
     words = ["good", "great", "bad", "awful", "movie", "film", "plot"]
     rng = np.random.default_rng(0)

@@ -25,6 +25,7 @@ def read_vectors(path: Path, words: Iterable[str]) -> tuple[dict[str, np.ndarray
     wanted = set(words)
     found: dict[str, np.ndarray] = {}
     dim: int | None = None
+    vectors = 0
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
@@ -39,22 +40,47 @@ def read_vectors(path: Path, words: Iterable[str]) -> tuple[dict[str, np.ndarray
                     continue
                 if dim is None:
                     dim = len(parts) - 1
-                if len(parts) < dim + 1:
+                if len(parts) < dim + 1 or len(parts) > dim + 1 and _is_number(parts[-dim - 1]):
                     raise DataError(f"{path}: line {number}: {len(parts) - 1} numbers, expected {dim} as on the "
                                     "lines before (every vector must have the same dimension)")
                 word = " ".join(parts[: len(parts) - dim])  # a few GloVe words contain spaces
-                if word not in wanted or word in found:
-                    continue
-                try:
-                    found[word] = np.asarray(parts[len(parts) - dim :], dtype=np.float32)
-                except ValueError:
-                    raise DataError(f"{path}: line {number}: the vector of {word!r} holds a value that is not a "
-                                    "number") from None
+                numbers = parts[len(parts) - dim :]
+                kept = word in wanted and word not in found
+                # nan, inf and infinity are the only words a number may spell (each holds an 'n'): parse those
+                # lines whatever their word, so a broken file is refused before a trial trains on it
+                if kept or any("n" in p or "N" in p for p in numbers):
+                    vector = _vector(path, number, word, numbers)
+                    if kept:
+                        found[word] = vector
+                vectors += 1
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read the word vectors: {exc}") from None
-    if dim is None:
-        raise DataError(f"{path}: the word-vector file holds no vectors")
+    if dim is None or not vectors:
+        raise DataError(f"{path}: the word-vector file holds no vectors" + (" (only its header line)" if dim else ""))
     return found, dim
+
+
+def _is_number(text: str) -> bool:
+    """A token that reads as a number: one more value than the dimension when it ends a line's word."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _vector(path: Path, line: int, word: str, numbers: list[str]) -> np.ndarray:
+    """One line's vector; refused unless every value is a finite number (a nan would make every trial's
+    loss nan, burning the whole budget on trials that cannot train)."""
+    try:
+        vector = np.asarray(numbers, dtype=np.float32)
+    except ValueError:
+        raise DataError(f"{path}: line {line}: the vector of {word!r} holds a value that is not a number") from None
+    if not np.isfinite(vector).all():
+        bad = numbers[int(np.flatnonzero(~np.isfinite(vector))[0])]
+        raise DataError(f"{path}: line {line}: the vector of {word!r} holds a non-finite value ({bad}); "
+                        "every value must be a finite number")
+    return vector
 
 
 def lookup(vocabulary: list[str], vectors: dict[str, np.ndarray]) -> list[np.ndarray | None]:
