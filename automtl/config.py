@@ -345,18 +345,44 @@ class Experiment(_Strict):
         return self.search.study or self.name
 
 
-def format_validation_error(source: str, exc: pydantic.ValidationError) -> str:
-    """One line per problem: ``file: key.path: what was expected``."""
+#: Union members pydantic names in an error's location (``data.group.str``): not keys of the file.
+_UNION_TAGS = {"str", "int", "float", "bool", "GroupRule"}
+_PLAIN_TYPES = ("str", "int", "float", "bool")
+
+
+def format_validation_error(source: str, exc: pydantic.ValidationError, options: dict[str, Any] | None = None) -> str:
+    """One line per problem: ``file: key.path: what was expected``; a ``search.*`` value given on the
+    command line (``options``) is blamed on its option (``--timeout nan: ...``), not on the file."""
+    options = options or {}
+    errors = exc.errors()
     lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after",)) or "(top level)"
+    for err in errors:
+        if _wrong_union_member(err, errors):
+            continue
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after",) and p not in _UNION_TAGS)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         got = err.get("input")
         detail = f" (got {got!r})" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict) else ""
-        lines.append(f"{source}: {loc}: {msg}{detail}")
-    return "\n".join(lines)
+        key = err["loc"][1] if len(err["loc"]) >= 2 and err["loc"][0] == "search" else None
+        if key in options:
+            value = options[key]
+            shown = repr(value) if isinstance(value, str) else str(value)
+            lines.append(f"--{str(key).replace('_', '-')} {shown}: {msg}")
+        else:
+            lines.append(f"{source}: {loc or '(top level)'}: {msg}{detail}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _wrong_union_member(err: Any, errors: list[Any]) -> bool:
+    """An error of the union member the value plainly is not (a mapping checked as ``str``), when another
+    member explains the same value: ``data.group: {pattern: '('}`` gets the pattern's error alone."""
+    loc = err["loc"]
+    if not loc or loc[-1] not in _PLAIN_TYPES or not isinstance(err.get("input"), dict):
+        return False
+    return any(other is not err and other["loc"][: len(loc) - 1] == loc[:-1] and len(other["loc"]) >= len(loc)
+               for other in errors)
 
 
 def read_yaml(path: Path, what: str) -> Any:
@@ -394,4 +420,4 @@ def build_experiment(raw: dict[str, Any], source: str, base_dir: Path, overrides
     try:
         return Experiment.model_validate(raw)
     except pydantic.ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
+        raise ConfigError(format_validation_error(source, exc, overrides)) from None

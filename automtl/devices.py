@@ -11,7 +11,11 @@ float32 (see :func:`automtl.model.assemble.build_model`).
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +98,63 @@ def configure(device: str = "auto", precision: str = "auto") -> DevicePlan:
     set_precision(policy)
     _configured[key] = plan
     return plan
+
+
+def gpus_without_tensorflow() -> tuple[int | None, list[tuple[int, int]]]:
+    """How many GPUs this process could use and their compute capabilities, asked cheaply (no TensorFlow):
+    ``CUDA_VISIBLE_DEVICES``, the NVIDIA driver's device files, and ``nvidia-smi`` when it is installed.
+
+    ``(None, [])`` where it cannot tell (not Linux, another GPU stack); capabilities are empty where
+    ``nvidia-smi`` cannot say. Lets ``--device gpu`` and ``--precision mixed`` be refused in a second,
+    before TensorFlow starts, where they cannot work; TensorFlow's own check (:func:`configure`) stays.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and (not visible.strip() or visible.strip().startswith("-1")):
+        return 0, []
+    if not sys.platform.startswith("linux"):
+        return None, []
+    nvidia = sorted(glob.glob("/dev/nvidia[0-9]*"))
+    if not nvidia:
+        # ROCm (/dev/kfd) and WSL (/dev/dxg) GPUs have no NVIDIA device files: unknown, not absent
+        return (None, []) if any(os.path.exists(p) for p in ("/dev/kfd", "/dev/dxg")) else (0, [])
+    capabilities = _nvidia_smi_capabilities()
+    count = len(capabilities) if capabilities else len(nvidia)
+    if visible is not None:
+        count = min(count, len([v for v in visible.split(",") if v.strip()]))
+    return count, capabilities
+
+
+def _nvidia_smi_capabilities() -> list[tuple[int, int]]:
+    """Each GPU's compute capability as ``nvidia-smi`` reports it; empty when it cannot."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout
+        return [(int(major), int(minor)) for major, minor in
+                (line.strip().split(".", 1) for line in out.splitlines() if line.strip())]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+
+
+def check_devices(device: str, precision: str) -> None:
+    """Refuse ``--device gpu`` without a GPU and ``--precision mixed`` without a fast-float16 one, from
+    :func:`gpus_without_tensorflow` (where it can tell; TensorFlow's check follows where it cannot)."""
+    count, capabilities = gpus_without_tensorflow() if device != "cpu" else (0, [])
+    if count is None:
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    hint = f" (CUDA_VISIBLE_DEVICES is {visible!r})" if visible is not None else ""
+    if device == "gpu" and count == 0:
+        raise ConfigError(f"--device gpu: this machine has no GPU to train on{hint}; use --device auto or cpu")
+    slow = [c for c in capabilities if c < MIXED_MIN_CAPABILITY]
+    if precision == "mixed" and (count == 0 or slow):
+        found = ", ".join(".".join(map(str, c)) for c in capabilities) if capabilities else (
+            "the CPU only" if device == "cpu" else f"no GPU{hint}")
+        raise ConfigError(f"--precision mixed needs a GPU of compute capability "
+                          f"{'.'.join(map(str, MIXED_MIN_CAPABILITY))} or newer (found: {found}); use --precision "
+                          "float32 or auto")
 
 
 def set_precision(policy: str) -> None:

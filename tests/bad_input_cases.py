@@ -179,10 +179,12 @@ class Case:
     hidden: str = ""
     #: skip unless this module is installed (an optional extra)
     needs: str = ""
+    #: a refusal on a machine without a GPU (skipped where a GPU is seen)
+    no_gpu: bool = False
 
 
 def search(config: Callable[[Workspace], Path], *extra: Any) -> Callable[[Workspace], list[Any]]:
-    return lambda w: ["search", "--config", config(w), *extra]
+    return lambda w: ["search", "--config", config(w), *[e(w) if callable(e) else e for e in extra]]
 
 
 def good(*extra: Any) -> Callable[[Workspace], list[Any]]:
@@ -246,7 +248,8 @@ CASES: list[Case] = [
     Case("group-column-missing", search(lambda w: w.experiment("group.yaml", data={
         "train": str(w.data), "valid_fraction": 0.25, "group": "patient"})), ("data.csv", "no column 'patient'", "data.group")),
     Case("group-pattern-not-regex", search(lambda w: w.experiment("grouprx.yaml", data={
-        "train": str(w.data), "group": {"column": "city", "pattern": "("}})), ("grouprx.yaml", "data.group", "not a regular expression")),
+        "train": str(w.data), "group": {"column": "city", "pattern": "("}})), ("grouprx.yaml", "data.group.pattern", "not a regular expression"),
+         hidden="valid string"),
     Case("group-pattern-no-match", search(lambda w: w.experiment("groupmiss.yaml", data={
         "train": str(w.data), "group": {"column": "city", "pattern": "^west"}})), ("data.csv", "row 1", "does not match 'north'")),
     Case("groups-too-few-for-fraction", search(lambda w: w.experiment("group1.yaml", data={
@@ -452,7 +455,7 @@ CASES: list[Case] = [
          ("--init 'warm'", "trial, scratch")),
     Case("distill-no-ensemble", lambda w: ["distill", _kept_run(w, ensemble=False), "--out", w.path("student")],
          ("no ensemble here", "--teacher best")),
-    Case("distill-out-is-a-run", lambda w: ["distill", _kept_run(w), "--out", w.run], ("is a run folder",)),
+    Case("distill-out-is-a-run", lambda w: ["distill", _kept_run(w), "--out", w.run], ("is the run folder", "owned_run")),
     Case("distill-out-user-folder", lambda w: ["distill", _kept_run(w), "--out", w.folder("mine", {"notes.txt": "x"})],
          ("exists and is not an earlier automtl export", "--force")),
     Case("dashboard-not-a-run", lambda w: ["dashboard", w.folder("plain")], ("plain",), needs="optuna_dashboard"),
@@ -480,7 +483,7 @@ CASES: list[Case] = [
          ("outdir.csv", "is a folder")),
     Case("predict-out-is-the-data", lambda w: ["predict", w.model, "--data", w.data, "--out", w.data], ("is the --data file",)),
     Case("predict-out-over-run-file", lambda w: ["predict", w.model, "--data", w.data, "--out", w.run / "trials.csv"],
-         ("would overwrite a file of the run folder", "owned_run")),
+         ("lies inside the run folder", "owned_run")),
     Case("predict-out-below-a-file", lambda w: ["predict", w.model, "--data", w.data, "--out", w.file("pblock") / "p.csv"],
          ("cannot be written", "pblock")),
     Case("predict-coco-out-not-json", lambda w: ["predict", w.model, "--data", w.data, "--out", w.path("p.csv"),
@@ -499,6 +502,52 @@ CASES: list[Case] = [
     Case("image-fine-tune-searched-unknown", search(lambda w: _image_experiment(
         w, "imgft.yaml", space={"parameters": {"image.fine_tune": {"choice": ["frozen", "sometimes"]}}})),
          ("image.fine_tune", "sometimes")),
+    # -- issue 31: nothing written inside a run, its split verified, vectors checked, early refusals ----
+    Case("export-out-run-best-forced", lambda w: ["export", w.run, "--trial", "0", "--out", w.run / "best", "--force"],
+         ("--out", "lies inside the run folder", "even with --force", "owned_run-trial0")),
+    Case("export-out-new-folder-in-run", lambda w: ["export", w.run, "--trial", "1", "--out", w.run / "newdir"],
+         ("lies inside the run folder", "owned_run-trial1")),
+    Case("export-baseline-out-in-run", lambda w: ["export", _kept_run(w), "--baseline", "price", "--out",
+                                                  _kept_run(w) / "trials" / "mine"], ("lies inside", "kept_run-baseline-price")),
+    Case("distill-out-inside-a-run", lambda w: ["distill", _kept_run(w), "--out", w.run / "student", "--force"],
+         ("lies inside the run folder", "owned_run-student")),
+    Case("predict-out-new-file-in-run", lambda w: ["predict", w.model, "--data", w.data, "--out", w.run / "preds.csv"],
+         ("lies inside the run folder", "owned_run-predictions.csv")),
+    Case("split-valid-rows-repeated", good("--out", lambda w: _split_run(w, "split_zero", valid_rows=[0] * 30)),
+         ("split.json", "lists row 0 more than once", "another --out")),
+    Case("split-valid-row-out-of-range", good("--out", lambda w: _split_run(w, "split_big", valid_rows=[3, 500])),
+         ("split.json", "row 500", "outside", "another --out")),
+    Case("split-valid-row-negative", good("--out", lambda w: _split_run(w, "split_neg", valid_rows=[-1, 4])),
+         ("split.json", "row -1", "outside")),
+    Case("split-valid-rows-empty", good("--out", lambda w: _split_run(w, "split_empty", valid_rows=[])),
+         ("split.json", "valid_rows is empty")),
+    Case("split-valid-rows-every-row", good("--out", lambda w: _split_run(w, "split_all", valid_rows=list(range(120)))),
+         ("split.json", "leaving none to train on")),
+    Case("split-valid-rows-not-numbers", good("--out", lambda w: _split_run(w, "split_text", valid_rows=["1", 2.5])),
+         ("split.json", "not a readable split file", "whole row numbers")),
+    Case("split-columns-changed", good("--out", lambda w: _split_run(w, "split_cols", columns=["x0", "x1", "x2", "x3",
+                                                                                                "city", "price", "cost"])),
+         ("data.csv", "columns changed", "gone: cost", "new: kind", "split.json")),
+    Case("split-group-on-both-sides", search(lambda w: _grouped(w), "--out", lambda w: _split_run(
+        w, "split_groups", experiment=_grouped(w), mix_group=True)), ("split.json", "splits group", "data.group")),
+    Case("out-cannot-be-created", good("--out", "/proc/automtl-run"), ("/proc/automtl-run", "cannot be written")),
+    Case("export-out-cannot-be-created", lambda w: ["export", _kept_run(w), "--trial", "0", "--out", "/proc/automtl-export"],
+         ("--out /proc/automtl-export", "cannot be written")),
+    Case("predict-out-cannot-be-created", lambda w: ["predict", w.model, "--data", w.data, "--out", "/proc/automtl.csv"],
+         ("/proc/automtl.csv", "cannot be written")),
+    Case("timeout-nan-option", good("--timeout", "nan"), ("--timeout", "nan", "finite"), hidden="search.timeout"),
+    Case("timeout-inf-option", good("--timeout", "inf"), ("--timeout", "inf"), hidden="search.timeout"),
+    Case("device-gpu-without-one", good("--device", "gpu"), ("--device gpu", "no GPU"), no_gpu=True),
+    Case("precision-mixed-without-gpu", good("--precision", "mixed"), ("--precision mixed", "compute capability"),
+         no_gpu=True),
+    Case("text-embeddings-nan", search(lambda w: _vectors_experiment(w, "vec_nan.txt", "north 1 2 3\nsouth 1 nan 3\n")),
+         ("vec_nan.txt", "line 2", "non-finite value (nan)")),
+    Case("text-embeddings-inf-in-other-word", search(lambda w: _vectors_experiment(
+        w, "vec_inf.txt", "north 1 2 3\nzebra inf 2 3\n")), ("vec_inf.txt", "line 2", "non-finite value (inf)")),
+    Case("text-embeddings-dimensions-differ", search(lambda w: _vectors_experiment(
+        w, "vec_dims.txt", "north 1 2 3\nsouth 1 2 3 4\n")), ("vec_dims.txt", "line 2", "4 numbers, expected 3")),
+    Case("text-embeddings-empty", search(lambda w: _vectors_experiment(w, "vec_empty.txt", "")),
+         ("vec_empty.txt", "holds no vectors")),
     Case("text-embeddings-missing", search(lambda w: w.experiment("emb.yaml", inputs=[
         {"name": "words", "type": "text", "column": "city", "embeddings": "missing_vectors.txt"}])),
          ("input 'words'", "option 'embeddings'", "missing_vectors.txt", "not found")),
@@ -519,6 +568,43 @@ def _image_experiment(w: Workspace, name: str, space: dict[str, Any] | None = No
     return w.experiment(name, data={"train": str(data), "valid_fraction": 0.25},
                         inputs=[{"name": "img", "type": "image", "array": "pixels", **options}],
                         tasks=[{"name": "label", "type": "classification", "target": "label"}], **updates)
+
+
+def _split_run(w: Workspace, name: str, experiment: Path | None = None, mix_group: bool = False,
+               **changes: Any) -> Path:
+    """A copy of the workspace's run whose ``split.json`` (made for ``experiment``) has ``changes``;
+    ``mix_group``: one training row of another group joins the validation rows."""
+    import shutil
+
+    from automtl.config import load_experiment
+    from automtl.data.readers import read_table
+    from automtl.data.split import group_labels, make_split
+
+    run = w.path(name)
+    if not run.exists():
+        shutil.copytree(w.run, run)
+        exp = load_experiment(experiment or w.good)
+        table = read_table(exp.path(exp.data.train), role="training data")
+        doc = make_split(exp.data, table).to_json()
+        if mix_group:
+            groups = group_labels(table, exp.data.group_rule)
+            other = next(i for i in range(len(table)) if groups[i] not in doc["valid_groups"])
+            doc["valid_rows"] = sorted(doc["valid_rows"] + [other])
+        doc.update(changes)
+        (run / "split.json").write_text(json.dumps(doc))
+    return run
+
+
+def _grouped(w: Workspace) -> Path:
+    return w.experiment("grouped.yaml", data={"train": str(w.data), "valid_fraction": 0.34, "group": "city"})
+
+
+def _vectors_experiment(w: Workspace, name: str, text: str) -> Path:
+    """An experiment whose text input reads the word vectors ``text`` (written to ``name``)."""
+    vectors = w.file(name, text)
+    return w.experiment(f"{name}.yaml", inputs=[{"name": "features", "type": "tabular", "numeric": ["x*"]},
+                                                {"name": "words", "type": "text", "column": "city",
+                                                 "embeddings": str(vectors)}])
 
 
 def _without(w: Workspace, name: str, key: str) -> Path:
@@ -585,6 +671,13 @@ def _numeric_kind_with_inf(t: Any) -> Any:
 def _broken_model(w: Workspace) -> Path:
     folder = w.folder("broken_model", {"automtl.json": "{not json", "saved_model/.keep": ""})
     return folder
+
+
+def gpu_seen() -> bool:
+    """Whether the cheap device query finds a GPU here (then the no-GPU cases do not apply)."""
+    from automtl.devices import gpus_without_tensorflow
+
+    return gpus_without_tensorflow()[0] != 0
 
 
 def arguments(case: Case, workspace: Workspace) -> list[str]:

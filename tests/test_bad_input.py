@@ -7,9 +7,10 @@ The cases are a table (``tests/bad_input_cases.py``), shared with
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
-from bad_input_cases import CASES, Workspace, arguments
+from bad_input_cases import CASES, Workspace, arguments, gpu_seen
 from helpers import assert_user_error
 
 
@@ -44,6 +45,8 @@ def test_the_set_is_large_and_every_case_names_its_culprit():
 def test_bad_input_is_refused_before_tensorflow(case, workspace, cli, no_tensorflow):
     if case.needs and importlib.util.find_spec(case.needs) is None:
         pytest.skip(f"needs {case.needs}")
+    if case.no_gpu and gpu_seen():
+        pytest.skip("a refusal on a machine without a GPU")
     result = cli(*arguments(case, workspace))
     assert result.exit_code == case.code, result.output
     assert "Traceback" not in result.output
@@ -119,12 +122,26 @@ def test_a_finished_run_is_intact_after_bad_reruns(cli, tmp_path, monkeypatch):
         (["search", "--demo", "digits", "--out", run / "trials"], "lies inside the run folder"),
         (["search", "--demo", "text", "--out", run], "holds demo 'digits'"),
         (["predict", run / "best", "--data", run / "data" / "digits.csv", "--out", run / "trials.csv"],
-         "would overwrite a file of the run folder"),
+         "lies inside the run folder"),
         (["report", run, "--out", run / "best" / "automtl.json"], "report is an HTML file"),
+        # issue 31: another trial's export replaced best/ (exit 0), and --out RUN/newdir wrote into the run
+        (["export", run, "--trial", "0", "--out", run / "best", "--force"], "even with --force"),
+        (["export", run, "--trial", "1", "--out", run / "newdir"], f"{run.name}-trial1"),
+        (["predict", run / "best", "--data", run / "data" / "digits.csv", "--out", run / "preds.csv"],
+         f"{run.name}-predictions.csv"),
     ]
     for args, fragment in reruns:
         assert_user_error(cli(*args), fragment)
         assert fingerprint(run) == before, args
+    # issue 31: a hand-edited split.json (every validation row 0) was trained on: now refused, nothing appended
+    split = json.loads((run / "split.json").read_text())
+    for rows, fragment in (([0] * len(split["valid_rows"]), "more than once"), ([-1], "row -1"),
+                           ([10**6], "outside"), ([], "is empty")):
+        (run / "split.json").write_text(json.dumps({**split, "valid_rows": rows}))
+        before["split.json"] = fingerprint(run)["split.json"]
+        assert_user_error(cli("search", "--demo", "digits", "--trials", "3", "--epochs", "2", "--quiet"),
+                          "split.json", fragment, "another --out")
+        assert fingerprint(run) == before, rows
     assert not (tmp_path / "x").exists() and not (run / "keras_tuner").exists()
 
 

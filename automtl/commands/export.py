@@ -34,10 +34,14 @@ def export(run_dir: Path, ensemble: bool, number: int | None, baseline: str | No
     from automtl.errors import ConfigError
     from automtl.export.formats import parse_formats, require_extras
     from automtl.run.export_trial import baseline_model, exportable, served_manifest
+    from automtl.rundir.folder import refuse_inside_run
     from automtl.rundir.outdir import check_out
 
     if sum((ensemble, number is not None, baseline is not None)) > 1:
         raise ConfigError("give at most one of --ensemble, --trial N or --baseline TASK (none: best/)")
+    beside = (f"trial{number}" if number is not None else f"baseline-{baseline}" if baseline is not None
+              else "ensemble" if ensemble else "best")
+    refuse_inside_run(out, beside=beside)
     chosen = parse_formats(formats)
     require_extras(chosen)  # a missing optional dependency fails before TensorFlow starts
     if baseline is not None:

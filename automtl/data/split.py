@@ -144,6 +144,9 @@ class Split:
     groups: list[list[str]] = field(default_factory=list)
     #: fingerprint of every row's group, so a changed file is noticed on resume
     digest: str = ""
+    #: the training table's columns when it was split (with ``rows``: the data's fingerprint); None in
+    #: split files written before it was recorded
+    columns: list[str] | None = None
 
     @property
     def folds(self) -> int:
@@ -151,7 +154,7 @@ class Split:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"format": SPLIT_FORMAT, "rows": self.rows, "settings": self.settings,
-                               "digest": self.digest}
+                               "digest": self.digest, **({"columns": self.columns} if self.columns is not None else {})}
         parts = [{"valid_rows": v.tolist(), **({"valid_groups": g} if self.groups else {})}
                  for v, g in zip(self.valid, self.groups or [[]] * len(self.valid))]
         if self.settings.get("folds"):
@@ -163,9 +166,17 @@ class Split:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "Split":
         parts = doc["folds"] if "folds" in doc else [doc]
-        return cls(int(doc["rows"]), [np.asarray(p["valid_rows"], dtype=int) for p in parts], dict(doc["settings"]),
+        columns = doc.get("columns")
+        return cls(int(doc["rows"]), [_positions(p["valid_rows"]) for p in parts], dict(doc["settings"]),
                    [list(p["valid_groups"]) for p in parts] if "valid_groups" in parts[0] else [],
-                   str(doc.get("digest", "")))
+                   str(doc.get("digest", "")), None if columns is None else [str(c) for c in columns])
+
+
+def _positions(values: Any) -> np.ndarray:
+    """Row positions as read from a split file: whole numbers only (``1.5`` or ``"3"`` is no row)."""
+    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise TypeError("valid_rows must be a list of whole row numbers")
+    return np.asarray(values, dtype=np.int64)
 
 
 #: A training table of at most this many rows, with tabular inputs only, is cross-validated on
@@ -207,7 +218,7 @@ def make_split(data: "DataConfig", table: Table) -> Split:
     else:
         valid = [holdout_rows(table, data.valid_fraction, data.split_seed, groups)]
     named = [sorted(set(groups[v].tolist())) for v in valid] if groups is not None else []
-    return Split(len(table), valid, split_settings(data), named, _digest(groups))
+    return Split(len(table), valid, split_settings(data), named, _digest(groups), list(table.names))
 
 
 def _digest(groups: np.ndarray | None) -> str:
@@ -242,17 +253,57 @@ def recorded_split(data: "DataConfig", table: Table, run_dir: Path | None, write
         return split
     try:
         split = Split.from_json(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: not a readable split file ({exc}); it records which rows validate this run: "
-                          "restore it, or use another --out") from None
+                          "restore it, or start a fresh run with another --out") from None
     now = split_settings(data)
     if split.settings != now:
         changed = ", ".join(f"{k}: {split.settings.get(k)!r} -> {now[k]!r}" for k in now if split.settings.get(k) != now[k])
         raise ConfigError(f"{path}: this run was split with other data settings ({changed}); a run keeps its split "
                           "(resume, export and retraining use the same rows): restore the settings or use another --out")
     rule = data.group_rule
-    if split.rows != len(table) or (rule is not None and split.digest != _digest(group_labels(table, rule))):
+    groups = group_labels(table, rule) if rule is not None else None
+    if split.rows != len(table) or (groups is not None and split.digest != _digest(groups)):
         raise DataError(f"{table.source}: the training file changed since this run split it ({split.rows} rows then, "
                         f"{len(table)} now{', other groups' if split.rows == len(table) else ''}; see {path}); "
                         "use another --out for new data")
+    if split.columns is not None and split.columns != list(table.names):
+        gone = [c for c in split.columns if c not in table.names]
+        new = [c for c in table.names if c not in split.columns]
+        what = "; ".join(part for part in (f"gone: {', '.join(gone)}" if gone else "",
+                                             f"new: {', '.join(new)}" if new else "") if part) or "their order changed"
+        raise DataError(f"{table.source}: the training file's columns changed since this run split it ({what}; see "
+                        f"{path}); use another --out for new data")
+    check_split(split, path, groups)
     return split
+
+
+def check_split(split: Split, path: Path, groups: np.ndarray | None = None) -> None:
+    """A recorded split must still describe a split of the data: every list of validation rows in
+    range, without repeats, and leaving rows on both sides; with ``groups`` (each row's group), no
+    group on both sides. A hand-edited or damaged ``split.json`` is refused, never trained on."""
+    fresh = "restore it, or start a fresh run with another --out (the new run splits the data anew)"
+    for k, rows in enumerate(split.valid):
+        part = f"fold {k + 1}'s valid_rows" if split.folds else "valid_rows"
+        if rows.ndim != 1 or not len(rows):
+            raise ConfigError(f"{path}: {part} is empty; both sides of a split need rows: {fresh}")
+        if rows.min() < 0 or rows.max() >= split.rows:
+            bad = int(rows[(rows < 0) | (rows >= split.rows)][0])
+            raise ConfigError(f"{path}: {part} holds row {bad}, outside the training file's rows 0-{split.rows - 1}: "
+                              f"{fresh}")
+        unique, counts = np.unique(rows, return_counts=True)
+        if len(unique) < len(rows):
+            raise ConfigError(f"{path}: {part} lists row {int(unique[counts > 1][0])} more than once: {fresh}")
+        if len(unique) >= split.rows:
+            raise ConfigError(f"{path}: {part} holds every row of the training file, leaving none to train on: {fresh}")
+        if groups is not None:
+            inside = np.zeros(split.rows, dtype=bool)
+            inside[rows] = True
+            shared = sorted(set(groups[inside].tolist()) & set(groups[~inside].tolist()))
+            if shared:
+                raise ConfigError(f"{path}: {part} splits group {shared[0]!r} (data.group) between training and "
+                                  f"validation rows; a grouped split keeps each group on one side: {fresh}")
+    if split.folds:
+        seen = np.concatenate(split.valid)
+        if len(np.unique(seen)) < len(seen):
+            raise ConfigError(f"{path}: a row validates in more than one fold; each row validates in one: {fresh}")

@@ -410,8 +410,9 @@ def check_out(out: Path, data_path: Path, format: str = "table") -> Path:
         raise AutomtlError(f"--out {out}: unsupported output type '{out.suffix}'; expected one of {', '.join(OUT_SUFFIXES)}")
     if out.exists() and Path(data_path).exists() and out.resolve() == Path(data_path).resolve():
         raise AutomtlError(f"--out {out} is the --data file; write the predictions to another file")
-    from automtl.rundir.folder import check_output_file
+    from automtl.rundir.folder import check_output_file, refuse_inside_run
 
+    refuse_inside_run(out, beside=f"predictions{out.suffix}")
     return check_output_file(out)
 
 

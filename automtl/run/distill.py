@@ -113,8 +113,10 @@ def check_request(run_dir: Path, teacher: str, student: str, epochs: int | None,
         raise AutomtlError(f"{run_dir}: no ensemble here (ensemble/automtl.json); use --teacher best, or rerun the "
                            "search with --ensemble K (it resumes the finished study and only adds the ensemble)")
     if out is not None:
+        from automtl.rundir.folder import refuse_inside_run
         from automtl.rundir.outdir import check_out
 
+        refuse_inside_run(out, beside="student")
         check_out(out, force=force)
     return done
 

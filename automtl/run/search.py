@@ -97,7 +97,7 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
         spec.check_settings(exp.search, exp.run_dir, exp.study_name)
         if isinstance(exp.search.workers, int) and exp.search.workers > 1 and not spec.parallel_workers:
             raise ConfigError(no_parallel_workers(exp.search.workers, spec))
-    _devices_before_tensorflow(exp.search.device)
+    _devices_before_tensorflow(exp.search.device, exp.search.precision)
     exp, auto, table = with_auto_folds(exp)
     # A run folder's recorded split (split.json) is read and checked here; a new one is written by prepare_search.
     prepared = prepare(exp, encoders, tasks, exp.run_dir, table=table)
@@ -127,12 +127,15 @@ def with_auto_folds(exp: Experiment) -> tuple[Experiment, bool, Any]:
     return exp.model_copy(update={"data": exp.data.model_copy(update={"folds": folds})}), True, table
 
 
-def _devices_before_tensorflow(device: str) -> None:
-    """What must hold before TensorFlow starts, should a plugin's data preparation start it (image decoding)."""
+def _devices_before_tensorflow(device: str, precision: str) -> None:
+    """What must hold before TensorFlow starts, should a plugin's data preparation start it (image decoding);
+    a device or precision the machine cannot give is refused here, from a cheap query."""
     import os
 
-    from automtl.devices import hide_gpus
+    from automtl.devices import check_devices, hide_gpus
     from automtl.tfimport import set_tf_log_level
+
+    check_devices(device, precision)
 
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     set_tf_log_level()  # TensorFlow reads its C++ log level once, maybe while a plugin decodes images

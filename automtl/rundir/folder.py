@@ -158,6 +158,19 @@ def enclosing_run_folder(path: Path) -> Path | None:
     return None
 
 
+def refuse_inside_run(path: Path, option: str = "--out", beside: str = "export") -> None:
+    """Export, distill and predict never write into a run folder, ``--force`` or not: its ``best/``,
+    tables and trial folders describe its study alone. ``beside``: the name suggested next to the run."""
+    path = Path(path).expanduser()
+    for candidate in dict.fromkeys((path.absolute(), path.resolve())):
+        run = enclosing_run_folder(candidate)
+        if run is not None:
+            where = "is the run folder" if run == candidate else "lies inside the run folder"
+            raise ConfigError(f"{option} {path} {where} {run}; export, distill and predict never "
+                              "write into a run (its best/, tables and trials belong to its study), even with --force: "
+                              f"write beside it, e.g. {option} {run.parent / f'{run.name}-{beside}'}")
+
+
 def run_folders_under(path: Path, max_depth: int = 3) -> list[Path]:
     """Run folders at or below ``path`` (down to ``max_depth`` levels), e.g. to refuse writing over them."""
     path = Path(path)
@@ -272,7 +285,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def check_out_folder(run_dir: Path) -> None:
-    """Refuse a run folder that would overwrite what automtl does not own; nothing is created here.
+    """Refuse a run folder that would overwrite what automtl does not own; nothing is created here (a probe
+    file shows that the folder can be written, and is removed at once).
 
     ``run_dir`` may be new, empty, a run folder (resumed when the study is the
     same: see :func:`check_owner`) or hold only what automtl writes; it may not
@@ -295,13 +309,9 @@ def check_out_folder(run_dir: Path) -> None:
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             raise ConfigError(f"output folder {run_dir} already holds files that are not an automtl run ({shown}); "
                               "choose a new or empty folder with --out")
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"output folder {run_dir} cannot be written: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"output folder {run_dir} cannot be written: no permission to write in {existing}")
+    from automtl.rundir.outdir import probe_writable
+
+    probe_writable(run_dir, f"output folder {run_dir}")
 
 
 def check_output_file(out: Path, option: str = "--out", *, replaceable: tuple[str, ...] = ()) -> Path:
@@ -314,12 +324,9 @@ def check_output_file(out: Path, option: str = "--out", *, replaceable: tuple[st
     if run is not None and out.exists() and not (out.parent == run and out.name in replaceable):
         raise ConfigError(f"{option} {out} would overwrite a file of the run folder {run}; write it elsewhere "
                           "(or to a new file name)")
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ConfigError(f"{option} {out} cannot be written: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ConfigError(f"{option} {out} cannot be written: no permission to write "
-                          f"{out if out.exists() else 'in ' + str(folder)}")
+    from automtl.rundir.outdir import probe_writable
+
+    probe_writable(out.parent, f"{option} {out}")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ConfigError(f"{option} {out} cannot be written: no permission to write {out}")
     return out

@@ -68,6 +68,31 @@ def is_serving_base(path: Path) -> bool:
         m.is_dir() and all(v.is_dir() and v.name.isdigit() and is_export(v) for v in m.iterdir()) for m in models)
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (where a new folder would be created)."""
+    path = Path(path).expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def probe_writable(target: Path, what: str) -> None:
+    """Refuse ``target`` (a file or folder a command will write) unless a file can be created where it
+    goes: a probe file in ``target``'s nearest existing folder, removed at once. Catches read-only
+    disks, ``/proc``, permissions and full quotas in a millisecond, before TensorFlow loads."""
+    folder = nearest_existing(target)
+    if not folder.is_dir():
+        raise AutomtlError(f"{what} cannot be written: {folder} is a file, not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".automtl-probe-", dir=folder)
+    except OSError as exc:
+        raise AutomtlError(f"{what} cannot be written: cannot create a file in {folder} "
+                           f"({exc.strerror or exc})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
 def check_out(out: Path, force: bool = False, what: str = "--out", serving: bool = False) -> None:
     """Refuse an output folder whose replacement could destroy what the user owns.
 
@@ -77,6 +102,8 @@ def check_out(out: Path, force: bool = False, what: str = "--out", serving: bool
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AutomtlError(f"{what} {out} is a file; give a folder to write")
+    # a new folder is written beside ``out`` and renamed (a TF Serving base gains a version folder in it)
+    probe_writable(out if serving and out.exists() else out.parent, f"{what} {out}")
     if not out.exists():
         return
     if is_run_folder(out):
