@@ -18,6 +18,7 @@ from typing import Any, Callable
 import click
 
 from automtl.errors import AutomtlError
+from automtl.rundir.outdir import WRITING_NOTE
 
 #: Set to 1 to let unexpected errors raise with their traceback (for developers).
 DEBUG_ENV = "AUTOMTL_DEBUG"
@@ -45,6 +46,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         log_to(kwargs.get("run_dir"), must_be_run=True)  # commands taking a RUN_DIR log there
+        writing_to(kwargs.get("out") or kwargs.get("run_dir"))  # named when a full disk gives no path
         try:
             return fn(*args, **kwargs)
         except AutomtlError as exc:
@@ -81,8 +83,65 @@ ENVIRONMENT_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, er
                       errno.ELOOP, errno.EBUSY, errno.EXDEV}
 
 
+#: What the disk or its permissions say when a write fails (as ``strerror``, TensorFlow, h5py and SQLite word
+#: it), and the ``errno`` behind it: found in any error's text, even one that is not an :class:`OSError`.
+WRITE_FAILURES = {
+    "no space left on device": errno.ENOSPC, "database or disk is full": errno.ENOSPC,
+    "read-only file system": errno.EROFS, "attempt to write a readonly database": errno.EROFS,
+    "disk quota exceeded": errno.EDQUOT, "permission denied": errno.EACCES,
+}
+#: Where the command writes (its --out or run folder): named when a failed write does not say where.
+_writing: list[Path] = []
+
+
+def writing_to(path: Path | None) -> None:
+    """Where this command writes: named in a full-disk or read-only message that carries no path."""
+    _writing[:] = [Path(path)] if path is not None else []
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """One line for a write the disk refused (full, read-only, over quota, no permission): its cause and its
+    path (from the error, else the command's output folder); walks the chain of causes, since TensorFlow
+    and SQLite report a full disk as their own errors. None when it is not one."""
+    for err in _chain(exc):
+        text = " ".join(str(err).split())
+        if isinstance(err, OSError) and err.errno in WRITE_FAILURES.values():
+            cause = os.strerror(err.errno)
+            path = err.filename if err.filename is not None else _path_in(text)
+        else:
+            found = next((phrase for phrase in WRITE_FAILURES if phrase in text.lower()), None)
+            if found is None:
+                continue
+            cause, path = os.strerror(WRITE_FAILURES[found]), _path_in(text)
+        target = next((n.removeprefix(WRITING_NOTE) for e in _chain(exc) for n in getattr(e, "__notes__", ())
+                       if isinstance(n, str) and n.startswith(WRITING_NOTE)), None)
+        where = target or path or (f"while writing in {_writing[0]}" if _writing else None)
+        detail = "" if cause.lower() in text.lower() or not text else f" ({text[:200]})"
+        return f"{cause}: {where}{detail}" if where else f"{cause}{detail}"
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen and len(seen) < 10:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return seen
+
+
+def _path_in(text: str) -> str | None:
+    """The first absolute path in an error's text (TensorFlow names the file it failed to write)."""
+    import re
+
+    match = re.search(r"(?:^|[\s'\"(=])(/[^\s'\";,)]+)", text)
+    return match.group(1) if match else None
+
+
 def environment_problem(exc: BaseException) -> str | None:
     """One line for an error of the environment (exit code 2), or None for a bug."""
+    failed_write = write_failure(exc)
+    if failed_write is not None:
+        return failed_write
     if isinstance(exc, OSError) and (exc.errno in ENVIRONMENT_ERRNOS or exc.errno is None and exc.filename):
         what = exc.strerror or str(exc)
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from automtl.commands.base import VERBOSE, log_to, quiet_tensorflow, user_errors
+from automtl.commands.base import VERBOSE, log_to, quiet_tensorflow, user_errors, writing_to
 from automtl.core.plugins import demo_names
 from automtl.core.registry import AXES, members
 
@@ -113,6 +113,7 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
         config_path = demo_files(demo, run_dir)
     exp = load_experiment(config_path, overrides)
     log_to(exp.run_dir)
+    writing_to(exp.run_dir)
     from automtl.run.search import check_files, run_checked
 
     checked = check_files(exp)  # every bad input is refused here, before TensorFlow loads

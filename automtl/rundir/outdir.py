@@ -23,6 +23,8 @@ from automtl.errors import AutomtlError
 #: Files that mark a run folder (written by ``automtl search``).
 RUN_MARKERS = ("experiment.resolved.yaml", "trials.json", "study.db")
 EXPORT_FORMAT = "automtl-export/"
+#: The note :func:`atomic_folder` adds to an error raised while it was filled: which folder was being written.
+WRITING_NOTE = "while writing "
 #: How many entries a folder may hold before it is too big to check for runs inside it.
 _WALK_LIMIT = 20000
 
@@ -156,8 +158,9 @@ def atomic_folder(out: Path) -> Iterator[Path]:
                 old.rename(out)
                 old = None
             raise
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        exc.add_note(f"{WRITING_NOTE}{out}")  # a full disk is reported on ``out``, not on the temporary folder
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
