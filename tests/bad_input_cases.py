@@ -530,6 +530,7 @@ CASES: list[Case] = [
          ("data.csv", "columns changed", "gone: cost", "new: kind", "split.json")),
     Case("split-group-on-both-sides", search(lambda w: _grouped(w), "--out", lambda w: _split_run(
         w, "split_groups", experiment=_grouped(w), mix_group=True)), ("split.json", "splits group", "data.group")),
+    Case("run-folder-in-use", good("--out", lambda w: _busy_run(w)), ("busy_run", "in use by another search", "PID")),
     Case("out-cannot-be-created", good("--out", "/proc/automtl-run"), ("/proc/automtl-run", "cannot be written")),
     Case("export-out-cannot-be-created", lambda w: ["export", _kept_run(w), "--trial", "0", "--out", "/proc/automtl-export"],
          ("--out /proc/automtl-export", "cannot be written")),
@@ -592,6 +593,25 @@ def _split_run(w: Workspace, name: str, experiment: Path | None = None, mix_grou
             doc["valid_rows"] = sorted(doc["valid_rows"] + [other])
         doc.update(changes)
         (run / "split.json").write_text(json.dumps(doc))
+    return run
+
+
+def _busy_run(w: Workspace) -> Path:
+    """A copy of the workspace's run held by a live search (a process holding its lock, killed at exit)."""
+    import atexit
+    import shutil
+    import subprocess
+    import sys
+
+    run = w.path("busy_run")
+    if not run.exists():
+        shutil.copytree(w.run, run)
+    if getattr(w, "_busy", None) is None:
+        code = "import sys, time\nfrom automtl.rundir.lock import hold\nhold(sys.argv[1])\nprint(1, flush=True)\ntime.sleep(3600)"
+        proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
+        proc.stdout.readline()
+        atexit.register(proc.kill)
+        w._busy = proc
     return run
 
 

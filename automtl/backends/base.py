@@ -93,6 +93,9 @@ class BackendSpec:
     store: str = ""
     #: ``module:function(settings) -> int``: completed trials before its pruner judges ("": it does not say)
     pruner_startup: str = ""
+    #: ``module:function() -> bool``, light to import: this process joins a search already running in the run
+    #: folder (a distributed worker), so it does not take the folder's lock ("": every search holds its folder)
+    joins: str = ""
 
     def study_store(self) -> StudyStore:
         """Where its study lives, for what reads a run folder (see :class:`StudyStore`)."""
@@ -107,6 +110,13 @@ class BackendSpec:
             return None
         module, _, fn = self.pruner_startup.partition(":")
         return int(getattr(importlib.import_module(module), fn)(settings))
+
+    def joins_running_search(self) -> bool:
+        """Whether this process joins a running search in its run folder (see :attr:`joins`)."""
+        if not self.joins:
+            return False
+        module, _, fn = self.joins.partition(":")
+        return bool(getattr(importlib.import_module(module), fn)())
 
     def default_pruner(self, objective: str) -> str:
         """The first pruner it declares, or ``none`` where it cannot prune this objective."""

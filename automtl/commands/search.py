@@ -118,7 +118,12 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
 
     checked = check_files(exp)  # every bad input is refused here, before TensorFlow loads
     quiet_tensorflow()
-    summary = run_checked(checked, console=make_console(), quiet=quiet, report=not no_report, started=started)
+    from automtl.rundir.lock import release
+
+    try:
+        summary = run_checked(checked, console=make_console(), quiet=quiet, report=not no_report, started=started)
+    finally:
+        release(exp.run_dir)  # the next search may use the folder (a process's exit releases it too)
     if summary.interrupted:
         sys.exit(130)
     if summary.stopped:

@@ -25,6 +25,7 @@ from automtl.run.chance import chance_reference
 from automtl.run.faults import FailureStreak
 from automtl.run.progress import SearchProgress
 from automtl.rundir.folder import ensure_writable, record_owner, write_snapshot
+from automtl.rundir.lock import hold
 from automtl.rundir.results import write_trials_csv, write_trials_json
 from automtl.space import SearchSpace
 
@@ -162,6 +163,8 @@ def prepare_search(checked: Checked, console: Console, quiet: bool, search_worke
     prepared = checked.prepared
     rungs = plan_rungs(checked, spec, parallel=workers > 1 or search_worker)
     run_dir = ensure_writable(exp.run_dir)
+    if not search_worker and not spec.joins_running_search():
+        hold(run_dir)  # one live search per run folder, until the process ends (released early by the command)
     objectives = [t.name for t in checked.tasks] + (["latency"] if settings.latency_objective else [])
     backend = backends.create(settings, run_dir, checked.space, exp.study_name, objectives=objectives)
     if backend.is_worker:

@@ -37,6 +37,7 @@ from automtl.run.baselines import run_baselines
 from automtl.run.phases import Checked, Search, no_parallel_workers, prepare_search, run_trials
 from automtl.run.summary import SearchSummary, print_summary
 from automtl.rundir.folder import check_out_folder, check_owner
+from automtl.rundir.lock import check_free
 from automtl.space import AUTO, load_space, parse_space, plugin_parameters, resolve_space_path
 
 
@@ -94,6 +95,8 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
         check_out_folder(exp.run_dir)
         check_owner(exp, exp.run_dir)
         spec = backends.spec(exp.search.backend)
+        if not spec.joins_running_search():
+            check_free(exp.run_dir)  # one live search per run folder
         spec.check_settings(exp.search, exp.run_dir, exp.study_name)
         if isinstance(exp.search.workers, int) and exp.search.workers > 1 and not spec.parallel_workers:
             raise ConfigError(no_parallel_workers(exp.search.workers, spec))

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 MARKER_FILE = "automtl_backend.json"
 
 
+def is_worker() -> bool:
+    """A Keras Tuner worker joins its chief's run folder (the chief holds it)."""
+    from automtl.backends.keras_tuner.roles import distributed_role
+
+    return distributed_role() == "worker"
+
+
 def check_settings(settings: "SearchConfig", run_dir: Path, study: str) -> None:
     """What a Keras Tuner search refuses before TensorFlow loads: an Optuna storage, another algorithm."""
     if settings.storage:
@@ -46,4 +53,5 @@ SPEC = BackendSpec(
     optuna_study=False,
     distributed="Keras Tuner's chief and workers (KERASTUNER_* environment variables)",
     check="automtl.backends.keras_tuner:check_settings",
+    joins="automtl.backends.keras_tuner:is_worker",
 )

@@ -33,6 +33,7 @@ from keras_tuner.engine.base_tuner import BaseTuner
 
 from automtl.backends.base import Backend, TimeLeft, countdown
 from automtl.backends.keras_tuner import MARKER_FILE  # which algorithm created a project
+from automtl.backends.keras_tuner.roles import distributed_role
 from automtl.backends.keras_tuner.space import params_of, space_signature, to_hyperparameters
 from automtl.config import SearchConfig, check_name
 from automtl.core.trial import Objective, TrialOutcome, TrialPruned, TrialRecord, trial_dir
@@ -51,22 +52,6 @@ OUTCOME_FILE = "automtl_outcome.json"
 POLL_SECONDS = 0.25
 
 STATES = {"COMPLETED": "complete", "FAILED": "fail", "INVALID": "fail", "RUNNING": "running"}
-
-
-def distributed_role() -> str:
-    """``single``, ``chief`` or ``worker``, from Keras Tuner's environment variables (checked here)."""
-    ip = os.environ.get("KERASTUNER_ORACLE_IP")
-    if not ip:
-        return "single"
-    port = os.environ.get("KERASTUNER_ORACLE_PORT", "")
-    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"KERASTUNER_ORACLE_IP is set ({ip}), so KERASTUNER_ORACLE_PORT must be the chief's port "
-                          f"number (1-65535), got {port!r}")
-    if not tuner_id:
-        raise ConfigError("KERASTUNER_ORACLE_IP is set, so KERASTUNER_TUNER_ID must name this process: "
-                          "'chief' for the one that holds the oracle, e.g. 'tuner0', 'tuner1' for the workers")
-    return "chief" if "chief" in tuner_id else "worker"  # Keras Tuner's own rule
 
 
 @dataclass
