@@ -101,3 +101,19 @@ def test_cache_options_for_npz_arrays_are_refused():
 
     with pytest.raises(ConfigError, match="input 'img': option 'cache: disk' is for image files"):
         ImageInput("img", {"array": "pixels", "cache": "disk"})
+
+
+@pytest.mark.parametrize("mode", ["memory", "disk", "none"])
+def test_a_truncated_image_among_many_is_named_with_its_row(tmp_path, mode):
+    """Issue 31: a truncated PNG was reported with TensorFlow's op text and no file name."""
+    from automtl.errors import DataError
+
+    table = image_table(tmp_path / "pics", n=30)
+    bad = tmp_path / "pics" / "17.png"
+    bad.write_bytes(bad.read_bytes()[:120])
+    enc = encoder(mode, tmp_path / "cache")
+    with pytest.raises(DataError) as caught:
+        enc.prepare(table)
+    message = str(caught.value)
+    assert "data.csv" in message and "row 18" in message and str(bad) in message, message
+    assert "{{function_node" not in message and "[Op:" not in message, message

@@ -231,7 +231,7 @@ class ImageInput(InputEncoder):
             files = self._files(data)
             where = lambda i: f"{data.source}: {data.row_label(i)}"  # noqa: E731
             if self.storage == "none":
-                return {self.name: ImageFiles(files, self.channels, self.size)}
+                return {self.name: ImageFiles(files, self.channels, self.size, where)}
             if self.storage == "disk":
                 folder = self.cache_dir if self.cache_dir is not None else Path(data.meta.get("path", data.source)).parent / ".automtl-cache"
                 return {self.name: cached_files(files, self.channels, self.size, Path(folder), where)}

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -58,9 +59,17 @@ def decode_into(out: np.ndarray, paths: list[str], channels: int, size: tuple[in
         try:
             decode_file(tf.constant(path), channels, size)
         except tf.errors.OpError as exc:
-            message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
-            raise DataError(f"{where(i)}: cannot read image {path}: {message}") from None
+            raise DataError(f"{where(i)}: cannot read image {path}: {op_message(exc)}") from None
     raise DataError(f"{where(0)}: cannot decode the images (TensorFlow failed on the batch but on no single file)")
+
+
+def op_message(exc: Any) -> str:
+    """What a TensorFlow op error says about the file (``Invalid PNG data, size 426``), without the op's
+    graph text (``{{function_node __wrapped__DecodeImage...}}``, ``[Op:DecodeImage] name:``)."""
+    text = (exc.message or "").strip().splitlines()[0] if getattr(exc, "message", None) else ""
+    text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
+    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip(" :")
+    return text or type(exc).__name__
 
 
 def load_files(paths: list[str], channels: int, size: tuple[int, int], where: Callable[[int], str]) -> np.ndarray:
@@ -73,10 +82,16 @@ def load_files(paths: list[str], channels: int, size: tuple[int, int], where: Ca
 class ImageFiles(StreamedArray):
     """Image files decoded and resized batch by batch, every time they are read (no copy kept)."""
 
-    def __init__(self, paths: list[str], channels: int, size: tuple[int, int]) -> None:
+    def __init__(self, paths: list[str], channels: int, size: tuple[int, int],
+                 where: Callable[[int], str] | None = None) -> None:
         super().__init__((len(paths), size[0], size[1], channels), np.uint8)
         self.paths = np.asarray(paths, dtype=object)
         self.channels, self.size = int(channels), (int(size[0]), int(size[1]))
+        #: names record ``i`` (its data file and row) in errors; its path by default
+        self.where = where
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "where": None}  # a closure does not pickle (trial processes): name the path then
 
     def read(self, indices: Any) -> Any:
         import tensorflow as tf
@@ -86,8 +101,11 @@ class ImageFiles(StreamedArray):
                          fn_output_signature=tf.TensorSpec((*self.size, self.channels), tf.uint8))
 
     def take(self, indices: np.ndarray) -> np.ndarray:
-        picked = [str(p) for p in self.paths[np.asarray(indices, np.int64)]]
-        return load_files(picked, self.channels, self.size, lambda i: picked[i])
+        rows = np.asarray(indices, np.int64)
+        picked = [str(p) for p in self.paths[rows]]
+        where = self.where
+        return load_files(picked, self.channels, self.size,
+                          (lambda i: where(int(rows[i]))) if where is not None else (lambda i: picked[i]))
 
 
 class ScaledImageFiles(ImageFiles):
