@@ -133,14 +133,15 @@ def test_export_never_destroys_a_run(tiny_run):
     from helpers import assert_user_error
 
     before = tree(tiny_run)
-    for out, says in ((tiny_run, "is a run folder"), (tiny_run / "trials", "is a folder of the run"),
-                      (tiny_run / "trials" / "00000", "is a folder of the run"),
+    for out, says in ((tiny_run, "is the run folder"), (tiny_run / "trials", "lies inside the run folder"),
+                      (tiny_run / "trials" / "00000", "lies inside the run folder"),
+                      (tiny_run / "best", "lies inside the run folder"), (tiny_run / "new", "lies inside the run folder"),
                       (tiny_run.parent, "holds the run folder")):
         for force in ([], ["--force"]):
             assert_user_error(invoke("export", tiny_run, "--trial", 0, "--out", out, *force), says)
     assert tree(tiny_run) == before
     assert_user_error(invoke("export", tiny_run, "--trial", 0, "--out", tiny_run, "--layout", "tf-serving"),
-                      "is a run folder")
+                      "is the run folder")
     assert tree(tiny_run) == before
 
 
