@@ -76,7 +76,7 @@ def test_the_holder_may_resume_its_own_folder(tmp_path):
 
 
 def test_a_search_on_a_folder_in_use_is_refused_before_tensorflow(holder, cli, write_experiment, monkeypatch):
-    from automtl.outputs.rundir import record_owner
+    from automtl.rundir.folder import record_owner
 
     run, proc = holder
     exp_path = write_experiment(search={"trials": 1, "epochs": 1, "out": str(run)})
