@@ -73,7 +73,7 @@ def test_a_quota_while_search_writes_its_snapshot_names_the_run(run, cli, monkey
     def over_quota(*args, **kwargs):
         raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
 
-    monkeypatch.setattr("automtl.run.search.write_snapshot", over_quota)
+    monkeypatch.setattr("automtl.run.phases.write_snapshot", over_quota)
     result = cli("search", "--config", ws.good, "--out", folder, "--trials", "3", "--no-report", "--quiet")
     one_line(result, "Disk quota exceeded", f"while writing in {folder}")
     assert not (folder / "automtl-error.log").exists()
