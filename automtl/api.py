@@ -371,6 +371,13 @@ class Task(_Plugin):
         self.primary_metric = name
         self.direction = known[name].direction
 
+    def member_average(self) -> str | None:
+        """How the k member predictions of a TabM trunk (``trunk.kind: tabm``) average into one raw
+        output inside the model: ``"mean"`` (raw values), ``"softmax"`` (the log of the mean softmax
+        probability: logits over classes) or ``"sigmoid"`` (the logit of the mean sigmoid probability).
+        None (the default): they cannot be averaged, and a TabM trial fails for this task, saying so."""
+        return None
+
     def chance_output(self) -> np.ndarray | None:
         """One example's raw head output of the trivial predictor learned in :meth:`prepare` from the
         training rows (class frequencies as logits, the training mean): every run scores it on the

@@ -112,6 +112,9 @@ def choice(name: str, values: tuple[Any, ...], default: Any, doc: str = "", mult
 CORE: tuple[ParamSpec, ...] = (
     ParamSpec("trunk.depth", 2, low=0, integer=True, doc="dense layers in the trunk"),
     positive_int("trunk.units", 128, "width of the trunk's dense layers"),
+    choice("trunk.kind", ("mlp", "tabm"), "mlp", "the dense trunk: a plain MLP, or TabM (k members sharing its "
+           "dense weights through per-member adapters, their predictions averaged; Gorishniy et al., 2025)"),
+    ParamSpec("tabm.k", 16, low=2, high=64, integer=True, doc="members of a TabM trunk (trunk.kind: tabm)"),
     ParamSpec("dropout", 0.1, low=0, high=1, high_open=True, doc="dropout rate of trunk and heads"),
     ParamSpec("l2", 0.0, low=0, doc="L2 penalty on kernels"),
     positive("learning_rate", 1e-3, "Adam's step size"),

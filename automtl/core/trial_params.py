@@ -65,6 +65,11 @@ class TrialParams:
         return int(self.get("trunk.units"))
 
     @property
+    def tabm_members(self) -> int:
+        """The members of a TabM trunk (``trunk.kind: tabm``), else 0: a plain MLP."""
+        return int(self.get("tabm.k")) if self.get("trunk.kind") == "tabm" else 0
+
+    @property
     def dropout(self) -> float:
         return float(self.get("dropout"))
 

@@ -19,6 +19,7 @@ from automtl.devices import float16_compute
 from automtl.errors import TrialFailed
 from automtl.model.layers import DenseLevel
 from automtl.model.sharing.base import Level, Part, Trunk
+from automtl.model.tabm import EnsembleDense, MemberAdapter, MemberAverage
 
 if TYPE_CHECKING:  # the plugin types, for annotations only: the API imports model's bricks
     from automtl.api import InputEncoder, Task
@@ -34,7 +35,23 @@ class Assembled:
     last_shared_layers: list[Any] = field(default_factory=list)
     #: which layers those are, in words (recorded in the trial's history when GradNorm runs)
     measured_on: str = ""
+    #: a TabM trunk's per-member outputs ``[batch, k, ...]`` by task (empty for a plain trunk)
+    members: dict[str, Any] = field(default_factory=dict)
     _paths: dict[str, keras.Model] = field(default_factory=dict, repr=False)
+    _training: keras.Model | None = field(default=None, repr=False)
+
+    @property
+    def training_model(self) -> keras.Model:
+        """What the strategies train: the model, plus each task's member outputs with a TabM trunk
+        (each member learns from its own loss; the model itself serves their average)."""
+        if not self.members:
+            return self.model
+        if self._training is None:
+            from automtl.training.losses import MEMBERS
+
+            outputs = {**self.model.output, **{MEMBERS.format(t): m for t, m in self.members.items()}}
+            self._training = keras.Model(self.model.inputs, outputs, name="automtl_members")
+        return self._training
 
     def _path(self, task: str) -> keras.Model:
         if task not in self._paths:
@@ -131,9 +148,14 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
             raise TrialFailed("no input offers a 'vector' view for tasks " + ", ".join(vector_tasks))
         return views
 
+    k = params.tabm_members
+
     def dense_levels(count: int, units: int | None = None) -> list[Level]:
-        make = functools.partial(_dense_level, int(units or params.trunk_units), params.dropout, params.l2,
-                                 params.norm)
+        width = int(units or params.trunk_units)
+        if k:  # TabM: the first level spreads the row over the k members (random-sign adapters)
+            return [Level((Part("vector", f"trunk_dense{i}", functools.partial(
+                _tabm_level, width, k, params.dropout, params.l2, params.norm, i == 0)),)) for i in range(count)]
+        make = functools.partial(_dense_level, width, params.dropout, params.l2, params.norm)
         return [Level((Part("vector", f"trunk_dense{i}", make),)) for i in range(count)]
 
     levels = [Level(tuple(parts)) for parts in encoder_levels]
@@ -144,7 +166,7 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
         shared = scheme().build(trunk, [t.name for t in tasks], params)
     except ValueError as exc:
         raise TrialFailed(f"sharing '{params.get('sharing')}': {exc}") from None
-    outputs, heads = {}, {}
+    outputs, heads, members = {}, {}, {}
     for task in tasks:
         views = shared.per_task[task.name]
         if task.view not in views:
@@ -154,6 +176,9 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
             for layer in shared.penalties:  # on a path every training step runs
                 feat = layer(feat)
         task.configure(params)
+        average = _member_average(task, k) if k and task.view == "vector" else None
+        if average is not None:  # one input adapter per member makes the head's shared weights k heads
+            feat = MemberAdapter(k, first=len(feat.shape) == 2, name=f"tabm_adapter_{task.name}")(feat)
         head_in = keras.Input(shape=tuple(feat.shape[1:]), name=f"{task.name}_features")
         head_out = task.build_head(head_in, params.head(task.name))
         if float16_compute():  # mixed precision: outputs (and so losses and metrics) stay float32
@@ -164,8 +189,25 @@ def build_model(encoders: Sequence[InputEncoder], tasks: Sequence[Task], params:
         head = keras.Model(head_in, head_out, name=f"head_{task.name}")
         heads[task.name] = head
         outputs[task.name] = head(feat)
-    return Assembled(keras.Model(inputs, outputs, name="automtl"), heads, shared.last_layers, shared.measured_on)
+        if average is not None:
+            members[task.name] = outputs[task.name]
+            outputs[task.name] = MemberAverage(average, name=f"tabm_average_{task.name}")(members[task.name])
+    return Assembled(keras.Model(inputs, outputs, name="automtl"), heads, shared.last_layers, shared.measured_on,
+                     members)
 
 
 def _dense_level(units: int, dropout: float, l2: float, norm: str, name: str) -> DenseLevel:
     return DenseLevel(units, dropout, l2, norm, name=name)
+
+
+def _tabm_level(units: int, k: int, dropout: float, l2: float, norm: str, first: bool, name: str) -> EnsembleDense:
+    return EnsembleDense(units, k, dropout, l2, norm, first=first, name=name)
+
+
+def _member_average(task: "Task", k: int) -> str:
+    """How ``task``'s member predictions average; a task that cannot average them fails the trial."""
+    how = task.member_average()
+    if how is None:
+        raise TrialFailed(f"trunk.kind 'tabm' averages {k} member predictions per task, and task '{task.name}' "
+                          f"({type(task).__name__}) declares no member_average(); use trunk.kind 'mlp'")
+    return how

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from automtl.lazy import tf
 
 
@@ -14,3 +16,19 @@ def masked_mean(per_example: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     per_example = tf.cast(per_example, tf.float32)
     mask = tf.reshape(tf.cast(mask, tf.float32), tf.shape(per_example))
     return tf.reduce_sum(per_example * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+#: The key of a task's per-member outputs ``[batch, k, ...]`` in a TabM model's training outputs.
+MEMBERS = "{}__members"
+
+
+def task_loss(task: Any, y: tf.Tensor, out: dict[str, tf.Tensor], mask: tf.Tensor) -> tf.Tensor:
+    """``task``'s masked mean loss on one batch. With a TabM trunk (per-member outputs in ``out``)
+    each member learns on its own: the mean of the k members' losses, as in TabM, never the loss of
+    their average (which would train one model, not k)."""
+    members = out.get(MEMBERS.format(task.name))
+    if members is None:
+        return masked_mean(task.loss(y, out[task.name]), mask)
+    k = int(members.shape[1])
+    flat = tf.reshape(members, [-1, *members.shape[2:]])  # row i*k + j: member j on example i
+    return masked_mean(task.loss(tf.repeat(y, k, axis=0), flat), tf.repeat(mask, k, axis=0))

@@ -239,6 +239,10 @@ class ClassificationTask(Task):
             return 1.0 - value / max(getattr(self, "prior_log_loss", 1.0), 1e-6)
         return value if self.direction == "maximize" else -value
 
+    def member_average(self) -> str:
+        """TabM members average their probabilities, as an ensemble does (see :meth:`combine`)."""
+        return "sigmoid" if self._sigmoid_out() else "softmax"
+
     def chance_output(self) -> np.ndarray:
         """The training class frequencies as logits: their argmax is the majority class."""
         p = np.clip(self.frequencies, 1e-7, 1 - 1e-7)

@@ -101,6 +101,9 @@ class RegressionTask(Task):
             return float(metrics["r2"])
         return float(metrics["skill"])
 
+    def member_average(self) -> str:
+        return "mean"
+
     def chance_output(self) -> np.ndarray:
         """The training mean (0 in the standardised scale the head predicts)."""
         return np.zeros(self.width)

@@ -16,7 +16,7 @@ import numpy as np
 from automtl.core.params import ParamSpec, choice, positive
 from automtl.errors import TrialFailed
 from automtl.lazy import tf
-from automtl.training.losses import masked_mean
+from automtl.training.losses import task_loss
 from automtl.training.optimizer import FusedAdam
 from automtl.training.strategies.base import Strategy, apply_gradients, gather, regularisation
 
@@ -51,8 +51,8 @@ class AlternatingTraining(Strategy):
         """Task ``index``'s step; returns its loss in a one-hot ``[T]`` vector."""
         task = self.tasks[index]
         with tf.GradientTape() as tape:
-            out = self.model(x, training=True)
-            loss = masked_mean(task.loss(y[task.name], out[task.name]), mask[task.name])
+            out = self.assembled.training_model(x, training=True)
+            loss = task_loss(task, y[task.name], out, mask[task.name])
             total = loss + regularisation(self.model)
         apply_gradients(self.optimizers[index], total, tape, self.variables[index])
         return tf.one_hot(index, len(self.tasks)) * loss

@@ -15,7 +15,7 @@ import numpy as np
 
 from automtl.core import registry
 from automtl.lazy import tf
-from automtl.training.losses import masked_mean
+from automtl.training.losses import task_loss
 from automtl.training.optimizer import FusedAdam
 from automtl.training.strategies.base import Strategy, apply_gradients, gather, regularisation
 
@@ -50,8 +50,8 @@ class JointTraining(Strategy):
 
     def losses(self, x: dict, y: dict, mask: dict) -> Any:
         """The ``[T]`` masked task losses of one batch (a forward pass in training mode)."""
-        out = self.model(x, training=True)
-        return tf.stack([masked_mean(t.loss(y[t.name], out[t.name]), mask[t.name]) for t in self.tasks])
+        out = self.assembled.training_model(x, training=True)
+        return tf.stack([task_loss(t, y[t.name], out, mask[t.name]) for t in self.tasks])
 
     def step(self, x: dict, y: dict, mask: dict) -> Any:
         """One optimizer step on one batch; returns the task losses ``[T]``."""
