@@ -6,13 +6,16 @@ compares the streamed (tf.data) path with Model.fit. The image cases are the
 same digits as 28x28 and 64x64 images through the image input's conv trunk
 (2 stages of 16 and 32 filters). One machine-readable line per case:
 ``<case>: automtl vs Model.fit: N.Nx faster; automtl vs bare loop: M.Mx``.
+``--cases tabm`` times the TabM trunk (``trunk.kind: tabm``, k members sharing
+the dense weights) against the plain MLP of the same width and depth on the
+digits demo, one line per k: ``tabm k=K vs mlp: N.Nx the time per epoch``.
 ``--text`` adds the text case: the text demo's intent + slot requests
 (``--text-rows`` training rows), one trial per sequence encoder (conv, bigru,
 transformer) under automtl's trial runner and under ``Model.fit`` on the same
 model, with the sequence length automtl picks (95th percentile of the
 training lengths); ``--text-only`` runs only that case.
 
-    python bench/trial_speed.py [--epochs 20] [--repeats 3] [--cases tabular,image28,image64]
+    python bench/trial_speed.py [--epochs 20] [--repeats 3] [--cases tabular,image28,image64,tabm]
                                 [--text] [--text-only] [--text-rows 10000] [--text-epochs 3]
 """
 
@@ -188,6 +191,39 @@ def run_case(name: str, prep, epochs: int, repeats: int) -> None:
           f"automtl vs bare loop: {chosen / t_bare:.1f}x", flush=True)
 
 
+#: Members of the TabM trunks timed against the plain MLP (the paper's default is 32).
+TABM_MEMBERS = (8, 16, 32)
+
+
+def tabm_case(epochs: int, repeats: int) -> None:
+    """The TabM trunk's time per epoch against the plain MLP of the same width (the trainer's own path)."""
+    prep = demo_prepared()
+    print(f"tabm (digits demo): {len(prep.train)} training rows, batch {PARAMS['batch_size']}, {epochs} epochs, "
+          f"trunk {PARAMS['trunk.depth']}x{PARAMS['trunk.units']}; median of {repeats} trials each")
+    def timed(params: dict) -> tuple[float, float]:
+        prep.bench_params = params
+        trial = median_time(lambda: run_automtl(prep, epochs), repeats)
+        return trial, median_time(lambda: later_epochs(prep, epochs), repeats)
+
+    t_mlp, e_mlp = timed({**PARAMS, "trunk.kind": "mlp"})
+    print(f"  {'mlp':<10} {t_mlp:7.2f} s/trial  {1000 * e_mlp:7.1f} ms per epoch after the first")
+    for k in TABM_MEMBERS:
+        t, e_k = timed({**PARAMS, "trunk.kind": "tabm", "tabm.k": k})
+        print(f"  {'tabm k=' + str(k):<10} {t:7.2f} s/trial  {1000 * e_k:7.1f} ms per epoch after the first")
+        print(f"tabm k={k} vs mlp: {e_k / e_mlp:.1f}x the time per epoch, {t / t_mlp:.1f}x per trial", flush=True)
+
+
+def later_epochs(prep, epochs: int) -> float:
+    """Seconds per training epoch once traced (the first epoch traces the graph), validation left out."""
+    params, assembled = fresh(prep)
+    trainer = Trainer(assembled, prep.tasks, params, prep.train, prep.valid, prep.importance, encoders=prep.encoders)
+    trainer._epoch_fn().numpy()
+    start = time.perf_counter()
+    for _ in range(max(1, epochs - 1)):
+        trainer._epoch_fn().numpy()
+    return (time.perf_counter() - start) / max(1, epochs - 1)
+
+
 TEXT_PARAMS = {"trunk.depth": 1, "trunk.units": 64, "head.units": 32, "head.depth": 1, "dropout": 0.1,
                "learning_rate": 3e-3, "batch_size": 64, "strategy": "joint", "text.embedding": 64}
 
@@ -243,7 +279,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--cases", default="tabular,image28,image64", help="comma-separated: tabular, image28, image64")
+    ap.add_argument("--cases", default="tabular,image28,image64", help="comma-separated: tabular, image28, image64, tabm")
     ap.add_argument("--text", action="store_true", help="also time text trials (conv, bigru, transformer)")
     ap.add_argument("--text-only", action="store_true", help="only the text case")
     ap.add_argument("--text-rows", type=int, default=10000)
@@ -270,8 +306,10 @@ def main() -> None:
                   f"{IMAGE_PARAMS['batch_size']}, {e} epochs, conv trunk {IMAGE_PARAMS['image.stages']} stages from "
                   f"{IMAGE_PARAMS['image.filters']} filters; median of {r} trials each")
             run_case(case, prep, e, r)
+        elif case == "tabm":
+            tabm_case(e, r)
         else:
-            raise SystemExit(f"unknown case {case!r}; expected tabular, image28 or image64")
+            raise SystemExit(f"unknown case {case!r}; expected tabular, image28, image64 or tabm")
     if args.text:
         text_case(args.text_rows, args.text_epochs)
 

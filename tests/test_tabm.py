@@ -88,6 +88,18 @@ def test_a_task_that_cannot_average_members_fails_the_trial_with_the_reason():
         build_model(encoders, tasks, TrialParams(TABM))
 
 
+def test_auto_space_searches_the_trunk_kind_for_tabular_inputs():
+    from automtl.autospace import build_auto_space
+
+    encoders, tasks, _, _ = _parts()
+    for plugin, name in zip((*encoders, *tasks), ("tabular", "regression", "classification")):
+        plugin.type_name = name  # as automtl sets it from the experiment file
+    space = build_auto_space(encoders, tasks, rows=240)
+    assert space["parameters"]["trunk.kind"] == {"choice": ["mlp", "tabm"]}
+    assert space["parameters"]["tabm.k"]["when"] == {"trunk.kind": "tabm"}
+    assert all(point.get("trunk.kind") == "mlp" for point in space["start"])  # the plain MLP first
+
+
 def test_tabm_search_exports_a_model_that_serves_without_automtl(cli, write_experiment, tiny_space, tmp_path):
     import json
     import subprocess
