@@ -57,3 +57,24 @@ def test_search_needs_config_or_demo(cli):
     result = cli("search")
     assert result.exit_code == 2
     assert "--config" in result.output and "--demo" in result.output
+
+
+def test_search_help_shows_every_default_and_the_defaults_are_the_codes():
+    import re
+
+    import click
+
+    from automtl.config import DEFAULT_TRIALS, SearchConfig
+
+    command = group.commands["search"]
+    without = {"config_path", "demo", "help"}  # one of --config and --demo is required: no default
+    for param in command.params:
+        if param.name in without or not isinstance(param, click.Option):
+            continue
+        assert param.show_default or "default" in (param.help or ""), f"--{param.name} does not show its default"
+    defaults = SearchConfig()
+    for option in ("trials", "epochs", "seed", "workers"):
+        text = next(p.help for p in command.params if p.name == option)
+        shown = re.search(r"default (\d+)", text).group(1)
+        expected = DEFAULT_TRIALS if option == "trials" else getattr(defaults, option)
+        assert int(shown) == expected, (option, text)

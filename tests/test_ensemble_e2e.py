@@ -159,6 +159,38 @@ def test_export_run_exports_best_as_it_serves_and_the_ensemble_in_every_format(f
                       "at most one of --ensemble, --trial N or --baseline TASK")
 
 
+RERUN = """
+import sys
+from automtl.cli import cli
+try:
+    cli(sys.argv[1:], standalone_mode=False)
+finally:
+    print("tensorflow imported:", "tensorflow" in sys.modules)
+"""
+
+
+def test_a_rerun_with_nothing_left_prints_the_summary_without_tensorflow(finished, tmp_path):
+    from automtl.config import load_experiment
+    from automtl.rundir.resume import finished_run
+
+    run, output = finished
+    config = run.parent / "experiment.yaml"
+    proc = subprocess.run([sys.executable, "-c", RERUN, "search", "--config", str(config), "--no-report"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing left to do" in proc.stdout and "tensorflow imported: False" in proc.stdout, proc.stdout
+    assert "loading TensorFlow" not in proc.stdout
+    assert output.splitlines()[0].endswith("checking the data, then loading TensorFlow ...")  # the first line
+    best = next(line for line in output.splitlines() if line.startswith("best trial #"))
+    assert best.split(" exported")[0] in proc.stdout  # the same summary, read from the run folder
+    assert "ensemble of" in proc.stdout and "delta-m" in proc.stdout
+    # anything left (more trials, a report not yet written, another experiment) runs the search as usual
+    assert finished_run(load_experiment(config, {"trials": 6}), report=False) is None
+    assert finished_run(load_experiment(config, {}), report=True) is None
+    assert finished_run(load_experiment(config, {"epochs": 2}), report=False) is not None
+    assert finished_run(load_experiment(config, {"timeout": 60}), report=False) is None
+
+
 def test_distill_fills_missing_labels_with_the_teacher_and_serves(finished, tmp_path):
     run, _ = finished
     result = _invoke("distill", run, "--out", tmp_path / "student", "--epochs", "2")

@@ -194,7 +194,8 @@ def _verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
 
 #: ``-v``: TensorFlow's, absl's and Keras' own log lines and warnings, which stay off the console by default.
 VERBOSE = click.option("-v", "--verbose", is_flag=True, expose_value=False, is_eager=True, callback=_verbose,
-                       help="Show TensorFlow's, absl's and Keras' own log lines and warnings (as AUTOMTL_TF_LOG=0).")
+                       help="Show TensorFlow's, absl's and Keras' own log lines and warnings (as AUTOMTL_TF_LOG=0; "
+                       "default: off).")
 
 
 def quiet_tensorflow() -> None:

@@ -43,20 +43,22 @@ DEMO_MARKER = ".automtl-demo"
 @click.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Experiment YAML file.")
 @click.option("--demo", type=click.Choice(demo_names()), help="Run a built-in demo instead of --config.")
-@click.option("--space", help="Search space: a YAML file or a built-in name (see `automtl spaces`).")
+@click.option("--space", help="Search space: a YAML file or a built-in name (see `automtl spaces`) (default: the experiment's `space`, else auto).")
 @click.option("--backend", help=f"Search engine: {' or '.join(_backends())} (default {AXES['backend'].default}).")
 @click.option("--algorithm", help="; ".join(f"{name}: {', '.join(spec.algorithms)} (default {spec.default_algorithm})"
                                             for name, spec in _backends().items()))
 @click.option("--objective", type=click.Choice(["mean", "pareto"]),
-              help="mean: one importance-weighted score; pareto: one objective per task (Pareto front).")
+              help="mean (default): one importance-weighted score; pareto: one objective per task (Pareto front).")
 @click.option("--latency-objective/--no-latency-objective", "latency_objective", default=None,
-              help="With --objective pareto: each trial's serving latency (batch 1) is one more objective, minimised.")
+              help="With --objective pareto: each trial's serving latency (batch 1) is one more objective, minimised "
+              "(default: off).")
 @click.option("--trials", type=click.IntRange(min=1),
               help="Finished trials the study should hold (default 20; with --timeout: as many as fit).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
               help="Wall time of the whole command in seconds: trials, baselines, ensemble, refit and export. A "
-                   "share is kept for what follows the trials; the running trial stops at its next epoch.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial.")
+                   "share is kept for what follows the trials; the running trial stops at its next epoch (default: "
+                   "none, --trials decides).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial (default 30).")
 @click.option("--pruner", type=click.Choice(["median", "hyperband", "asha", "none"]),
               help="Stop poor trials early (optuna): median (default), hyperband, asha (successive halving) or none.")
 @click.option("--fidelity", type=click.Choice(["auto", "rows", "none"]),
@@ -69,13 +71,13 @@ DEMO_MARKER = ".automtl-demo"
               help="Optuna storage: sqlite:///FILE, postgresql://USER:PASS@HOST/DB, a FILE.journal, or "
               "grpc://HOST:PORT (a proxy: `automtl storage serve`) (default: study.db in the run folder; "
               "study.journal with --workers).")
-@click.option("--seed", type=int, help="Seed for the sampler and the trials.")
+@click.option("--seed", type=int, help="Seed for the sampler and the trials (default 0).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]),
               help="Train on: auto (a GPU when TensorFlow sees one; default), cpu, or gpu (an error without one).")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed"]),
               help="auto (default): mixed float16 on GPUs of compute capability >= 7.0, else float32.")
 @click.option("--workers", type=WORKERS,
-              help="N worker processes sharing the study (auto: one per GPU, 1 without GPUs).")
+              help="N worker processes sharing the study (default 1; auto: one per GPU, 1 without GPUs).")
 @click.option("--baselines", type=click.Choice(["auto", "search", "off"]),
               help="Single-task baselines: auto (default; each task retrained alone with the best trial's "
               "configuration), search (a single-task search per task) or off.")
@@ -86,8 +88,8 @@ DEMO_MARKER = ".automtl-demo"
 @click.option("--refit/--no-refit", default=None,
               help="Retrain the best trial on training + validation rows before exporting best/ (default: on "
               "when the validation rows are split off the training file).")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
-@click.option("--no-report", is_flag=True, help="Do not write RUN_DIR/report.html at the end.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final summary (default: progress too).")
+@click.option("--no-report", is_flag=True, help="Do not write RUN_DIR/report.html at the end (default: write it).")
 @VERBOSE
 @user_errors
 def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: bool, **overrides: Any) -> None:
@@ -114,6 +116,18 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     exp = load_experiment(config_path, overrides)
     log_to(exp.run_dir)
     writing_to(exp.run_dir)
+    from automtl.rundir.folder import check_owner
+    from automtl.rundir.resume import finished_run
+
+    done = finished_run(exp, report=not no_report)
+    if done is not None:  # a rerun of a finished search: its summary, without TensorFlow
+        from automtl.run.summary import print_finished
+
+        check_owner(exp, exp.run_dir)
+        print_finished(make_console(), done)
+        return
+    if not quiet:  # the first line within a second: checks and TensorFlow's start take a while on a busy machine
+        click.echo(f"automtl search '{exp.name}': checking the data, then loading TensorFlow ...")
     from automtl.run.search import check_files, run_checked
 
     checked = check_files(exp)  # every bad input is refused here, before TensorFlow loads

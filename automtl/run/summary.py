@@ -121,3 +121,22 @@ def print_baselines(console: Console, b: Any, run_dir: str) -> None:
     console.print(summary_sentence(b), highlight=False, soft_wrap=not console.is_terminal)
     for t in b.tasks:
         console.print("  " + task_sentence(t, run_dir), highlight=False, soft_wrap=not console.is_terminal)
+
+
+def print_finished(console: Console, done: Any) -> SearchSummary:
+    """A rerun with nothing left to do (:class:`automtl.rundir.resume.FinishedRun`): the run's summary, from its files."""
+    from automtl.rundir.baselines import Baselines
+    from automtl.rundir.ensemble import EnsembleResult
+
+    run = done.run
+    finished = sum(r.state in ("complete", "pruned") for r in run.records)
+    console.print(f"nothing left to do: the study holds {finished} finished trial(s) of {done.target}, and best/"
+                  + (", ensemble/" if done.ensemble_dir else "") + (", the baselines" if run.baselines else "")
+                  + (" and the report" if done.report else "") + " are up to date; give more --trials to search on",
+                  highlight=False, soft_wrap=not console.is_terminal)
+    summary = SearchSummary(done.run_dir, run.records, done.best, done.run_dir / "best", report=done.report,
+                            baselines=Baselines.from_json(run.baselines) if run.baselines else None,
+                            ensemble=EnsembleResult.from_json(run.ensemble) if run.ensemble else None,
+                            ensemble_dir=done.ensemble_dir, tasks=run.tasks)
+    print_summary(console, summary, run.primaries)
+    return summary
