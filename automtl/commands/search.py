@@ -119,7 +119,9 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     from automtl.rundir.folder import check_owner
     from automtl.rundir.resume import finished_run
 
-    done = finished_run(exp, report=not no_report)
+    from automtl.export.formats import parse_formats
+
+    done = finished_run(exp, report=not no_report, formats=parse_formats(exp.search.export_formats))
     if done is not None:  # a rerun of a finished search: its summary, without TensorFlow
         from automtl.run.summary import print_finished
 

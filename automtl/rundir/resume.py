@@ -23,7 +23,6 @@ import yaml
 
 from automtl.config import DEFAULT_TRIALS, Experiment
 from automtl.core.trial import TrialRecord
-from automtl.export.formats import parse_formats
 from automtl.rundir.results import RunTrials, leaderboard, read_trials
 
 #: The experiment's sections that decide what a run's trials and outputs are (``search`` is checked item by item).
@@ -44,8 +43,9 @@ class FinishedRun:
     report: Path | None
 
 
-def finished_run(exp: Experiment, report: bool) -> FinishedRun | None:
-    """The run in ``exp.run_dir`` when a rerun of ``exp`` has nothing left to do, else None."""
+def finished_run(exp: Experiment, report: bool, formats: list[str] | None = None) -> FinishedRun | None:
+    """The run in ``exp.run_dir`` when a rerun of ``exp`` has nothing left to do, else None
+    (``formats``: ``search.export_formats`` as parsed; best/ must hold each)."""
     settings, run_dir = exp.search, Path(exp.run_dir)
     if (settings.timeout is not None or settings.storage or settings.objective != "mean"
             or settings.workers not in (1, None) or getattr(settings, "fidelity", "none") == "rows"):
@@ -66,8 +66,7 @@ def finished_run(exp: Experiment, report: bool) -> FinishedRun | None:
     if not top or (best_doc.get("trial") or {}).get("number") != top[0].number:
         return None
     written = (run_dir / "trials.json").stat().st_mtime
-    formats = set(best_doc.get("formats") or {})
-    if not set(parse_formats(settings.export_formats)) <= formats | {"saved_model"}:
+    if not set(formats or settings.export_formats) <= set(best_doc.get("formats") or {}) | {"saved_model"}:
         return None
     ensemble_dir = None
     if settings.ensemble != 0 and sum(r.ok for r in records) >= 2:
