@@ -93,6 +93,36 @@ def postgres_url() -> Any:
         yield url
 
 
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits demo searched once per test session (3 trials x 2 epochs, with its report).
+
+    Every pytest-xdist worker of the session shares it: the first to get the
+    lock runs the search, the others wait and read it. Tests only read it; a
+    test that would change a run copies it first. It lies at ``.../runs/digits``,
+    so ``automtl search --demo digits`` run from two folders up resolves to it.
+    """
+    import fcntl
+
+    from automtl.cli import cli as group
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-digits"
+    shared.mkdir(exist_ok=True)
+    run = shared / "runs" / "digits"
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (run / "report.html").is_file():
+                result = CliRunner().invoke(group, ["search", "--demo", "digits", "--trials", "3", "--epochs", "2",
+                                                    "--out", str(run)], catch_exceptions=False)
+                assert result.exit_code == 0, result.output
+                assert "report: " in result.output
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return run
+
+
 @pytest.fixture
 def cli() -> Callable[..., Any]:
     """Invoke the CLI in-process; returns Click's Result."""
@@ -105,6 +135,10 @@ def cli() -> Callable[..., Any]:
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    # A slow test or a GPU test is never part of the unit loop (``pytest -m "not e2e"``).
+    for item in items:
+        if ("slow" in item.keywords or "gpu" in item.keywords) and "e2e" not in item.keywords:
+            item.add_marker(pytest.mark.e2e)
     if os.environ.get("AUTOMTL_TEST_GPUS"):
         return
     skip = pytest.mark.skip(reason="needs a GPU (set AUTOMTL_TEST_GPUS to run)")

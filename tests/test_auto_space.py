@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from automtl.autospace import batch_sizes, build_auto_space
@@ -76,6 +77,7 @@ def test_batch_sizes_fit_the_training_rows():
     assert batch_sizes(100_000) == [128, 256, 512]
 
 
+@pytest.mark.e2e
 def test_search_defaults_to_auto_and_writes_the_chosen_space(cli, tmp_path, write_experiment):
     path = write_experiment()
     raw = yaml.safe_load(path.read_text())

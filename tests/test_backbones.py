@@ -198,6 +198,7 @@ def test_bad_backbone_values_in_a_space_are_refused_before_any_trial():
             parse_space({"parameters": {key: {"choice": [value]}}}, "s.yaml", ["t"], ImageInput.parameters)
 
 
+@pytest.mark.e2e
 def test_a_detection_head_trains_on_a_backbones_stride_8_map():
     from automtl.api import object_column
     from automtl_detection import DetectionTask

@@ -85,6 +85,7 @@ def fingerprint(run):
             for p in sorted(run.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.e2e  # its own demo run: it edits split.json, so it cannot share the session's digits_run
 def test_a_finished_run_is_intact_after_bad_reruns(cli, tmp_path, monkeypatch):
     """The issue's data loss: the README's Keras Tuner example, run after the quick start, replaced the
     Optuna demo's best/, cut trials.csv and overwrote trial models. Now it and every other bad rerun are

@@ -134,6 +134,7 @@ def test_pruned_trials_teach_the_cost_model_too():
     assert pruned.cost["epoch_seconds"] == 1.0 and str(pruned) == "pruned at epoch 3"
 
 
+@pytest.mark.e2e
 def test_a_timed_search_runs_as_many_trials_as_fit_and_ends_on_time_with_best_and_ensemble(
         write_experiment, cli, monkeypatch):
     """No trial count: the deadline decides (the default count, made tiny here, no longer caps it)."""

@@ -16,6 +16,9 @@ from click.testing import CliRunner
 
 from conftest import TINY_SPACE, experiment_dict, make_table
 
+#: every test here runs a search (or reads one that a module fixture ran): the e2e loop
+pytestmark = pytest.mark.e2e
+
 
 def invoke(*args: Any) -> Any:
     from automtl.cli import cli
@@ -37,13 +40,10 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "run"
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The digits demo with a one-trial budget."""
-    run = tmp_path_factory.mktemp("demo") / "digits"
-    result = invoke("search", "--demo", "digits", "--trials", "1", "--epochs", "2", "--out", run, "--no-report")
-    assert result.exit_code == 0, result.output
-    return run
+@pytest.fixture
+def demo_run(digits_run: Path) -> Path:
+    """The session's digits run (``conftest.digits_run``): the demo searched once for every test file."""
+    return digits_run
 
 
 # -- trials ----------------------------------------------------------------------------------

@@ -100,6 +100,7 @@ def _built_in(kind: str) -> list[str]:
     return sorted(n for n, ep in entry_points(kind).items() if ep.dist is None or ep.dist.name == BUILT_IN)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", _built_in("task"))
 def test_built_in_task_keeps_the_contract(name, tmp_path):
     case = task_case(name, tmp_path)
@@ -107,6 +108,7 @@ def test_built_in_task_keeps_the_contract(name, tmp_path):
     check_task(cls, case.pop("options"), case.pop("table"), folder=tmp_path / "search", **case)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", _built_in("input"))
 def test_built_in_input_keeps_the_contract(name, tmp_path):
     case = input_case(name, tmp_path)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import yaml
 
 from conftest import make_table
 
 
+@pytest.mark.e2e
 def test_parquet_with_separate_validation_file(cli, tmp_path, tiny_space):
     frame = make_table(300)
     frame.iloc[:220].to_parquet(tmp_path / "train.parquet")
@@ -30,6 +32,7 @@ def test_parquet_with_separate_validation_file(cli, tmp_path, tiny_space):
     assert manifest["data"]["valid"].endswith("valid.parquet")
 
 
+@pytest.mark.e2e
 def test_npz_arrays_as_inputs_and_targets(cli, tmp_path, tiny_space):
     rng = np.random.default_rng(0)
     images = rng.normal(size=(240, 4, 4)).astype(np.float32)

@@ -300,6 +300,7 @@ print(json.dumps({"keys": sorted(out), "boxes": out["digits.boxes"].numpy().toli
 """
 
 
+@pytest.mark.e2e
 def test_detection_plus_classification_from_coco_config_serves_boxes(cli, tmp_path):
     path, _ = write_coco(tmp_path, n=48)
     exp = write_experiment(tmp_path, path.name, epochs=3)

@@ -79,6 +79,7 @@ def test_bad_device_in_the_experiment_file_names_the_key(cli, write_experiment, 
     assert "search.device" in result.output and "tpu" in result.output
 
 
+@pytest.mark.e2e
 def test_cpu_device_is_recorded_in_trials_and_manifest(cli, write_experiment, tmp_path):
     result = cli("search", "--config", write_experiment(), "--device", "cpu", "--precision", "float32", "--no-report")
     assert result.exit_code == 0, result.output
@@ -96,6 +97,7 @@ class _Handle:
         self.reports.append(value)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("params", [
     {"strategy": "joint", "trunk.units": 16, "sharing": "mmoe", "weighting": "uncertainty"},
     {"strategy": "joint", "trunk.units": 16, "weighting": "pcgrad"},  # per-task gradients, scaled and unscaled

@@ -16,6 +16,9 @@ from conftest import TINY_SPACE, experiment_dict, make_table
 from helpers import assert_user_error
 from test_export import SERVE
 
+#: every test here runs a search (or reads one that a module fixture ran): the e2e loop
+pytestmark = pytest.mark.e2e
+
 
 def _invoke(*args: str):
     from automtl.cli import cli as group

@@ -32,6 +32,7 @@ SERVE = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.e2e
 def test_saved_model_round_trip_in_fresh_process(tmp_path):
     frame = make_table(300)
     frame["price2"] = frame["price"] * -3 + 1000  # a second target, different scale

@@ -209,6 +209,7 @@ def test_serve_task_signatures_return_only_their_task(tmp_path):
     assert not any("head_kind" in n for n in ops)  # the other head is not even in the graph
 
 
+@pytest.mark.e2e
 def test_tf_serving_layout_loads_and_versions(tmp_path):
     import tensorflow as tf
 

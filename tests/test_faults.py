@@ -35,6 +35,7 @@ def test_failure_streak_counts_only_failures_in_a_row():
         streak.add(record("fail", "out of memory"))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", ["optuna", "keras-tuner"])
 def test_ten_failures_in_a_row_stop_the_search(cli, write_experiment, tmp_path, monkeypatch, backend):
     from automtl.errors import TrialFailed

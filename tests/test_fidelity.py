@@ -97,6 +97,7 @@ def test_auto_uses_rows_only_under_a_time_budget_with_enough_rows():
                                           "(9,000 rows), the best third of each rung moves up")
 
 
+@pytest.mark.e2e
 def test_a_search_on_rows_promotes_its_best_and_exports_a_full_fidelity_trial(write_experiment, cli):
     """Trials 0-5 on a ninth/third of the rows, promotions run on more, best/ is trained on all rows."""
     path = write_experiment()

@@ -57,6 +57,7 @@ def test_memory_disk_and_files_give_the_model_the_same_pixels(tmp_path):
     assert np.array_equal(found["memory"], found["disk"]) and np.array_equal(found["memory"], found["none"])
 
 
+@pytest.mark.e2e
 def test_images_stream_from_a_disk_cache_when_they_would_not_fit(tmp_path, monkeypatch):
     table = image_table(tmp_path / "pics")
     monkeypatch.setenv("AUTOMTL_INMEMORY_MB", "0.001")  # 12 images of 16x16x3 = 9 KB > 1 KB
@@ -81,6 +82,7 @@ def test_images_stream_from_a_disk_cache_when_they_would_not_fit(tmp_path, monke
     assert fits.storage == "memory"
 
 
+@pytest.mark.e2e
 def test_trainer_streams_cached_images_and_evaluates_every_row(tmp_path):
     from automtl_classification import ClassificationTask
     from helpers import prepared, train_once

@@ -16,6 +16,9 @@ from PIL import Image
 from automtl.core.trial import trial_dir
 from helpers import assert_user_error
 
+#: every test here runs a search (or reads one that a module fixture ran): the e2e loop
+pytestmark = pytest.mark.e2e
+
 BACKBONE = "mobilenet_v3_small_minimalistic"
 SIDE = 32
 

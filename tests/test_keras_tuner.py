@@ -232,6 +232,7 @@ SERVE = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.e2e
 def test_same_space_file_under_both_backends_and_plain_tensorflow_serving(cli, write_experiment, tmp_path):
     exp = write_experiment()
     runs = {}
@@ -261,6 +262,7 @@ def test_same_space_file_under_both_backends_and_plain_tensorflow_serving(cli, w
     assert "served" in served.stdout
 
 
+@pytest.mark.e2e
 def test_rerun_resumes_the_tuner_project(cli, write_experiment, tmp_path):
     exp = write_experiment()
     args = ("search", "--config", exp, "--backend", "keras-tuner", "--algorithm", "random", "--epochs", "2")
@@ -275,6 +277,7 @@ def test_rerun_resumes_the_tuner_project(cli, write_experiment, tmp_path):
     assert len(read_rows(tmp_path / "run" / "trials.csv")) == 3  # the project is full: nothing new
 
 
+@pytest.mark.e2e
 def test_hyperband_continues_trials_from_their_checkpoints(cli, write_experiment, tmp_path):
     # A learning rate too small to move the weights: a continued trial must start where its parent ended.
     space = dict(TINY_SPACE, parameters={**TINY_SPACE["parameters"], "learning_rate": {"float": [1e-10, 2e-10]}})

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
+
+#: a search end to end: the e2e loop
+pytestmark = pytest.mark.e2e
 
 
 def survey(n: int = 400, seed: int = 0) -> pd.DataFrame:

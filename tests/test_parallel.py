@@ -37,6 +37,7 @@ def test_bad_workers_values_are_refused(cli, write_experiment):
     assert result.exit_code == 2 and "cannot share one this way" in result.output and "chief and workers" in result.output
 
 
+@pytest.mark.e2e
 def test_two_workers_share_a_journal_study_and_finish_exactly_the_budget(cli, write_experiment, tmp_path):
     import optuna
 

@@ -45,6 +45,7 @@ def dominated(a: tuple[float, ...], others: list[tuple[float, ...]]) -> bool:
     return any(all(o >= x for o, x in zip(other, a)) and other != a for other in others)
 
 
+@pytest.mark.e2e
 def test_trials_csv_marks_exactly_the_non_dominated_trials(pareto_run):
     table = [r for r in rows(pareto_run) if r["state"] == "complete"]
     assert len(table) == 6 and "pareto" in table[0]
@@ -54,6 +55,7 @@ def test_trials_csv_marks_exactly_the_non_dominated_trials(pareto_run):
     assert front == expected and len(front) >= 2
 
 
+@pytest.mark.e2e
 def test_study_has_one_maximised_objective_per_task(pareto_run):
     import optuna
 
@@ -67,6 +69,7 @@ def test_study_has_one_maximised_objective_per_task(pareto_run):
     assert best["trial"]["number"] in front  # the best mean score is itself on the front
 
 
+@pytest.mark.e2e
 def test_two_front_trials_export_and_serve_with_plain_tensorflow(pareto_run, tmp_path):
     front = sorted(int(r["number"]) for r in rows(pareto_run) if r["pareto"] == "yes")[:2]
     for n in front:
@@ -92,6 +95,7 @@ def test_two_front_trials_export_and_serve_with_plain_tensorflow(pareto_run, tmp
     assert a["price"] != b["price"]  # two different models, not the same one twice
 
 
+@pytest.mark.e2e
 def test_report_draws_the_front(pareto_run):
     html = (pareto_run / "report.html").read_text()
     assert "Pareto front (task scores, higher is better)" in html
@@ -123,6 +127,7 @@ def test_pareto_needs_two_tasks(write_experiment, cli):
     assert result.exit_code == 2 and "at least two tasks" in result.output
 
 
+@pytest.mark.e2e
 def test_a_pareto_study_is_not_resumed_as_mean(pareto_run):
     result = invoke("search", "--config", pareto_run.parent / "experiment.yaml", "--objective", "mean")
     assert result.exit_code == 2
@@ -130,6 +135,7 @@ def test_a_pareto_study_is_not_resumed_as_mean(pareto_run):
     assert "asks for objective mean" in result.output and "--out" in result.output
 
 
+@pytest.mark.e2e
 def test_nsga2_runs_a_pareto_search(pareto_run, tmp_path):
     result = invoke("search", "--config", pareto_run.parent / "experiment.yaml", "--objective", "pareto",
                     "--algorithm", "nsga2", "--trials", "2", "--epochs", "2", "--out", tmp_path / "nsga", "--no-report")
@@ -138,6 +144,7 @@ def test_nsga2_runs_a_pareto_search(pareto_run, tmp_path):
     assert len(marks) == 2 and "yes" in marks
 
 
+@pytest.mark.e2e
 def test_latency_is_one_more_objective_measured_per_trial(tmp_path, write_experiment):
     import optuna
 

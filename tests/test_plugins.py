@@ -69,6 +69,7 @@ def test_builtin_plugins_are_listed_with_distribution():
         assert rows[key].version
 
 
+@pytest.mark.e2e
 def test_third_party_task_is_discovered_and_used_in_a_search(tmp_path, table_csv, tiny_space):
     site = make_distribution(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
@@ -103,6 +104,7 @@ def test_third_party_task_is_discovered_and_used_in_a_search(tmp_path, table_csv
     assert "visits.mae" in (tmp_path / "run" / "trials.csv").read_text().splitlines()[0]
 
 
+@pytest.mark.e2e
 def test_third_party_task_passes_the_contract_kit(tmp_path, monkeypatch):
     """What a plugin author runs in their own tests (README: Checking a plugin)."""
     import importlib
@@ -141,6 +143,7 @@ class BoostWorst(Weighting):
 '''
 
 
+@pytest.mark.e2e
 def test_third_party_weighting_is_registered_validated_and_trained(tmp_path, monkeypatch):
     """A weighting method in its own package: one file plus one entry point; its parameter joins the spaces."""
     import numpy as np

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+#: every test here runs a search (or reads one that a module fixture ran): the e2e loop
+pytestmark = pytest.mark.e2e
+
 SECTIONS = ["Optimisation history", "Parameter importances", "Parallel coordinates",
             "Validation score per epoch (all trials)", "Training curves of the best trial"]
 
@@ -50,13 +53,10 @@ def script_errors(stderr: str) -> list[str]:
             if ":CONSOLE" in line and ("Uncaught" in line or "ERROR:CONSOLE" in line)]
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("report") / "digits"
-    result = invoke("search", "--demo", "digits", "--trials", "3", "--epochs", "2", "--out", run)
-    assert result.exit_code == 0, result.output
-    assert "report: " in result.output
-    return run
+@pytest.fixture
+def demo_run(digits_run: Path) -> Path:
+    """The session's digits run (``conftest.digits_run``): a three-trial search with its report."""
+    return digits_run
 
 
 def test_search_writes_a_self_contained_report(demo_run):

@@ -6,6 +6,11 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
+#: every test here runs a search (or reads one that a module fixture ran): the e2e loop
+pytestmark = pytest.mark.e2e
+
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open() as fh:

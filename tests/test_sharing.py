@@ -84,6 +84,7 @@ def test_schemes_are_registered_with_their_declared_parameters():
         assert name in specs, name
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sharing", SCHEMES)
 def test_each_scheme_trains_exports_and_serves_on_vector_image_and_text_inputs(sharing, tmp_path):
     import tensorflow as tf
@@ -256,6 +257,7 @@ def test_sharing_space_translates_for_keras_tuner():
     assert "branch.at" in params and "soft.strength" not in params and "experts" not in params
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", ["optuna", "keras-tuner"])
 def test_digits_demo_searches_the_sharing_space_and_resumes(cli, tmp_path, backend):
     if backend == "keras-tuner":
@@ -295,6 +297,7 @@ class LateBranch(SharingScheme):
 '''
 
 
+@pytest.mark.e2e
 def test_third_party_scheme_through_an_entry_point(tmp_path, table_csv):
     from helpers import fake_distribution
 
@@ -340,6 +343,7 @@ def test_trial_summaries_name_the_scheme_and_its_main_parameter():
     assert short_params({"sharing": "none", "learning_rate": 0.001}) == "none, lr 0.001"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sharing", ["none", "soft", "branch"])
 def test_gradient_manipulations_train_under_schemes_with_few_shared_variables(sharing):
     """PCGrad / CAGrad act on the shared variables; with ``none`` there are none, and training still runs."""

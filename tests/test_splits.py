@@ -133,6 +133,7 @@ def grouped_csv(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, tiny_space):
     """3 folds by site: the folds' mean ranks trials, the best is retrained on every row and exported."""
     raw = experiment_dict(grouped_csv, tiny_space, out=str(tmp_path / "run"), epochs=2)
@@ -204,6 +205,7 @@ def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, t
     assert (run / SPLIT_FILE).read_text() == before
 
 
+@pytest.mark.e2e
 def test_grouped_holdout_search_records_its_split_for_resume_and_export(cli, tmp_path, grouped_csv, tiny_space):
     """A grouped hold-out in a trial process: split.json names the validating rows and groups; export reads it."""
     raw = experiment_dict(grouped_csv, tiny_space, out=str(tmp_path / "run"), epochs=2, trials=1,

@@ -62,6 +62,7 @@ def test_encoders_fit_on_training_rows_only():
                 np.testing.assert_array_equal(wa, wb)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("numeric, categorical", ENCODINGS)
 def test_each_encoding_trains_and_serves_raw_values(tmp_path, numeric, categorical):
     import tensorflow as tf

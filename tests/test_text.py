@@ -218,6 +218,7 @@ def _objects(values: list) -> np.ndarray:
 
 
 # -- models --------------------------------------------------------------------------------
+@pytest.mark.e2e
 @pytest.mark.parametrize("encoder", ["conv", "bigru", "transformer"])
 def test_each_sequence_encoder_trains_saves_and_loads(encoder, tmp_path):
     import keras
@@ -295,6 +296,7 @@ def reviews_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_text_classification_and_regression_from_a_csv_through_config(cli, tmp_path):
     train = reviews_csv(tmp_path / "reviews.csv")
     space = tmp_path / "space.yaml"

@@ -119,6 +119,7 @@ def test_bow_vocab_size_keeps_the_most_frequent_terms():
     assert assembled.model.get_layer("text_tfidf").output.shape[-1] == 8
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sharing", ["none", "branch", "soft", "cross_stitch", "mmoe", "ple"])
 def test_bow_feeds_the_vector_view_under_every_sharing_scheme(sharing):
     """The TF-IDF vector is the trunk's input, copied or mixed by the scheme like any vector view."""

@@ -122,6 +122,7 @@ def test_pretrained_vectors_start_the_embedding_and_freeze_keeps_them(tmp_path, 
                                assembled.model.predict(x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_searched_freezing_runs_and_bad_embeddings_are_refused(cli, tmp_path):
     vectors_file(tmp_path / "v.vec", ["good", "great", "bad", "awful", "movie", "film"], header=True)
     table = sentences(40)

@@ -16,7 +16,6 @@ import sys
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
 
 EVERYTHING = '''
 """Every axis of automtl, as a third party writes it: automtl.api only."""
@@ -298,6 +297,7 @@ def test_every_axis_lists_the_third_party_member(everything):
     assert listed.stdout.count("automtl-everything") >= len(ENTRY_POINTS)
 
 
+@pytest.mark.e2e
 def test_a_search_uses_a_third_party_member_of_every_axis(everything):
     root, env = everything
     run = root / "run"

@@ -27,6 +27,7 @@ def _trainer():
     return Trainer(build_model([enc], [task], params), [task], params, train, valid, {"kind": 1.0}, encoders=[enc])
 
 
+@pytest.mark.e2e
 def test_trainer_stops_at_the_first_epoch_end_past_the_deadline(monkeypatch):
     from automtl.training import trainer as trainer_module
 
@@ -49,6 +50,7 @@ def test_a_trial_starting_after_the_deadline_fails_with_the_reason():
         _trainer().fit(5, deadline=time.time() - 1)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend, per_process", [("optuna", 0), ("optuna", 1), ("keras-tuner", 0)])
 def test_search_ends_at_its_deadline_with_an_export(write_experiment, monkeypatch, backend, per_process):
     """The deadline reaches the trial in this process or in its trial process, with either backend."""

@@ -154,6 +154,7 @@ def test_bad_new_options_name_the_plugin_and_option(cli, write_experiment, where
                       option)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend, algorithm", [("keras-tuner", "random"), ("optuna", "random")])
 def test_new_parameters_search_under_both_backends(cli, tmp_path, write_experiment, backend, algorithm):
     space = tmp_path / "opts.yaml"

@@ -81,6 +81,7 @@ def test_dwa_weights_the_task_whose_loss_falls_slower():
     assert b > a and a + b == pytest.approx(2.0)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("method", ["gradnorm", "dwa", "uncertainty", "max"])
 def test_every_weighting_trains_end_to_end(method):
     encs = [TabularInput("features", {"numeric": ["x*"], "categorical": ["city"]})]
@@ -111,6 +112,7 @@ def test_per_task_learning_rates_reach_the_optimizers():
     assert rates == pytest.approx([0.001, 0.02])
 
 
+@pytest.mark.e2e
 def test_mmoe_trains_saves_and_exports(tmp_path):
 
     from automtl.core.trial import TrialRecord

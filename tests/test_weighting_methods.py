@@ -305,6 +305,7 @@ def test_gradient_manipulation_step_applies_decoupled_weight_decay():
 
 
 # -- history ------------------------------------------------------------------------------------
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["si", "famo", "dbmtl", "pcgrad", "cagrad"])
 def test_every_new_method_trains_and_keeps_its_history(name):
     encs = [TabularInput("features", {"numeric": ["x*"], "categorical": ["city"]})]

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+#: every test here runs a search (or reads one that a module fixture ran): the e2e loop
+pytestmark = pytest.mark.e2e
+
 NEW = ["si", "famo", "dbmtl", "pcgrad", "cagrad"]
 GRADIENT_METHODS = {"dbmtl", "pcgrad", "cagrad"}
 

@@ -6,7 +6,12 @@ import csv
 import os
 import signal
 
+import pytest
+
 from automtl.config import load_experiment
+
+#: every test here runs a search (or reads one that a module fixture ran): the e2e loop
+pytestmark = pytest.mark.e2e
 
 
 def rows(path):
