@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from automtl.core import registry
+from automtl.errors import AutomtlError
+
 #: Longest summary (a trial line adds its number, score and metrics around it).
 MAX_CHARS = 72
 
@@ -24,9 +27,6 @@ def _value(v: Any) -> str:
 
 def _member_settings(kind: str, name: str, params: dict[str, Any]) -> str:
     """The member's own (global) parameters the trial has, as ``(a=1, b=2)``."""
-    from automtl.core import registry
-    from automtl.errors import AutomtlError
-
     try:
         declared = [s.name for s in getattr(registry.member(kind, name), "parameters", ()) if not s.per_task]
     except AutomtlError:  # a member not installed here (the run came from elsewhere)
@@ -47,9 +47,18 @@ def _training(p: dict[str, Any]) -> str:
     parts = []
     if strategy is not None:
         parts.append(f"{strategy}{_member_settings('strategy', str(strategy), p)}")
-    if "weighting" in p and strategy in (None, "joint"):
+    if "weighting" in p and _weights_losses(strategy):
         parts.append(f"{p['weighting']}{_member_settings('weighting', str(p['weighting']), p)}")
     return "/".join(parts)
+
+
+def _weights_losses(strategy: Any) -> bool:
+    """Whether the trial's strategy combines the task losses with its weighting (its declaration says)."""
+    name = registry.AXES["strategy"].default if strategy is None else str(strategy)
+    try:
+        return bool(getattr(registry.member("strategy", name), "weights_losses", False))
+    except AutomtlError:  # a strategy not installed here: show the weighting rather than hide it
+        return True
 
 
 def _encoder(p: dict[str, Any]) -> str:

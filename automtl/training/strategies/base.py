@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -48,6 +48,8 @@ class Strategy(Declared):
 
     #: the joint strategy's loss weighting (None for strategies that weight nothing)
     weighting: "Weighting | None" = None
+    #: it combines the task losses with the searched ``weighting`` (trial summaries then name the weighting)
+    weights_losses: ClassVar[bool] = False
     #: facts about this trial's training worth keeping in its history (the first epoch's row)
     notes: dict[str, str] = {}
     #: every optimizer the strategy steps (the trainer sets their learning rates per epoch)

@@ -23,6 +23,8 @@ from automtl.training.strategies.base import Strategy, apply_gradients, gather, 
 class JointTraining(Strategy):
     """Every step trains every task; the searched ``weighting`` method combines their losses."""
 
+    weights_losses = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         names = [t.name for t in self.tasks]
