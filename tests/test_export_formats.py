@@ -20,6 +20,9 @@ from automtl_tabular import ArrayInput, TabularInput
 from conftest import make_table
 from helpers import prepared, split, train_once
 
+#: every test here converts an export (ONNX, LiteRT, TF Serving) and checks its parity: the e2e loop
+pytestmark = pytest.mark.e2e
+
 PORTABLE = ["saved_model", "onnx", "tflite"]
 
 
@@ -209,7 +212,6 @@ def test_serve_task_signatures_return_only_their_task(tmp_path):
     assert not any("head_kind" in n for n in ops)  # the other head is not even in the graph
 
 
-@pytest.mark.e2e
 def test_tf_serving_layout_loads_and_versions(tmp_path):
     import tensorflow as tf
 
