@@ -20,6 +20,9 @@ import yaml
 
 from test_images_e2e import BACKBONE, SIDE, write_images
 
+#: every test here runs a search, an export or a distillation: the e2e loop
+pytestmark = pytest.mark.e2e
+
 pytestmark = pytest.mark.slow
 
 #: What TensorFlow, absl, Keras and the converters print when left alone.

@@ -66,6 +66,7 @@ def test_the_model_serves_the_average_of_its_members_and_each_member_learns_from
     assert task_loss(kind, y, out, m).numpy() == pytest.approx(np.mean(each), rel=1e-5)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sharing", ["hard", "none", "branch", "soft", "cross_stitch", "mmoe", "ple"])
 def test_tabm_trains_under_every_sharing_scheme(sharing):
     encoders, tasks, train, valid = _parts()
@@ -101,6 +102,7 @@ def test_auto_space_searches_the_trunk_kind_for_tabular_inputs():
     assert all(point.get("trunk.kind") == "mlp" for point in space["start"])  # the plain MLP first
 
 
+@pytest.mark.e2e
 def test_tabm_search_exports_a_model_that_serves_without_automtl(cli, write_experiment, tiny_space, tmp_path):
     import json
     import subprocess

@@ -55,6 +55,7 @@ def fingerprint(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.e2e
 def test_a_full_disk_while_search_writes_best_is_exit_2(run, cli, monkeypatch):
     folder, ws = run
     import tensorflow as tf
@@ -66,6 +67,7 @@ def test_a_full_disk_while_search_writes_best_is_exit_2(run, cli, monkeypatch):
     assert not (folder / "automtl-error.log").exists()  # nothing appended: it is not a bug
 
 
+@pytest.mark.e2e
 def test_a_quota_while_search_writes_its_snapshot_names_the_run(run, cli, monkeypatch):
     """An OSError without a file name (as ``write()`` raises): the run folder is named."""
     folder, ws = run
@@ -79,6 +81,7 @@ def test_a_quota_while_search_writes_its_snapshot_names_the_run(run, cli, monkey
     assert not (folder / "automtl-error.log").exists()
 
 
+@pytest.mark.e2e
 def test_export_onto_a_read_only_disk_is_exit_2(run, cli, monkeypatch, tmp_path):
     folder, _ = run
     import tensorflow as tf
@@ -91,6 +94,7 @@ def test_export_onto_a_read_only_disk_is_exit_2(run, cli, monkeypatch, tmp_path)
     assert fingerprint(folder) == before
 
 
+@pytest.mark.e2e
 def test_predict_onto_a_full_disk_is_exit_2(run, cli, monkeypatch, tmp_path):
     folder, ws = run
 
@@ -102,6 +106,7 @@ def test_predict_onto_a_full_disk_is_exit_2(run, cli, monkeypatch, tmp_path):
     one_line(cli("predict", folder / "best", "--data", ws.data, "--out", out), "No space left on device", str(out))
 
 
+@pytest.mark.e2e
 def test_report_without_permission_is_exit_2(run, cli, monkeypatch, tmp_path):
     folder, _ = run
     real = Path.write_text
@@ -115,6 +120,7 @@ def test_report_without_permission_is_exit_2(run, cli, monkeypatch, tmp_path):
     one_line(cli("report", folder, "--out", tmp_path / "report.html"), "Permission denied", str(tmp_path))
 
 
+@pytest.mark.e2e
 def test_distill_onto_a_full_disk_is_exit_2(run, cli, monkeypatch, tmp_path):
     folder, _ = run
     import tensorflow as tf
