@@ -65,6 +65,7 @@ __all__ = [
     "Stream",
     "TimeLeft",
     "TrialFailed",
+    "Unavailable",
     "TrialHandle",
     "TrialOutcome",
     "TrialPruned",
@@ -252,6 +253,17 @@ class PortableInput:
                 "steps": list(self.steps)}
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """Values of a search parameter that cannot run on this machine (say, pretrained weights that
+    cannot be had offline): ``why`` says so and how to fix it; ``default`` is the value the plugin
+    uses when the space does not set the parameter."""
+
+    values: tuple[Any, ...]
+    why: str
+    default: Any = None
+
+
 class _Plugin:
     Options: ClassVar[type[Options]] = NoOptions
     #: Extra search-space parameter names this plugin reads (beyond the core ones):
@@ -286,6 +298,13 @@ class _Plugin:
         from automtl.autospace import plugin_dir, read_fragment
 
         return read_fragment(plugin_dir(type(self).__module__), self.kind, self.type_name) if self.type_name else {}
+
+    def unavailable(self) -> Mapping[str, Unavailable]:
+        """This plugin's parameter values that cannot run here, by parameter name; asked once
+        before the first trial, after :meth:`prepare`. A search whose space fixes such a value (or
+        leaves the parameter at such a default) is refused with ``why``; a space that samples it
+        loses those choices, with one note in the start-up line. Default: none."""
+        return {}
 
     def resolve_path(self, path: str | Path) -> Path:
         """A path from this plugin's options: absolute, or relative to the experiment file."""

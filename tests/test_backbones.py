@@ -6,6 +6,7 @@ and loaded back through the input's ``weights`` option.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,44 @@ def test_a_backbone_on_small_images_exports_to_onnx_and_litert_at_the_training_s
     image = next(i for i in manifest["formats"]["onnx"]["inputs"] if i["name"] == "img")
     assert image["shape"] == [None, 12, 12, 1]
     assert_runtimes_match_saved_model(out, valid.x)
+
+
+def test_offline_imagenet_weights_are_found_before_the_first_trial(cli, tmp_path, monkeypatch):
+    """No cached weights and no network: a space that samples backbones drops them with one note in
+    the start-up line; a space that fixes one is refused with the fix."""
+    import yaml
+
+    from automtl_image import backbones
+    from test_images_e2e import write_images
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras"))
+    monkeypatch.setattr(backbones, "can_download", lambda timeout=2.0: False)
+    write_images(tmp_path, n=24)
+
+    def experiment(name: str, backbone: dict) -> Path:
+        space = {"parameters": {"image.backbone": backbone, "image.stages": 1, "image.filters": 4, "trunk.depth": 1,
+                                "trunk.units": 8, "batch_size": 16},
+                 "per_task": {"head.units": 4, "head.depth": 1}}
+        (tmp_path / f"{name}.space.yaml").write_text(yaml.safe_dump(space))
+        exp = {"name": name, "data": {"train": "data.csv", "valid_fraction": 0.25},
+               "inputs": [{"name": "image", "type": "image"}],  # weights: imagenet, the default
+               "tasks": [{"name": "label", "type": "classification", "target": "label"}],
+               "space": f"{name}.space.yaml",
+               "search": {"trials": 2, "epochs": 1, "seed": 0, "out": str(tmp_path / name), "trials_per_process": 0,
+                          "baselines": "off", "ensemble": 0, "refit": False}}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(exp))
+        return tmp_path / f"{name}.yaml"
+
+    fixed = cli("search", "--config", experiment("fixed", {"fixed": "mobilenet_v3_small"}), "--no-report")
+    assert fixed.exit_code == 2, fixed.output
+    for fragment in ("ImageNet weights of", "cannot be reached", "weights: PATH", "weights: none", "mobilenet_v3_small"):
+        assert fragment in fixed.output, fixed.output
+    assert not (tmp_path / "fixed" / "trials").exists()  # refused before any trial
+    sampled = cli("search", "--config", experiment("sampled", {"choice": ["conv", "mobilenet_v3_small", "resnet50"]}),
+                  "--no-report")
+    assert sampled.exit_code == 0, sampled.output
+    start = sampled.output[:sampled.output.index("trial ")]
+    assert "image.backbone without mobilenet_v3_small, resnet50" in start, start  # said once, in the start-up lines
+    assert sampled.output.count("without mobilenet_v3_small") == 1
+    trials = json.loads((tmp_path / "sampled" / "trials.json").read_text())["trials"]
+    assert trials and all(t["params"]["image.backbone"] == "conv" and t["state"] == "complete" for t in trials)

@@ -76,6 +76,8 @@ class Checked:
     formats: list[str] = field(default_factory=lambda: ["saved_model"])
     #: the folds were chosen for a small table (:func:`automtl.data.split.auto_folds`), not by the experiment
     auto_folds: bool = False
+    #: what the checks changed and the start-up line says (choices dropped: :mod:`automtl.run.available`)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -238,7 +240,8 @@ def _print_start(s: Search, where: str) -> None:
            if s.prepared.folds else "")
         + (f"; {s.budget.describe()}" if s.budget.describe() else "")
         + (f"; {fidelity.describe(s.rungs, len(s.prepared.train))}" if len(s.rungs) > 1 else "")
-        + f"; {where}\nrun folder {s.run_dir}",
+        + f"; {where}\nrun folder {s.run_dir}"
+        + "".join(f"\n[yellow]note:[/] {note}" for note in s.checked.notes),
         highlight=False,
     )
 

@@ -33,6 +33,7 @@ from automtl.console import shown
 from automtl.core.trial import TrialRecord, trial_dir
 from automtl.data.prepare import instantiate, prepare
 from automtl.errors import AutomtlError, ConfigError, SearchStopped
+from automtl.run.available import drop_unavailable
 from automtl.run.baselines import run_baselines
 from automtl.run.phases import Checked, Search, no_parallel_workers, prepare_search, run_trials
 from automtl.run.summary import SearchSummary, print_summary
@@ -107,6 +108,7 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
     checked = Checked(exp, encoders, tasks, space, space_path, prepared, formats=formats, auto_folds=auto)
     if checked.space is None:
         build_auto(checked, len(prepared.train))
+    checked.notes = drop_unavailable(checked.space, (*encoders, *tasks))  # e.g. weights that cannot be had here
     return checked
 
 

@@ -42,8 +42,9 @@ import pydantic
 
 from automtl.api import (Block, ConfigError, DataError, EncoderBlocks, InputEncoder, InputSpec, MappedArray, Options, ParamSpec,
                          PortableInput, StreamedArray, Table, TrialParams, is_missing, memory_budget_bytes,
-                         scale_learning_rate)
+                         Unavailable, scale_learning_rate)
 
+from . import backbones as _backbones
 from .backbones import BACKBONES, FINE_TUNE, MIN_SIDE, STRIDES
 
 TRUNKS = ("conv", *BACKBONES)
@@ -138,6 +139,20 @@ class ImageInput(InputEncoder):
             raise ConfigError(f"input '{self.name}': option 'weights': {path} not found (expected imagenet, none, "
                               "or a weights file or folder)")
         return path
+
+    def unavailable(self) -> dict[str, Unavailable]:
+        """With ``weights: imagenet``: the backbones whose weights are neither in Keras' cache nor
+        downloadable here (known before the first trial, not found trial by trial)."""
+        if self.options.weights.strip().lower() != "imagenet":
+            return {}
+        missing = _backbones.offline_backbones()
+        if not missing:
+            return {}
+        host = _backbones.WEIGHTS_HOST[0]
+        why = (f"input '{self.name}': the ImageNet weights of {', '.join(missing)} are not in Keras' cache "
+               f"({_backbones.keras_cache()}) and {host} cannot be reached; give the input option weights: PATH "
+               "(a weights file, or a folder such as a copy of ~/.keras/models) or weights: none")
+        return {"image.backbone": Unavailable(tuple(missing), why, self.options.backbone)}
 
     # -- data -------------------------------------------------------------------------------
     def _owner(self) -> str:

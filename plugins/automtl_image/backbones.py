@@ -11,7 +11,10 @@ Keras until a backbone is built, so the names can be listed cheaply.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import os
 import re
+import socket
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +83,37 @@ def weights_file(weights: Path, name: str) -> Path:
         if hits:
             return hits[-1]
     raise ValueError(f"no weights for backbone '{name}' in folder {weights} (looked for {', '.join(wanted)})")
+
+
+#: Where ``keras.applications`` downloads its weights from (the host a search must reach without a cache).
+WEIGHTS_HOST = ("storage.googleapis.com", 443)
+
+
+def keras_cache() -> Path:
+    """Keras' download folder: ``$KERAS_HOME/models``, else ``~/.keras/models``."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def cached(name: str) -> bool:
+    """The ImageNet weights of backbone ``name`` are in Keras' download folder."""
+    folder = keras_cache()
+    return folder.is_dir() and any(fnmatch.fnmatch(p.name, BACKBONES[name].keras_file) for p in folder.iterdir())
+
+
+@functools.lru_cache(maxsize=1)
+def can_download(timeout: float = 2.0) -> bool:
+    """Whether Keras' weights host answers (one short connection attempt per process)."""
+    try:
+        with socket.create_connection(WEIGHTS_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def offline_backbones() -> list[str]:
+    """Backbones whose ImageNet weights are neither cached nor downloadable here (checked before any trial)."""
+    missing = [name for name in BACKBONES if not cached(name)]
+    return missing if missing and not can_download() else []
 
 
 def application(name: str, size: tuple[int, int], weights: str | Path | None) -> Any:
