@@ -437,3 +437,14 @@ def test_latency_rounds_put_every_model_in_every_position():
     assert all(sorted(o) == ["best", "ensemble", "student"] for o in orders)
     for position in range(3):  # over the rounds, each model is timed first, second and last equally often
         assert sorted(o[position] for o in orders) == ["best", "best", "ensemble", "ensemble", "student", "student"]
+
+
+def test_single_task_searches_split_the_main_searchs_trials_even_without_a_trial_count():
+    """A timed search (no search.trials) used to fail its single-task baselines on an undefined name."""
+    from automtl.config import DEFAULT_TRIALS, SearchConfig
+    from automtl.run.baselines import single_task_trials
+
+    assert single_task_trials(SearchConfig(trials=9), 2) == 4
+    assert single_task_trials(SearchConfig(timeout=60), 2) == DEFAULT_TRIALS // 2
+    assert single_task_trials(SearchConfig(trials=1), 3) == 1
+    assert single_task_trials(SearchConfig(trials=9, baseline_trials=5), 2) == 5

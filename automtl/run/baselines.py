@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from automtl.config import DEFAULT_TRIALS
 from automtl.core import registry
 from automtl.core.trial import TrialRecord, trial_dir
 from automtl.run.ensemble import VALID_PRED, FoldRows, evaluate_task, load_valid_pred
@@ -300,6 +301,12 @@ def _train(s: "Search", task: str, folder: Path, handle: _Handle) -> Any:
         runner.close()
 
 
+def single_task_trials(settings: Any, tasks: int) -> int:
+    """Trials of each single-task search (``baselines: search``): ``search.baseline_trials``, else the
+    main search's trials (:data:`~automtl.config.DEFAULT_TRIALS` when it has none: a timed search) per task."""
+    return settings.baseline_trials or max(1, (settings.trials or DEFAULT_TRIALS) // tasks)
+
+
 def _search(s: "Search", best: TrialRecord, task: "Task") -> tuple[TaskBaseline | None, int]:
     """A single-task search for ``task`` in study ``<study>/single/<task>`` of the same storage."""
     from dataclasses import replace
@@ -309,7 +316,7 @@ def _search(s: "Search", best: TrialRecord, task: "Task") -> tuple[TaskBaseline 
 
     settings = s.exp.search
     folder = baseline_folder(s.run_dir, task.name)
-    n_trials = settings.baseline_trials or max(1, (settings.trials or DEFAULT_TRIALS) // len(s.checked.tasks))
+    n_trials = single_task_trials(settings, len(s.checked.tasks))
     # Optuna: a study of the same storage; Keras Tuner names a project folder (a name, not a path)
     # inside the baseline's own run folder.
     study = (f"{s.exp.study_name}/single/{task.name}" if backends.spec(settings.backend).optuna_study
