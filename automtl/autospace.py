@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from automtl.core import registry
 from automtl.errors import ConfigError
 
 FRAGMENT_FILE = "auto_space.yaml"
@@ -36,13 +37,17 @@ def batch_sizes(rows: int | None) -> list[int]:
     return fitting[-3:]
 
 
-#: With several tasks, how much they share is searched (as in ``default.yaml``): ``none`` (a tower
-#: per task) is always a choice, so the search can fall back to what separate models get.
-SHARING: dict[str, Any] = {
-    "sharing": {"choice": ["hard", "none", "branch", "soft"]},
-    "branch.at": {"int": [0, 3], "when": {"sharing": "branch"}},
-    "soft.strength": {"float": [1.0e-3, 1.0], "log": True, "when": {"sharing": "soft"}},
-}
+def sharing_fragment() -> dict[str, Any]:
+    """With several tasks, how much they share is searched (as in ``default.yaml``), among the schemes
+    that declare an ``auto_space``: ``none`` (a tower per task) is one, so the search can fall back
+    to what separate models get."""
+    schemes = sorted(((name, cls) for name, cls in registry.members("sharing").items()
+                      if getattr(cls, "auto_space", None) is not None), key=lambda nc: (nc[1].auto_rank, nc[0]))
+    fragment: dict[str, Any] = {"sharing": {"choice": [name for name, _ in schemes]}}
+    for name, cls in schemes:
+        for key, value in cls.auto_space.items():
+            fragment[key] = {**copy.deepcopy(value), "when": {"sharing": name}}
+    return fragment
 
 
 def core_fragment(tasks: int, rows: int | None = None) -> dict[str, Any]:
@@ -60,11 +65,11 @@ def core_fragment(tasks: int, rows: int | None = None) -> dict[str, Any]:
     }
     per_task: dict[str, Any] = {"head.depth": {"int": [0, 1]}, "head.units": {"int": [32, 128], "log": True}}
     if tasks > 1:
-        parameters.update(copy.deepcopy(SHARING))
+        parameters.update(sharing_fragment())
         per_task["loss_weight"] = {"float": [0.5, 2.0], "log": True}
     start = core_start(rows)
     if tasks > 1:
-        start.update({"sharing": "hard", "loss_weight": 1.0})
+        start.update({"sharing": registry.AXES["sharing"].default, "loss_weight": 1.0})
     return {"parameters": parameters, "per_task": per_task, "start": [start]}
 
 

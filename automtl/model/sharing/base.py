@@ -18,7 +18,7 @@ with the helpers here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from automtl.core.params import Declared
 from automtl.core.trial_params import TrialParams
@@ -169,6 +169,12 @@ class SharingScheme(Declared):
     light. ``views`` says which views the tasks need (a scheme may refuse
     some, naming why).
     """
+
+    #: its part of ``space: auto`` with several tasks: its own parameters' ranges in the space file format
+    #: (each applies only when this scheme is chosen); None keeps it out of the automatic space
+    auto_space: ClassVar[dict[str, Any] | None] = None
+    #: its place among the automatic space's choices (lowest first)
+    auto_rank: ClassVar[int] = 100
 
     def build(self, trunk: Trunk, tasks: list[str], params: TrialParams) -> Shared:
         raise NotImplementedError

@@ -11,6 +11,9 @@ class BranchSharing(SharingScheme):
     """Share the first ``branch.at`` levels (conv stages, encoder layers, then dense layers),
     copy the rest: 0 is ``none``; the trunk's depth or more is ``hard``."""
 
+    auto_space = {"branch.at": {"int": [0, 3]}}
+    auto_rank = 2
+
     parameters = (
         ParamSpec("branch.at", 1, low=0, integer=True,
                   doc="levels shared before the tasks branch (encoder blocks then dense layers; capped by the depth)"),

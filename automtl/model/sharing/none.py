@@ -12,6 +12,9 @@ class NoSharing(SharingScheme):
     Only what an input keeps shared (its scaling, a text embedding) is common.
     """
 
+    auto_space = {}
+    auto_rank = 1
+
     def build(self, trunk: Trunk, tasks: list[str], params: TrialParams) -> Shared:
         per_task = {t: trunk.run(trunk.begin(), 0, trunk.depth, tag=t).tensors for t in tasks}
         last, said = shared_last(trunk, 0)

@@ -20,6 +20,9 @@ class SoftSharing(SharingScheme):
     kernels is zero).
     """
 
+    auto_space = {"soft.strength": {"float": [1.0e-3, 1.0], "log": True}}
+    auto_rank = 3
+
     parameters = (
         ParamSpec("soft.strength", 1e-3, low=0, doc="weight of the L2 pull between the tasks' copies (search it log-scaled)"),
     )
