@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,27 +127,35 @@ def _edges() -> dict[str, dict[str, str]]:
 FACADE = "automtl.api"
 
 
-def test_no_cycle_between_parts():
-    edges = {src: dsts for src, dsts in _edges().items() if src != FACADE}
+def _first_cycle(edges: dict[str, Any]) -> list[str] | None:
+    """A cycle of ``edges`` (node -> its successors) as ``[a, b, ..., a]``, or None (depth-first search)."""
     seen: dict[str, int] = {}
     stack: list[str] = []
 
-    def walk(node: str) -> None:
+    def walk(node: str) -> list[str] | None:
         seen[node] = 1
         stack.append(node)
-        for nxt in sorted(edges.get(node, {})):
+        for nxt in sorted(edges.get(node, ())):
             if seen.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
-                where = [edges[a][b] for a, b in zip(cycle, cycle[1:])]
-                pytest.fail(f"import cycle {' -> '.join(cycle)} (through {', '.join(where)})")
-            if nxt not in seen:
-                walk(nxt)
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in seen and (found := walk(nxt)):
+                return found
         stack.pop()
         seen[node] = 2
+        return None
 
     for node in sorted(edges):
-        if node not in seen:
-            walk(node)
+        if node not in seen and (found := walk(node)):
+            return found
+    return None
+
+
+def test_no_cycle_between_parts():
+    edges = {src: dsts for src, dsts in _edges().items() if src != FACADE}
+    cycle = _first_cycle(edges)
+    if cycle:
+        where = [edges[x][y] for x, y in zip(cycle, cycle[1:])]
+        pytest.fail(f"import cycle {' -> '.join(cycle)} (through {', '.join(where)})")
 
 
 @pytest.mark.parametrize("importer, imported", FORBIDDEN)
@@ -192,24 +201,13 @@ def _file_edges() -> dict[str, set[str]]:
 
 def test_no_cycle_between_files():
     """Within a part too: a file never imports, through any chain, a file that imports it."""
-    edges = _file_edges()
-    seen: dict[str, int] = {}
-    stack: list[str] = []
+    cycle = _first_cycle(_file_edges())
+    assert cycle is None, f"import cycle between files: {' -> '.join(cycle or [])}"
 
-    def walk(node: str) -> None:
-        seen[node] = 1
-        stack.append(node)
-        for nxt in sorted(edges.get(node, ())):
-            if seen.get(nxt) == 1:
-                pytest.fail(f"import cycle between files: {' -> '.join(stack[stack.index(nxt):] + [nxt])}")
-            if nxt not in seen:
-                walk(nxt)
-        stack.pop()
-        seen[node] = 2
 
-    for node in sorted(edges):
-        if node not in seen:
-            walk(node)
+def test_the_cycle_check_finds_a_cycle_and_passes_a_chain():
+    assert _first_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _first_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
 def test_the_file_cycle_check_sees_imports_inside_functions(tmp_path):
