@@ -91,19 +91,24 @@ def in_memory_bytes(files: list[Path]) -> int:
     return per_row * sum(row_counts(files))
 
 
-def iter_frames(files: list[Path], batch_rows: int) -> Iterator[tuple[Any, int, Path]]:
-    """``(pandas frame, global number of its first row, file)`` for every batch of every file, in order."""
+def iter_batches(files: list[Path], batch_rows: int) -> Iterator[tuple[Any, int, Path]]:
+    """``(Arrow record batch, global number of its first row, file)`` for every batch of every file, in order."""
     start = 0
     for path in files:
         try:
             for batch in _parquet_file(path).iter_batches(batch_size=batch_rows):
-                frame = batch.to_pandas()
-                yield frame, start, path
-                start += len(frame)
+                yield batch, start, path
+                start += batch.num_rows
         except DataError:
             raise
         except Exception as exc:
             raise DataError(f"{path}: cannot read Parquet file: {exc}") from None
+
+
+def iter_frames(files: list[Path], batch_rows: int) -> Iterator[tuple[Any, int, Path]]:
+    """:func:`iter_batches` as pandas frames."""
+    for batch, start, path in iter_batches(files, batch_rows):
+        yield batch.to_pandas(), start, path
 
 
 def read_dataset(files: list[Path], source: str) -> Table:

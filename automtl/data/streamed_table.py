@@ -31,7 +31,7 @@ import numpy as np
 
 from automtl.config import Experiment
 from automtl.data.arrays import Arrays, Prepared, check_finite, check_model_inputs, to_arrays
-from automtl.data.parquet import dataset_files, is_parquet, iter_frames, row_counts
+from automtl.data.parquet import dataset_files, is_parquet, iter_batches, iter_frames, row_counts
 from automtl.data.split import group_labels
 from automtl.data.streamed import MappedArray
 from automtl.data.table import Table, from_frame
@@ -85,10 +85,10 @@ def sample_table(files: list[Path], exp: Experiment, source: str) -> Table:
     wanted = min(total, math.ceil(data.sample_rows / (1 - data.valid_fraction) * 1.05) + 16)
     picks = np.sort(np.random.default_rng(data.split_seed).choice(total, size=wanted, replace=False))
     frames, ids = [], []
-    for frame, start, _ in iter_frames(files, BATCH_ROWS):
-        lo, hi = np.searchsorted(picks, [start, start + len(frame)])
-        if hi > lo:
-            frames.append(frame.iloc[picks[lo:hi] - start])
+    for batch, start, _ in iter_batches(files, BATCH_ROWS):
+        lo, hi = np.searchsorted(picks, [start, start + batch.num_rows])
+        if hi > lo:  # only the picked rows become Python objects
+            frames.append(batch.take(picks[lo:hi] - start).to_pandas())
             ids.append(picks[lo:hi])
     sample = from_frame(pd.concat(frames, ignore_index=True), source, np.concatenate(ids))
     train = np.flatnonzero(~valid_rows(sample, data.valid_fraction, data.split_seed, data.group_rule))
