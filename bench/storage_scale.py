@@ -134,16 +134,23 @@ def child(args: argparse.Namespace) -> None:
         timeout = args.duration if args.duration else None
         backend.optimize(objective, args.budget, timeout, lambda record: done.append(record.number))
 
+    def dump() -> None:  # written as it goes: the coordinator may stop this process at its time limit
+        with timer.lock:
+            text = json.dumps({"calls": timer.calls, "storage_seconds": timer.outer, "finished": len(done)})
+        tmp = Path(f"{args.result}.tmp")
+        tmp.write_text(text)
+        tmp.replace(args.result)
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     threads = [threading.Thread(target=worker, args=(i + args.child * args.threads,), daemon=True)
                for i in range(args.threads)]
     for t in threads:
         t.start()
         time.sleep(0.02)
-    for t in threads:
-        t.join()
-    Path(args.result).write_text(json.dumps({"calls": timer.calls, "storage_seconds": timer.outer,
-                                             "finished": len(done)}))
+    while any(t.is_alive() for t in threads):
+        dump()
+        time.sleep(5)
+    dump()
 
 
 # -- the coordinator ---------------------------------------------------------------------------------
@@ -210,9 +217,17 @@ def run_children(args: argparse.Namespace, storage: str, study: str, workers: in
             proc.send_signal(signal.SIGKILL)
             killed_hosts.append(f"sim-{i}")
         killed_at = datetime.datetime.now()
-    limit = time.time() + (duration or 0) + 10 * args.trial_seconds + 300
+    # a throughput run ends 2 trial lengths after its window (a run the storage cannot keep up with is cut
+    # there: its figures are what it did until then); a SIGKILL test waits for the budget, up to 15 minutes
+    limit = time.time() + (duration + 2 * args.trial_seconds + 30 if duration else 900)
+    cut = False
     for proc in procs:
-        proc.wait(timeout=max(1, limit - time.time()))
+        try:
+            proc.wait(timeout=max(1, limit - time.time()))
+        except subprocess.TimeoutExpired:
+            cut = True
+            proc.kill()
+            proc.wait()
     merged: dict[str, list[float]] = {}
     storage_seconds, finished = 0.0, 0
     for path in results:
@@ -224,7 +239,7 @@ def run_children(args: argparse.Namespace, storage: str, study: str, workers: in
         storage_seconds += data["storage_seconds"]
         finished += data["finished"]
     return {"calls": merged, "storage_seconds": storage_seconds, "finished": finished, "killed_at": killed_at,
-            "killed_hosts": killed_hosts}
+            "killed_hosts": killed_hosts, "cut": cut}
 
 
 def wait_for_running(url: str, study: str, hosts: list[str], timeout: float = 600) -> None:
@@ -279,7 +294,7 @@ def throughput(args, url: str, mode: str, workers: int, tmp: Path) -> dict:
     active = (max(t.datetime_complete for t in complete) - min(t.datetime_start for t in complete)).total_seconds() \
         if complete else float("nan")
     per_trial = out["storage_seconds"] / max(1, out["finished"])
-    return {"mode": mode, "workers": workers, "seconds": elapsed, "trials": len(complete),
+    return {"mode": mode, "workers": workers, "seconds": elapsed, "trials": len(complete), "cut": out["cut"],
             "trials_per_min": 60 * len(complete) / active, "storage_s_per_trial": per_trial,
             "storage_share": per_trial / args.trial_seconds, "peak_connections": peak.peak,
             "latency": {name: {"n": len(v), "p50_ms": 1e3 * pct(v, 0.5), "p99_ms": 1e3 * pct(v, 0.99)}
@@ -329,7 +344,7 @@ def kill_test(args, url: str, mode: str, workers: int, tmp: Path) -> dict:
     failed_after = [(t.datetime_complete - at).total_seconds() for t in killed]
     retry_after = [min((r.datetime_start - at).total_seconds() for r in retries[t.number] if r.datetime_start)
                    for t in killed if any(r.datetime_start for r in retries.get(t.number, []))]
-    return {"mode": mode, "workers": workers, "killed_processes": len(out["killed_hosts"]),
+    return {"mode": mode, "workers": workers, "killed_processes": len(out["killed_hosts"]), "cut": out["cut"],
             "killed_trials": len(killed), "lost": len(lost), "duplicated": len(duplicated), "budget": budget,
             "retries_failed_again": sum(r.state == TrialState.FAIL for t in killed for r in retries.get(t.number, [])),
             "counted": counted, "failed_after_s": max(failed_after, default=float("nan")),
@@ -339,7 +354,7 @@ def kill_test(args, url: str, mode: str, workers: int, tmp: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="8,32,128,256")
-    parser.add_argument("--modes", default="direct,proxy")
+    parser.add_argument("--modes", default="proxy,direct")
     parser.add_argument("--processes", type=int, default=8, help="worker processes (the workers are threads in them)")
     parser.add_argument("--trial-seconds", type=float, default=30.0)
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: --from-run's median, else 20)")
@@ -392,7 +407,7 @@ def run_epochs(run_dir: Path) -> int:
 def summary_line(r: dict) -> str:
     return (f"{r['mode']:>6} {r['workers']:>4} workers: {r['trials_per_min']:.1f} trials/min, storage "
             f"{r['storage_s_per_trial']:.3f} s/trial ({100 * r['storage_share']:.2f} %), peak connections "
-            f"{r['peak_connections']}")
+            f"{r['peak_connections']}" + (" (cut at its time limit)" if r["cut"] else ""))
 
 
 def kill_line(k: dict) -> str:
@@ -413,7 +428,7 @@ def print_tables(results: list[dict], kills: list[dict], args) -> None:
             v = lat.get(name) or lat.get(f"_{name}") or lat.get(name.replace("get_all_trials", "_get_trials"))
             return f"{v['p50_ms']:.1f} / {v['p99_ms']:.1f}" if v else "-"
 
-        print(f"| {r['mode']} | {r['workers']} | {r['trials_per_min']:.1f} | {r['storage_s_per_trial']:.3f} | "
+        print(f"| {r['mode']} | {r['workers']}{' (cut)' if r['cut'] else ''} | {r['trials_per_min']:.1f} | {r['storage_s_per_trial']:.3f} | "
               f"{100 * r['storage_share']:.2f} % | {r['peak_connections']} | {cell('create_new_trial')} | "
               f"{cell('set_trial_intermediate_value')} | {cell('record_heartbeat')} | {cell('get_all_trials')} | "
               f"{cell('set_trial_state_values')} |")
