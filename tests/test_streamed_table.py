@@ -151,3 +151,14 @@ def test_search_on_a_streamed_parquet_folder_exports_a_model_and_records_the_sam
     assert manifest["data"]["stream"]["sample_rows"] == 300
     assert sum(manifest["data"]["stream"]["rows"].values()) == 2400
     assert not (exp.run_dir / "split.json").exists()  # the split is the hash, not a list of rows
+
+
+def test_each_pass_reads_every_row_once_in_a_new_seeded_order():
+    from automtl.training.streams import shuffled_rows
+
+    ds = shuffled_rows(1000, seed=3)
+    first, second = [np.concatenate([b.numpy() for b in ds.batch(64)]) for _ in range(2)]
+    assert sorted(first) == sorted(second) == list(range(1000))
+    assert (first != second).any()  # reshuffled every pass
+    again = np.concatenate([b.numpy() for b in shuffled_rows(1000, seed=3).batch(64)])
+    assert (again == first).all()  # the same seed, the same order
