@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,8 @@ def experiment(folder: Path, train: str, stream: bool, sample_rows: int) -> Path
 
 def run(config: Path, out: Path, epochs: int) -> dict:
     """One search in its own process; its peak RSS from the kernel's accounting of that process."""
+    if (out / "automtl-run.json").is_file():  # this script's run folder from an earlier run (--keep): a new trial
+        shutil.rmtree(out)
     started = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "automtl.cli", "search", "--config", str(config), "--out",
                              str(out), "--epochs", str(epochs), "--no-report", "-q"],

@@ -389,10 +389,16 @@ def main() -> None:
                 row = throughput(args, url, mode, workers, tmp)
                 results.append(row)
                 print(summary_line(row), flush=True)
+                save(args, results, kills)
             if args.kill_workers:
                 kills.append(kill_test(args, url, mode, args.kill_workers, tmp))
                 print(kill_line(kills[-1]), flush=True)
+                save(args, results, kills)
     print_tables(results, kills, args)
+
+
+def save(args: argparse.Namespace, results: list[dict], kills: list[dict]) -> None:
+    """The figures so far (``--json``), after every configuration."""
     if args.json:
         args.json.write_text(json.dumps({"throughput": results, "kill": kills}, indent=1, default=str))
 
