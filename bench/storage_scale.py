@@ -351,6 +351,40 @@ def kill_test(args, url: str, mode: str, workers: int, tmp: Path) -> dict:
             "retried_after_s": max(retry_after, default=float("nan"))}
 
 
+def real_check(url: str, tmp: Path, trials: int = 8) -> dict:
+    """4 real worker processes (``automtl search --workers 4``) through the proxy: the study's budget, 0 lost."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from automtl.backends.optuna.storage import counts, retried_numbers
+    from bad_input_cases import frame
+
+    frame(400).to_csv(tmp / "data.csv", index=False)
+    exp = {"name": "real", "data": {"train": "data.csv", "valid_fraction": 0.25}, "space": "space.yaml",
+           "inputs": [{"name": "features", "type": "tabular", "numeric": ["x*"], "categorical": ["city"]}],
+           "tasks": [{"name": "price", "type": "regression", "target": "price"},
+                     {"name": "kind", "type": "classification", "target": "kind"}]}
+    (tmp / "real.yaml").write_text(yaml.safe_dump(exp))
+    proxy, address = start_proxy(url)
+    try:
+        started = time.time()
+        done = subprocess.run([sys.executable, "-m", "automtl.cli", "search", "--config", str(tmp / "real.yaml"),
+                               "--workers", "4", "--storage", address, "--study", "real", "--trials", str(trials),
+                               "--epochs", "2", "--baselines", "off", "--ensemble", "0", "--no-report", "-q",
+                               "--out", str(tmp / "real-run")], capture_output=True, text=True, timeout=1800)
+        seconds = time.time() - started
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+    if done.returncode != 0:
+        raise SystemExit(f"the real-trial check failed:\n{done.stdout}{done.stderr}")
+    tried = optuna.load_study(study_name="real", storage=url).get_trials()
+    retried = retried_numbers(tried)
+    unfinished = [t.number for t in tried if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    return {"workers": 4, "budget": trials, "counted": sum(counts(t, retried) for t in tried),
+            "lost": len(unfinished), "owners": len({t.user_attrs.get("worker") for t in tried}), "seconds": seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="8,32,128,256")
@@ -362,6 +396,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=75.0, help="seconds each throughput configuration runs")
     parser.add_argument("--kill-workers", type=int, default=32, help="workers of the SIGKILL test (0: skip it)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--real-check", action="store_true",
+                        help="only the real-trial check: `automtl search --workers 4` through the proxy")
     # the child's own arguments
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     for name in ("--threads", "--budget"):
@@ -372,6 +408,13 @@ def main() -> None:
     if args.child is not None:
         args.duration = args.duration or None
         child(args)
+        return
+    if args.real_check:
+        with tempfile.TemporaryDirectory(prefix="automtl-real-") as tmp_name, postgres_server() as url:
+            (Path(tmp_name) / "space.yaml").write_text(yaml.safe_dump(SPACE))
+            r = real_check(url, Path(tmp_name))
+        print(f"real trials: 4 worker processes through the proxy finished {r['counted']} of {r['budget']} trials "
+              f"(lost {r['lost']}, {r['owners']} workers ran trials) in {r['seconds']:.0f} s")
         return
     if args.epochs is None:
         args.epochs = run_epochs(args.from_run) if args.from_run else 20
