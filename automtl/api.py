@@ -397,6 +397,16 @@ class Task(_Plugin):
         None (the default): they cannot be averaged, and a TabM trial fails for this task, saying so."""
         return None
 
+    def diagnostics(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+        """What the report plots for this task from raw outputs ``y_pred`` on the validation rows
+        (``y_true`` and ``mask`` as :meth:`targets` made them), in plain numbers (JSON). The report
+        draws three kinds: ``{"kind": "classes", "classes": [...], "precision": [...], "recall": [...],
+        "confusion": [[...]] (rows: true class, columns: predicted; optional)}``, ``{"kind": "values",
+        "targets": [...], "actual": [[...]], "predicted": [[...]]}`` (one list per target, in the
+        user's units) and ``{"kind": "pr", "classes": [...], "recall": [...], "precision": [[...]]}``
+        (a precision-recall curve per class). Default: nothing to plot (``{}``)."""
+        return {}
+
     def chance_output(self) -> np.ndarray | None:
         """One example's raw head output of the trivial predictor learned in :meth:`prepare` from the
         training rows (class frequencies as logits, the training mean): every run scores it on the

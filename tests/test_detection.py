@@ -373,3 +373,20 @@ def test_image_input_reads_paths_from_a_csv_under_root(tmp_path):
     assert abs(int(images[0].mean()) - 200) <= 3 and images[1].max() == 0
     with pytest.raises(DataError, match=r"x.csv: row 2: image not found: c.png"):
         enc.arrays(Table("data/x.csv", {"file": np.array(["a.jpg", "c.png"], dtype=object)}))
+
+
+def test_precision_recall_curves_per_class_follow_cocos_matching():
+    from automtl_detection.coco_eval import RECALL_POINTS, coco_precision
+
+    gt = [np.array([[0.1, 0.1, 0.4, 0.4, 0], [0.5, 0.5, 0.9, 0.9, 1]], np.float32),
+          np.array([[0.2, 0.2, 0.6, 0.6, 0]], np.float32)]
+    # class 0 found twice; class 1 found once after a confident false alarm
+    boxes = np.array([[[0.1, 0.1, 0.4, 0.4], [0.0, 0.0, 0.05, 0.05], [0.5, 0.5, 0.9, 0.9]],
+                      [[0.2, 0.2, 0.6, 0.6], [0, 0, 0, 0], [0, 0, 0, 0]]], np.float32)
+    scores = np.array([[0.9, 0.95, 0.8], [0.9, 0, 0]], np.float32)
+    classes = np.array([[0, 1, 1], [0, -1, -1]])
+    precision = coco_precision(gt, boxes, scores, classes, np.array([3, 1]), num_classes=2)
+    at50 = precision[0]  # IoU 0.5: [recall points, classes]
+    assert at50.shape == (len(RECALL_POINTS), 2)
+    assert np.allclose(at50[:, 0], 1.0)  # every class-0 box found, no false alarm
+    assert np.allclose(at50[:, 1], 0.5)  # the one class-1 box comes after one false alarm: precision 1/2

@@ -194,6 +194,39 @@ def test_a_rerun_with_nothing_left_prints_the_summary_without_tensorflow(finishe
     assert finished_run(load_experiment(config, {"timeout": 60}), report=False) is None
 
 
+def test_report_plots_each_task_on_the_validation_rows_for_the_best_trial_and_the_ensemble(finished, tmp_path):
+    from automtl.rundir.report import write_report
+
+    run, _ = finished
+    doc = json.loads((run / "diagnostics.json").read_text())
+    best = json.loads((run / "best" / "automtl.json").read_text())["trial"]["number"]
+    assert [m["name"] for m in doc["models"]] == [f"best trial #{best}", "ensemble"]
+    split = json.loads((run / "split.json").read_text())
+    for model in doc["models"]:
+        kind, price = model["tasks"]["kind"], model["tasks"]["price"]
+        matrix = np.array(kind["confusion"])
+        assert kind["classes"] == ["basic", "premium"] and matrix.shape == (2, 2)
+        assert 0 < matrix.sum() < doc["rows"]  # only the labelled validation rows ('kind' lacks a third)
+        for k in range(2):  # precision and recall are the matrix's, per class
+            assert kind["precision"][k] == pytest.approx(matrix[k, k] / matrix[:, k].sum())
+            assert kind["recall"][k] == pytest.approx(matrix[k, k] / matrix[k, :].sum())
+        actual, predicted = np.array(price["actual"][0]), np.array(price["predicted"][0])
+        assert len(actual) == len(predicted) == doc["rows"]
+        assert 30 < actual.mean() < 70  # the user's units (prices around 50), not standardised values
+    # the best trial's figures agree with its recorded metrics on the same rows
+    record = next(r for r in json.loads((run / "trials.json").read_text())["trials"] if r["number"] == best)
+    first = doc["models"][0]["tasks"]
+    rmse = float(np.sqrt(np.mean((np.array(first["price"]["actual"][0]) - np.array(first["price"]["predicted"][0])) ** 2)))
+    assert rmse == pytest.approx(record["metrics"]["price.rmse"], rel=1e-4)
+    matrix = np.array(first["kind"]["confusion"])
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(record["metrics"]["kind.accuracy"], rel=1e-6)
+    assert split  # the validation rows are the run's recorded split
+    page = write_report(run, tmp_path / "report.html").read_text()
+    for title in ("Confusion matrix of &#x27;kind&#x27;", "Precision and recall per class of &#x27;kind&#x27;",
+                  "Predicted vs actual, and residuals, of &#x27;price&#x27;", "ensemble"):
+        assert title in page, title
+
+
 def test_distill_fills_missing_labels_with_the_teacher_and_serves(finished, tmp_path):
     run, _ = finished
     result = _invoke("distill", run, "--out", tmp_path / "student", "--epochs", "2")

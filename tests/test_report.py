@@ -16,6 +16,9 @@ pytestmark = pytest.mark.e2e
 
 SECTIONS = ["Optimisation history", "Parameter importances", "Parallel coordinates",
             "Validation score per epoch (all trials)", "Training curves of the best trial"]
+#: per task on the validation rows, the best trial beside the ensemble (diagnostics.json)
+TASK_PLOTS = ["Confusion matrix of &#x27;digit&#x27;", "Precision and recall per class of &#x27;digit&#x27;",
+              "Predicted vs actual, and residuals, of &#x27;slant&#x27;"]
 
 
 def invoke(*args: Any) -> Any:
@@ -64,9 +67,11 @@ def test_search_writes_a_self_contained_report(demo_run):
     assert not re.search(r"<script[^>]+src=", html)  # plotly.js is inline, not from a CDN
     assert not re.search(r"<link[^>]+href=\"?https?:", html)
     assert plotly_library() in html  # the library itself is embedded, once
-    assert html.count("Plotly.newPlot(") - plotly_library().count("Plotly.newPlot(") == len(SECTIONS)
+    assert html.count("Plotly.newPlot(") - plotly_library().count("Plotly.newPlot(") == len(SECTIONS) + len(TASK_PLOTS)
     for title in ["Best trial", "Leaderboard", *SECTIONS]:
         assert f">{title}<" in html, title
+    for title in TASK_PLOTS:
+        assert f">{title} on the " in html and " validation rows: best trial #" in html, title
     assert "digit.accuracy" in html and "slant.rmse" in html
     assert "per trial" in html  # disk use of the kept trial models
 
@@ -77,7 +82,7 @@ def test_report_renders_in_headless_chromium(demo_run, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert script_errors(dom.stderr) == []
     plots = re.split(r'id="plot-(\d+)"', dom.stdout)[1:]
-    assert len(plots) // 2 == len(SECTIONS)
+    assert len(plots) // 2 == len(SECTIONS) + len(TASK_PLOTS)
     for number, body in zip(plots[::2], plots[1::2]):
         block = body.split("<section")[0]
         assert 'class="main-svg"' in block, f"plot {number} was not drawn"  # plotly built its SVG
@@ -104,7 +109,7 @@ def test_report_command_rebuilds_the_study_for_other_backends(demo_run, tmp_path
     html = (tmp_path / "kt.html").read_text()
     for title in SECTIONS[:3]:
         assert f">{title}<" in html
-    assert html.count("Plotly.newPlot(") - plotly_library().count("Plotly.newPlot(") == len(SECTIONS)
+    assert html.count("Plotly.newPlot(") - plotly_library().count("Plotly.newPlot(") == len(SECTIONS) + len(TASK_PLOTS)
     plots = re.findall(r'<section class="plot">.*?</section>', html, re.S)
     assert plots and not any('class="note"' in p for p in plots)  # every plot drawn, none replaced by a note
 

@@ -190,10 +190,22 @@ def finish(s: Search, interrupted: bool, stopped: str | None, report: bool) -> S
         extra["ensemble"] = ensemble.to_json()
     if extra:
         s.write_tables(records, extra)
+    if best is not None and s.prepared.valid is not None and not s.prepared.folds:
+        _diagnostics(s, best, ensemble, notes)
     if report and any(r.ok for r in records):
         summary.report = _write_report(s.run_dir, s.console)
     print_summary(s.console, summary, s.primaries)
     return summary
+
+
+def _diagnostics(s: Search, best: TrialRecord, ensemble: Any, notes: list[str]) -> None:
+    """The report's per-task plots on the validation rows; a failure costs only those plots."""
+    from automtl.run.diagnostics import write_diagnostics
+
+    try:
+        write_diagnostics(s.run_dir, s.checked.tasks, s.prepared.valid, best, ensemble)
+    except Exception as exc:  # noqa: BLE001 - the search itself is done and kept
+        notes.append(f"could not prepare the report's per-task plots: {type(exc).__name__}: {exc}")
 
 
 def _baselines(s: Search, best: TrialRecord, notes: list[str]) -> Any:

@@ -22,6 +22,7 @@ from automtl.core.trial import TrialRecord, trial_dir
 from automtl.rundir import chance
 from automtl.rundir.choices import short_params
 from automtl.rundir.folder import backend_name, disk_use, raw_snapshot, study_location
+from automtl.rundir.report_tasks import task_sections
 from automtl.rundir.results import RunTrials, leaderboard, read_trials
 
 LEADERBOARD_ROWS = 20
@@ -42,7 +43,8 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     run = read_trials(run_dir)
     study = load_study(run_dir, run)
     cosines = gradient_cosines(run_dir, run)
-    sections = optuna_sections(study, run) + [training_curves(run_dir, run)] + ([cosines] if cosines else [])
+    sections = (optuna_sections(study, run) + [training_curves(run_dir, run)] + ([cosines] if cosines else [])
+                + task_sections(run_dir, Section))
     out = Path(out) if out is not None else run_dir / "report.html"
     out.write_text(render(run_dir, run, sections))
     return out

@@ -231,6 +231,28 @@ class ClassificationTask(Task):
             y = y[:, 0]
         return {**cm.single_label(probs, np.asarray(y).astype(np.int64)), "labelled": float(m.sum())}
 
+    def diagnostics(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+        """Per-class precision and recall on the labelled validation rows, and the confusion matrix
+        (rows: true class, columns: predicted; single-label tasks)."""
+        m = mask.astype(bool)
+        if not m.any():
+            return {}
+        probs, y = self._probs(y_pred[m]), np.asarray(y_true[m])
+        if self.mode == "multilabel":
+            hit, truth = probs >= 0.5, y.astype(bool)
+            tp = (hit & truth).sum(axis=0)
+            return {"kind": "classes", "classes": list(self.classes),
+                    "precision": _ratios(tp, hit.sum(axis=0)), "recall": _ratios(tp, truth.sum(axis=0))}
+        if self.binary:
+            probs, y = np.concatenate([1.0 - probs, probs], axis=1), y[:, 0]
+        k = probs.shape[1]
+        confusion = np.zeros((k, k), dtype=np.int64)
+        np.add.at(confusion, (np.asarray(y).astype(np.int64), probs.argmax(axis=1)), 1)
+        right = np.diag(confusion)
+        names = list(self.classes) if len(self.classes) == k else [str(i) for i in range(k)]
+        return {"kind": "classes", "classes": names, "confusion": confusion.tolist(),
+                "precision": _ratios(right, confusion.sum(axis=0)), "recall": _ratios(right, confusion.sum(axis=1))}
+
     def score(self, metrics: Mapping[str, float]) -> float:
         """The chosen metric, higher is better; log loss as skill over the training class frequencies
         (1 - log_loss / their entropy: 0 at chance level, 1 when perfect), comparable with accuracies."""
@@ -327,3 +349,8 @@ def _norm(value: Any) -> Any:
 
 def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, int) else (1, str(value))
+
+
+def _ratios(part: np.ndarray, whole: np.ndarray) -> list[float | None]:
+    """``part / whole`` per class; None where ``whole`` is 0 (no row predicted, or none labelled, as that class)."""
+    return [float(a) / float(b) if b else None for a, b in zip(part, whole)]

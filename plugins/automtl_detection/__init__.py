@@ -192,6 +192,23 @@ class DetectionTask(Task):
                            len(self.classes), self.options.max_detections)
         return {**metrics, "detections_per_image": float(det["num_detections"].mean()), "labelled": float(m.sum())}
 
+    def diagnostics(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+        """Each class's precision-recall curve at IoU 0.5 on the labelled validation images (COCO's)."""
+        from .coco_eval import RECALL_POINTS, coco_precision
+
+        m = mask.astype(bool)
+        if not m.any():
+            return {}
+        raw, truth = y_pred[m].astype(np.float32), y_true[m]
+        parts = [{k: v.numpy() for k, v in self._detect(raw[s : s + 512]).items()} for s in range(0, len(raw), 512)]
+        det = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        precision = coco_precision([t[t[:, 4] >= 0] for t in truth], det["boxes"], det["scores"], det["class_id"],
+                                   det["num_detections"], len(self.classes), self.options.max_detections)
+        if precision is None or not precision.size:
+            return {}
+        curves = [[float(v) if v > -1 else None for v in precision[0, :, c]] for c in range(len(self.classes))]
+        return {"kind": "pr", "classes": list(self.classes), "recall": RECALL_POINTS.tolist(), "precision": curves}
+
     def postprocess(self, raw: Any) -> dict[str, Any]:
         """Detections with boxes normalised to [0, 1] (see :meth:`postprocess_with_inputs` for pixels)."""
         import tensorflow as tf

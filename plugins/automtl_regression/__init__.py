@@ -12,6 +12,9 @@ import numpy as np
 
 from automtl.api import DataError, HeadParams, Metric, Options, Table, Targets, Task, as_float, dense_block
 
+#: Validation rows a regression task hands the report per target (a scatter plot, not a table).
+DIAGNOSTIC_ROWS = 2000
+
 
 class RegressionOptions(Options):
     target: str | list[str]
@@ -91,6 +94,18 @@ class RegressionTask(Task):
             "r2": float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan"),
             "labelled": float(m.any(axis=1).sum()),
         }
+
+    def diagnostics(self, y_true: np.ndarray, mask: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+        """Actual and predicted values in the user's units, per target, on its labelled validation rows
+        (the first :data:`DIAGNOSTIC_ROWS`: a plot, not a table)."""
+        m = np.asarray(mask).astype(bool)
+        m = m if m.ndim == 2 else m[:, None]
+        actual, predicted = [], []
+        for j in range(len(self.columns)):
+            rows = np.flatnonzero(m[:, min(j, m.shape[1] - 1)])[:DIAGNOSTIC_ROWS]
+            actual.append((y_true[rows, j] * self.std[j] + self.mean[j]).astype(float).tolist())
+            predicted.append((y_pred[rows, j] * self.std[j] + self.mean[j]).astype(float).tolist())
+        return {"kind": "values", "targets": list(map(str, self.columns)), "actual": actual, "predicted": predicted}
 
     def score(self, metrics: Mapping[str, float]) -> float:
         """Comparable with accuracies (0 at chance level, 1 when perfect): skill (1 - RMSE/std) for
