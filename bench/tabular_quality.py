@@ -308,7 +308,8 @@ def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder
         "data": {"train": "train.csv", "split_seed": seed,
                  **({} if args.folds is None else {"folds": args.folds} if args.folds else {"valid_fraction": 0.2})},
         "inputs": [{"name": "features", "type": "tabular", "numeric": ds.numeric, "categorical": ds.categorical}],
-        "tasks": [{"name": name, "type": kind, "target": col} for name, kind, col in ds.tasks],
+        "tasks": [{"name": name, "type": kind, "target": col,
+                   **({"metric": args.metric[name]} if name in args.metric else {})} for name, kind, col in ds.tasks],
         "space": args.space,
         "search": {"trials": args.trials, "timeout": args.timeout, "epochs": args.epochs, "patience": args.patience,
                    "seed": seed, "out": "run"},
@@ -333,13 +334,28 @@ def automtl_predict(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, folder
 
 
 def _served(ds: Dataset, model_dir: Path, folder: Path, name: str) -> dict[str, np.ndarray]:
-    """Serve an exported model (``best/`` or ``ensemble/``) on the raw test file, as a user would."""
+    """Serve an exported model (``best/`` or ``ensemble/``) on the raw test file, as a user would:
+    each task's labels or values, and ``<task>.p``: a classification task's probabilities by class."""
     from automtl.export.predict import predict
 
     predict(model_dir, folder / "test.csv", folder / name)
     pred = pd.read_csv(folder / name)
-    return {task: pred[f"{task}.label"].astype(str).to_numpy() if kind == "classification"
-            else pred[f"{task}.value"].to_numpy() for task, kind, _ in ds.tasks}
+    out = {task: pred[f"{task}.label"].astype(str).to_numpy() if kind == "classification"
+           else pred[f"{task}.value"].to_numpy() for task, kind, _ in ds.tasks}
+    for task, kind, _ in ds.tasks:
+        if kind == "classification":
+            columns = [c for c in pred.columns if c.startswith(f"{task}.p.")]
+            out[f"{task}.p"] = pred[columns].rename(columns=lambda c: c[len(task) + 3:])
+    return out
+
+
+def log_loss_line(task: str, train: pd.DataFrame, col: str, probs: pd.DataFrame, truth: np.ndarray) -> str:
+    """The test log loss of a model's probabilities beside that of the training class frequencies."""
+    freq = train[col].dropna().astype(str).value_counts(normalize=True)
+    eps = 1e-12
+    model = -np.mean(np.log(np.clip([probs.iloc[i].get(t, 0.0) for i, t in enumerate(truth)], eps, 1.0)))
+    chance = -np.mean(np.log(np.clip([freq.get(t, 0.0) for t in truth], eps, 1.0)))
+    return f"  {task:<14} test log loss: best/ {model:.4f} vs class frequencies {chance:.4f}"
 
 
 def main() -> None:
@@ -358,7 +374,10 @@ def main() -> None:
     ap.add_argument("--peer", default=",".join(peers_available()) or "none",
                     help="comma-separated peer AutoML tools (flaml, autogluon) or none: one model per task each, "
                          "given automtl's search time split over the tasks (default: those installed)")
+    ap.add_argument("--metric", action="append", default=[], metavar="TASK=METRIC",
+                    help="the metric: of a task in automtl's experiment (e.g. parttime=log_loss); repeatable")
     args = ap.parse_args()
+    args.metric = dict(m.split("=", 1) for m in args.metric)
     peers = [p.strip() for p in args.peer.split(",") if p.strip() and p.strip() != "none"]
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
@@ -399,6 +418,9 @@ def main() -> None:
                 # no ensemble exported (too few completed trials): the ensemble column is the best trial
                 en = task_metrics(kind, truth, auto.get("ensemble", auto["best"])[task][mask])
                 rows.append((name, task, kind, seed, int(mask.sum()), am, en, gb, mlp, peer))
+                if kind == "classification":
+                    print(log_loss_line(task, train, col, auto["best"][f"{task}.p"][mask].reset_index(drop=True),
+                                        truth), flush=True)
                 gap, ens_gap = headline(kind, am) - headline(kind, gb), headline(kind, en) - headline(kind, gb)
                 shown = [("best", am), ("ensemble", en), ("GBDT", gb), ("MLP", mlp), *peer.items()]
                 print(f"  {task:<14} " + " | ".join(f"{who} {_fmt(kind, m)}" for who, m in shown)
