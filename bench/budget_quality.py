@@ -87,7 +87,7 @@ import yaml  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mtl_quality import delta  # noqa: E402
 from tabular_quality import (  # noqa: E402
-    Dataset, flaml_predict, gbdt_predict, held_out_split, labelled, peer_available, task_metrics,
+    Dataset, flaml_predict, gbdt_predict, held_out_split, labelled, peers_available, task_metrics,
 )
 from text_quality import linear_predict, tweets  # noqa: E402
 
@@ -530,7 +530,7 @@ def main() -> None:
         folder = root / modality
         folder.mkdir(parents=True, exist_ok=True)
         n = args.rows or DEFAULT_ROWS[modality]
-        problem = (table_problem(folder, n, args.seed, peer_available()) if modality == "table"
+        problem = (table_problem(folder, n, args.seed, "flaml" in peers_available()) if modality == "table"
                    else image_problem(folder, n, args.seed, autokeras_available()) if modality == "image"
                    else text_problem(folder, n, args.seed))
         print(f"\n{modality}: {problem.description}; alternatives {', '.join(problem.alternatives)}"
