@@ -97,8 +97,8 @@ def _imports(path: Path, package: str | None = None) -> list[str]:
 
 
 #: Files outside ``automtl/backends/`` that may import the Optuna backend's modules: the commands that run
-#: Optuna's own tools (its dashboard, its gRPC storage proxy) and the Kubernetes manifests of a shared Optuna study.
-OPTUNA_TOOLS = {"automtl/commands/dashboard.py", "automtl/commands/storage.py", "automtl/deploy/kubernetes.py"}
+#: Optuna's own tools (its dashboard, its gRPC storage proxy).
+OPTUNA_TOOLS = {"automtl/commands/dashboard.py", "automtl/commands/storage.py"}
 
 
 def _files() -> list[Path]:

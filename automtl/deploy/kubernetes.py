@@ -70,8 +70,9 @@ def check_plan(plan: Plan) -> None:
     if plan.storage is not None:
         scheme = plan.storage.partition("://")[0] if "://" in plan.storage else ""
         if scheme.split("+")[0] not in ("postgresql", "postgres", "mysql"):
-            from automtl.backends.optuna.location import redact
+            from automtl.core import registry
 
+            redact = registry.member("backend", "optuna").study_store().redact  # the manifests run Optuna studies
             raise ConfigError(f"--storage {redact(plan.storage)}: the pods share one study through a database "
                               "server (postgresql://USER:PASS@HOST/DB); a SQLite or journal file on a shared volume "
                               "is not safe for many writers, and --proxy starts the gRPC proxy itself")
