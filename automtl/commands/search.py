@@ -119,9 +119,7 @@ def search(config_path: Path | None, demo: str | None, quiet: bool, no_report: b
     from automtl.rundir.folder import check_owner
     from automtl.rundir.resume import finished_run
 
-    from automtl.export.formats import parse_formats
-
-    done = finished_run(exp, report=not no_report, formats=parse_formats(exp.search.export_formats))
+    done = finished_run(exp, report=not no_report)
     if done is not None:  # a rerun of a finished search: its summary, without TensorFlow
         from automtl.run.summary import print_finished
 

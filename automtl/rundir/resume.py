@@ -43,9 +43,8 @@ class FinishedRun:
     report: Path | None
 
 
-def finished_run(exp: Experiment, report: bool, formats: list[str] | None = None) -> FinishedRun | None:
-    """The run in ``exp.run_dir`` when a rerun of ``exp`` has nothing left to do, else None
-    (``formats``: ``search.export_formats`` as parsed; best/ must hold each)."""
+def finished_run(exp: Experiment, report: bool) -> FinishedRun | None:
+    """The run in ``exp.run_dir`` when a rerun of ``exp`` has nothing left to do, else None."""
     settings, run_dir = exp.search, Path(exp.run_dir)
     if (settings.timeout is not None or settings.storage or settings.objective != "mean"
             or settings.workers not in (1, None) or getattr(settings, "fidelity", "none") == "rows"):
@@ -66,7 +65,10 @@ def finished_run(exp: Experiment, report: bool, formats: list[str] | None = None
     if not top or (best_doc.get("trial") or {}).get("number") != top[0].number:
         return None
     written = (run_dir / "trials.json").stat().st_mtime
-    if not set(formats or settings.export_formats) <= set(best_doc.get("formats") or {}) | {"saved_model"}:
+    # each format of search.export_formats, by the name best/ records it under (an alias such as
+    # "litert" is a doubt: parsing it would load the format plugins, and TensorFlow with them)
+    wanted = {f.strip().lower().replace("-", "_") for f in settings.export_formats}
+    if not wanted <= set(best_doc.get("formats") or {}) | {"saved_model"}:
         return None
     ensemble_dir = None
     if settings.ensemble != 0 and sum(r.ok for r in records) >= 2:
