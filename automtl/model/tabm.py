@@ -20,11 +20,10 @@ from typing import Any
 import keras
 
 from automtl.model.blocks import NORMS
+from automtl.model.keys import MEMBERS  # noqa: F401  (re-exported: assemble reads it here)
 
 #: How member predictions average (see :meth:`automtl.api.Task.member_average`).
 AVERAGES = ("mean", "softmax", "sigmoid")
-#: The key of a task's per-member outputs ``[batch, k, ...]`` among the training model's outputs.
-MEMBERS = "{}__members"
 
 
 def _signs(seed: int | None) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from automtl.lazy import tf
-from automtl.model.tabm import MEMBERS
+from automtl.model.keys import MEMBERS
 
 
 def masked_mean(per_example: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
