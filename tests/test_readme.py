@@ -16,7 +16,10 @@ import pytest
 from automtl.cli import cli
 from helpers import table_from
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+FRONT = (ROOT / "README.md").read_text()
+#: the README and every page of the documentation site: what they say must be true
+README = FRONT + "".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))
 
 
 def blocks(language: str) -> list[str]:
@@ -117,6 +120,24 @@ def test_requirements_and_test_switches_are_documented():
 
 
 def test_quick_start_timing_names_the_machine():
-    quick = README[:README.index("## Contents")]
+    quick = FRONT[:FRONT.index("\n## ")]
     assert "about a minute" not in quick
     assert re.search(r"\d+(\.\d+)? ?min", quick) and "2-core" in quick
+
+
+def test_the_readme_is_short_and_every_docs_page_is_in_the_site():
+    """The README is the pitch, the two commands and links (at most 250 lines); the rest is docs/."""
+    import yaml
+
+    assert len(FRONT.splitlines()) <= 250
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+
+    def pages(items):
+        for item in items:
+            for value in item.values():
+                yield from pages(value) if isinstance(value, list) else [value]
+
+    listed = set(pages(nav))
+    assert listed == {p.name for p in (ROOT / "docs").glob("*.md")}
+    for link in re.findall(r"\]\(docs/([^)#]+)", FRONT):
+        assert (ROOT / "docs" / link).exists(), link

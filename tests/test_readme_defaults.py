@@ -9,7 +9,8 @@ import yaml
 
 from automtl.config import DataConfig, SearchConfig
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+#: where the annotated experiment file lives: the documentation site's getting-started page
+README = Path(__file__).resolve().parent.parent / "docs" / "getting-started.md"
 
 
 def documented_experiment() -> dict:
