@@ -29,7 +29,10 @@ def test_the_top_third_of_a_rung_is_promoted_once_each():
     queued = three + [_rec(3, None, RUNGS[1], parent=1, state="waiting")]
     assert promotions(queued, RUNGS) == []  # trial 1 is taken (queued), 2 is not in the top third of 3
     six = queued + [_rec(4, 0.9, low), _rec(5, 0.1, low), _rec(6, None, low, state="pruned")]
-    assert [(r.number, f) for r, f in promotions(six, RUNGS)] == [(4, RUNGS[1])]  # top 2 of 5: 4 and 1
+    assert [(r.number, f) for r, f in promotions(six, RUNGS)] == [(4, RUNGS[1])]  # top 2 of 6: 4 and 1
+    # pruned trials reached the rung too: 6 finished, 2 completed above them; the top third is 3 trials
+    pruned = [_rec(0, 0.5, low), _rec(1, 0.7, low)] + [_rec(n, None, low, state="pruned") for n in range(2, 9)]
+    assert [(r.number, f) for r, f in promotions(pruned, RUNGS)] == [(1, RUNGS[1]), (0, RUNGS[1])]
 
 
 def test_the_highest_rung_promotes_first_and_full_rows_end_the_ladder():

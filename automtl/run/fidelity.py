@@ -75,9 +75,12 @@ def promotions(records: Sequence[TrialRecord], rungs: Sequence[float]) -> list[t
     taken = {r.parent for r in records if r.parent is not None}
     out: list[tuple[TrialRecord, float]] = []
     for k in range(len(rungs) - 2, -1, -1):  # the highest rung first: the most promising configurations
+        # a pruned trial reached the rung and ranks below every completed one: it counts in the
+        # rung's size (ASHA's top 1/ETA of the trials that reached it), and is never promoted
+        reached = sum(same(r.fidelity, rungs[k]) and r.state in ("complete", "pruned") for r in records)
         done = sorted((r for r in records if r.ok and same(r.fidelity, rungs[k])), key=lambda r: r.score,
                       reverse=True)
-        for r in done[: len(done) // ETA]:
+        for r in done[: reached // ETA]:
             if r.number not in taken:
                 out.append((r, rungs[k + 1]))
                 taken.add(r.number)
