@@ -192,6 +192,8 @@ def test_a_rerun_with_nothing_left_prints_the_summary_without_tensorflow(finishe
     assert finished_run(load_experiment(config, {}), report=True) is None
     assert finished_run(load_experiment(config, {"epochs": 2}), report=False) is not None
     assert finished_run(load_experiment(config, {"timeout": 60}), report=False) is None
+    assert finished_run(load_experiment(config, {"ensemble": 7}), report=False) is None  # select again
+    assert finished_run(load_experiment(config, {"baselines": "search"}), report=False) is None  # their studies
 
 
 def test_report_plots_each_task_on_the_validation_rows_for_the_best_trial_and_the_ensemble(finished, tmp_path):

@@ -190,8 +190,9 @@ def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, t
     # The leaderboard with every parameter.
     result = cli("trials", run, "--params")
     assert result.exit_code == 0 and "learning_rate=" in result.output and "head.price.units=" in result.output
-    # Rerunning the finished search reuses the baselines, keeping what their export trains for.
-    result = cli("search", "--config", path, "--no-report", "--ensemble", 2)
+    # Rerunning the finished search (another ensemble size: the search runs again, with no trial
+    # left to run) reuses the baselines, keeping what their export trains for.
+    result = cli("search", "--config", path, "--no-report", "--ensemble", 3)
     assert result.exit_code == 0, result.output
     again = json.loads((run / "baselines.json").read_text())
     assert again["trainings"] == 0

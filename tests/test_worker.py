@@ -53,13 +53,13 @@ def test_killed_worker_fails_its_trial_and_the_search_goes_on(cli, write_experim
     def kill_during_first_trial(self, number, epoch, objective):
         original(self, number, epoch, objective)
         if number == 0 and not killed:
-            import automtl.run.search as search_module
+            import automtl.run.phases as search_module
 
             pid = search_module._last_runner.pids[-1]
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    import automtl.run.search as search_module
+    import automtl.run.phases as search_module
 
     real_make = search_module.make_runner
 

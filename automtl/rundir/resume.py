@@ -49,6 +49,8 @@ def finished_run(exp: Experiment, report: bool) -> FinishedRun | None:
     if (settings.timeout is not None or settings.storage or settings.objective != "mean"
             or settings.workers not in (1, None) or getattr(settings, "fidelity", "none") == "rows"):
         return None
+    if settings.baselines == "search":  # a single-task search per task resumes its own studies
+        return None
     try:
         run = read_trials(run_dir)
         best_doc = json.loads((run_dir / "best" / "automtl.json").read_text())
@@ -57,6 +59,8 @@ def finished_run(exp: Experiment, report: bool) -> FinishedRun | None:
         return None
     if not _same_experiment(exp, snapshot):
         return None
+    if settings.ensemble != ((snapshot.get("search") or {}).get("ensemble")):
+        return None  # another ensemble size than the run selected: the search selects it again
     target = settings.trials or DEFAULT_TRIALS
     records = run.records
     if any(r.state not in _COUNTED for r in records) or sum(r.state in _COUNTED for r in records) < target:
