@@ -11,7 +11,8 @@ strategy :class:`Strategy` (``automtl.strategies``); a search backend
 declares a :class:`BackendSpec` whose engine is a :class:`Backend`
 (``automtl.backends``); a data format is a :class:`Reader`
 (``automtl.readers``); an export format declares an :class:`ExportFormat`
-(``automtl.formats``); a demo is a function writing data and an experiment
+(``automtl.formats``); a prediction format of ``automtl predict`` is a
+:class:`PredictionFormat` (``automtl.predictions``); a demo is a function writing data and an experiment
 file into a folder (``automtl.demos``). Members declare their searchable
 parameters as :class:`ParamSpec` (see :class:`Declared`).
 """
@@ -28,6 +29,7 @@ import pydantic
 from automtl.backends.base import Backend, BackendSpec, StudyStore, TimeLeft, countdown
 from automtl.core.formats import ExportFormat
 from automtl.core.params import Declared, ParamSpec, choice, positive, positive_int
+from automtl.core.predictions import PredictionFormat, Predictions, ServingSource
 from automtl.core.trial import Objective, TrialHandle, TrialOutcome, TrialPruned, TrialRecord, trial_dir
 from automtl.core.trial_params import HeadParams, TrialParams
 from automtl.data.streamed import MappedArray, StreamedArray, memory_budget_bytes
@@ -48,6 +50,9 @@ __all__ = [
     "BackendSpec",
     "Declared",
     "ExportFormat",
+    "PredictionFormat",
+    "Predictions",
+    "ServingSource",
     "SharingScheme",
     "Strategy",
     "StudyStore",
@@ -423,6 +428,24 @@ class Task(_Plugin):
         an image's size, to return boxes in its pixels). Defaults to ``postprocess(raw)``."""
         return self.postprocess(raw)
 
+    @classmethod
+    def serving_outputs(cls, entry: Mapping[str, Any], outputs: Mapping[str, np.ndarray],
+                        inputs: Mapping[str, Mapping[str, Any]],
+                        facts: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """For ``automtl predict``, after the SavedModel ran: this task's outputs to replace (keys
+        ``<task>.<output>``), e.g. boxes given back in each image's own pixels. ``entry`` is the task's
+        manifest entry (:meth:`describe` plus ``name`` and ``type``), ``inputs`` the manifest's input
+        entries by name, ``facts`` what :meth:`InputEncoder.serving_arrays` said about each row, by
+        input name. Default: nothing to replace."""
+        return {}
+
+    @classmethod
+    def list_outputs(cls, entry: Mapping[str, Any], outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray | None]:
+        """For ``automtl predict`` into a file that holds one list per row (CSV, Parquet, JSON Lines;
+        not NPZ): outputs to add (a list per row, as an object array) or, mapped to None, to leave
+        out (the padded arrays the lists replace). Default: none."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         """Facts for the manifest (classes, target scale, ...). The key ``output_columns``,
         ``{output: {"prefix": "p", "names": [...]}}``, names the entries of a vector output:
@@ -505,6 +528,12 @@ class InputEncoder(_Plugin):
     #: when every input says so. Tabular MLPs do; conv nets on a ninth of the images, at the
     #: few epochs a time budget allows, did not (bench/budget_quality.py --automtl-args).
     subsample_ranks: bool = False
+    #: Rows per batch that ``automtl predict`` serves a model with this input (the smallest of its
+    #: inputs' wins; ``--batch-size`` overrides it): large rows (images) want fewer. None: 1024.
+    serving_batch: ClassVar[int | None] = None
+    #: What :meth:`serving_source` reads, in a few words ("an image file or a folder of images"),
+    #: for messages about a ``--data`` path nothing reads. Empty: it reads none.
+    serving_sources: ClassVar[str] = ""
 
     def prepare(self, train: Table) -> None:
         """Learn statistics and vocabularies from the training split."""
@@ -541,6 +570,16 @@ class InputEncoder(_Plugin):
         to let automtl map the columns itself (numeric and text columns, NPZ arrays). ``spec`` is
         the input's manifest entry (:meth:`InputSpec.describe` plus ``input`` and ``type``);
         ``source`` the data file (or folder); ``root`` the ``--root`` option."""
+        return None
+
+    @classmethod
+    def serving_source(cls, path: Path, inputs: Sequence[dict[str, Any]]) -> ServingSource | None:
+        """For ``automtl predict``: the columns of a ``--data`` path that is no data file automtl
+        reads (a folder, a file of another type), when this input type reads it itself (a folder of
+        images: one row per file), else None. ``inputs`` are the model's manifest input entries, in
+        memory: the hook may fill in the entry of the input it feeds (the column it put the paths in).
+        Raise :class:`DataError` when the path is this input's kind but unusable (a folder without
+        images); automtl shows it when no other input type reads the path. Default: None."""
         return None
 
     def portable_inputs(self, model: Any) -> list[PortableInput]:

@@ -229,3 +229,18 @@ def test_only_the_optuna_backend_and_its_tools_import_it():
         offenders += [f"{rel} imports {name}" for name in _imports(path)
                       if name == "automtl.backends.optuna" or name.startswith("automtl.backends.optuna.")]
     assert not offenders, offenders
+
+
+#: Core files that serve every plugin alike: what a built-in plugin adds (images, boxes, COCO files) is
+#: asked of it through hooks of :mod:`automtl.api`, so none of its words appears in them.
+PLUGIN_NEUTRAL = {
+    "automtl/export/predict.py": ("coco", "image", "box", "detection"),
+    "automtl/export/table.py": ("coco", "image", "box", "detection"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(PLUGIN_NEUTRAL))
+def test_the_core_names_no_built_in_plugin_concept(path):
+    text = (ROOT / path).read_text().lower()
+    named = [word for word in PLUGIN_NEUTRAL[path] if word in text]
+    assert not named, f"{path} names {', '.join(named)}: ask the plugin through a hook of automtl.api"

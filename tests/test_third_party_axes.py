@@ -1,9 +1,10 @@
 """One third-party package with a member of every axis, installed as pip would (a dist-info), used in one search.
 
 The package imports only :mod:`automtl.api`: a reader, an input, a task, a
-sharing scheme, a weighting, a strategy, a search backend, an export format
-and a demo. Its demo is run with ``automtl search --demo``; the search's
-records and export show each member was the one used.
+sharing scheme, a weighting, a strategy, a search backend, an export format,
+a prediction format and a demo. Its demo is run with ``automtl search
+--demo``; the search's records and export show each member was the one used,
+and ``automtl predict --format`` writes the third party's file.
 """
 
 from __future__ import annotations
@@ -231,6 +232,23 @@ NPZ_OUTPUTS = api.ExportFormat(name="npz_outputs", file="outputs.npz", writer="a
                                doc="the SavedModel's outputs on validation rows")
 
 
+class LevelsTsv(api.PredictionFormat):
+    """``automtl predict --format levels_tsv``: a header of output names, then one tab-separated line per row."""
+
+    suffixes = (".tsv",)
+    writes = "tab-separated lines"
+
+    def check(self, manifest):
+        return None if manifest["tasks"] else "a model without tasks has nothing to write"
+
+    def write(self, out, predictions):
+        lines = ["\\t".join(predictions.order)]
+        lines += ["\\t".join(f"{float(predictions.outputs[k][i]):.6f}" for k in predictions.order)
+                  for i in range(predictions.rows)]
+        Path(out).write_text("\\n".join(lines) + "\\n")
+        return list(predictions.order)
+
+
 def demo(folder):
     """Two levels of the same three columns, in a ``.nums`` file, searched with every member above."""
     rng = np.random.default_rng(0)
@@ -262,6 +280,7 @@ ENTRY_POINTS = {
     "automtl.strategies": "summed_steps = automtl_everything:SummedSteps",
     "automtl.backends": "round-robin = automtl_everything:ROUND_ROBIN",
     "automtl.formats": "npz_outputs = automtl_everything:NPZ_OUTPUTS",
+    "automtl.predictions": "levels_tsv = automtl_everything:LevelsTsv",
     "automtl.demos": "everything = automtl_everything:demo",
 }
 
@@ -323,3 +342,21 @@ def test_a_search_uses_a_third_party_member_of_every_axis(everything):
 
     names = {layer.name for layer in keras.saving.load_model(run / "best" / "model.keras").layers}
     assert {"trunk_dense0", "trunk_dense1-up", "trunk_dense1-down"} <= names and "trunk_dense1" not in names
+    # the third-party prediction format writes what it wrote: the same numbers as the built-in table
+    x = np.random.default_rng(1).normal(size=(5, 3)).round(4)
+    (root / "new.nums").write_text(json.dumps({"a": x[:, 0].tolist(), "b": x[:, 1].tolist(), "c": x[:, 2].tolist()}))
+    for fmt, out in (("levels_tsv", "levels.tsv"), ("table", "levels.csv")):
+        proc = subprocess.run([sys.executable, "-m", "automtl.cli", "predict", str(run / "best"), "--data", "new.nums",
+                               "--format", fmt, "--out", out], env=env, capture_output=True, text=True, cwd=root)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = (root / "levels.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["up.level", "down.level"] and len(lines) == 6
+    import pandas as pd
+
+    table = pd.read_csv(root / "levels.csv")
+    written = np.array([[float(v) for v in line.split("\t")] for line in lines[1:]])
+    np.testing.assert_allclose(written, table[["up.level", "down.level"]].to_numpy(), atol=1e-5)
+    wrong = subprocess.run([sys.executable, "-m", "automtl.cli", "predict", str(run / "best"), "--data", "new.nums",
+                            "--format", "levels_tsv", "--out", "levels.csv"], env=env, capture_output=True, text=True,
+                           cwd=root)
+    assert wrong.returncode == 2 and "--format levels_tsv writes tab-separated lines (.tsv)" in wrong.stderr

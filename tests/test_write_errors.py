@@ -101,7 +101,7 @@ def test_predict_onto_a_full_disk_is_exit_2(run, cli, monkeypatch, tmp_path):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("automtl.export.predict.write_outputs", full)
+    monkeypatch.setattr("automtl.export.table.write_outputs", full)
     out = tmp_path / "predictions.csv"
     one_line(cli("predict", folder / "best", "--data", ws.data, "--out", out), "No space left on device", str(out))
 

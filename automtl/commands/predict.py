@@ -12,15 +12,18 @@ from automtl.commands.base import VERBOSE, user_errors
 @click.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
-              help="CSV, Parquet, JSONL, NPZ or COCO JSON file with the model's inputs, or a folder of images.")
+              help="CSV, Parquet, JSONL or NPZ file with the model's inputs, a file a reader plugin reads (COCO JSON), "
+              "or a path an input plugin reads itself (the image input: an image file or a folder of images).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output file (.csv, .parquet, .jsonl or .npz): one column per task output; .json with --format coco.")
+              help="Output file (.csv, .parquet, .jsonl or .npz): one column per task output; another --format "
+              "says what it writes (coco: .json).")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
-              help="Folder that relative image paths start from (default: the data file's folder).")
-@click.option("--format", "fmt", type=click.Choice(["table", "coco"]), default="table", show_default=True,
-              help="coco: a detection model's boxes as a COCO results JSON file (pycocotools' loadRes).")
+              help="Folder that relative file paths in the data start from (default: the data file's folder).")
+@click.option("--format", "fmt", default="table", show_default=True, metavar="NAME",
+              help="How the outputs are written: table, or an installed prediction format (`automtl plugins`, kind "
+              "prediction), such as coco: a detection model's boxes as a COCO results JSON file (pycocotools' loadRes).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Rows per batch (default 1024; 64 for a model with an image input).")
+              help="Rows per batch (default 1024, or fewer where an input asks: 64 for an image input).")
 @click.option("--keep", multiple=True, help="Copy this data column (an id) into the output; repeatable.")
 @click.option("--probabilities", "vectors", type=click.Choice(["columns", "list"]), default="columns",
               show_default=True, help="Class probabilities as one column per class (<task>.p.<class>) or as one "

@@ -24,6 +24,7 @@ GROUPS = {
     "reader": "automtl.readers",
     "demo": "automtl.demos",
     "format": "automtl.formats",
+    "prediction": "automtl.predictions",
 }
 
 

@@ -45,6 +45,8 @@ AXES: dict[str, Axis] = {
     "backend": Axis("backend", None, "optuna", "search backend"),
     #: export formats beside the SavedModel (which every export holds): none by default
     "format": Axis("format", None, "", "export format"),
+    #: how `automtl predict` writes a model's outputs: one column per output by default
+    "prediction": Axis("prediction", None, "table", "prediction format"),
 }
 
 

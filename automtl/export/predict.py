@@ -3,14 +3,16 @@
 The manifest (``automtl.json``) says how the data maps to the SavedModel's raw
 inputs: a tabular input's numeric matrix lists its ``columns`` (stacked in that
 order), a categorical input has ``columns: [col]`` (strings), an NPZ input has
-``array`` (``None`` dimensions match any size). An input plugin may map its own
-input (:meth:`automtl.api.InputEncoder.serving_arrays`): the image input reads
-the image files named in a column, or every image of a ``--data`` folder, and
-decodes them batch by batch as in training. The output holds one column (or
-field, or array) per task output, named ``<task>.<output>``; vector outputs
-such as class probabilities are one list per row (a JSON list in CSV cells);
-detection outputs are one list of boxes per image (``<task>.detections``), or
-a COCO results file with ``--format coco``.
+``array`` (``None`` dimensions match any size). Input and task plugins take
+part through hooks of :mod:`automtl.api`, each asked by the manifest entry's
+``type``: an input may read a ``--data`` path that is no data file
+(:meth:`~automtl.api.InputEncoder.serving_source`), map its own input
+(:meth:`~automtl.api.InputEncoder.serving_arrays`) and ask for smaller batches
+(``serving_batch``); a task may adjust its outputs after the model ran
+(:meth:`~automtl.api.Task.serving_outputs`). The outputs are written by the
+``--format`` chosen among the installed prediction formats
+(:class:`~automtl.api.PredictionFormat`; ``table`` by default: one column per
+task output, named ``<task>.<output>``).
 """
 
 from __future__ import annotations
@@ -23,18 +25,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from automtl.core.predictions import PredictionFormat, Predictions, ServingSource
 from automtl.data.streamed import is_streamed
 from automtl.errors import AutomtlError, ConfigError, DataError, MissingColumns
 
 DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".npz")
-OUT_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".npz")
-#: Image files ``tf.io.decode_image`` reads, listed from a ``--data`` folder.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-#: The column a folder's (or a single image's) file names go into.
-PATH_COLUMN = "image_path"
-FORMATS = ("table", "coco")
 DEFAULT_BATCH = 1024
-IMAGE_BATCH = 64
 #: Inputs with more batches than this get a progress bar (on a terminal).
 BAR_MIN_BATCHES = 2
 
@@ -73,11 +69,12 @@ def load_manifest(model_dir: Path) -> dict[str, Any]:
 
 @dataclass
 class Data:
-    """A data source's columns, its row count, and whether it is a folder (or file) of images."""
+    """A data source's columns, its row count, and the columns that say which row is which (an input
+    plugin's source: a folder's file names), written beside the outputs."""
 
     columns: dict[str, np.ndarray]
     rows: int
-    images: bool = False
+    keep: tuple[str, ...] = ()
 
 
 def read_data(path: Path) -> tuple[dict[str, np.ndarray], int]:
@@ -86,22 +83,15 @@ def read_data(path: Path) -> tuple[dict[str, np.ndarray], int]:
     return data.columns, data.rows
 
 
-def read_source(path: Path) -> Data:
-    """A data file, a folder of images (one row per image file, sorted, sub-folders included) or one image."""
+def read_source(path: Path, inputs: Sequence[dict[str, Any]] = ()) -> Data:
+    """A data file, or a path an input plugin reads itself (asked with the model's manifest ``inputs``,
+    which the plugin may fill in with the column it put the data in)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if path.is_dir():
-        files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"{path}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-        return Data({PATH_COLUMN: np.array(files, dtype=object)}, len(files), images=True)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
-    if suffix in IMAGE_SUFFIXES:
-        return Data({PATH_COLUMN: np.array([path.name], dtype=object)}, 1, images=True)
-    if suffix not in DATA_SUFFIXES:
-        return _plugin_table(path, suffix)
+    if path.is_dir() or suffix not in DATA_SUFFIXES:
+        return _input_source(path, inputs)
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:
@@ -126,14 +116,59 @@ def read_source(path: Path) -> Data:
     return Data(columns, lengths.pop())
 
 
-def _plugin_table(path: Path, suffix: str) -> Data:
-    """A file type a reader plugin reads (a COCO JSON file), as in training."""
+def _input_source(path: Path, inputs: Sequence[dict[str, Any]]) -> Data:
+    """The first input type that reads ``path`` itself (the model's own types first, then the other
+    installed ones); a folder nothing reads, or a file of a type no reader knows, is an error that says
+    what each input type found wrong with it."""
+    from automtl.core import plugins
+
+    problems: list[DataError] = []
+    read_by: list[str] = []
+    ordered = list(dict.fromkeys([str(s["type"]) for s in inputs if s.get("type")] + plugins.names("input")))
+    for type_name in ordered:
+        cls = installed_plugin("input", type_name, "--data")
+        if cls is None:
+            continue
+        if cls.serving_sources:
+            read_by.append(cls.serving_sources)
+        try:
+            found = cls.serving_source(path, inputs)
+        except DataError as exc:
+            problems.append(exc)
+            continue
+        if found is not None:
+            return _source_data(path, found)
+    if path.is_file():
+        table = _plugin_table(path, path.suffix.lower(), read_by, bool(problems))
+        if table is not None:
+            return table
+    if problems:
+        raise problems[0]
+    raise DataError(f"{path}: a folder that no installed input type reads"
+                    + (f" (they read {'; '.join(read_by)})" if read_by else "")
+                    + f"; give a data file ({', '.join(DATA_SUFFIXES)})")
+
+
+def _source_data(path: Path, found: ServingSource) -> Data:
+    lengths = {len(v) for v in found.columns.values()}
+    if len(lengths) != 1:
+        raise DataError(f"{path}: the input plugin that read it gave no columns or columns of different "
+                        f"lengths: {sorted(lengths)}")
+    return Data(dict(found.columns), lengths.pop(), tuple(found.keep))
+
+
+def _plugin_table(path: Path, suffix: str, read_by: Sequence[str] = (), quiet: bool = False) -> Data | None:
+    """A file type a reader plugin reads (its declared suffixes), as in training; None when no reader
+    reads it and ``quiet`` (an input type said why it could not either)."""
     from automtl.data.readers import plugin_readers, read_table, suffixes
 
     readers = plugin_readers()
     if not any(suffix in r.suffixes for r in readers):
+        if quiet:
+            return None
+        also = "".join(f", {what}" for what in read_by)
         raise DataError(f"{path}: unsupported data file type '{suffix}'; expected one of "
-                        f"{', '.join(suffixes(readers))}, an image file or a folder of images")
+                        f"{', '.join(suffixes(readers))}{also}")
     table = read_table(path)
     return Data(dict(table.columns), len(table))
 
@@ -141,7 +176,7 @@ def _plugin_table(path: Path, suffix: str) -> Data:
 def model_inputs(manifest: dict[str, Any], data: dict[str, np.ndarray], source: str,
                  root: Path | None = None, facts: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """Map the data to the SavedModel's named inputs, as the manifest describes them. An input plugin
-    may map its own (image files); what it says about each row lands in ``facts[input name]``."""
+    may map its own (files named in a column); what it says about each row lands in ``facts[input name]``."""
     out: dict[str, Any] = {}
     missing: list[MissingColumns] = []  # every input's missing columns in one error
     for spec in manifest["inputs"]:
@@ -186,16 +221,8 @@ def _one_column(spec: dict[str, Any], data: dict[str, np.ndarray]) -> list[str]:
 
 def _plugin_input(spec: dict[str, Any], data: dict[str, np.ndarray], source: str,
                   root: Path | None) -> tuple[Any, dict[str, np.ndarray]] | None:
-    if not spec.get("type"):
-        return None
-    from automtl.core import plugins
-
-    try:
-        cls = plugins.load("input", spec["type"], where=f"model input '{spec['name']}'")
-    except ConfigError:
-        return None  # a plugin not installed here: map the columns as automtl does
-    hook = getattr(cls, "serving_arrays", None)
-    return hook(spec, data, Path(source), root) if hook is not None else None
+    cls = installed_plugin("input", spec.get("type"), f"model input '{spec['name']}'")
+    return cls.serving_arrays(spec, data, Path(source), root) if cls is not None else None
 
 
 def _array_input(spec: dict[str, Any], data: dict[str, np.ndarray], source: str) -> np.ndarray:
@@ -205,8 +232,6 @@ def _array_input(spec: dict[str, Any], data: dict[str, np.ndarray], source: str)
                         f"(arrays present: {', '.join(data)})")
     values = np.asarray(data[key])
     expected = tuple(spec.get("shape", [None])[1:])
-    if spec.get("image") and values.ndim == len(expected) and expected[-1] == 1:
-        values = values[..., None]  # grey images without their channel axis
     fits = values.ndim == len(expected) + 1 and all(e is None or e == v for e, v in zip(expected, values.shape[1:]))
     if not fits:
         shown = tuple("any" if e is None else e for e in expected)
@@ -275,139 +300,57 @@ def run_model(model_dir: Path, inputs: dict[str, np.ndarray], rows: int, batch_s
 VECTOR_FORMS = ("columns", "list")
 
 
-def name_columns(manifest: dict[str, Any], outputs: dict[str, np.ndarray], order: list[str]) -> list[str]:
-    """Split each vector output that a task's manifest names entry by entry (``output_columns``:
-    ``{output: {"prefix": "p", "names": [...]}}``) into one column per entry, ``<task>.<prefix>.<name>``,
-    in place of the output; returns the new column order."""
-    new_order = list(order)
-    for task in manifest["tasks"]:
-        for output, spec in (task.get("output_columns") or {}).items():
-            key = f"{task['name']}.{output}"
-            values = outputs.get(key)
-            if values is None or np.ndim(values) != 2 or values.shape[1] != len(spec["names"]):
-                continue
-            columns = [f"{task['name']}.{spec['prefix']}.{name}" for name in spec["names"]]
-            for j, column in enumerate(columns):
-                outputs[column] = values[:, j]
-            del outputs[key]
-            at = new_order.index(key)
-            new_order[at:at + 1] = columns
-    return new_order
-
-
 def output_order(manifest: dict[str, Any], outputs: dict[str, np.ndarray]) -> list[str]:
     ordered = [o for t in manifest["tasks"] for o in t.get("outputs", []) if o in outputs]
     return ordered + sorted(set(outputs) - set(ordered))
 
 
-def write_outputs(out: Path, outputs: dict[str, np.ndarray], order: Sequence[str],
-                  keep: dict[str, np.ndarray]) -> Path:
-    """One column per output; vectors as one list per row; strings decoded from bytes."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    decoded = {k: v if _holds_lists(v) else _decode(v) for k, v in outputs.items()}
-    if suffix == ".npz":  # text as unicode arrays, so np.load needs no pickle
-        arrays = {k: np.asarray(v) for k, v in keep.items()} | {k: decoded[k] for k in order}
-        np.savez(out, **{k: v.astype(str) if v.dtype == object else v for k, v in arrays.items()})
-        return out
-    import pandas as pd
+def installed_plugin(kind: str, type_name: str | None, where: str) -> Any:
+    """The plugin class of a manifest entry's ``type``, or None when it has none or it is not
+    installed here (predict then treats the entry as automtl does any other)."""
+    if not type_name:
+        return None
+    from automtl.core import plugins
 
-    frame = pd.DataFrame({k: list(v) if np.ndim(v) > 1 else v for k, v in keep.items()})
-    for key in order:
-        v = decoded[key]
-        if _holds_lists(v):  # one list (of detections) per row
-            frame[key] = [json.dumps(x) for x in v] if suffix == ".csv" else list(v)
-        elif v.ndim > 1:
-            lists = [row.tolist() for row in v]
-            frame[key] = [json.dumps(x) for x in lists] if suffix == ".csv" else lists
-        else:
-            frame[key] = v
-    if suffix == ".csv":
-        frame.to_csv(out, index=False)
-    elif suffix in (".jsonl", ".ndjson"):
-        frame.to_json(out, orient="records", lines=True)
-    else:
-        frame.to_parquet(out, index=False)
-    return out
+    try:
+        return plugins.load(kind, type_name, where=where)
+    except ConfigError:
+        return None
 
 
-def _holds_lists(v: np.ndarray) -> bool:
-    return v.dtype == object and v.ndim == 1 and len(v) > 0 and isinstance(v[0], list)
+def serving_outputs(manifest: dict[str, Any], outputs: dict[str, np.ndarray],
+                    facts: dict[str, dict[str, np.ndarray]]) -> None:
+    """Each installed task's :meth:`~automtl.api.Task.serving_outputs` (say, outputs in each row's own
+    units, from what the input plugins said about it), in place."""
+    inputs = {s["name"]: s for s in manifest["inputs"]}
+    for task in manifest["tasks"]:
+        cls = installed_plugin("task", task.get("type"), f"task '{task.get('name')}'")
+        if cls is not None:
+            outputs.update(cls.serving_outputs(task, outputs, inputs, facts))
 
 
-def _decode(v: np.ndarray) -> np.ndarray:
-    if v.dtype.kind in "SO":
-        return np.vectorize(lambda b: b.decode("utf-8") if isinstance(b, bytes) else str(b), otypes=[object])(v)
-    return v
+def prediction_format(name: str) -> PredictionFormat:
+    """The installed prediction format ``name`` (``--format``), or a clear error naming the installed ones."""
+    from automtl.core import registry
+
+    known = registry.names("prediction")
+    if name not in known:
+        raise AutomtlError(f"--format {name}: unknown prediction format; installed: {', '.join(known) or '(none)'}")
+    try:
+        fmt = registry.member("prediction", name)()
+    except ConfigError as exc:
+        raise AutomtlError(str(exc)) from None
+    fmt.name = name
+    return fmt
 
 
-def detection_tasks(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """Manifest tasks whose outputs are boxes per image (they say how in ``detections``)."""
-    return [t for t in manifest["tasks"] if isinstance(t.get("detections"), dict)]
-
-
-def rescale_boxes(manifest: dict[str, Any], outputs: dict[str, np.ndarray],
-                  facts: dict[str, dict[str, np.ndarray]]) -> None:
-    """Boxes come back in the pixels of the image the model was served; images that predict resized to the
-    training size get theirs back in their own pixels (each image's width and height from ``facts``)."""
-    specs = {s["name"]: s for s in manifest["inputs"]}
-    for task in detection_tasks(manifest):
-        d = task["detections"]
-        image = d.get("image_input") or next((n for n, s in specs.items() if s.get("image")), None)
-        sizes = facts.get(image or "")
-        key = f"{task['name']}.{d['boxes']}"
-        if not sizes or key not in outputs or "width" not in sizes:
-            continue
-        h, w = specs[image]["size"]
-        scale = np.stack([sizes["width"] / w, sizes["height"] / h] * 2, axis=-1).astype(np.float32)
-        outputs[key] = outputs[key] * scale[:, None, :]
-
-
-def detection_lists(task: dict[str, Any], outputs: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:
-    """One list of ``{box, score, label, class_id}`` per image: the real detections, best first."""
-    d, name = task["detections"], task["name"]
-    boxes, scores = outputs[f"{name}.{d['boxes']}"], outputs[f"{name}.{d['scores']}"]
-    labels, ids = _decode(outputs[f"{name}.{d['labels']}"]), outputs[f"{name}.{d['class_ids']}"]
-    count = outputs[f"{name}.{d['count']}"]
-    return [[{"box": [round(float(v), 2) for v in boxes[i, j]], "score": round(float(scores[i, j]), 5),
-              "label": str(labels[i, j]), "class_id": int(ids[i, j])} for j in range(int(count[i]))]
-            for i in range(len(count))]
-
-
-def coco_results(task: dict[str, Any], outputs: dict[str, np.ndarray], image_ids: Sequence[Any]) -> list[dict[str, Any]]:
-    """COCO detection results (``image_id, category_id, bbox [x, y, w, h], score``), as pycocotools' ``loadRes`` reads."""
-    categories = task.get("category_ids") or list(range(1, len(task.get("classes", [])) + 1))
-    results = []
-    for image_id, dets in zip(image_ids, detection_lists(task, outputs)):
-        for det in dets:
-            x0, y0, x1, y1 = det["box"]
-            results.append({"image_id": image_id, "category_id": categories[det["class_id"]],
-                            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                            "score": det["score"]})
-    return results
-
-
-def image_ids(data: dict[str, np.ndarray], rows: int) -> list[Any]:
-    """Each row's COCO image id: an ``image_id`` column, else numeric file names, else the row number (from 1)."""
-    if "image_id" in data:
-        return [v.item() if isinstance(v, np.generic) else v for v in data["image_id"]]
-    if PATH_COLUMN in data:
-        stems = [Path(str(p)).stem for p in data[PATH_COLUMN]]
-        if all(s.isdigit() for s in stems):
-            return [int(s) for s in stems]
-    return list(range(1, rows + 1))
-
-
-def check_out(out: Path, data_path: Path, format: str = "table") -> Path:
+def check_out(out: Path, data_path: Path, format: PredictionFormat | str = "table") -> Path:
     """``--out`` can be written and overwrites nothing a user or a run needs; checked before any work."""
     out = Path(out).expanduser()
-    if format not in FORMATS:
-        raise AutomtlError(f"--format {format}: expected one of {', '.join(FORMATS)}")
-    if format == "coco" and out.suffix.lower() != ".json":
-        raise AutomtlError(f"--out {out}: --format coco writes a JSON file; give a .json path")
-    if format == "table" and out.suffix.lower() not in OUT_SUFFIXES:
-        raise AutomtlError(f"--out {out}: unsupported output type '{out.suffix}'; expected one of {', '.join(OUT_SUFFIXES)}")
+    fmt = prediction_format(format) if isinstance(format, str) else format
+    if out.suffix.lower() not in fmt.suffixes:
+        raise AutomtlError(f"--out {out}: unsupported output type '{out.suffix}'; --format {fmt.name} writes "
+                           f"{fmt.writes} ({', '.join(fmt.suffixes)})")
     if out.exists() and Path(data_path).exists() and out.resolve() == Path(data_path).resolve():
         raise AutomtlError(f"--out {out} is the --data file; write the predictions to another file")
     from automtl.rundir.folder import check_output_file, refuse_inside_run
@@ -426,26 +369,26 @@ class PredictPlan:
     rows: int
     out: Path
     keep: dict[str, np.ndarray]
-    #: what an input plugin says about each row (an image's own width and height), by input name
+    #: the ``--format`` that writes the outputs
+    format: PredictionFormat
+    #: what an input plugin says about each row (say, its original size), by input name
     facts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    #: COCO image id of each row (``--format coco`` only)
-    image_ids: list[Any] = field(default_factory=list)
     batch_size: int = DEFAULT_BATCH
+    #: the data's columns (a prediction format may read ids from them)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def plan_predict(model_dir: Path, data_path: Path, out: Path, keep: Sequence[str] = (), *,
                  root: Path | None = None, format: str = "table", batch_size: int | None = None) -> PredictPlan:
     """Read and map the data and check the output path: every user mistake is found here, before TensorFlow."""
-    out = check_out(out, data_path, format)
+    fmt = prediction_format(format)
+    out = check_out(out, data_path, fmt)
     manifest = load_manifest(model_dir)
-    detections = detection_tasks(manifest)
-    if format == "coco" and len(detections) != 1:
-        raise AutomtlError(f"{model_dir}: --format coco needs a model with one detection task; this one has "
-                           f"{len(detections)}")
-    source = read_source(data_path)
+    problem = fmt.check(manifest)
+    if problem:
+        raise AutomtlError(f"{model_dir}: {problem}")
+    source = read_source(data_path, manifest["inputs"])
     data, rows = source.columns, source.rows
-    if source.images:
-        _route_folder(manifest, data, data_path)
     missing = [c for c in keep if c not in data]
     if missing:
         raise DataError(f"{data_path}: --keep column(s) not found: {', '.join(missing)}")
@@ -453,20 +396,25 @@ def plan_predict(model_dir: Path, data_path: Path, out: Path, keep: Sequence[str
         raise DataError(f"--root {root}: folder not found")
     facts: dict[str, dict[str, np.ndarray]] = {}
     inputs = model_inputs(manifest, data, str(data_path), root, facts)
-    if batch_size is None:  # images are large: fewer of them per batch
-        batch_size = IMAGE_BATCH if any(s.get("image") for s in manifest["inputs"]) else DEFAULT_BATCH
-    kept = {c: data[c] for c in keep}
-    if source.images and PATH_COLUMN not in kept:
-        kept = {PATH_COLUMN: data[PATH_COLUMN], **kept}  # which row is which image
-    ids = image_ids(data, rows) if format == "coco" else []
-    return PredictPlan(Path(model_dir), manifest, inputs, rows, out, kept, facts, ids, batch_size)
+    if batch_size is None:
+        batch_size = serving_batch(manifest)
+    kept = {c: data[c] for c in source.keep if c not in keep} | {c: data[c] for c in keep}  # which row is which first
+    return PredictPlan(Path(model_dir), manifest, inputs, rows, out, kept, fmt, facts, batch_size, data)
+
+
+def serving_batch(manifest: dict[str, Any]) -> int:
+    """Rows per batch: the smallest an installed input type of the model asks for (large rows want
+    fewer), else 1024."""
+    asked = [getattr(cls, "serving_batch", None) for cls in
+             (installed_plugin("input", s.get("type"), f"model input '{s['name']}'") for s in manifest["inputs"])]
+    return min([int(b) for b in asked if b] or [DEFAULT_BATCH])
 
 
 def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int | None = None,
             keep: Sequence[str] = (), console: Any = None, root: Path | None = None,
             format: str = "table", vectors: str = "columns") -> PredictSummary:
-    """Check and read (no TensorFlow), then serve and write; ``vectors``: named vector outputs (class
-    probabilities) as one column per entry (``columns``) or one list per row (``list``)."""
+    """Check and read (no TensorFlow), then serve and write in the ``--format`` asked for; ``vectors``: named
+    vector outputs (class probabilities) as one column per entry (``columns``) or one list per row (``list``)."""
     if vectors not in VECTOR_FORMS:
         raise AutomtlError(f"--probabilities {vectors}: expected one of {', '.join(VECTOR_FORMS)}")
     import time
@@ -477,44 +425,9 @@ def predict(model_dir: Path, data_path: Path, out: Path, *, batch_size: int | No
     plan = plan_predict(model_dir, data_path, out, keep, root=root, format=format, batch_size=batch_size)
     import_tensorflow_quietly()
     outputs = run_model(plan.model_dir, plan.inputs, plan.rows, plan.batch_size, console)
-    rescale_boxes(plan.manifest, outputs, plan.facts)
-    order = output_order(plan.manifest, outputs)
-    detections = detection_tasks(plan.manifest)
+    serving_outputs(plan.manifest, outputs, plan.facts)
+    predictions = Predictions(plan.manifest, outputs, output_order(plan.manifest, outputs), plan.columns, plan.keep,
+                              plan.rows, vectors, plan.facts)
     plan.out.parent.mkdir(parents=True, exist_ok=True)
-    if format == "coco":
-        plan.out.write_text(json.dumps(coco_results(detections[0], outputs, plan.image_ids), default=str))
-        return PredictSummary(plan.rows, [f"{detections[0]['name']} (COCO results)"], plan.out,
-                              time.perf_counter() - started)
-    if plan.out.suffix.lower() != ".npz":  # boxes per image as one list, not padded arrays
-        for task in detections:
-            outputs[f"{task['name']}.detections"] = _object_array(detection_lists(task, outputs))
-            d, prefix = task["detections"], task["name"] + "."
-            padded = {prefix + d[k] for k in ("boxes", "scores", "labels", "class_ids")}
-            order = [o for o in order if o not in padded] + [prefix + "detections"]
-    if vectors == "columns":
-        order = name_columns(plan.manifest, outputs, order)
-    write_outputs(plan.out, outputs, order, plan.keep)
-    return PredictSummary(plan.rows, order, plan.out, time.perf_counter() - started)
-
-
-def _route_folder(manifest: dict[str, Any], data: dict[str, np.ndarray], path: Path) -> None:
-    """A folder (or one image file) feeds the model's one image input, under the column that input reads.
-
-    Whatever the model was trained from: an input trained on NPZ pixel arrays (or a COCO file) reads the
-    files' paths too (the manifest in memory names the column; its input plugin decodes them)."""
-    images = [s for s in manifest["inputs"] if s.get("image")]
-    if len(images) != 1 or len(manifest["inputs"]) != 1:
-        names = ", ".join(s["name"] for s in manifest["inputs"])
-        raise DataError(f"{path}: a folder or file of images feeds a model with one image input; "
-                        f"this model's inputs are {names}: give a data file with their columns")
-    spec = images[0]
-    if not spec.get("column"):
-        spec["column"] = PATH_COLUMN
-    data[spec["column"]] = data[PATH_COLUMN]
-
-
-def _object_array(values: list[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
+    written = plan.format.write(plan.out, predictions)
+    return PredictSummary(plan.rows, list(written), plan.out, time.perf_counter() - started)

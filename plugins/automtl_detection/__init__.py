@@ -252,6 +252,22 @@ class DetectionTask(Task):
                               "belong to with option 'input'")
         return images[0]
 
+    @classmethod
+    def serving_outputs(cls, entry: Mapping[str, Any], outputs: Mapping[str, np.ndarray],
+                        inputs: Mapping[str, Mapping[str, Any]],
+                        facts: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Boxes in each image's own pixels, for images that ``automtl predict`` resized to the training size."""
+        from .results import rescaled_boxes
+
+        return rescaled_boxes(entry, outputs, inputs, facts)
+
+    @classmethod
+    def list_outputs(cls, entry: Mapping[str, Any], outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray | None]:
+        """One list of boxes per image (``<task>.detections``) in place of the padded arrays."""
+        from .results import list_outputs
+
+        return list_outputs(entry, outputs)
+
     def describe(self) -> dict[str, Any]:
         o = self.options
         return {

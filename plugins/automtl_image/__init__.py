@@ -35,13 +35,13 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pydantic
 
 from automtl.api import (Block, ConfigError, DataError, EncoderBlocks, InputEncoder, InputSpec, MappedArray, Options, ParamSpec,
-                         PortableInput, StreamedArray, Table, TrialParams, is_missing, memory_budget_bytes,
+                         PortableInput, ServingSource, StreamedArray, Table, TrialParams, is_missing, memory_budget_bytes,
                          Unavailable, scale_learning_rate)
 
 from . import backbones as _backbones
@@ -101,6 +101,9 @@ class ImageInput(InputEncoder):
 
     Options = ImageOptions
     parameters = PARAMETERS
+    #: images are large: ``automtl predict`` serves 64 per batch
+    serving_batch = 64
+    serving_sources = "an image file or a folder of images"
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)
@@ -364,9 +367,19 @@ class ImageInput(InputEncoder):
         """Image files named in the manifest's column (relative to ``root``, else to the data file's
         folder), decoded and resized to the training size as in training; also each image's own
         width and height, so that boxes can be given back in its pixels."""
-        from .serving import serving_images
+        from .serving import grey_arrays, serving_images
 
+        if not spec.get("column"):  # an NPZ input: grey images may lack their channel axis
+            return grey_arrays(spec, columns)
         return serving_images(spec, columns, Path(source), root)
+
+    @classmethod
+    def serving_source(cls, path: Path, inputs: Sequence[dict[str, Any]]) -> ServingSource | None:
+        """A folder of images (one row per image file, sorted, sub-folders included) or one image file,
+        fed to the model's one image input; their names are written beside the outputs."""
+        from .serving import image_source
+
+        return image_source(Path(path), inputs)
 
     def portable_inputs(self, model: Any) -> list[PortableInput]:
         """ONNX and LiteRT have no antialiased resize: their models take images already at

@@ -4,11 +4,59 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from automtl.api import DataError, MissingColumns, is_missing
+from automtl.api import DataError, MissingColumns, ServingSource, is_missing
+
+#: Image files ``tf.io.decode_image`` reads, listed from a ``--data`` folder.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+#: The column a folder's (or a single image's) file names go into, written beside the outputs.
+PATH_COLUMN = "image_path"
+
+
+def image_source(path: Path, inputs: Sequence[dict[str, Any]]) -> ServingSource | None:
+    """A folder of images (sorted, sub-folders included) or one image file, as one row per image for the
+    model's one image input, under the column that input reads.
+
+    Whatever the model was trained from: an input trained on NPZ pixel arrays (or a COCO file) reads the
+    files' paths too (the manifest entry in memory gets the column; :func:`serving_images` decodes them)."""
+    if path.is_dir():
+        files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        files = [path.name]
+    else:
+        return None
+    images = [s for s in inputs if s.get("image")]
+    if len(images) != 1 or len(inputs) != 1:
+        names = ", ".join(s["name"] for s in inputs)
+        raise DataError(f"{path}: a folder or file of images feeds a model with one image input; "
+                        f"this model's inputs are {names}: give a data file with their columns")
+    spec = images[0]
+    if not spec.get("column"):
+        spec["column"] = PATH_COLUMN
+    paths = np.array(files, dtype=object)
+    return ServingSource({PATH_COLUMN: paths, spec["column"]: paths}, keep=(PATH_COLUMN,))
+
+
+def grey_arrays(spec: Mapping[str, Any], columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict] | None:
+    """An NPZ input's grey images given without their channel axis, with it; None for anything else
+    (automtl maps and checks the array as any other)."""
+    values = columns.get(spec.get("array", ""))
+    expected = tuple(spec.get("shape", [None])[1:])
+    if values is None or np.ndim(values) != len(expected) or not expected or expected[-1] != 1:
+        return None
+    values = np.asarray(values)[..., None]
+    if not all(e is None or e == v for e, v in zip(expected, values.shape[1:])):
+        return None
+    try:
+        return values.astype(spec["dtype"]), {}
+    except (TypeError, ValueError):
+        return None
 
 
 def serving_images(spec: Mapping[str, Any], columns: Mapping[str, np.ndarray], source: Path,
