@@ -39,7 +39,8 @@ def test_plugins_lists_every_axis():
     assert proc.returncode == 0
     rows = [[cell.strip() for cell in line.split("│")[1:3]] for line in proc.stdout.splitlines() if "│" in line]
     for kind, name in [("task", "regression"), ("input", "tabular"), ("sharing", "mmoe"), ("weighting", "gradnorm"),
-                       ("strategy", "alternating"), ("backend", "keras-tuner"), ("reader", "coco"), ("demo", "digits")]:
+                       ("strategy", "alternating"), ("backend", "keras-tuner"), ("reader", "coco"), ("demo", "digits"),
+                       ("format", "onnx"), ("prediction", "table"), ("prediction", "coco")]:
         assert [kind, name] in rows, (kind, name)
 
 
