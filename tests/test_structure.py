@@ -1,9 +1,11 @@
 """The import graph follows the design: no cycle between parts or files, no forbidden direction.
 
 Parts are automtl's sub-packages (``automtl.training``) and top-level modules
-(``automtl.api``); built-in plugins are parts of their own. Imports inside
-``if TYPE_CHECKING:`` blocks are annotations only and do not count; imports
-inside functions (lazy imports) do.
+(``automtl.api``); built-in plugins are parts of their own. Between parts,
+imports inside ``if TYPE_CHECKING:`` blocks are annotations only and do not
+count; imports inside functions (lazy imports) do. Between files every import
+counts, annotations included: a cycle there is a layering smell even when
+Python never runs it.
 """
 
 from __future__ import annotations
@@ -58,15 +60,17 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _statements(path: Path, package: str | None = None) -> list[tuple[str, tuple[str, ...] | None]]:
-    """``(module, names)`` of each import a file runs (lazily or not): ``names`` None for ``import module``."""
+def _statements(path: Path, package: str | None = None,
+                annotations: bool = False) -> list[tuple[str, tuple[str, ...] | None]]:
+    """``(module, names)`` of each import a file runs (lazily or not; with ``annotations``, those under
+    ``if TYPE_CHECKING:`` too): ``names`` None for ``import module``."""
     tree = ast.parse(path.read_text(), filename=str(path))
     if package is None:
         package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
     found: list[tuple[str, tuple[str, ...] | None]] = []
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
+        if isinstance(node, ast.If) and _is_type_checking(node) and not annotations:
             for child in node.orelse:
                 visit(child)
             return
@@ -183,7 +187,7 @@ def test_plugins_import_only_the_public_api():
 
 @functools.lru_cache(maxsize=None)
 def _file_edges() -> dict[str, set[str]]:
-    """module -> the modules of automtl and its plugins it imports (lazily or not).
+    """module -> the modules of automtl and its plugins it imports (lazily, eagerly or for annotations).
 
     ``from package import submodule`` is an arrow to the submodule only (the
     package's ``__init__`` runs first, as for any submodule, and is no arrow of
@@ -192,7 +196,7 @@ def _file_edges() -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in _files()}
     edges: dict[str, set[str]] = {}
     for name, path in modules.items():
-        for module, names in _statements(path):
+        for module, names in _statements(path, annotations=True):
             subs = {f"{module}.{n}" for n in names or ()} & set(modules)
             targets = subs | ({module} if names is None or len(subs) < len(names) else set())
             edges.setdefault(name, set()).update(t for t in targets if t in modules and t != name)
@@ -217,6 +221,14 @@ def test_the_file_cycle_check_sees_imports_inside_functions(tmp_path):
                       "    from .phases import Search\n")
     found = set(_imports(source, package="automtl.run"))
     assert {"automtl.core.registry", "automtl.api", "automtl.run.phases"} <= found
+
+
+def test_the_file_cycle_check_sees_imports_for_annotations(tmp_path):
+    """``if TYPE_CHECKING:`` imports are arrows between files (two modules typing each other are one layer)."""
+    source = tmp_path / "m.py"
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from automtl.api import Task\n")
+    assert "automtl.api" not in {m for m, _ in _statements(source, package="automtl.data")}
+    assert "automtl.api" in {m for m, _ in _statements(source, package="automtl.data", annotations=True)}
 
 
 def test_only_the_optuna_backend_and_its_tools_import_it():

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Mapping, Protocol
 
-if TYPE_CHECKING:
-    from automtl.core.trial_params import TrialParams
+
+class HasValues(Protocol):
+    """What :meth:`Declared.value` reads of a trial's parameters (:class:`automtl.core.trial_params.TrialParams`
+    has it); a protocol, so that declarations never import the trial record that is built from them."""
+
+    values: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class Declared:
     exclusive: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     @classmethod
-    def value(cls, params: "TrialParams", name: str) -> Any:
+    def value(cls, params: HasValues, name: str) -> Any:
         """This trial's value of one of the member's parameters (its declared default when unsearched)."""
         if name in params.values:
             return params.values[name]

@@ -20,7 +20,7 @@ from automtl.data.table import Table
 from automtl.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # the plugin API imports data (its Table); here its types are annotations only
-    from automtl.api import InputEncoder, Task
+    from automtl.plugin_base import InputEncoder, Task
 
 
 @dataclass

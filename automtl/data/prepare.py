@@ -21,7 +21,7 @@ from automtl.data.table import Table
 from automtl.errors import DataError, MissingColumns
 
 if TYPE_CHECKING:  # the plugin API imports data (its Table); here its types are annotations only
-    from automtl.api import InputEncoder, Task
+    from automtl.plugin_base import InputEncoder, Task
 
 
 def instantiate(exp: Experiment) -> tuple[list[InputEncoder], list[Task]]:

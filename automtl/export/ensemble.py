@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from automtl.api import InputEncoder, Task
+from automtl.plugin_base import InputEncoder, Task
 from automtl.core.trial import trial_dir
 from automtl.errors import AutomtlError
 from automtl.export.formats import write_format

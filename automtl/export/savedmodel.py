@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 import automtl
-from automtl.api import InputEncoder, Task
+from automtl.plugin_base import InputEncoder, Task
 from automtl.core.trial import TrialRecord
 from automtl.errors import AutomtlError
 from automtl.export.formats import names as format_names

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from automtl.api import InputEncoder, PortableInput, Task
+from automtl.plugin_base import InputEncoder, PortableInput, Task
 
 TF_DTYPES = {"string": tf.string, "float32": tf.float32, "int32": tf.int32, "int64": tf.int64, "uint8": tf.uint8}
 PORTABLE = "portable"

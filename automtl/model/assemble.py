@@ -22,7 +22,7 @@ from automtl.model.sharing.base import Level, Part, Trunk
 from automtl.model.tabm import MEMBERS, EnsembleDense, MemberAdapter, MemberAverage
 
 if TYPE_CHECKING:  # the plugin types, for annotations only: the API imports model's bricks
-    from automtl.api import InputEncoder, Task
+    from automtl.plugin_base import InputEncoder, Task
 
 
 @dataclass

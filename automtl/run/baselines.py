@@ -33,7 +33,7 @@ from automtl.rundir.baselines import (
 from automtl.space import SearchSpace
 
 if TYPE_CHECKING:
-    from automtl.api import Task
+    from automtl.plugin_base import Task
     from automtl.data.arrays import Arrays
 
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from automtl.api import Task
+from automtl.plugin_base import Task
 from automtl.data.prepare import Arrays, Prepared
 from automtl.objective import mean_of
 

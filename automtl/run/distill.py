@@ -153,7 +153,7 @@ def distill(run_dir: Path, out: Path, *, teacher: str = "ensemble", student: str
     t_metrics, t_scores, t_score = evaluate_outputs(tasks, prepared.valid, valid_raw, prepared.importance)
     teacher_params = int(sum(m.count_params() for m in module.members))
     notes: list[str] = []
-    from automtl.api import distills
+    from automtl.plugin_base import distills
     from automtl.training.distillation import DistilledTask
 
     mixed_x, why = mixup_inputs(prepared.train.x, tasks, mixup, seed)

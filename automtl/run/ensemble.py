@@ -26,7 +26,7 @@ from automtl.objective import mean_of
 from automtl.rundir.ensemble import EnsembleResult
 
 if TYPE_CHECKING:
-    from automtl.api import Task
+    from automtl.plugin_base import Task
     from automtl.data.arrays import Arrays
 
 VALID_PRED = "valid_pred.npz"
@@ -116,7 +116,7 @@ def evaluate_outputs(tasks: Sequence["Task"], valid: "Arrays | FoldRows", pred: 
 
 
 def solo_tasks(tasks: Sequence["Task"]) -> list[str]:
-    from automtl.api import combines
+    from automtl.plugin_base import combines
 
     return [t.name for t in tasks if not combines(t)]
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from automtl.api import Targets, Task
+from automtl.plugin_base import Targets, Task
 from automtl.lazy import tf
 
 #: Share of the teacher's loss on labelled entries (Hinton et al.'s alpha).

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from automtl.api import InputEncoder, Task
+from automtl.plugin_base import InputEncoder, Task
 from automtl.core import registry
 from automtl.core.trial_params import TrialParams
 from automtl.data.arrays import Arrays

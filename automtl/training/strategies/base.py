@@ -11,7 +11,7 @@ from automtl.core.trial_params import TrialParams
 from automtl.lazy import tf
 
 if TYPE_CHECKING:
-    from automtl.api import Task
+    from automtl.plugin_base import Task
     from automtl.data.arrays import Arrays
     from automtl.model.assemble import Assembled
     from automtl.training.weighting import Weighting
