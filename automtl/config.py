@@ -173,9 +173,9 @@ class SearchConfig(_Strict):
     )
     epochs: int = pydantic.Field(30, ge=1)
     patience: int | None = pydantic.Field(8, ge=1)
-    pruner: Literal["median", "hyperband", "asha", "none"] | None = pydantic.Field(
-        None, description="stops poor trials early; default: the backend's (median for optuna, none for keras-tuner "
-        "and for objective pareto)"
+    pruner: str | None = pydantic.Field(
+        None, description="stops poor trials early, one of the backend's pruners (none: never); default: the "
+        "backend's (median for optuna, none for keras-tuner and for objective pareto)"
     )
     fidelity: Literal["auto", "rows", "none"] = pydantic.Field(
         "auto", description="rows: new configurations train on 1/9 of the training rows and the best third of each "
@@ -326,10 +326,15 @@ class Experiment(_Strict):
                                  "of the Pareto front, next to each task's score)")
             if any(t.name == "latency" for t in self.tasks):
                 raise ValueError("search.latency_objective: a task is named 'latency', the objective's name; rename it")
-        if self.data.folds is not None and self.search.backend == "keras-tuner" and self.search.algorithm == "hyperband":
-            raise ValueError("data.folds with keras-tuner's hyperband: a promoted Hyperband trial continues from its "
-                             "parent's model, and a cross-validated trial keeps no single model; use algorithm "
-                             "bayesian or random, or the optuna backend (search.pruner: hyperband)")
+        if self.data.folds is not None:
+            from automtl.core import registry
+
+            spec = registry.member("backend", self.search.backend)
+            if not spec.cross_validates(self.search.algorithm):
+                others = [a for a in spec.algorithms if spec.cross_validates(a)]
+                raise ValueError(f"data.folds with {spec.name}'s {self.search.algorithm}: its trials continue from an "
+                                 "earlier trial's model, and a cross-validated trial keeps no single model; use "
+                                 + (f"algorithm {' or '.join(others)}, or " if others else "") + "another backend")
         return self
 
     def path(self, p: Path | str) -> Path:

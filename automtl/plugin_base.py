@@ -434,6 +434,14 @@ class InputEncoder(_Plugin):
     #: What :meth:`serving_source` reads, in a few words ("an image file or a folder of images"),
     #: for messages about a ``--data`` path nothing reads. Empty: it reads none.
     serving_sources: ClassVar[str] = ""
+    #: Whether a small training table of this input is cross-validated by default (``data.folds``
+    #: unset, at most :data:`automtl.data.split.SMALL_TABLE_ROWS` rows, no named split): its
+    #: trials are cheap enough to train once per fold. Only when every input says so; images and
+    #: texts keep the hold-out split (a trial costs k times more).
+    small_data_folds: bool = False
+    #: Whether this input's arrays are made row by row from a table's columns (numbers, text), so that a
+    #: training table larger than memory can stream through it in batches (``data.stream``).
+    streams_from_table: bool = False
 
     def prepare(self, train: Table) -> None:
         """Learn statistics and vocabularies from the training split."""

@@ -119,6 +119,15 @@ def test_a_small_table_is_cross_validated_unless_the_experiment_names_its_split(
     assert split.auto_folds(DataConfig(train=Path("d.csv"), group="city"), 300, True) is None
     assert split.auto_folds(DataConfig(train=Path("d.csv")), 300, False) is None
     assert split.auto_folds(DataConfig(train=Path("d.csv")), 10 * AUTO_FOLDS - 1, True) is None
+    # the hold-out also when the backend's algorithm continues trials (Keras Tuner's hyperband), or when an
+    # input does not declare that its small tables cross-validate (InputEncoder.small_data_folds)
+    tuned = {**raw, "search": {**raw["search"], "backend": "keras-tuner", "algorithm": "hyperband"}}
+    assert not check_files(build_experiment(tuned, "exp.yaml", tmp_path)).auto_folds
+    from automtl.core import plugins
+
+    monkeypatch.setattr(plugins.load("input", "tabular", where="test"), "small_data_folds", False)
+    assert not check_files(build_experiment(raw, "exp.yaml", tmp_path)).auto_folds
+    monkeypatch.undo()
     monkeypatch.setattr(split, "SMALL_TABLE_ROWS", 149)
     checked = check_files(build_experiment(raw, "exp.yaml", tmp_path))
     assert not checked.auto_folds and checked.exp.data.folds is None and checked.prepared.valid is not None

@@ -122,7 +122,7 @@ def test_tables_above_the_memory_budget_stream_by_themselves(tmp_path, monkeypat
     assert not wants_stream(off.data, off.path(off.data.train))
 
 
-def test_stream_refuses_what_it_cannot_do(tmp_path, cli):
+def test_stream_refuses_what_it_cannot_do(tmp_path, cli, monkeypatch):
     from automtl.errors import ConfigError
 
     make_table(50).to_csv(tmp_path / "t.csv", index=False)
@@ -133,6 +133,12 @@ def test_stream_refuses_what_it_cannot_do(tmp_path, cli):
 
     with pytest.raises(AutomtlError, match="cannot cross-validate"):
         _experiment(tmp_path, str(tmp_path / "parts"), stream=True, folds=3)
+    from automtl.core import plugins
+
+    # an input type that does not declare InputEncoder.streams_from_table
+    monkeypatch.setattr(plugins.load("input", "tabular", where="test"), "streams_from_table", False)
+    with pytest.raises(ConfigError, match=r"data.stream: inputs features \(tabular\) cannot stream from a table"):
+        _prepare(_experiment(tmp_path, str(tmp_path / "parts"), stream=True))
 
 
 @pytest.mark.slow

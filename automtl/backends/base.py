@@ -93,9 +93,16 @@ class BackendSpec:
     store: str = ""
     #: ``module:function(settings) -> int``: completed trials before its pruner judges ("": it does not say)
     pruner_startup: str = ""
+    #: algorithms whose trials continue from an earlier trial's model (Hyperband's promoted trials): they cannot
+    #: cross-validate, since a cross-validated trial keeps no single model (``data.folds`` is refused with them)
+    continues_trials: tuple[str, ...] = ()
     #: ``module:function() -> bool``, light to import: this process joins a search already running in the run
     #: folder (a distributed worker), so it does not take the folder's lock ("": every search holds its folder)
     joins: str = ""
+
+    def cross_validates(self, algorithm: str | None) -> bool:
+        """Whether trials of ``algorithm`` (None: the default) can train once per fold (see :attr:`continues_trials`)."""
+        return (algorithm or self.default_algorithm) not in self.continues_trials
 
     def study_store(self) -> StudyStore:
         """Where its study lives, for what reads a run folder (see :class:`StudyStore`)."""

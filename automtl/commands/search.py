@@ -59,8 +59,10 @@ DEMO_MARKER = ".automtl-demo"
                    "share is kept for what follows the trials; the running trial stops at its next epoch (default: "
                    "none, --trials decides).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs per trial (default 30).")
-@click.option("--pruner", type=click.Choice(["median", "hyperband", "asha", "none"]),
-              help="Stop poor trials early (optuna): median (default), hyperband, asha (successive halving) or none.")
+@click.option("--pruner", type=click.Choice(sorted({p for spec in _backends().values() for p in spec.pruners})),
+              help="Stop poor trials early: " + "; ".join(f"{name}: {', '.join(spec.pruners)} (default "
+                                                          f"{spec.default_pruner('mean')})"
+                                                          for name, spec in _backends().items()) + ".")
 @click.option("--fidelity", type=click.Choice(["auto", "rows", "none"]),
               help="rows: new configurations train on 1/9 of the training rows, the best third of each rung moves "
               "up to 1/3 and then all rows; auto (default): rows under --timeout without --trials when a ninth "

@@ -193,11 +193,12 @@ def names_split(data: "DataConfig") -> bool:
     return bool({"valid", "valid_fraction", "folds", "group"} & data.model_fields_set)
 
 
-def auto_folds(data: "DataConfig", rows: int, tabular_only: bool) -> int | None:
+def auto_folds(data: "DataConfig", rows: int, cheap_inputs: bool) -> int | None:
     """The folds a small table gets by default, or None: the experiment's own split
-    (:func:`names_split`), inputs other than tables (a trial costs more), more than
-    :data:`SMALL_TABLE_ROWS` rows, or too few for ten per fold."""
-    if names_split(data) or not tabular_only or not 10 * AUTO_FOLDS <= rows <= SMALL_TABLE_ROWS:
+    (:func:`names_split`), an input that does not declare ``small_data_folds`` (a trial
+    costs more: ``cheap_inputs`` False), more than :data:`SMALL_TABLE_ROWS` rows, or too
+    few for ten per fold."""
+    if names_split(data) or not cheap_inputs or not 10 * AUTO_FOLDS <= rows <= SMALL_TABLE_ROWS:
         return None
     return AUTO_FOLDS
 

@@ -39,8 +39,6 @@ from automtl.errors import ConfigError, DataError
 
 #: Rows read from the files at once.
 BATCH_ROWS = 65_536
-#: Input types whose arrays are plain numbers or text, so they stream from a table.
-STREAMABLE_INPUTS = ("tabular",)
 CACHE_VERSION = 1
 
 
@@ -59,11 +57,13 @@ def valid_rows(table: Table, fraction: float, seed: int, group: Any = None) -> n
     return (mixed >> np.uint64(11)).astype(np.float64) / 2.0**53 < fraction
 
 
-def _check_streamable(exp: Experiment) -> None:
-    other = [f"{i.name} ({i.type})" for i in exp.inputs if i.type not in STREAMABLE_INPUTS]
+def _check_streamable(exp: Experiment, encoders: list) -> None:
+    """Every input must say it streams (:attr:`automtl.api.InputEncoder.streams_from_table`)."""
+    other = [f"{e.name} ({e.type_name})" for e in encoders if not e.streams_from_table]
     if other:
-        raise ConfigError(f"data.stream: inputs {', '.join(other)} cannot stream from a table; only "
-                          f"{', '.join(STREAMABLE_INPUTS)} inputs do (image inputs stream from their files already)")
+        raise ConfigError(f"data.stream: inputs {', '.join(other)} cannot stream from a table (their type does not "
+                          "declare streams_from_table); inputs that read files of their own, such as images, stream "
+                          "from those files already: remove data.stream")
     if exp.data.folds is not None:
         raise ConfigError("data.stream: a streamed table is split by a hash, not cross-validated; remove data.folds")
 
@@ -219,7 +219,7 @@ def build_cache(exp: Experiment, encoders: list, tasks: list, files: list[Path],
 def prepare_streamed(exp: Experiment, encoders: list, tasks: list, run_dir: Path | None = None,
                      keep_unlabelled: bool = False) -> Prepared:
     """:func:`automtl.data.prepare.prepare` for a table read in batches (see the module's notes)."""
-    _check_streamable(exp)
+    _check_streamable(exp, encoders)
     train_path = exp.path(exp.data.train)
     if not is_parquet(train_path):
         raise ConfigError(f"data.stream reads Parquet files (a file, a folder or a glob); data.train is {train_path} "

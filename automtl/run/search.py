@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rich.console import Console
 
@@ -40,6 +40,9 @@ from automtl.run.summary import SearchSummary, print_summary
 from automtl.rundir.folder import check_out_folder, check_owner
 from automtl.rundir.lock import check_free
 from automtl.space import AUTO, load_space, parse_space, plugin_parameters, resolve_space_path
+
+if TYPE_CHECKING:
+    from automtl.plugin_base import InputEncoder
 
 
 def run_search(exp: Experiment, console: Console | None = None, quiet: bool = False,
@@ -102,7 +105,7 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
         if isinstance(exp.search.workers, int) and exp.search.workers > 1 and not spec.parallel_workers:
             raise ConfigError(no_parallel_workers(exp.search.workers, spec))
     _devices_before_tensorflow(exp.search.device, exp.search.precision)
-    exp, auto, table = with_auto_folds(exp)
+    exp, auto, table = with_auto_folds(exp, encoders)
     # A run folder's recorded split (split.json) is read and checked here; a new one is written by prepare_search.
     prepared = prepare(exp, encoders, tasks, exp.run_dir, table=table)
     checked = Checked(exp, encoders, tasks, space, space_path, prepared, formats=formats, auto_folds=auto)
@@ -112,21 +115,23 @@ def check_files(exp: Experiment, worker: bool = False) -> Checked:
     return checked
 
 
-def with_auto_folds(exp: Experiment) -> tuple[Experiment, bool, Any]:
+def with_auto_folds(exp: Experiment, encoders: Sequence[InputEncoder]) -> tuple[Experiment, bool, Any]:
     """``exp`` with a small table's default cross-validation (:func:`automtl.data.split.auto_folds`)
     resolved, so the run's snapshot, resume, export and retraining all see ``data.folds``; whether it
-    was; and the training table when it had to be read to count its rows (else None)."""
+    was; and the training table when it had to be read to count its rows (else None). Only when every
+    input declares ``small_data_folds`` and the backend's algorithm keeps one model per trial."""
     from automtl.data.readers import read_table
     from automtl.data.split import auto_folds, names_split
     from automtl.data.streamed import wants_stream
 
-    settings = exp.search
-    tabular_only = all(i.type == "tabular" for i in exp.inputs)
-    hyperband = (settings.backend, settings.algorithm) == ("keras-tuner", "hyperband")  # cannot cross-validate
-    if names_split(exp.data) or not tabular_only or hyperband or wants_stream(exp.data, exp.path(exp.data.train)):
+    from automtl import backends
+
+    cheap = all(e.small_data_folds for e in encoders)
+    continues = not backends.spec(exp.search.backend).cross_validates(exp.search.algorithm)
+    if names_split(exp.data) or not cheap or continues or wants_stream(exp.data, exp.path(exp.data.train)):
         return exp, False, None  # (a streamed table is never read whole)
     table = read_table(exp.path(exp.data.train), role="training data")
-    folds = auto_folds(exp.data, len(table), tabular_only)
+    folds = auto_folds(exp.data, len(table), cheap)
     if folds is None:
         return exp, False, table
     return exp.model_copy(update={"data": exp.data.model_copy(update={"folds": folds})}), True, table

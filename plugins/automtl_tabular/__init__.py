@@ -67,6 +67,8 @@ class TabularInput(InputEncoder):
     Options = TabularOptions
     #: a ninth of a table's rows ranks MLP configurations (multi-fidelity search by rows)
     subsample_ranks = True
+    small_data_folds = True
+    streams_from_table = True
     parameters = PARAMETERS
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:

@@ -49,6 +49,7 @@ SPEC = BackendSpec(
     multi_objective=False,
     pruning="Hyperband's successive halving (algorithm hyperband); no per-epoch pruner",
     pruners=("none",),
+    continues_trials=("hyperband",),
     parallel_workers=False,
     optuna_study=False,
     distributed="Keras Tuner's chief and workers (KERASTUNER_* environment variables)",
