@@ -120,10 +120,10 @@ def merge(fragments: Iterable[tuple[str, dict[str, Any]]], tasks: int, rows: int
     for owner, fragment in fragments:
         if not fragment:
             continue
-        unknown = set(fragment) - {"parameters", "per_task", "description", "start"}
+        unknown = set(fragment) - {"parameters", "per_task", "description", "start", "summary"}
         if unknown:
             raise ConfigError(f"auto space fragment of {owner}: unknown key(s) {sorted(unknown)}; "
-                              "expected parameters, per_task, description, start")
+                              "expected parameters, per_task, description, start, summary")
         for section in ("parameters", "per_task"):
             for key, value in (fragment.get(section) or {}).items():
                 space[section].pop(key, None) if value is None else space[section].__setitem__(key, value)
@@ -160,9 +160,9 @@ def build_auto_space(encoders: Iterable[Any], tasks: Iterable[Any], rows: int | 
     return merge(fragments, len(tasks), rows)
 
 
-def describe_types() -> list[tuple[str, str, str]]:
-    """(kind, type, what ``auto`` adds for it) for every installed input and task type, read
-    from the plugins' ``auto_space.yaml`` files without importing them."""
+def type_entries() -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, type, its ``auto_space.yaml`` entry) for every installed input and task type that has one,
+    read without importing the plugins (``automtl spaces`` and trial lines stay light)."""
     from automtl.core.plugins import entry_points
 
     rows = []
@@ -170,5 +170,10 @@ def describe_types() -> list[tuple[str, str, str]]:
         for name, ep in sorted(entry_points(kind).items()):
             entry = read_fragment(plugin_dir(ep.value.split(":")[0]), kind, name)
             if entry:
-                rows.append((kind, name, " ".join(str(entry.get("description", "")).split())))
+                rows.append((kind, name, entry))
     return rows
+
+
+def describe_types() -> list[tuple[str, str, str]]:
+    """(kind, type, what ``auto`` adds for it) for every installed input and task type."""
+    return [(kind, name, " ".join(str(entry.get("description", "")).split())) for kind, name, entry in type_entries()]

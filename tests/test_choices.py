@@ -35,3 +35,21 @@ def test_tabular_runs_show_their_encodings_and_the_trunk_norm():
               "trunk.depth": 2, "trunk.units": 128, "norm": "batch", "strategy": "joint", "learning_rate": 0.001}
     assert short_params(params) == "joint, tabular ple+embedding, trunk 2x128 batch-norm, lr 0.001"
     assert short_params({"trunk.depth": 1, "trunk.units": 64, "norm": "none"}) == "trunk 1x64"
+
+
+def test_a_plugin_type_says_how_its_parameters_read(monkeypatch):
+    """An input or task type's ``summary`` templates (its auto_space.yaml entry): the first whose parameters
+    the trial has is shown, so a third-party type's trials read as well as the built-in ones."""
+    from automtl import autospace
+    from automtl.rundir import choices
+
+    entries = [("input", "audio", {"summary": ["mel {audio.bins} bins/{audio.hop:.0f}", "mel {audio.bins} bins"]}),
+               ("task", "ranking", {"summary": "listwise k={rank.k}"})]
+    monkeypatch.setattr(autospace, "type_entries", lambda: entries)
+    choices._summaries.cache_clear()
+    try:
+        assert short_params({"audio.bins": 64, "audio.hop": 0.01, "rank.k": 5}) == "mel 64 bins/0.01, listwise k=5"
+        assert short_params({"audio.bins": 64, "learning_rate": 0.01}) == "mel 64 bins, lr 0.01"
+        assert short_params({"tabular.numeric": "ple"}) == ""  # no type installed here says how it reads
+    finally:
+        choices._summaries.cache_clear()

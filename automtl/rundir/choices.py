@@ -3,16 +3,20 @@
 What defines the model comes first: the sharing scheme and its setting, how
 the tasks train together (strategy, weighting), the encoder (text encoder,
 convolution stages x filters, a backbone, or a table's encodings), the dense
-trunk and its normalisation, then the learning rate. Only parameters the trial has are shown (a space that does not
+trunk and its normalisation, then the learning rate. How an input or task type's own
+parameters read is the type's to say: the ``summary`` templates of its entry in
+its package's ``auto_space.yaml`` (read without importing the plugin). Only parameters the trial has are shown (a space that does not
 search a choice shows nothing for it); whatever does not fit in one terminal
 line is left out from the end. ``automtl trials --params`` shows them all.
 """
 
 from __future__ import annotations
 
+import functools
+import string
 from typing import Any, Callable
 
-from automtl.core import registry
+from automtl.core import plugins, registry
 from automtl.errors import AutomtlError
 
 #: Longest summary (a trial line adds its number, score and metrics around it).
@@ -61,19 +65,41 @@ def _weights_losses(strategy: Any) -> bool:
         return True
 
 
+@functools.lru_cache(maxsize=4)
+def _summaries(generation: int) -> tuple[tuple[str, ...], ...]:
+    """Each installed input and task type's ``summary`` templates, inputs first (``generation``: the
+    installed plugins', so a newly registered type is read)."""
+    from automtl.autospace import type_entries
+
+    found = []
+    for kind, name, entry in type_entries():
+        templates = entry.get("summary") or []
+        templates = [templates] if isinstance(templates, str) else templates
+        if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
+            raise AutomtlError(f"auto_space.yaml: {kind}.{name}.summary: expected a template or a list of templates")
+        if templates:
+            found.append(tuple(templates))
+    return tuple(found)
+
+
+def _fill(template: str, p: dict[str, Any]) -> str | None:
+    """``template`` with the trial's values, or None when the trial lacks one of its parameters."""
+    names = [field for _, field, _, _ in string.Formatter().parse(template) if field]
+    if not all(n in p for n in names):
+        return None
+    out = []
+    for text, field, _, _ in string.Formatter().parse(template):
+        out.append(text + (_value(p[field]) if field else ""))
+    return "".join(out)
+
+
 def _encoder(p: dict[str, Any]) -> str:
+    """Per type, the first of its summary templates whose parameters the trial has."""
     bits = []
-    backbones = [k for k in p if k.endswith(".backbone")]
-    for key in backbones:
-        tune = p.get(key.removesuffix(".backbone") + ".fine_tune")
-        bits.append(f"backbone {p[key]}" + (f" {tune}" if tune is not None else ""))
-    if not backbones and ("image.stages" in p or "image.filters" in p):
-        bits.append(f"conv {p.get('image.stages', p.get('trunk.depth', '?'))}x{p.get('image.filters', p.get('trunk.units', '?'))}")
-    for key in p:
-        if key.endswith(".encoder"):
-            bits.append(str(p[key]))
-    if "tabular.numeric" in p or "tabular.categorical" in p:  # the tabular input's encodings
-        bits.append("tabular " + "+".join(str(p[k]) for k in ("tabular.numeric", "tabular.categorical") if k in p))
+    for templates in _summaries(plugins.generation()):
+        shown = next((text for text in (_fill(t, p) for t in templates) if text is not None), None)
+        if shown:
+            bits.append(shown)
     return ", ".join(bits)
 
 
