@@ -11,7 +11,6 @@ model runs once per call. Plain TensorFlow serves it.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -23,10 +22,9 @@ import tensorflow as tf
 from automtl.plugin_base import InputEncoder, Task
 from automtl.core.trial import trial_dir
 from automtl.errors import AutomtlError
-from automtl.export.formats import write_format
 from automtl.export.formats.portable import first_rows
-from automtl.export.savedmodel import (flatten_for_serving, input_signature, preprocessing_doc, saved_model_entry,
-                                       serving_version, type_of, versions)
+from automtl.export.savedmodel import (input_signature, serving_manifest, serving_version, versions, write_manifest,
+                                       write_serving_files)
 from automtl.model import layers as _layers  # noqa: F401  (registers custom layers for loading)
 from automtl.export.signatures import PORTABLE, Portable, portable_raw, shared_portable
 from automtl.rundir.ensemble import EnsembleResult
@@ -116,35 +114,15 @@ def export_ensemble(run_dir: Path, ensemble: EnsembleResult, encoders: Sequence[
     signatures = module.signatures()
     rows = first_rows(rows) if rows is not None and len(rows) else None
     with atomic_folder(target) as tmp:
-        tf.saved_model.save(module, str(tmp / "saved_model"), signatures=signatures)
         (tmp / "members").mkdir()
         for m in ensemble.members:
             shutil.copy2(trial_dir(run_dir, int(m["trial"])) / "model.keras", tmp / "members" / f"trial_{int(m['trial']):05d}.keras")
-        (tmp / "preprocessing.json").write_text(json.dumps(preprocessing_doc(module, tasks), indent=2))
-        shutil.copyfile(Path(__file__).with_name("preprocess_ref.py"), tmp / "preprocess.py")
-        written = {"saved_model": saved_model_entry(tmp, signatures, rows)}
-        for fmt in formats:
-            if fmt != "saved_model":
-                written[fmt] = write_format(fmt, tmp, rows)
-        outputs = sorted(signatures["serving_default"].structured_outputs)
+        written = write_serving_files(tmp, module, signatures, tasks, rows, formats)
         manifest = {
             "format": "automtl-export/1",
             "kind": "ensemble",
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "signature": "serving_default",
-            "signatures": {name: {"inputs": sorted(fn.structured_input_signature[1]),
-                                  "outputs": sorted(fn.structured_outputs)} for name, fn in signatures.items()},
-            "inputs": [s.describe() | {"input": enc.name, "type": type_of(enc)} for enc in encoders for s in enc.specs()],
-            "tasks": [
-                {"name": t.name, "type": type_of(t), "primary_metric": t.primary_metric,
-                 "outputs": [o for o in outputs if o.startswith(f"{t.name}.")], **t.describe()}
-                for t in tasks
-            ],
+            **serving_manifest(module, signatures, encoders, tasks, written, layout),
             "parameters": int(sum(m.count_params() for m in module.members)),
-            "formats": written,
-            "portable": {"preprocessing": "preprocessing.json", "reference": "preprocess.py"}
-            if module.portable_parts.model is not None else {"unavailable": module.portable_parts.reason},
-            "layout": layout,
             "ensemble": {
                 "method": "greedy ensemble selection with replacement (Caruana et al., 2004), per task, on the "
                           "validation rows",
@@ -154,9 +132,7 @@ def export_ensemble(run_dir: Path, ensemble: EnsembleResult, encoders: Sequence[
             "versions": versions(),
             **(extra or {}),
         }
-        if layout == "tf-serving":
-            flatten_for_serving(tmp, manifest)
-        (tmp / "automtl.json").write_text(json.dumps(manifest, indent=2, default=str))
+        write_manifest(tmp, manifest, layout)
     return target
 
 

@@ -84,44 +84,65 @@ def export_trial(
     signatures = module.signatures()
     rows = first_rows(rows) if rows is not None and len(rows) else None
     with atomic_folder(target) as tmp:
-        saved = tmp / "saved_model"
-        tf.saved_model.save(module, str(saved), signatures=signatures)
         shutil.copy2(model_path, tmp / "model.keras")
-        preprocessing = preprocessing_doc(module, tasks)
-        (tmp / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
-        shutil.copyfile(Path(__file__).with_name("preprocess_ref.py"), tmp / "preprocess.py")
-        written = {"saved_model": saved_model_entry(tmp, signatures, rows)}
-        for fmt in formats:
-            if fmt != "saved_model":
-                written[fmt] = write_format(fmt, tmp, rows)
-        outputs = sorted(signatures["serving_default"].structured_outputs)
+        written = write_serving_files(tmp, module, signatures, tasks, rows, formats)
         manifest = {
             "format": EXPORT_FORMAT,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "signature": "serving_default",
-            "signatures": {name: {"inputs": sorted(fn.structured_input_signature[1]),
-                                  "outputs": sorted(fn.structured_outputs)} for name, fn in signatures.items()},
-            "inputs": [s.describe() | {"input": enc.name, "type": type_of(enc)} for enc in encoders for s in enc.specs()],
-            "tasks": [
-                {"name": t.name, "type": type_of(t), "primary_metric": t.primary_metric,
-                 "outputs": [o for o in outputs if o.startswith(f"{t.name}.")], "signature": f"serve_{t.name}",
-                 **t.describe()}
-                for t in tasks
-            ],
+            **serving_manifest(module, signatures, encoders, tasks, written, layout),
             "parameters": int(model.count_params()),
-            "formats": written,
-            "portable": {"preprocessing": "preprocessing.json", "reference": "preprocess.py"}
-            if module.portable_parts.model is not None else {"unavailable": module.portable_parts.reason},
-            "layout": layout,
             "trial": {"number": record.number, "score": record.score, "params": record.params,
                       "metrics": record.metrics, "device": record.device, "best_epoch": record.best_epoch},
             "versions": versions(),
             **(extra or {}),
         }
-        if layout == "tf-serving":
-            flatten_for_serving(tmp, manifest)
-        (tmp / "automtl.json").write_text(json.dumps(manifest, indent=2, default=str))
+        write_manifest(tmp, manifest, layout)
     return target
+
+
+def write_serving_files(folder: Path, module: Any, signatures: Mapping[str, Any], tasks: Sequence[Task],
+                        rows: Mapping[str, Any] | None, formats: Sequence[str]) -> dict[str, Any]:
+    """What every export folder serves from, its model files aside: ``saved_model/``, ``preprocessing.json``,
+    ``preprocess.py`` and each other format (checked against the SavedModel on ``rows``). Returns the
+    manifest's ``formats`` entry."""
+    tf.saved_model.save(module, str(folder / "saved_model"), signatures=signatures)
+    (folder / "preprocessing.json").write_text(json.dumps(preprocessing_doc(module, tasks), indent=2))
+    shutil.copyfile(Path(__file__).with_name("preprocess_ref.py"), folder / "preprocess.py")
+    written = {"saved_model": saved_model_entry(folder, signatures, rows)}
+    for fmt in formats:
+        if fmt != "saved_model":
+            written[fmt] = write_format(fmt, folder, rows)
+    return written
+
+
+def serving_manifest(module: Any, signatures: Mapping[str, Any], encoders: Sequence[InputEncoder],
+                     tasks: Sequence[Task], written: Mapping[str, Any], layout: str) -> dict[str, Any]:
+    """The manifest entries every export has (a trial's or an ensemble's): when it was made, what its
+    signatures take and return, its inputs and tasks, its formats and portable files."""
+    outputs = sorted(signatures["serving_default"].structured_outputs)
+    return {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "signature": "serving_default",
+        "signatures": {name: {"inputs": sorted(fn.structured_input_signature[1]),
+                              "outputs": sorted(fn.structured_outputs)} for name, fn in signatures.items()},
+        "inputs": [s.describe() | {"input": enc.name, "type": type_of(enc)} for enc in encoders for s in enc.specs()],
+        "tasks": [
+            {"name": t.name, "type": type_of(t), "primary_metric": t.primary_metric,
+             "outputs": [o for o in outputs if o.startswith(f"{t.name}.")],
+             **({"signature": f"serve_{t.name}"} if f"serve_{t.name}" in signatures else {}), **t.describe()}
+            for t in tasks
+        ],
+        "formats": dict(written),
+        "portable": {"preprocessing": "preprocessing.json", "reference": "preprocess.py"}
+        if module.portable_parts.model is not None else {"unavailable": module.portable_parts.reason},
+        "layout": layout,
+    }
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any], layout: str) -> None:
+    """``automtl.json``, last (the TF Serving layout first moves the SavedModel's files to the top)."""
+    if layout == "tf-serving":
+        flatten_for_serving(folder, manifest)
+    (folder / "automtl.json").write_text(json.dumps(manifest, indent=2, default=str))
 
 
 def saved_model_entry(folder: Path, signatures: Mapping[str, Any], rows: Mapping[str, Any] | None) -> dict[str, Any]:
