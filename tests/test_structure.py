@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +257,63 @@ def test_the_core_names_no_built_in_plugin_concept(path):
     text = (ROOT / path).read_text().lower()
     named = [word for word in PLUGIN_NEUTRAL[path] if word in text]
     assert not named, f"{path} names {', '.join(named)}: ask the plugin through a hook of automtl.api"
+
+
+#: Strings of the core that equal a built-in plugin's name by coincidence or by design, with why.
+NOT_A_PLUGIN = {
+    ("automtl/deploy/kubernetes.py", "image"): "a container's image",
+    ("automtl/export/predict.py", "array"): "the manifest key naming an NPZ array",
+}
+
+
+def _built_in_plugin_names() -> set[str]:
+    """The entry-point names of the plugins that ship with automtl but live outside the core (``plugins/``)."""
+    import tomllib
+
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    return {name for group in groups.values() for name, target in group.items()
+            if target.split(":")[0].split(".")[0].startswith("automtl_")}
+
+
+def _demo_modules() -> set[str]:
+    """Core modules that write a demo: their experiment file names built-in types, as a user's would."""
+    import tomllib
+
+    demos = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["automtl.demos"]
+    return {target.split(":")[0].replace(".", "/") + ".py" for target in demos.values()}
+
+
+def test_no_built_in_plugin_is_named_in_the_core():
+    """No string of the core (docstrings aside) is a built-in plugin's type name or one of its parameters
+    (``tabular``, ``image.stages``): what the core needs of a plugin it asks through a hook, as of a
+    third party's."""
+    names, demos, found = _built_in_plugin_names(), _demo_modules(), []
+    for path in sorted(CORE.rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        if rel in demos:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)) or id(node) in docstrings:
+                continue
+            hit = next((n for n in names if node.value == n or node.value.startswith(n + ".")), None)
+            if hit and (rel, hit) not in NOT_A_PLUGIN:
+                found.append(f"{rel}:{node.lineno} {node.value!r}")
+    assert names >= {"tabular", "image", "text", "classification", "detection", "coco"}
+    assert not found, found
+
+
+def test_the_plugin_name_check_finds_a_parameter_name(tmp_path, monkeypatch):
+    core = tmp_path / "automtl"
+    core.mkdir()
+    (core / "m.py").write_text('"""Reads tabular data."""\nSHOWN = "tabular.numeric"\n')
+    monkeypatch.setattr(sys.modules[__name__], "CORE", core)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "_built_in_plugin_names", lambda: {"tabular", "image", "text",
+                                                                                "classification", "detection", "coco"})
+    monkeypatch.setattr(sys.modules[__name__], "_demo_modules", set)
+    with pytest.raises(AssertionError, match=r"automtl/m.py:2 'tabular.numeric'"):
+        test_no_built_in_plugin_is_named_in_the_core()
