@@ -61,9 +61,23 @@ def experiment_dict(train: Path, space: Path, **search: Any) -> dict[str, Any]:
             {"name": "kind", "type": "classification", "target": "kind"},
         ],
         "space": str(space),
-        # trials in this process: quicker for tiny tests (tests/test_worker.py covers worker processes)
-        "search": {"trials": 2, "epochs": 3, "seed": 0, "trials_per_process": 0, **search},
+        # trials in this process: quicker for tiny tests (tests/test_worker.py covers worker processes);
+        # no refit, baselines or ensemble after the trials (they double a tiny search's time): the tests
+        # of those steps ask for them (tests/test_ensemble_e2e.py, test_search_e2e.py, test_splits.py)
+        "search": {"trials": 2, "epochs": 3, "seed": 0, "trials_per_process": 0, **LEAN_ENDING, **search},
     }
+
+
+#: What a tiny test search skips after its trials (see :func:`experiment_dict`).
+LEAN_ENDING = {"refit": False, "baselines": "off", "ensemble": 0}
+
+
+def default_ending(exp: dict[str, Any]) -> dict[str, Any]:
+    """``exp`` (an :func:`experiment_dict`) with the search's own defaults for what follows the trials:
+    refit, auto baselines, an ensemble once two trials completed."""
+    for key in LEAN_ENDING:
+        exp["search"].pop(key, None)
+    return exp
 
 
 @pytest.fixture

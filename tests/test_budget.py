@@ -8,6 +8,7 @@ import time
 
 import pytest
 import yaml
+from conftest import default_ending
 
 from automtl.config import DEFAULT_TRIALS, SearchConfig
 from automtl.core.trial import TrialPruned, TrialRecord
@@ -142,7 +143,7 @@ def test_a_timed_search_runs_as_many_trials_as_fit_and_ends_on_time_with_best_an
 
     monkeypatch.setattr(config, "DEFAULT_TRIALS", 2)
     path = write_experiment()
-    exp = yaml.safe_load(path.read_text())
+    exp = default_ending(yaml.safe_load(path.read_text()))
     del exp["search"]["trials"]
     exp["search"].update(epochs=4, patience=None)
     path.write_text(yaml.safe_dump(exp))

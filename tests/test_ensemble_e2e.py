@@ -12,7 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import TINY_SPACE, experiment_dict, make_table
+from conftest import TINY_SPACE, default_ending, experiment_dict, make_table
 from helpers import assert_user_error
 from test_export import SERVE
 
@@ -34,7 +34,8 @@ def finished(tmp_path_factory) -> tuple[Path, str]:
     frame.loc[::3, "kind"] = None
     frame.to_csv(root / "data.csv", index=False)
     (root / "space.yaml").write_text(yaml.safe_dump(TINY_SPACE))
-    exp = experiment_dict(root / "data.csv", root / "space.yaml", out=str(root / "run"), trials=4, ensemble=3)
+    exp = default_ending(experiment_dict(root / "data.csv", root / "space.yaml", out=str(root / "run"), trials=4))
+    exp["search"]["ensemble"] = 3
     (root / "experiment.yaml").write_text(yaml.safe_dump(exp))
     result = _invoke("search", "--config", root / "experiment.yaml", "--no-report")
     assert result.exit_code == 0, result.output

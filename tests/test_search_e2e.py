@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
+
+from conftest import default_ending
 
 #: every test here runs a search (or reads one that a module fixture ran): the e2e loop
 pytestmark = pytest.mark.e2e
@@ -18,7 +21,9 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_search_from_config_exports_and_records(cli, write_experiment, tmp_path):
-    result = cli("search", "--config", write_experiment(), "--trials", "2", "--epochs", "3")
+    path = write_experiment()
+    path.write_text(yaml.safe_dump(default_ending(yaml.safe_load(path.read_text()))))
+    result = cli("search", "--config", path, "--trials", "2", "--epochs", "3")
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
     rows = read_rows(run / "trials.csv")

@@ -15,7 +15,7 @@ from automtl.data.split import (AUTO_FOLDS, SPLIT_FILE, check_no_shared_groups, 
                                 holdout_rows, recorded_split)
 from automtl.data.table import Table
 from automtl.errors import ConfigError, DataError
-from conftest import experiment_dict, make_table
+from conftest import default_ending, experiment_dict, make_table
 from helpers import assert_user_error
 
 
@@ -145,7 +145,7 @@ def grouped_csv(tmp_path: Path) -> Path:
 @pytest.mark.e2e
 def test_cross_validated_grouped_search_end_to_end(cli, tmp_path, grouped_csv, tiny_space):
     """3 folds by site: the folds' mean ranks trials, the best is retrained on every row and exported."""
-    raw = experiment_dict(grouped_csv, tiny_space, out=str(tmp_path / "run"), epochs=2)
+    raw = default_ending(experiment_dict(grouped_csv, tiny_space, out=str(tmp_path / "run"), epochs=2))
     raw["data"].update(group="site", folds=3)
     path = tmp_path / "cv.yaml"
     path.write_text(yaml.safe_dump(raw))
