@@ -70,6 +70,8 @@ def experiment_dict(train: Path, space: Path, **search: Any) -> dict[str, Any]:
 
 #: What a tiny test search skips after its trials (see :func:`experiment_dict`).
 LEAN_ENDING = {"refit": False, "baselines": "off", "ensemble": 0}
+#: The same for ``automtl search --demo ...`` in a test that is not about those steps.
+LEAN_FLAGS = ("--baselines", "off", "--ensemble", "0", "--no-refit")
 
 
 def default_ending(exp: dict[str, Any]) -> dict[str, Any]:

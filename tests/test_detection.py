@@ -20,6 +20,8 @@ from automtl.errors import DataError
 from automtl_detection.demo import make_canvases
 from helpers import assert_user_error
 
+from conftest import LEAN_FLAGS
+
 CANVAS = 24
 TINY_SPACE = {
     "parameters": {"image.stages": 2, "image.filters": 8, "image.shift": {"choice": [0.0, 0.1]},
@@ -353,7 +355,8 @@ def test_detection_demo_writes_coco_data_that_reads(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_detection_demo_runs_from_the_cli(cli, tmp_path):
-    result = cli("search", "--demo", "detection", "--trials", "1", "--epochs", "2", "--out", tmp_path / "demo")
+    result = cli("search", "--demo", "detection", "--trials", "1", "--epochs", "2", "--out", tmp_path / "demo",
+                 "--no-report", *LEAN_FLAGS)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "demo" / "best" / "saved_model" / "saved_model.pb").exists()
 

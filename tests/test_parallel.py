@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from conftest import LEAN_FLAGS
+
 
 def rows(path):
     with path.open() as fh:
@@ -71,7 +73,7 @@ def test_two_workers_share_a_journal_study_and_finish_exactly_the_budget(cli, wr
 def test_two_workers_finish_the_digits_demo(cli, tmp_path):
     """The issue's 'done means': two workers on one machine finish a demo search with journal storage."""
     result = cli("search", "--demo", "digits", "--out", tmp_path / "digits", "--workers", "2", "--trials", "4",
-                 "--epochs", "3", "--no-report")
+                 "--epochs", "3", "--no-report", *LEAN_FLAGS)
     assert result.exit_code == 0, result.output
     table = rows(tmp_path / "digits" / "trials.csv")
     assert len(table) == 4 and len({r["number"] for r in table}) == 4

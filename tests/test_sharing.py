@@ -20,7 +20,7 @@ from automtl_image import ImageInput
 from automtl_regression import RegressionTask
 from automtl_tabular import TabularInput
 from automtl_text import TextInput, TextTask
-from conftest import REPO, make_table
+from conftest import LEAN_FLAGS, REPO, make_table
 from helpers import assert_user_error, prepared, split, train_once
 
 SCHEMES = ["none", "hard", "branch", "soft", "cross_stitch", "mmoe", "ple"]
@@ -264,7 +264,7 @@ def test_digits_demo_searches_the_sharing_space_and_resumes(cli, tmp_path, backe
         pytest.importorskip("keras_tuner")
     out = tmp_path / "run"
     args = ("search", "--demo", "digits", "--space", "sharing", "--backend", backend, "--epochs", "1",
-            "--out", out, "--quiet")
+            "--out", out, "--quiet", "--no-report", *LEAN_FLAGS)
     result = cli(*args, "--trials", "3")
     assert result.exit_code == 0, result.output
     trials = json.loads((out / "trials.json").read_text())["trials"]

@@ -19,6 +19,8 @@ from automtl_text.tags import TagError, align, check_iob2
 from automtl_text.tokens import tokenize
 from helpers import assert_user_error
 
+from conftest import LEAN_FLAGS
+
 TRICKY = [
     "Book a flight to Boston, please!",
     "It's 3:30pm... (maybe) [later]?",
@@ -259,7 +261,7 @@ print(json.dumps({k: v.numpy().tolist() for k, v in out.items() if v.dtype != tf
 @pytest.mark.slow
 def test_text_demo_exports_a_model_that_tags_raw_strings_in_plain_tensorflow(cli, tmp_path):
     out = tmp_path / "run"
-    result = cli("search", "--demo", "text", "--trials", "1", "--epochs", "2", "--out", out, "--no-report")
+    result = cli("search", "--demo", "text", "--trials", "1", "--epochs", "2", "--out", out, "--no-report", *LEAN_FLAGS)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "best" / "automtl.json").read_text())
     tags = next(t for t in manifest["tasks"] if t["name"] == "slots")["tags"]

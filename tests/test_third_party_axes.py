@@ -17,6 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import LEAN_FLAGS
+
 
 EVERYTHING = '''
 """Every axis of automtl, as a third party writes it: automtl.api only."""
@@ -321,7 +323,7 @@ def test_a_search_uses_a_third_party_member_of_every_axis(everything):
     root, env = everything
     run = root / "run"
     proc = subprocess.run([sys.executable, "-m", "automtl.cli", "search", "--demo", "everything", "--out", str(run),
-                           "--quiet", "--no-report"], env=env, capture_output=True, text=True, cwd=root)
+                           "--quiet", "--no-report", *LEAN_FLAGS], env=env, capture_output=True, text=True, cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     trials = json.loads((run / "trials.json").read_text())["trials"]
     assert [t["state"] for t in trials] == ["complete", "complete"]
