@@ -62,7 +62,8 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
            "tasks": [{"name": "label", "type": "classification", "target": "label"},
                      {"name": "brightness", "type": "regression", "target": "brightness"}],
            "space": "space.yaml",
-           "search": {"trials": 2, "epochs": 1, "seed": 0, "out": "run", "baselines": "off", "refit": False}}
+           "search": {"trials": 2, "epochs": 1, "seed": 0, "out": "run", "baselines": "off", "refit": False,
+                      "ensemble": 0}}
     (folder / "experiment.yaml").write_text(yaml.safe_dump(exp))
     return folder
 
