@@ -126,43 +126,14 @@ def _rerun(config: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_trial_keeps_finished_trials_and_a_rerun_completes(tmp_path, table_csv, tiny_space):
+def test_ctrl_c_then_a_kill_mid_trial_keep_what_finished_and_a_rerun_completes(tmp_path, table_csv, tiny_space):
+    """One run folder through both faults a user meets (one story, so the slow searches run once):
+    Ctrl-C records the running trial as interrupted and exports the best so far; a SIGKILL leaves its
+    trial running in the study, which the next run fails at once and retries with the same parameters."""
     config = _experiment(tmp_path, table_csv, tiny_space, **SEARCH)
     run_dir = tmp_path / "run"
     _first_trial(config)
-    proc = _start(config, *LONG, log=tmp_path / "first.log")
-    try:
-        killed = _wait_for_running_trial(run_dir, proc)
-        before = {r["number"]: r for r in rows(run_dir / "trials.csv")}
-        proc.kill()  # SIGKILL: no clean-up at all
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert [r["state"] for r in before.values()] == ["complete"]
-    # The rerun: same command (with short trials), same study. The dead process's trial is failed at once and retried.
-    rerun = _rerun(config)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    table = {r["number"]: r for r in rows(run_dir / "trials.csv")}
-    for number, row in before.items():  # what was finished is intact
-        assert {k: table[number][k] for k in ("state", "score", "param.learning_rate")} == \
-               {k: row[k] for k in ("state", "score", "param.learning_rate")}
-    dead = table[str(killed)]
-    assert dead["state"] == "fail" and "died" in dead["reason"] and "retried" in dead["reason"]
-    retries = [r for r in table.values() if r["number"] != str(killed)
-               and r["param.learning_rate"] == dead["param.learning_rate"]]
-    assert retries and retries[0]["state"] == "complete"  # the killed trial ran again, same parameters
-    # The study holds its three counted trials: the killed one is replaced, not counted.
-    assert sum(r["state"] == "complete" for r in table.values()) == 3
-    assert len(table) == 4
-    assert (run_dir / "best" / "saved_model").exists()
-
-
-@pytest.mark.slow
-def test_sigint_records_the_running_trial_as_interrupted_and_exports_the_best(tmp_path, table_csv, tiny_space):
-    config = _experiment(tmp_path, table_csv, tiny_space, **SEARCH)
-    run_dir = tmp_path / "run"
-    _first_trial(config)
+    # Ctrl-C (SIGINT) mid-trial
     proc = _start(config, *LONG, log=tmp_path / "first.log")
     try:
         running = _wait_for_running_trial(run_dir, proc)
@@ -181,11 +152,33 @@ def test_sigint_records_the_running_trial_as_interrupted_and_exports_the_best(tm
     assert table[str(running)]["state"] == "fail" and table[str(running)]["reason"] == "interrupted (Ctrl-C)"
     assert (run_dir / "best" / "saved_model").exists()  # the best so far
     assert trial_workers and not any(_alive(p) for p in trial_workers)  # the trial's process was stopped
-    # Rerunning resumes: the interrupted trial does not count, so the study still gets three finished trials.
+    # SIGKILL mid-trial: no clean-up at all
+    proc = _start(config, *LONG, log=tmp_path / "second.log")
+    try:
+        killed = _wait_for_running_trial(run_dir, proc)
+        before = {r["number"]: r for r in rows(run_dir / "trials.csv")}
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert sorted(r["state"] for r in before.values()) == ["complete", "fail"]
+    # The rerun: same command (with short trials), same study. The dead process's trial is failed at once and retried.
     rerun = _rerun(config)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    table = rows(run_dir / "trials.csv")
-    assert sum(r["state"] == "complete" for r in table) == 3 and len(table) == 4
+    table = {r["number"]: r for r in rows(run_dir / "trials.csv")}
+    for number, row in before.items():  # what was finished is intact
+        assert {k: table[number][k] for k in ("state", "score", "param.learning_rate")} == \
+               {k: row[k] for k in ("state", "score", "param.learning_rate")}
+    dead = table[str(killed)]
+    assert dead["state"] == "fail" and "died" in dead["reason"] and "retried" in dead["reason"]
+    retries = [r for r in table.values() if r["number"] != str(killed)
+               and r["param.learning_rate"] == dead["param.learning_rate"]]
+    assert retries and retries[0]["state"] == "complete"  # the killed trial ran again, same parameters
+    # The study holds its three counted trials: neither the interrupted nor the killed trial counts.
+    assert sum(r["state"] == "complete" for r in table.values()) == 3
+    assert len(table) == 5
+    assert (run_dir / "best" / "saved_model").exists()
 
 
 def test_dead_owner_trial_is_failed_and_retried_and_the_budget_is_exact(tmp_path, tiny_space):
