@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import make_table
+from conftest import LEAN_ENDING, make_table
 
 
 @pytest.mark.e2e
@@ -22,7 +22,7 @@ def test_parquet_with_separate_validation_file(cli, tmp_path, tiny_space):
         "tasks": [{"name": "price", "type": "regression", "target": "price"},
                   {"name": "kind", "type": "classification", "target": "kind"}],
         "space": str(tiny_space),
-        "search": {"trials": 1, "epochs": 2, "out": "run", "trials_per_process": 0},
+        "search": {**LEAN_ENDING, "trials": 1, "epochs": 2, "out": "run", "trials_per_process": 0},
     }
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     result = cli("search", "--config", tmp_path / "exp.yaml", "--no-report")
@@ -46,7 +46,7 @@ def test_npz_arrays_as_inputs_and_targets(cli, tmp_path, tiny_space):
         "tasks": [{"name": "score", "type": "regression", "target": "two"},
                   {"name": "label", "type": "classification", "target": "label"}],
         "space": str(tiny_space),
-        "search": {"trials": 1, "epochs": 3, "out": "run", "trials_per_process": 0},
+        "search": {**LEAN_ENDING, "trials": 1, "epochs": 3, "out": "run", "trials_per_process": 0},
     }
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     result = cli("search", "--config", tmp_path / "exp.yaml", "--no-report")

@@ -20,7 +20,7 @@ from automtl.errors import DataError
 from automtl_detection.demo import make_canvases
 from helpers import assert_user_error
 
-from conftest import LEAN_FLAGS
+from conftest import LEAN_ENDING, LEAN_FLAGS
 
 CANVAS = 24
 TINY_SPACE = {
@@ -57,7 +57,7 @@ def write_experiment(folder: Path, data: str, space: dict | None = None, **searc
         "tasks": [{"name": "digits", "type": "detection"},
                   {"name": "count", "type": "classification", "target": "count"}],
         "space": "space.yaml",
-        "search": {"trials": 1, "epochs": 2, "seed": 0, "out": str(folder / "run"), **search},
+        "search": {**LEAN_ENDING, "trials": 1, "epochs": 2, "seed": 0, "out": str(folder / "run"), **search},
     }
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(exp))

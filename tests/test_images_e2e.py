@@ -16,6 +16,8 @@ from PIL import Image
 from automtl.core.trial import trial_dir
 from helpers import assert_user_error
 
+from conftest import LEAN_ENDING
+
 #: every test here runs a search (or reads one that a module fixture ran): the e2e loop
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +73,7 @@ def backbone_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "tasks": [{"name": "label", "type": "classification", "target": "label"},
                   {"name": "brightness", "type": "regression", "target": "brightness"}],
         "space": "space.yaml",
-        "search": {"trials": 2, "epochs": 1, "seed": 0, "out": str(folder / "run"), "trials_per_process": 0},
+        "search": {**LEAN_ENDING, "trials": 2, "epochs": 1, "seed": 0, "out": str(folder / "run"), "trials_per_process": 0},
     }
     (folder / "experiment.yaml").write_text(yaml.safe_dump(exp))
     result = CliRunner().invoke(cli, ["search", "--config", str(folder / "experiment.yaml"), "--no-report"],

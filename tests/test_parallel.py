@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import LEAN_FLAGS
+from conftest import LEAN_ENDING, LEAN_FLAGS
 
 
 def rows(path):
@@ -45,7 +45,7 @@ def test_two_workers_share_a_journal_study_and_finish_exactly_the_budget(cli, wr
 
     from automtl.backends.optuna.storage import OWNER_ATTR, open_storage
 
-    exp = write_experiment(search={"trials": 5, "epochs": 2, "seed": 0, "trials_per_process": 10,
+    exp = write_experiment(search={**LEAN_ENDING, "trials": 5, "epochs": 2, "seed": 0, "trials_per_process": 10,
                                    "out": str(tmp_path / "run")})
     result = cli("search", "--config", exp, "--workers", "2", "--no-report")
     assert result.exit_code == 0, result.output

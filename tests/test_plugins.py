@@ -12,6 +12,8 @@ import pytest
 
 from automtl.core.plugins import list_plugins
 
+from conftest import LEAN_ENDING
+
 THIRD_PARTY = '''
 """A third-party task type: Poisson counts, written against automtl.api only."""
 import keras
@@ -90,7 +92,7 @@ def test_third_party_task_is_discovered_and_used_in_a_search(tmp_path, table_csv
         "tasks": [{"name": "visits", "type": "count", "target": "visits"},
                   {"name": "kind", "type": "classification", "target": "kind"}],
         "space": str(tiny_space),
-        "search": {"trials": 2, "epochs": 3, "out": str(tmp_path / "run")},
+        "search": {**LEAN_ENDING, "trials": 2, "epochs": 3, "out": str(tmp_path / "run")},
     }
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(exp))

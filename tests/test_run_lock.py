@@ -17,6 +17,8 @@ from helpers import assert_user_error
 
 from automtl.errors import ConfigError
 
+from conftest import LEAN_FLAGS
+
 #: A process that holds a run folder's lock until it is killed.
 HOLDER = ("import sys, time\n"
           "from automtl.rundir.lock import hold\n"
@@ -108,8 +110,7 @@ def test_two_searches_started_at_once_on_one_folder(tmp_path, write_experiment):
     """The issue's finding: both ran and both exported best/. Now one runs and the other is refused."""
     out = tmp_path / "shared"
     exp_path = write_experiment(search={"trials": 2, "epochs": 2, "trials_per_process": 0, "out": str(out)})
-    cmd = [sys.executable, "-m", "automtl", "search", "--config", str(exp_path), "--no-report", "--quiet",
-           "--baselines", "off", "--ensemble", "0"]
+    cmd = [sys.executable, "-m", "automtl", "search", "--config", str(exp_path), "--no-report", "--quiet", *LEAN_FLAGS]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1"}
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]

@@ -20,7 +20,7 @@ from automtl_image import ImageInput
 from automtl_regression import RegressionTask
 from automtl_tabular import TabularInput
 from automtl_text import TextInput, TextTask
-from conftest import LEAN_FLAGS, REPO, make_table
+from conftest import LEAN_ENDING, LEAN_FLAGS, REPO, make_table
 from helpers import assert_user_error, prepared, split, train_once
 
 SCHEMES = ["none", "hard", "branch", "soft", "cross_stitch", "mmoe", "ple"]
@@ -313,7 +313,7 @@ def test_third_party_scheme_through_an_entry_point(tmp_path, table_csv):
                "inputs": [{"name": "features", "type": "tabular", "numeric": ["x*"]}],
                "tasks": [{"name": "price", "type": "regression", "target": "price"},
                          {"name": "kind", "type": "classification", "target": "kind"}],
-               "space": str(space), "search": {"trials": 3, "epochs": 2, "out": str(tmp_path / "run"),
+               "space": str(space), "search": {**LEAN_ENDING, "trials": 3, "epochs": 2, "out": str(tmp_path / "run"),
                                                "trials_per_process": 0}}
         path = tmp_path / "exp.yaml"
         path.write_text(yaml.safe_dump(exp))

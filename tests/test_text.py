@@ -19,7 +19,7 @@ from automtl_text.tags import TagError, align, check_iob2
 from automtl_text.tokens import tokenize
 from helpers import assert_user_error
 
-from conftest import LEAN_FLAGS
+from conftest import LEAN_ENDING, LEAN_FLAGS
 
 TRICKY = [
     "Book a flight to Boston, please!",
@@ -64,7 +64,7 @@ def tagging_experiment(tmp_path: Path, train: Path, space: Path | None = None, *
         "inputs": [{"name": "text", "type": "text", "column": "tokens"}],
         "tasks": [{"name": "slots", "type": "text", **task_options}],
         "space": str(space),
-        "search": {"trials": 1, "epochs": 1, "out": str(tmp_path / "run")},
+        "search": {**LEAN_ENDING, "trials": 1, "epochs": 1, "out": str(tmp_path / "run")},
     }
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(exp))
@@ -310,7 +310,7 @@ def test_text_classification_and_regression_from_a_csv_through_config(cli, tmp_p
            "inputs": [{"name": "words", "type": "text", "column": "review"}],  # an input named apart from its column
            "tasks": [{"name": "rating", "type": "regression", "target": "rating"},
                      {"name": "category", "type": "classification", "target": "category"}],
-           "space": "space.yaml", "search": {"trials": 2, "epochs": 15, "patience": 5, "out": "run"}}
+           "space": "space.yaml", "search": {**LEAN_ENDING, "trials": 2, "epochs": 15, "patience": 5, "out": "run"}}
     path = tmp_path / "reviews.yaml"
     path.write_text(yaml.safe_dump(exp))
     result = cli("search", "--config", path, "--no-report")

@@ -14,6 +14,8 @@ from automtl.errors import DataError
 from automtl_text import TextInput
 from helpers import assert_user_error
 
+from conftest import LEAN_ENDING
+
 DIM = 6
 
 
@@ -135,7 +137,7 @@ def test_searched_freezing_runs_and_bad_embeddings_are_refused(cli, tmp_path):
     exp = {"data": {"train": "r.csv"}, "inputs": [{"name": "text", "type": "text", "column": "text",
                                                    "embeddings": "v.vec"}],
            "tasks": [{"name": "label", "type": "classification", "target": "label"}], "space": "space.yaml",
-           "search": {"trials": 1, "epochs": 1, "out": str(tmp_path / "run"), "trials_per_process": 0}}
+           "search": {**LEAN_ENDING, "trials": 1, "epochs": 1, "out": str(tmp_path / "run"), "trials_per_process": 0}}
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     result = cli("search", "--config", tmp_path / "exp.yaml", "--no-report")
     assert result.exit_code == 0, result.output

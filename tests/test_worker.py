@@ -10,6 +10,8 @@ import pytest
 
 from automtl.config import load_experiment
 
+from conftest import LEAN_ENDING
+
 #: every test here runs a search (or reads one that a module fixture ran): the e2e loop
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +71,7 @@ def test_killed_worker_fails_its_trial_and_the_search_goes_on(cli, write_experim
 
     monkeypatch.setattr(search_module, "make_runner", remember)
     monkeypatch.setattr(progress.SearchProgress, "epoch", kill_during_first_trial)
-    exp = write_experiment(search={"trials": 3, "epochs": 3, "seed": 0, "out": str(tmp_path / "run"),
+    exp = write_experiment(search={**LEAN_ENDING, "trials": 3, "epochs": 3, "seed": 0, "out": str(tmp_path / "run"),
                                    "trials_per_process": 5})
     result = cli("search", "--config", exp, "--no-report")
     assert killed
