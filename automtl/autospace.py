@@ -124,6 +124,11 @@ def merge(fragments: Iterable[tuple[str, dict[str, Any]]], tasks: int, rows: int
         if unknown:
             raise ConfigError(f"auto space fragment of {owner}: unknown key(s) {sorted(unknown)}; "
                               "expected parameters, per_task, description, start, summary")
+        summary = fragment.get("summary")
+        if summary is not None and not (isinstance(summary, str) or (
+                isinstance(summary, list) and all(isinstance(t, str) for t in summary))):
+            raise ConfigError(f"auto space fragment of {owner}: summary: expected a template or a list of templates "
+                              f"(how a trial's choices read in trial lines), got {summary!r}")
         for section in ("parameters", "per_task"):
             for key, value in (fragment.get(section) or {}).items():
                 space[section].pop(key, None) if value is None else space[section].__setitem__(key, value)

@@ -53,3 +53,20 @@ def test_a_plugin_type_says_how_its_parameters_read(monkeypatch):
         assert short_params({"tabular.numeric": "ple"}) == ""  # no type installed here says how it reads
     finally:
         choices._summaries.cache_clear()
+
+
+def test_a_malformed_summary_is_refused_where_fragments_are_checked_and_never_breaks_a_trial_line(monkeypatch):
+    import pytest
+
+    from automtl import autospace
+    from automtl.errors import ConfigError
+    from automtl.rundir import choices
+
+    with pytest.raises(ConfigError, match=r"fragment of input 'a' \(audio\): summary: expected a template"):
+        autospace.merge([("input 'a' (audio)", {"summary": {"mel": "{audio.bins}"}})], tasks=1)
+    monkeypatch.setattr(autospace, "type_entries", lambda: [("input", "audio", {"summary": {"mel": "x"}})])
+    choices._summaries.cache_clear()
+    try:
+        assert short_params({"audio.bins": 64, "learning_rate": 0.01}) == "lr 0.01"
+    finally:
+        choices._summaries.cache_clear()

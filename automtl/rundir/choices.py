@@ -3,11 +3,12 @@
 What defines the model comes first: the sharing scheme and its setting, how
 the tasks train together (strategy, weighting), the encoder (text encoder,
 convolution stages x filters, a backbone, or a table's encodings), the dense
-trunk and its normalisation, then the learning rate. How an input or task type's own
-parameters read is the type's to say: the ``summary`` templates of its entry in
-its package's ``auto_space.yaml`` (read without importing the plugin). Only parameters the trial has are shown (a space that does not
-search a choice shows nothing for it); whatever does not fit in one terminal
-line is left out from the end. ``automtl trials --params`` shows them all.
+trunk and its normalisation, then the learning rate. How an input or task
+type's own parameters read is the type's to say: the ``summary`` templates of
+its entry in its package's ``auto_space.yaml`` (read without importing the
+plugin). Only parameters the trial has are shown (a space that does not search
+a choice shows nothing for it); whatever does not fit in one terminal line is
+left out from the end. ``automtl trials --params`` shows them all.
 """
 
 from __future__ import annotations
@@ -71,13 +72,15 @@ def _summaries(generation: int) -> tuple[tuple[str, ...], ...]:
     installed plugins', so a newly registered type is read)."""
     from automtl.autospace import type_entries
 
+    try:
+        entries = type_entries()
+    except AutomtlError:  # a malformed auto_space.yaml: `automtl spaces` and `space: auto` report it; lines go on
+        return ()
     found = []
-    for kind, name, entry in type_entries():
+    for _, _, entry in entries:
         templates = entry.get("summary") or []
         templates = [templates] if isinstance(templates, str) else templates
-        if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
-            raise AutomtlError(f"auto_space.yaml: {kind}.{name}.summary: expected a template or a list of templates")
-        if templates:
+        if isinstance(templates, list) and templates and all(isinstance(t, str) for t in templates):
             found.append(tuple(templates))
     return tuple(found)
 
